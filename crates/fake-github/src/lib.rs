@@ -1,0 +1,1 @@
+//! Fake GitHub: see docs/test-bench.md.
