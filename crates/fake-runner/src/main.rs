@@ -1,1 +1,377 @@
-fn main() {}
+//! `fake-runner`: stands in for GitHub's `run.sh` (Runner.Listener) in JIT mode inside
+//! podrunner's test image. It takes exactly one job from fake-github over the fake runner
+//! protocol (docs/test-bench.md), runs it with `sh -c`, reports it and exits, printing the lines
+//! the real runner prints. Exit codes and signal behaviour follow shared/runner-contract.md.
+
+mod api;
+mod jit;
+mod job;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Sender};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use api::{ApiError, Client, Completion, Job};
+
+pub const VERSION: &str = "2.999.0-fake";
+
+/// Listener exit codes (shared/runner-contract.md, "Exit codes").
+pub const EXIT_SUCCESS: i32 = 0;
+pub const EXIT_TERMINATED: i32 = 1;
+pub const EXIT_RETRYABLE: i32 = 2;
+pub const EXIT_SESSION_CONFLICT: i32 = 5;
+
+/// The environment variable the runner reads `--jitconfig` from.
+pub const JITCONFIG_ENV: &str = "ACTIONS_RUNNER_INPUT_JITCONFIG";
+const INPUT_ENV_PREFIX: &str = "ACTIONS_RUNNER_INPUT_";
+
+/// What the main thread waits for.
+pub enum Event {
+    Signal(i32),
+    Acquired(Result<Job, ApiError>),
+    JobExited(std::process::ExitStatus),
+    OutputDone,
+}
+
+/// Prints a line with the runner's timestamp prefix (`2024-01-02 03:04:05Z: ...`).
+pub fn log(msg: &str) {
+    println!("{}: {msg}", timestamp(SystemTime::now()));
+}
+
+/// `YYYY-MM-DD HH:MM:SSZ` in UTC.
+pub fn timestamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The command line, as far as the fake understands it.
+#[derive(Debug, PartialEq, Eq)]
+enum Cli {
+    Run { jitconfig: Option<String> },
+    Version,
+    Help,
+}
+
+fn parse_args(args: &[String]) -> Result<Cli, String> {
+    let mut jitconfig = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--version" => return Ok(Cli::Version),
+            "--help" | "-h" => return Ok(Cli::Help),
+            "--jitconfig" => match it.next() {
+                Some(v) => jitconfig = Some(v.clone()),
+                None => return Err("'--jitconfig' needs a value".into()),
+            },
+            other => match other.strip_prefix("--jitconfig=") {
+                Some(v) => jitconfig = Some(v.to_string()),
+                None => {
+                    return Err(format!(
+                        "Unrecognized command-line input arguments: '{other}'."
+                    ))
+                }
+            },
+        }
+    }
+    Ok(Cli::Run { jitconfig })
+}
+
+/// The JIT config: the command line wins over the environment (like the runner's
+/// CommandSettings); an empty value counts as absent.
+fn pick_jitconfig(arg: Option<String>, env: Option<String>) -> Option<String> {
+    arg.into_iter().chain(env).find(|v| !v.trim().is_empty())
+}
+
+fn main() {
+    // Read and scrub ACTIONS_RUNNER_INPUT_* first, before any thread exists, like the runner
+    // does: the job must never see the JIT config.
+    let env_jit = std::env::var(JITCONFIG_ENV).ok();
+    let input_vars: Vec<OsString> = std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| k.to_string_lossy().starts_with(INPUT_ENV_PREFIX))
+        .collect();
+    for k in &input_vars {
+        std::env::remove_var(k);
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(run(&args, env_jit));
+}
+
+fn run(args: &[String], env_jit: Option<String>) -> i32 {
+    let jit_arg = match parse_args(args) {
+        Ok(Cli::Version) => {
+            println!("{VERSION}");
+            return EXIT_SUCCESS;
+        }
+        Ok(Cli::Help) => {
+            println!("fake-runner {VERSION}: run.sh --jitconfig <encoded> (or {JITCONFIG_ENV}=<encoded>)");
+            return EXIT_SUCCESS;
+        }
+        Ok(Cli::Run { jitconfig }) => jitconfig,
+        Err(e) => {
+            println!("{e}");
+            return EXIT_TERMINATED;
+        }
+    };
+    let Some(encoded) = pick_jitconfig(jit_arg, env_jit) else {
+        println!("An error occurred: Not configured. Run config.(sh/cmd) to configure the runner.");
+        return EXIT_TERMINATED;
+    };
+    let cfg = match jit::decode(&encoded) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("An error occurred: Invalid JIT configuration: {e}.");
+            return EXIT_TERMINATED;
+        }
+    };
+
+    let (tx, rx) = mpsc::channel::<Event>();
+    // Explicit handlers are a must: as PID 1 in a container, signals without a handler are
+    // dropped by the kernel.
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("An error occurred: cannot install signal handlers: {e}");
+            return EXIT_TERMINATED;
+        }
+    };
+    let sig_tx = tx.clone();
+    thread::spawn(move || {
+        for sig in signals.forever() {
+            if sig_tx.send(Event::Signal(sig)).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut client = Client::new(&cfg.server_url, cfg.agent_id, &cfg.token);
+    if let Some(secs) = std::env::var("FAKE_RUNNER_RETRY_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        client.retry_window = Duration::from_secs(secs);
+    }
+    let client = std::sync::Arc::new(client);
+
+    {
+        let client = std::sync::Arc::clone(&client);
+        let tx = tx.clone();
+        thread::spawn(move || acquire_loop(&client, &tx));
+    }
+
+    let job = loop {
+        match rx.recv() {
+            Ok(Event::Signal(_)) => {
+                log("The runner has received a shutdown signal.");
+                println!("Exiting...");
+                return EXIT_SUCCESS;
+            }
+            Ok(Event::Acquired(Ok(job))) => break job,
+            Ok(Event::Acquired(Err(e))) => return report_fatal(&e),
+            Ok(_) => {}
+            Err(_) => return EXIT_TERMINATED,
+        }
+    };
+
+    log(&format!("Running job: {}", job.display_id()));
+    let work_dir = {
+        let p = PathBuf::from(&cfg.work_folder);
+        if p.is_absolute() {
+            p
+        } else {
+            std::env::current_dir()
+                .unwrap_or_else(|_| PathBuf::from("/"))
+                .join(p)
+        }
+    };
+    let job_env = vec![
+        ("RUNNER_NAME".to_string(), cfg.agent_name.clone()),
+        ("RUNNER_OS".to_string(), "Linux".to_string()),
+        ("RUNNER_ARCH".to_string(), "X64".to_string()),
+        (
+            "RUNNER_WORKSPACE".to_string(),
+            work_dir.display().to_string(),
+        ),
+        ("GITHUB_ACTIONS".to_string(), "true".to_string()),
+        ("CI".to_string(), "true".to_string()),
+        ("GITHUB_JOB_ID".to_string(), job.display_id()),
+        ("GITHUB_RUN_ID".to_string(), job.display_id()),
+    ];
+    let env_remove: Vec<String> = vec![JITCONFIG_ENV.to_string()];
+    let result = job::run(&job, &work_dir, &job_env, &env_remove, &rx, &tx);
+    let (conclusion, exit_code) = job::conclude(result.ended);
+
+    let completion = Completion {
+        job_id: job.job_id.clone(),
+        conclusion: conclusion.api_name(),
+        exit_code,
+        output: result.output,
+    };
+    if let Err(e) = client.with_retry("Reporting the job result", || {
+        client.complete_once(&completion)
+    }) {
+        return report_fatal(&e);
+    }
+    log(&format!(
+        "Job {} completed with result: {}",
+        job.display_id(),
+        conclusion.result_word()
+    ));
+    if cfg.ephemeral {
+        println!("√ Removed .credentials");
+        println!("√ Removed .runner");
+    }
+    EXIT_SUCCESS
+}
+
+/// Connects (a `wait=0` acquire, which marks the runner online), prints the banner, then
+/// long-polls until a job is assigned. The result goes to the main thread.
+fn acquire_loop(client: &Client, tx: &Sender<Event>) {
+    let first = client.with_retry("Runner connect error", || client.acquire_once(0));
+    let result = match first {
+        Err(e) => Err(e),
+        Ok(maybe_job) => {
+            println!("√ Connected to GitHub");
+            println!();
+            println!("Current runner version: '{VERSION}'");
+            log("Listening for Jobs");
+            match maybe_job {
+                Some(job) => Ok(job),
+                None => loop {
+                    match client.with_retry("Runner connect error", || client.acquire_once(30)) {
+                        Ok(Some(job)) => break Ok(job),
+                        Ok(None) => {}
+                        Err(e) => break Err(e),
+                    }
+                },
+            }
+        }
+    };
+    let _ = tx.send(Event::Acquired(result));
+}
+
+/// Prints a final error the way the runner does and returns its exit code.
+fn report_fatal(e: &ApiError) -> i32 {
+    match e {
+        ApiError::NotFound(body) => println!(
+            "An error occurred: The runner no longer exists on the server. Runner registration has been deleted from the server, please re-configure. ({body})"
+        ),
+        ApiError::Unauthorized(body) => println!(
+            "An error occurred: Access denied: the server rejected the runner's credentials. ({body})"
+        ),
+        ApiError::Conflict(body) => println!(
+            "A session for this runner already exists. ({body})"
+        ),
+        ApiError::Network(_) | ApiError::Server(..) => println!(
+            "An error occurred: Could not talk to the server, giving up for now (retryable): {e}"
+        ),
+        ApiError::Client(..) | ApiError::BadAnswer(_) => println!("An error occurred: {e}"),
+    }
+    e.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_the_command_line() {
+        assert_eq!(parse_args(&[]), Ok(Cli::Run { jitconfig: None }));
+        assert_eq!(
+            parse_args(&s(&["--jitconfig", "abc"])),
+            Ok(Cli::Run {
+                jitconfig: Some("abc".into())
+            })
+        );
+        assert_eq!(
+            parse_args(&s(&["--jitconfig=abc="])),
+            Ok(Cli::Run {
+                jitconfig: Some("abc=".into())
+            })
+        );
+        assert_eq!(parse_args(&s(&["--version"])), Ok(Cli::Version));
+        assert_eq!(
+            parse_args(&s(&["--jitconfig"])),
+            Err("'--jitconfig' needs a value".into())
+        );
+        assert_eq!(
+            parse_args(&s(&["--once"])),
+            Err("Unrecognized command-line input arguments: '--once'.".into())
+        );
+    }
+
+    #[test]
+    fn argument_wins_over_environment() {
+        assert_eq!(
+            pick_jitconfig(Some("a".into()), Some("e".into())),
+            Some("a".into())
+        );
+        assert_eq!(pick_jitconfig(None, Some("e".into())), Some("e".into()));
+        assert_eq!(
+            pick_jitconfig(Some(" ".into()), Some("e".into())),
+            Some("e".into())
+        );
+        assert_eq!(pick_jitconfig(None, Some("".into())), None);
+        assert_eq!(pick_jitconfig(None, None), None);
+    }
+
+    #[test]
+    fn missing_or_bad_config_exits_1() {
+        assert_eq!(run(&[], None), 1);
+        assert_eq!(run(&s(&["--jitconfig", "%%%"]), None), 1);
+        assert_eq!(run(&s(&["--bogus"]), None), 1);
+        assert_eq!(run(&s(&["--version"]), None), 0);
+    }
+
+    #[test]
+    fn formats_timestamps_like_the_runner() {
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01 00:00:00Z");
+        assert_eq!(
+            timestamp(UNIX_EPOCH + Duration::from_secs(1_709_251_199)),
+            "2024-02-29 23:59:59Z"
+        );
+        assert_eq!(
+            timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29 00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn unreachable_server_exits_2_after_the_retry_window() {
+        // Port 9 (discard) on loopback: nothing listens, connections are refused at once.
+        let enc = jit::encode_for_tests(
+            r#"{"agentId": 1, "agentName": "r", "serverUrl": "http://127.0.0.1:9"}"#,
+            r#"{"scheme": "OAuthAccessToken", "data": {"token": "t"}}"#,
+        );
+        std::env::set_var("FAKE_RUNNER_RETRY_SECS", "0");
+        assert_eq!(run(&[], Some(enc)), 2);
+    }
+}

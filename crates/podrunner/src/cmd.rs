@@ -1,0 +1,170 @@
+//! The one place that runs external programs (podman, systemctl, journalctl, loginctl).
+//!
+//! Every call is logged at debug level with its full command line, so argv must never carry a
+//! secret: secrets go through stdin or files. Each call has a timeout, the child is killed if
+//! the future is dropped, and stderr's tail is kept for the error message.
+
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// How much of stderr an error message keeps: enough for Podman's multi-line errors.
+const STDERR_TAIL_BYTES: usize = 2048;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot run `{cmdline}`: {source}")]
+    Spawn {
+        cmdline: String,
+        source: std::io::Error,
+    },
+    #[error("`{cmdline}` did not finish within {}s and was killed", timeout.as_secs())]
+    Timeout { cmdline: String, timeout: Duration },
+    #[error("`{cmdline}` failed ({status}): {stderr}")]
+    Failed {
+        cmdline: String,
+        status: String,
+        code: Option<i32>,
+        stderr: String,
+    },
+}
+
+impl CommandError {
+    pub fn stderr(&self) -> &str {
+        match self {
+            CommandError::Failed { stderr, .. } => stderr,
+            _ => "",
+        }
+    }
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, CommandError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Renders a command line for logs and messages, quoting arguments that need it.
+pub fn render(program: &str, args: &[String]) -> String {
+    let mut s = program.to_string();
+    for a in args {
+        s.push(' ');
+        if a.is_empty()
+            || a.chars()
+                .any(|c| c.is_whitespace() || "'\"$`\\;&|<>*?()".contains(c))
+        {
+            s.push('\'');
+            s.push_str(&a.replace('\'', "'\\''"));
+            s.push('\'');
+        } else {
+            s.push_str(a);
+        }
+    }
+    s
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    let s = s.trim();
+    if s.len() <= STDERR_TAIL_BYTES {
+        return s.to_string();
+    }
+    let mut start = s.len() - STDERR_TAIL_BYTES;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &s[start..])
+}
+
+/// Runs `program args`, feeding `stdin` if given, and returns stdout on success.
+pub async fn run(
+    program: &str,
+    args: &[String],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Vec<u8>, CommandError> {
+    let cmdline = render(program, args);
+    tracing::debug!(target: "podrunner::cmd", "running {cmdline}");
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|source| CommandError::Spawn {
+        cmdline: cmdline.clone(),
+        source,
+    })?;
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A child that exits without reading stdin is not our error: its status tells.
+        let _ = pipe.write_all(data).await;
+        drop(pipe);
+    }
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(r) => r.map_err(|source| CommandError::Spawn {
+            cmdline: cmdline.clone(),
+            source,
+        })?,
+        Err(_) => return Err(CommandError::Timeout { cmdline, timeout }),
+    };
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(CommandError::Failed {
+            cmdline,
+            status: out.status.to_string(),
+            code: out.status.code(),
+            stderr: tail(&out.stderr),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_quotes() {
+        let args = vec![
+            "run".to_string(),
+            "a b".to_string(),
+            "it's".to_string(),
+            "".into(),
+        ];
+        assert_eq!(render("podman", &args), "podman run 'a b' 'it'\\''s' ''");
+    }
+
+    #[tokio::test]
+    async fn run_reports_failure_timeout_and_missing() {
+        let out = run(
+            "sh",
+            &["-c".into(), "cat".into()],
+            Some(b"hi"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out, b"hi");
+        let e = run(
+            "sh",
+            &["-c".into(), "echo bad >&2; exit 3".into()],
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, CommandError::Failed { code: Some(3), stderr, .. } if stderr == "bad"),
+            "{e}"
+        );
+        let e = run("sleep", &["5".into()], None, Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CommandError::Timeout { .. }));
+        let e = run("/nonexistent/x", &[], None, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(e.is_not_found());
+    }
+}

@@ -1,0 +1,111 @@
+//! `podrunner logs [RUNNER] [-f]`: a runner's container output (kept after the container is
+//! gone), or without RUNNER the manager's own log.
+
+use super::Cli;
+use crate::manager::exec::{log_path, parse_k8s_log_line};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How often `-f` looks for new lines.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The runner's name (see `podrunner status`); without it, the manager's log
+    pub runner: Option<String>,
+    /// Keep printing new lines as they come
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Show only the last N lines
+    #[arg(short = 'n', long)]
+    pub lines: Option<usize>,
+}
+
+pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+    crate::logging::init_cli(cli.log_level.as_deref());
+    let cfg = match cli.load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let (path, container_log) = match &args.runner {
+        Some(r) => (log_path(&cfg, r), true),
+        None => (cfg.manager.state_dir.join("manager.log"), false),
+    };
+    if !path.exists() {
+        match &args.runner {
+            Some(r) => eprintln!("error: no log for runner {r:?} ({} does not exist)\n  fix: pick a name from `podrunner status`; logs of the last {} finished runners are kept", path.display(), crate::manager::exec::KEPT_LOGS),
+            None => eprintln!("error: no manager log at {}\n  fix: under systemd use `journalctl --user -u podrunner`; otherwise start the manager with `podrunner run`", path.display()),
+        }
+        return 1;
+    }
+    match print_log(&path, container_log, args.lines, args.follow).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: reading {}: {e}", path.display());
+            1
+        }
+    }
+}
+
+fn render_line(line: &str, container_log: bool) -> Option<String> {
+    if !container_log {
+        return Some(line.to_string());
+    }
+    // k8s-file: `TIMESTAMP STREAM F|P MESSAGE`; P marks a partial line continued next.
+    let (_, msg) = parse_k8s_log_line(line)?;
+    Some(msg.to_string())
+}
+
+async fn print_log(
+    path: &PathBuf,
+    container_log: bool,
+    lines: Option<usize>,
+    follow: bool,
+) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let mut text = String::new();
+    f.read_to_string(&mut text)?;
+    let mut pos = text.len() as u64;
+    let all: Vec<&str> = text.lines().collect();
+    let start = lines.map(|n| all.len().saturating_sub(n)).unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for l in &all[start..] {
+        if let Some(s) = render_line(l, container_log) {
+            writeln!(out, "{s}")?;
+        }
+    }
+    out.flush()?;
+    drop(out);
+    if !follow {
+        return Ok(());
+    }
+    let mut partial = String::new();
+    loop {
+        tokio::time::sleep(FOLLOW_POLL).await;
+        if !Path::new(path).exists() {
+            return Ok(());
+        }
+        let len = std::fs::metadata(path)?.len();
+        if len < pos {
+            pos = 0; // rotated or truncated
+        }
+        if len == pos {
+            continue;
+        }
+        let mut f = std::fs::File::open(path)?;
+        f.seek(SeekFrom::Start(pos))?;
+        let mut chunk = String::new();
+        f.read_to_string(&mut chunk)?;
+        pos += chunk.len() as u64;
+        partial.push_str(&chunk);
+        let mut out = std::io::stdout().lock();
+        while let Some(i) = partial.find('\n') {
+            let line: String = partial.drain(..=i).collect();
+            if let Some(s) = render_line(line.trim_end_matches('\n'), container_log) {
+                writeln!(out, "{s}")?;
+            }
+        }
+        out.flush()?;
+    }
+}

@@ -1,0 +1,115 @@
+//! The command line: global options and one file per subcommand. Each subcommand has an
+//! `exec` that returns the process exit code.
+
+pub mod config_check;
+pub mod logs;
+pub mod run;
+pub mod status;
+pub mod stop;
+
+use crate::config::{Config, Env};
+use crate::logging::LogFormat;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit code for "the manager is not running" (as `systemctl status` uses 3 for inactive).
+pub const EXIT_NOT_RUNNING: i32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "podrunner",
+    version,
+    about = "Ephemeral self-hosted GitHub Actions runners, one Podman container per job"
+)]
+pub struct Cli {
+    /// Config file [default: ~/.config/podrunner/config.toml; /etc/podrunner/config.toml as root]
+    #[arg(long, global = true, env = "PODRUNNER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format of the manager
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace) [default: info; RUST_LOG also works]
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the manager in the foreground: keep every pool's runners ready
+    Run(run::Args),
+    /// Show the manager, its pools and every runner
+    Status(status::Args),
+    /// Show a runner's container output, or the manager's log
+    Logs(logs::Args),
+    /// Stop a running manager cleanly: idle runners removed, busy ones finish first
+    Stop(stop::Args),
+    /// Work with the config file
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config file and show what it means
+    Check(config_check::Args),
+}
+
+impl Cli {
+    pub fn config_path(&self, env: &Env) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| env.default_config_path())
+    }
+
+    /// Loads the config, printing the error with its fix on failure.
+    pub fn load_config(&self) -> Result<Config, i32> {
+        let env = Env::from_process();
+        let path = self.config_path(&env);
+        Config::load(&path, &env).map_err(|e| {
+            eprintln!("error: {e}");
+            2
+        })
+    }
+}
+
+pub async fn dispatch(cli: Cli) -> i32 {
+    match &cli.command {
+        Command::Run(a) => run::exec(&cli, a).await,
+        Command::Status(a) => status::exec(&cli, a).await,
+        Command::Logs(a) => logs::exec(&cli, a).await,
+        Command::Stop(a) => stop::exec(&cli, a).await,
+        Command::Config(ConfigCommand::Check(a)) => config_check::exec(&cli, a).await,
+    }
+}
+
+/// Tells systemd the manager is ready (no-op outside systemd).
+pub fn notify_ready() {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            tracing::warn!("cannot notify systemd: {e}");
+        }
+    }
+}
+
+/// Formats seconds as a short age: `42s`, `5m`, `3h`, `2d`.
+pub fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ages() {
+        assert_eq!(super::age(5), "5s");
+        assert_eq!(super::age(600), "10m");
+        assert_eq!(super::age(7200), "2h");
+        assert_eq!(super::age(200000), "2d");
+    }
+}

@@ -1,0 +1,66 @@
+//! `podrunner run`: the manager in the foreground.
+
+use super::Cli;
+use crate::config::read_token;
+use crate::github::{Client, Secret};
+use crate::manager::{self, Manager, RunOptions};
+use crate::podman::Podman;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub async fn exec(cli: &Cli, _args: &Args) -> i32 {
+    let cfg = match cli.load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(e) = manager::prepare_dirs(&cfg) {
+        eprintln!("error: {e}");
+        return 1;
+    }
+    let log_file = cfg
+        .manager
+        .log_file
+        .then(|| cfg.manager.state_dir.join("manager.log"));
+    if let Err(e) = crate::logging::init_manager(
+        cli.log_format,
+        cli.log_level.as_deref(),
+        log_file.as_deref(),
+    ) {
+        eprintln!("error: {e}");
+        return 1;
+    }
+    match start(cfg).await {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+async fn start(cfg: crate::config::Config) -> anyhow::Result<()> {
+    let token = read_token(&cfg.github.token_file)?;
+    let podman = Podman::from_config(&cfg.podman);
+    let version = podman.version().await.map_err(|e| {
+        anyhow::anyhow!("podman does not work: {e}\n  fix: install Podman (Debian/Ubuntu: sudo apt-get install podman; Fedora: sudo dnf install podman), then run `podrunner doctor`")
+    })?;
+    tracing::info!("podman {} found", version.client.version);
+    for pool in &cfg.pools {
+        match podman.image_exists(&pool.image).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(pool = %pool.name, "image {} is not in local storage; podman pulls it at the first start", pool.image)
+            }
+            Err(e) => tracing::warn!("cannot check image {}: {e}", pool.image),
+        }
+    }
+    let gh = Client::new(&cfg.github.api_url, Secret::new(token))?;
+    let notify = std::env::var_os("NOTIFY_SOCKET").is_some();
+    Manager::new(cfg, gh, podman)
+        .run(RunOptions {
+            notify_ready: notify,
+        })
+        .await
+}

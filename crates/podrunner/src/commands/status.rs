@@ -1,0 +1,216 @@
+//! `podrunner status`: the manager, its pools and every runner; `--json` for scripts.
+//! Without a running manager it lists the containers podman still has for this instance.
+
+use super::{age, Cli, EXIT_NOT_RUNNING};
+use crate::control::{self, ClientError, Request, StatusSnapshot};
+use crate::podman::{labels, Podman};
+use serde_json::json;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print machine-readable JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+    crate::logging::init_cli(cli.log_level.as_deref());
+    let cfg = match cli.load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match control::request(&cfg.control_socket(), &Request::Status).await {
+        Ok(r) if r.ok && r.status.is_some() => {
+            let s = r.status.expect("checked");
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"manager": "running", "status": s}))
+                        .expect("json")
+                );
+            } else {
+                print!("{}", render(&s));
+            }
+            0
+        }
+        Ok(r) => {
+            eprintln!("error: {}", r.error.unwrap_or_default());
+            1
+        }
+        Err(ClientError::NotRunning(_)) => {
+            let podman = Podman::from_config(&cfg.podman);
+            let left = podman
+                .ps(labels::INSTANCE, cfg.manager.instance.as_str())
+                .await;
+            let containers: Vec<serde_json::Value> = left
+                .as_ref()
+                .map(|v| {
+                    v.iter()
+                        .map(|c| json!({"name": c.name(), "state": c.state, "pool": c.labels.get(labels::POOL)}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"manager": "not-running", "containers": containers})
+                    )
+                    .expect("json")
+                );
+            } else {
+                println!(
+                    "podrunner manager: not running (instance {})",
+                    cfg.manager.instance
+                );
+                match left {
+                    Ok(v) if v.is_empty() => println!("no runner containers"),
+                    Ok(v) => {
+                        println!(
+                            "{} runner container(s) left; `podrunner run` adopts them:",
+                            v.len()
+                        );
+                        for c in v {
+                            println!("  {}  {}", c.name(), c.state);
+                        }
+                    }
+                    Err(e) => println!("cannot list containers: {e}"),
+                }
+            }
+            EXIT_NOT_RUNNING
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// The human-readable status: a header, one line per pool, a table of runners.
+pub fn render(s: &StatusSnapshot) -> String {
+    let mut out = String::new();
+    let state = if s.draining { "draining" } else { "running" };
+    out.push_str(&format!(
+        "podrunner manager: {state} (pid {}, up {}, instance {})\n",
+        s.pid,
+        age(s.uptime_secs),
+        s.instance
+    ));
+    let rl = &s.rate_limit;
+    if let (Some(rem), Some(lim)) = (rl.remaining, rl.limit) {
+        out.push_str(&format!(
+            "GitHub API: {} calls made, rate limit {rem}/{lim} left\n",
+            s.api_calls
+        ));
+    } else {
+        out.push_str(&format!("GitHub API: {} calls made\n", s.api_calls));
+    }
+    for p in &s.pools {
+        out.push_str(&format!(
+            "pool {} ({}): {}/{} runners, {} jobs done",
+            p.name, p.scope, p.live, p.desired, p.jobs_done
+        ));
+        if let Some(secs) = p.backing_off_secs {
+            out.push_str(&format!(
+                ", backing off {secs}s after {} failure(s)",
+                p.failures
+            ));
+        }
+        out.push('\n');
+        if let Some(e) = &p.last_error {
+            out.push_str(&format!("  last failure: {e}\n"));
+        }
+    }
+    let mut rows: Vec<[String; 5]> = vec![[
+        "POOL".into(),
+        "RUNNER".into(),
+        "CONTAINER".into(),
+        "STATE".into(),
+        "AGE".into(),
+    ]];
+    for r in &s.runners {
+        rows.push([
+            r.pool.clone(),
+            r.name.clone(),
+            r.container.clone().unwrap_or_else(|| "-".into()),
+            r.state.clone(),
+            age(r.age_secs),
+        ]);
+    }
+    for p in &s.pools {
+        if let Some(secs) = p.backing_off_secs {
+            rows.push([
+                p.name.clone(),
+                "-".into(),
+                "-".into(),
+                "backing-off".into(),
+                format!("next in {secs}s"),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{PoolStatus, RunnerStatus};
+
+    #[test]
+    fn renders_table() {
+        let s = StatusSnapshot {
+            pid: 42,
+            instance: "default".into(),
+            config: "/c".into(),
+            uptime_secs: 65,
+            draining: false,
+            api_calls: 7,
+            rate_limit: crate::github::RateLimit {
+                limit: Some(5000),
+                remaining: Some(4990),
+                reset: None,
+            },
+            pools: vec![PoolStatus {
+                name: "ci".into(),
+                scope: "o/r".into(),
+                desired: 2,
+                live: 1,
+                jobs_done: 3,
+                failures: 2,
+                backing_off_secs: Some(9),
+                last_error: Some("runner ci-1 exited with code 3".into()),
+            }],
+            runners: vec![RunnerStatus {
+                pool: "ci".into(),
+                name: "ci-0000000a".into(),
+                runner_id: Some(1),
+                container: Some("abcdef012345".into()),
+                state: "idle".into(),
+                age_secs: 30,
+                adopted: false,
+            }],
+        };
+        assert_eq!(
+            render(&s),
+            "podrunner manager: running (pid 42, up 65s, instance default)\n\
+             GitHub API: 7 calls made, rate limit 4990/5000 left\n\
+             pool ci (o/r): 1/2 runners, 3 jobs done, backing off 9s after 2 failure(s)\n  \
+             last failure: runner ci-1 exited with code 3\n\
+             POOL  RUNNER       CONTAINER     STATE        AGE\n\
+             ci    ci-0000000a  abcdef012345  idle         30s\n\
+             ci    -            -             backing-off  next in 9s\n"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! Validated names that cross a boundary (GitHub, Podman): checked once, when the config is
+//! parsed, so nothing later has to wonder whether a name is acceptable.
+
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+
+/// Longest runner name prefix we accept. GitHub caps runner names at 64 characters and
+/// podrunner appends `-` plus an 8-character suffix.
+pub const MAX_PREFIX_LEN: usize = 55;
+
+/// Longest label GitHub accepts for a runner label (its UI and API refuse longer ones).
+pub const MAX_LABEL_LEN: usize = 256;
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'
+}
+
+/// Checks a name that ends up in a Podman container name, a label value and a GitHub runner
+/// name: ASCII letters, digits, `-`, `_`, `.`, starting with a letter or digit.
+pub fn check_name(kind: &str, s: &str, max: usize) -> Result<(), String> {
+    if s.is_empty() {
+        return Err(format!("{kind} must not be empty"));
+    }
+    if s.len() > max {
+        return Err(format!(
+            "{kind} {s:?} is {} characters long; at most {max} are allowed",
+            s.len()
+        ));
+    }
+    if !s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!("{kind} {s:?} must start with a letter or a digit"));
+    }
+    if let Some(bad) = s.chars().find(|c| !is_name_char(*c)) {
+        return Err(format!(
+            "{kind} {s:?} contains {bad:?}; use only letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! validated_string {
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(s: impl Into<String>) -> Result<Self, String> {
+                let s = s.into();
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(&s)?;
+                Ok(Self(s))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::new(s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+validated_string!(
+    /// A pool's name: used in container labels, status output and control requests.
+    PoolName,
+    |s| check_name("pool name", s, 40)
+);
+
+validated_string!(
+    /// The prefix of every runner name in a pool; podrunner adds `-` and a unique suffix.
+    RunnerPrefix,
+    |s| check_name("runner_name", s, MAX_PREFIX_LEN)
+);
+
+validated_string!(
+    /// A runner label as GitHub accepts it: no commas (GitHub splits on them), no spaces at
+    /// either end, not empty.
+    Label,
+    |s| {
+        if s.is_empty() || s.trim() != s {
+            return Err(format!("label {s:?} must be non-empty without leading or trailing spaces"));
+        }
+        if s.len() > MAX_LABEL_LEN {
+            return Err(format!("label {s:?} is longer than {MAX_LABEL_LEN} characters"));
+        }
+        if s.contains(',') || s.chars().any(char::is_control) {
+            return Err(format!("label {s:?} must not contain commas or control characters"));
+        }
+        Ok(())
+    }
+);
+
+/// `owner/repo` or an organization: where a pool's runners are registered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum Scope {
+    Repository { owner: String, repo: String },
+    Organization(String),
+}
+
+/// GitHub's rules for user, organization and repository names, loosely: letters, digits,
+/// `-`, `_`, `.`; 1 to 100 characters.
+fn check_github_name(kind: &str, s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 100 {
+        return Err(format!("{kind} {s:?} must be 1 to 100 characters long"));
+    }
+    if let Some(bad) = s.chars().find(|c| !is_name_char(*c)) {
+        return Err(format!(
+            "{kind} {s:?} contains {bad:?}, which GitHub does not allow"
+        ));
+    }
+    Ok(())
+}
+
+impl Scope {
+    pub fn repository(slug: &str) -> Result<Scope, String> {
+        let Some((owner, repo)) = slug.split_once('/') else {
+            return Err(format!(
+                "repository {slug:?} must have the form \"owner/repo\""
+            ));
+        };
+        check_github_name("repository owner", owner)?;
+        check_github_name("repository name", repo)?;
+        Ok(Scope::Repository {
+            owner: owner.into(),
+            repo: repo.into(),
+        })
+    }
+
+    pub fn organization(org: &str) -> Result<Scope, String> {
+        check_github_name("organization", org)?;
+        Ok(Scope::Organization(org.into()))
+    }
+
+    /// The inverse of [`Scope::api_path`].
+    pub fn from_api_path(p: &str) -> Option<Scope> {
+        if let Some(rest) = p.strip_prefix("repos/") {
+            return Scope::repository(rest).ok();
+        }
+        p.strip_prefix("orgs/")
+            .and_then(|o| Scope::organization(o).ok())
+    }
+
+    /// The REST path prefix: `repos/{owner}/{repo}` or `orgs/{org}`.
+    pub fn api_path(&self) -> String {
+        match self {
+            Scope::Repository { owner, repo } => format!("repos/{owner}/{repo}"),
+            Scope::Organization(org) => format!("orgs/{org}"),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Repository { owner, repo } => write!(f, "{owner}/{repo}"),
+            Scope::Organization(org) => write!(f, "org {org}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_accept_and_refuse_exactly() {
+        assert!(PoolName::new("build-01.x_y").is_ok());
+        assert_eq!(
+            PoolName::new("").unwrap_err(),
+            "pool name must not be empty"
+        );
+        assert_eq!(
+            PoolName::new("-x").unwrap_err(),
+            "pool name \"-x\" must start with a letter or a digit"
+        );
+        assert_eq!(
+            PoolName::new("a b").unwrap_err(),
+            "pool name \"a b\" contains ' '; use only letters, digits, '-', '_' and '.'"
+        );
+        assert!(RunnerPrefix::new("x".repeat(55)).is_ok());
+        assert!(RunnerPrefix::new("x".repeat(56)).is_err());
+    }
+
+    #[test]
+    fn labels() {
+        assert!(Label::new("gpu").is_ok());
+        assert!(Label::new("ubuntu 24.04").is_ok());
+        assert!(Label::new("a,b").is_err());
+        assert!(Label::new(" a").is_err());
+        assert!(Label::new("").is_err());
+    }
+
+    #[test]
+    fn scopes() {
+        assert_eq!(Scope::repository("o/r").unwrap().api_path(), "repos/o/r");
+        assert_eq!(Scope::organization("acme").unwrap().api_path(), "orgs/acme");
+        assert_eq!(
+            Scope::repository("nope").unwrap_err(),
+            "repository \"nope\" must have the form \"owner/repo\""
+        );
+        assert!(Scope::repository("o/r/x").is_err());
+        assert_eq!(
+            Scope::from_api_path("repos/o/r"),
+            Some(Scope::repository("o/r").unwrap())
+        );
+        assert_eq!(
+            Scope::from_api_path("orgs/acme"),
+            Some(Scope::organization("acme").unwrap())
+        );
+        assert_eq!(Scope::from_api_path("users/x"), None);
+        assert!(Scope::organization("a b").is_err());
+    }
+}

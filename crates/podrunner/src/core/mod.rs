@@ -1,0 +1,707 @@
+//! The decision core: what the manager knows (runners, pools, orphaned registrations) and
+//! what it should do next. No I/O happens here: the manager feeds in observations (podman
+//! events, `podman ps`, GitHub's runner list, results of earlier actions) and executes the
+//! [`Action`]s that [`State::plan`] returns. Every function takes `now` as a value, so the
+//! whole lifecycle is unit-tested with plain values.
+//!
+//! Invariants:
+//! - a runner's record exists before its registration is requested, so a registration in
+//!   GitHub's list with one of our names is either a known runner or an orphan;
+//! - at most one action is in flight per runner (the phase says which);
+//! - a runner GitHub reports busy is never stopped, except when a drain runs out of time.
+
+pub mod backoff;
+pub mod naming;
+
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// The shortest gap between two lists of GitHub's runners. Exits in that window share one
+/// list call, which keeps API use under 2 calls per job (one JIT, a share of a list).
+pub const SWEEP_MIN_INTERVAL: Duration = Duration::from_secs(2);
+/// With nothing pending, GitHub's runner list is read this often: it refreshes busy flags
+/// and finds orphaned registrations. 120 calls an hour of a 5,000 budget.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// `podman ps` this often, to catch an exit whose event was missed.
+pub const PODMAN_RESYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// Wait before retrying a failed cleanup or a delete GitHub refused.
+pub const CLEANUP_RETRY: Duration = Duration::from_secs(15);
+/// Wait before retrying to retire a runner after an error.
+pub const RETIRE_RETRY: Duration = Duration::from_secs(10);
+
+/// What desired state says about one pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSpec {
+    pub name: String,
+    /// `repos/o/r` or `orgs/o`: which runner list the pool's registrations live in.
+    pub scope: String,
+    pub prefix: String,
+    pub desired: u32,
+    pub restart_delay: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// The JIT config is being requested.
+    Registering,
+    /// Registered; `podman run` is in flight.
+    Starting,
+    /// The container runs.
+    Running,
+    /// Its registration is being deleted, then the container stopped.
+    Retiring,
+    /// The container is gone; cleanup waits.
+    Exited,
+    /// Cleanup (files, registration) is in flight.
+    CleaningUp,
+}
+
+/// After an exit: is the registration still on GitHub?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Not known yet: the next list of runners tells.
+    Pending,
+    /// Gone: the runner finished its job and removed itself, or we deleted it.
+    Gone,
+    /// Still registered: the runner died without finishing a job. Delete it.
+    Present,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerRec {
+    pub name: String,
+    pub pool: String,
+    /// `repos/o/r` or `orgs/o`: where its registration lives.
+    pub scope: String,
+    pub runner_id: Option<u64>,
+    pub container_id: Option<String>,
+    pub phase: Phase,
+    pub created: Instant,
+    pub running_since: Option<Instant>,
+    pub exited_at: Option<Instant>,
+    pub exit_code: Option<i32>,
+    pub verdict: Verdict,
+    /// GitHub's view from the last list.
+    pub busy: bool,
+    pub online: bool,
+    /// We asked it to stop: its exit is no failure.
+    pub stop_requested: bool,
+    pub registration_deleted: bool,
+    pub adopted: bool,
+    /// Podman reported the container removed (or it was not found).
+    pub container_gone: bool,
+    pub retry_at: Option<Instant>,
+}
+
+impl RunnerRec {
+    fn new(name: &str, pool: &str, scope: &str, now: Instant) -> RunnerRec {
+        RunnerRec {
+            name: name.into(),
+            pool: pool.into(),
+            scope: scope.into(),
+            runner_id: None,
+            container_id: None,
+            phase: Phase::Registering,
+            created: now,
+            running_since: None,
+            exited_at: None,
+            exit_code: None,
+            verdict: Verdict::Pending,
+            busy: false,
+            online: false,
+            stop_requested: false,
+            registration_deleted: false,
+            adopted: false,
+            container_gone: false,
+            retry_at: None,
+        }
+    }
+
+    /// Counts toward the pool's size.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Registering | Phase::Starting | Phase::Running
+        ) && !self.stop_requested
+    }
+
+    /// The state shown to users.
+    pub fn display_state(&self) -> &'static str {
+        match self.phase {
+            Phase::Registering | Phase::Starting => "starting",
+            Phase::Running if self.busy => "busy",
+            Phase::Running => "idle",
+            Phase::Retiring => "stopping",
+            Phase::Exited | Phase::CleaningUp => "exited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolState {
+    pub failures: u32,
+    pub next_start_at: Option<Instant>,
+    pub last_error: Option<String>,
+    pub restart_delay: Duration,
+    pub jobs_done: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orphan {
+    pub scope: String,
+    pub name: String,
+    pub in_flight: bool,
+    pub retry_at: Option<Instant>,
+}
+
+/// An observation of a container from `podman ps` or its labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSeen {
+    pub name: String,
+    pub id: String,
+    pub pool: String,
+    pub scope: String,
+    pub runner_id: Option<u64>,
+    pub alive: bool,
+    pub exit_code: Option<i32>,
+}
+
+/// A registration from GitHub's runner list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrationSeen {
+    pub id: u64,
+    pub name: String,
+    pub busy: bool,
+    pub online: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Register `name` (JIT) and start its container.
+    Start { pool: String, name: String },
+    /// Delete the registration, then stop the container (refused with 422 if busy).
+    Retire { name: String },
+    /// Stop a container whatever it is doing (drain timeout).
+    ForceStop { name: String },
+    /// Remove the runner's files, and delete its registration if `delete_id` is set.
+    Cleanup {
+        name: String,
+        delete_id: Option<u64>,
+    },
+    /// Delete a registration that has no container.
+    DeleteOrphan { scope: String, id: u64 },
+    /// List GitHub's runners for every scope.
+    Sweep,
+    /// `podman ps` our containers.
+    Resync,
+}
+
+/// How a finished action or an observation changes the state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetireOutcome {
+    Stopped,
+    Busy,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CleanupOutcome {
+    Done,
+    Busy,
+    Failed,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub runners: BTreeMap<String, RunnerRec>,
+    pub pools: BTreeMap<String, PoolState>,
+    pub orphans: BTreeMap<u64, Orphan>,
+    pub draining: bool,
+    pub drain_deadline: Option<Instant>,
+    sweep_in_flight: Option<Instant>,
+    last_sweep: Option<Instant>,
+    pub sweep_wanted: bool,
+    resync_in_flight: Option<Instant>,
+    last_resync: Option<Instant>,
+    pub resync_wanted: bool,
+}
+
+impl State {
+    pub fn new() -> State {
+        State::default()
+    }
+
+    fn pool_mut(&mut self, pool: &str) -> &mut PoolState {
+        self.pools.entry(pool.to_string()).or_default()
+    }
+
+    fn record_failure(&mut self, pool: &str, now: Instant, why: String) {
+        let p = self.pool_mut(pool);
+        p.failures = p.failures.saturating_add(1);
+        p.last_error = Some(why);
+        let at = now + backoff::start_delay(p.failures, p.restart_delay);
+        p.next_start_at = Some(p.next_start_at.map_or(at, |x| x.max(at)));
+    }
+
+    fn record_success(&mut self, pool: &str) {
+        let p = self.pool_mut(pool);
+        p.failures = 0;
+        p.last_error = None;
+        p.jobs_done += 1;
+    }
+
+    /// The JIT call returned: the registration exists.
+    pub fn registered(&mut self, name: &str, runner_id: u64) {
+        if let Some(r) = self.runners.get_mut(name) {
+            r.runner_id = Some(runner_id);
+            if r.phase == Phase::Registering {
+                r.phase = Phase::Starting;
+            }
+        }
+    }
+
+    /// Registering or starting failed. `failure` says whether it counts toward backoff (a
+    /// name conflict does not); `registration_left` whether a registration may remain.
+    pub fn start_failed(
+        &mut self,
+        name: &str,
+        why: String,
+        failure: bool,
+        registration_left: bool,
+        now: Instant,
+    ) {
+        let Some(r) = self.runners.get_mut(name) else {
+            return;
+        };
+        r.phase = Phase::Exited;
+        r.exited_at = Some(now);
+        r.verdict = if registration_left && r.runner_id.is_some() {
+            Verdict::Present
+        } else {
+            Verdict::Gone
+        };
+        let pool = r.pool.clone();
+        if failure {
+            self.record_failure(&pool, now, why);
+        }
+    }
+
+    /// `podman run -d` returned the container id.
+    pub fn started(&mut self, name: &str, container_id: String, now: Instant) {
+        if let Some(r) = self.runners.get_mut(name) {
+            r.container_id = Some(container_id);
+            if r.phase == Phase::Starting {
+                r.phase = Phase::Running;
+                r.running_since = Some(now);
+            }
+        }
+    }
+
+    /// A container exited (event, or found missing by a resync). `code` is `None` when unknown.
+    pub fn container_exited(&mut self, name: &str, code: Option<i32>, now: Instant) {
+        let Some(r) = self.runners.get_mut(name) else {
+            return;
+        };
+        if !matches!(r.phase, Phase::Starting | Phase::Running | Phase::Retiring) {
+            return;
+        }
+        r.phase = Phase::Exited;
+        r.exited_at = Some(now);
+        r.exit_code = code;
+        r.verdict = if r.registration_deleted || r.runner_id.is_none() {
+            Verdict::Gone
+        } else if code == Some(0) || code.is_none() {
+            Verdict::Pending
+        } else {
+            Verdict::Present
+        };
+        let (pool, expected) = (r.pool.clone(), r.stop_requested);
+        let failed = !expected && matches!(code, Some(c) if c != 0);
+        if failed {
+            let c = code.unwrap_or_default();
+            self.record_failure(&pool, now, format!("runner {name} exited with code {c}"));
+        } else {
+            let p = self.pool_mut(&pool);
+            let at = now + backoff::start_delay(p.failures, p.restart_delay);
+            p.next_start_at = Some(p.next_start_at.map_or(at, |x| x.max(at)));
+        }
+    }
+
+    /// Podman removed the container (`--rm` after exit).
+    pub fn container_removed(&mut self, name: &str, now: Instant) {
+        self.container_exited(name, None, now);
+        if let Some(r) = self.runners.get_mut(name) {
+            r.container_gone = true;
+        }
+    }
+
+    /// Attaches a reason (e.g. the runner's last log line) to the pool's last failure.
+    pub fn explain_failure(&mut self, pool: &str, detail: &str) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            if let Some(e) = &mut p.last_error {
+                if !e.contains(detail) {
+                    e.push_str(": ");
+                    e.push_str(detail);
+                }
+            }
+        }
+    }
+
+    pub fn retire_done(&mut self, name: &str, outcome: RetireOutcome, now: Instant) {
+        let Some(r) = self.runners.get_mut(name) else {
+            return;
+        };
+        if r.phase != Phase::Retiring {
+            return;
+        }
+        match outcome {
+            RetireOutcome::Stopped => {
+                r.registration_deleted = true;
+                r.phase = Phase::Exited;
+                r.exited_at = Some(now);
+                r.verdict = Verdict::Gone;
+            }
+            RetireOutcome::Busy => {
+                r.phase = Phase::Running;
+                r.busy = true;
+                r.stop_requested = false;
+            }
+            RetireOutcome::Failed => {
+                r.phase = Phase::Running;
+                r.stop_requested = false;
+                r.retry_at = Some(now + RETIRE_RETRY);
+            }
+        }
+    }
+
+    pub fn cleanup_done(&mut self, name: &str, outcome: CleanupOutcome, now: Instant) {
+        let Some(r) = self.runners.get_mut(name) else {
+            return;
+        };
+        match outcome {
+            CleanupOutcome::Done => {
+                self.runners.remove(name);
+            }
+            CleanupOutcome::Busy | CleanupOutcome::Failed => {
+                r.phase = Phase::Exited;
+                r.retry_at = Some(now + CLEANUP_RETRY);
+            }
+        }
+    }
+
+    pub fn orphan_done(&mut self, id: u64, deleted_or_gone: bool, now: Instant) {
+        if deleted_or_gone {
+            self.orphans.remove(&id);
+        } else if let Some(o) = self.orphans.get_mut(&id) {
+            o.in_flight = false;
+            o.retry_at = Some(now + CLEANUP_RETRY);
+        }
+    }
+
+    /// GitHub's runner lists arrived (`None` for a scope whose list failed).
+    pub fn apply_sweep(
+        &mut self,
+        lists: &[(String, Option<Vec<RegistrationSeen>>)],
+        specs: &[PoolSpec],
+        now: Instant,
+    ) {
+        let issued = self.sweep_in_flight.take().unwrap_or(now);
+        self.last_sweep = Some(issued);
+        for (scope, list) in lists {
+            let Some(list) = list else { continue };
+            let by_name: BTreeMap<&str, &RegistrationSeen> =
+                list.iter().map(|g| (g.name.as_str(), g)).collect();
+            let mut verdicts = Vec::new();
+            for r in self.runners.values_mut().filter(|r| &r.scope == scope) {
+                match by_name.get(r.name.as_str()) {
+                    Some(g) => {
+                        r.busy = g.busy;
+                        r.online = g.online;
+                        if r.runner_id.is_none() {
+                            r.runner_id = Some(g.id);
+                        }
+                    }
+                    None => r.busy = false,
+                }
+                // Judge only exits that happened before this list was asked for.
+                if r.phase == Phase::Exited
+                    && r.verdict == Verdict::Pending
+                    && r.exited_at.is_some_and(|t| t <= issued)
+                {
+                    let present = by_name.contains_key(r.name.as_str());
+                    r.verdict = if present {
+                        Verdict::Present
+                    } else {
+                        Verdict::Gone
+                    };
+                    verdicts.push((r.pool.clone(), r.name.clone(), present, r.stop_requested));
+                }
+            }
+            for (pool, name, present, expected) in verdicts {
+                if expected {
+                    continue;
+                }
+                if present {
+                    self.record_failure(
+                        &pool,
+                        now,
+                        format!("runner {name} exited without running a job"),
+                    );
+                } else {
+                    self.record_success(&pool);
+                }
+            }
+            for g in list {
+                let ours = specs
+                    .iter()
+                    .any(|s| &s.scope == scope && naming::belongs_to(&s.prefix, &g.name));
+                if ours && !self.runners.contains_key(&g.name) && !self.orphans.contains_key(&g.id)
+                {
+                    self.orphans.insert(
+                        g.id,
+                        Orphan {
+                            scope: scope.clone(),
+                            name: g.name.clone(),
+                            in_flight: false,
+                            retry_at: None,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Scopes to list in a sweep: those of the pools and of every runner we hold.
+    pub fn scopes(&self, specs: &[PoolSpec]) -> Vec<String> {
+        let mut v: BTreeSet<String> = specs.iter().map(|s| s.scope.clone()).collect();
+        v.extend(
+            self.runners
+                .values()
+                .map(|r| r.scope.clone())
+                .filter(|s| !s.is_empty()),
+        );
+        v.extend(self.orphans.values().map(|o| o.scope.clone()));
+        v.into_iter().collect()
+    }
+
+    /// Records that a `podman ps` was asked for now (used at start-up, before the first plan).
+    pub fn mark_resync_issued(&mut self, now: Instant) {
+        self.resync_in_flight = Some(now);
+    }
+
+    /// A `podman ps` failed: allow the next one after the usual interval.
+    pub fn apply_resync_failed(&mut self, now: Instant) {
+        let issued = self.resync_in_flight.take().unwrap_or(now);
+        self.last_resync = Some(issued);
+    }
+
+    /// `podman ps` of our containers arrived.
+    pub fn apply_resync(&mut self, seen: &[ContainerSeen], now: Instant) {
+        let issued = self.resync_in_flight.take().unwrap_or(now);
+        self.last_resync = Some(issued);
+        let by_name: BTreeMap<&str, &ContainerSeen> =
+            seen.iter().map(|c| (c.name.as_str(), c)).collect();
+        let gone: Vec<(String, Option<i32>, bool)> = self
+            .runners
+            .values()
+            .filter(|r| matches!(r.phase, Phase::Running | Phase::Retiring))
+            .filter(|r| r.running_since.is_some_and(|t| t < issued))
+            .filter_map(|r| match by_name.get(r.name.as_str()) {
+                None => Some((r.name.clone(), None, true)),
+                Some(c) if !c.alive => Some((r.name.clone(), c.exit_code, false)),
+                Some(_) => None,
+            })
+            .collect();
+        for (name, code, missing) in gone {
+            self.container_exited(&name, code, now);
+            if missing {
+                if let Some(r) = self.runners.get_mut(&name) {
+                    r.container_gone = true;
+                }
+            }
+        }
+        for c in seen {
+            if self.runners.contains_key(&c.name) {
+                continue;
+            }
+            let mut r = RunnerRec::new(&c.name, &c.pool, &c.scope, now);
+            r.adopted = true;
+            r.runner_id = c.runner_id;
+            r.container_id = Some(c.id.clone());
+            if c.alive {
+                r.phase = Phase::Running;
+                r.running_since = Some(now);
+            } else {
+                r.phase = Phase::Exited;
+                r.exited_at = Some(now);
+                r.exit_code = c.exit_code;
+                r.verdict = if r.runner_id.is_some() {
+                    Verdict::Present
+                } else {
+                    Verdict::Gone
+                };
+                // An exited container left behind (e.g. --rm failed) must be removed too.
+                r.stop_requested = true;
+            }
+            self.runners.insert(c.name.clone(), r);
+        }
+    }
+
+    pub fn start_drain(&mut self, now: Instant, timeout: Duration) {
+        if !self.draining {
+            self.draining = true;
+            self.drain_deadline = Some(now + timeout);
+        }
+    }
+
+    /// Draining and nothing left to wait for.
+    pub fn is_drained(&self) -> bool {
+        self.draining && self.runners.is_empty() && self.orphans.values().all(|o| !o.in_flight)
+    }
+
+    /// Decides the next actions and marks them in flight. `suffix` makes unique name
+    /// suffixes (random in the manager, fixed in tests).
+    pub fn plan(
+        &mut self,
+        specs: &[PoolSpec],
+        now: Instant,
+        suffix: &mut dyn FnMut() -> String,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for s in specs {
+            self.pool_mut(&s.name).restart_delay = s.restart_delay;
+        }
+        let due = |t: Option<Instant>| t.is_none_or(|t| t <= now);
+
+        // GitHub's list: when an exit awaits its verdict, on request, or periodically.
+        let verdict_pending = self
+            .runners
+            .values()
+            .any(|r| r.phase == Phase::Exited && r.verdict == Verdict::Pending);
+        let sweep_gap_ok = self
+            .last_sweep
+            .is_none_or(|t| now.duration_since(t) >= SWEEP_MIN_INTERVAL);
+        let sweep_stale = self
+            .last_sweep
+            .is_none_or(|t| now.duration_since(t) >= SWEEP_INTERVAL);
+        if self.sweep_in_flight.is_none()
+            && sweep_gap_ok
+            && (verdict_pending || self.sweep_wanted || sweep_stale)
+        {
+            self.sweep_in_flight = Some(now);
+            self.sweep_wanted = false;
+            actions.push(Action::Sweep);
+        }
+        let resync_stale = self
+            .last_resync
+            .is_none_or(|t| now.duration_since(t) >= PODMAN_RESYNC_INTERVAL);
+        if self.resync_in_flight.is_none() && (self.resync_wanted || resync_stale) {
+            self.resync_in_flight = Some(now);
+            self.resync_wanted = false;
+            actions.push(Action::Resync);
+        }
+
+        // Exited runners: clean up once the verdict is known.
+        for r in self.runners.values_mut() {
+            if r.phase == Phase::Exited && r.verdict != Verdict::Pending && due(r.retry_at) {
+                r.phase = Phase::CleaningUp;
+                r.retry_at = None;
+                let delete_id = if r.verdict == Verdict::Present {
+                    r.runner_id
+                } else {
+                    None
+                };
+                actions.push(Action::Cleanup {
+                    name: r.name.clone(),
+                    delete_id,
+                });
+            }
+        }
+        for (id, o) in self.orphans.iter_mut() {
+            if !o.in_flight && due(o.retry_at) {
+                o.in_flight = true;
+                actions.push(Action::DeleteOrphan {
+                    scope: o.scope.clone(),
+                    id: *id,
+                });
+            }
+        }
+
+        // Pool sizes. Pools that left the config want 0.
+        let mut pool_names: BTreeSet<String> =
+            self.runners.values().map(|r| r.pool.clone()).collect();
+        pool_names.extend(specs.iter().map(|s| s.name.clone()));
+        let forced = self.draining && self.drain_deadline.is_some_and(|d| now >= d);
+        for pool in pool_names {
+            let spec = specs.iter().find(|s| s.name == pool);
+            let desired = match spec {
+                Some(s) if !self.draining => s.desired as usize,
+                _ => 0,
+            };
+            let live = self
+                .runners
+                .values()
+                .filter(|r| r.pool == pool && r.is_live())
+                .count();
+            if live < desired {
+                let Some(s) = spec else { continue };
+                let ps = self.pool_mut(&pool);
+                if !due(ps.next_start_at) {
+                    continue;
+                }
+                // After a failure, probe with one runner at a time.
+                let n = if ps.failures > 0 { 1 } else { desired - live };
+                ps.next_start_at = None;
+                for _ in 0..n {
+                    let name = naming::runner_name(&s.prefix, &suffix());
+                    self.runners
+                        .insert(name.clone(), RunnerRec::new(&name, &pool, &s.scope, now));
+                    actions.push(Action::Start {
+                        pool: pool.clone(),
+                        name,
+                    });
+                }
+            } else if live > desired {
+                let mut idle: Vec<&mut RunnerRec> = self
+                    .runners
+                    .values_mut()
+                    .filter(|r| {
+                        r.pool == pool
+                            && r.is_live()
+                            && r.phase == Phase::Running
+                            && !r.busy
+                            && due(r.retry_at)
+                    })
+                    .collect();
+                idle.sort_by_key(|r| r.created);
+                for r in idle.into_iter().take(live - desired) {
+                    r.phase = Phase::Retiring;
+                    r.stop_requested = true;
+                    actions.push(Action::Retire {
+                        name: r.name.clone(),
+                    });
+                }
+            }
+            if forced {
+                for r in self
+                    .runners
+                    .values_mut()
+                    .filter(|r| r.pool == pool && r.phase == Phase::Running)
+                {
+                    r.phase = Phase::Retiring;
+                    r.stop_requested = true;
+                    actions.push(Action::ForceStop {
+                        name: r.name.clone(),
+                    });
+                }
+            }
+        }
+        actions
+    }
+}
+
+#[cfg(test)]
+mod tests;

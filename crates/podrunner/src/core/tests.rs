@@ -1,0 +1,465 @@
+use super::*;
+
+fn spec(desired: u32) -> PoolSpec {
+    PoolSpec {
+        name: "p".into(),
+        scope: "repos/o/r".into(),
+        prefix: "ci".into(),
+        desired,
+        restart_delay: Duration::from_secs(1),
+    }
+}
+
+fn suffixes() -> impl FnMut() -> String {
+    let mut n = 0u32;
+    move || {
+        n += 1;
+        format!("{n:08x}")
+    }
+}
+
+fn starts(a: &[Action]) -> Vec<String> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Start { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Brings `name` from Registering to Running.
+fn run(s: &mut State, name: &str, id: u64, now: Instant) {
+    s.registered(name, id);
+    s.started(name, format!("c-{id}"), now);
+}
+
+fn seen(id: u64, name: &str, busy: bool) -> RegistrationSeen {
+    RegistrationSeen {
+        id,
+        name: name.into(),
+        busy,
+        online: true,
+    }
+}
+
+#[test]
+fn fills_pool_then_is_idempotent() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let a = s.plan(&[spec(3)], t0, &mut sfx);
+    assert_eq!(
+        starts(&a),
+        vec!["ci-00000001", "ci-00000002", "ci-00000003"]
+    );
+    assert!(a.contains(&Action::Sweep));
+    assert!(a.contains(&Action::Resync));
+    // Nothing new while those are in flight.
+    let a = s.plan(&[spec(3)], t0 + Duration::from_millis(10), &mut sfx);
+    assert_eq!(a, vec![]);
+    assert_eq!(s.runners["ci-00000001"].display_state(), "starting");
+}
+
+#[test]
+fn exit_then_replacement_after_restart_delay_and_verdict_by_sweep() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(1)];
+    s.plan(&specs, t0, &mut sfx);
+    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    s.apply_resync(&[], t0);
+    run(&mut s, "ci-00000001", 7, t0);
+    assert_eq!(s.runners["ci-00000001"].display_state(), "idle");
+
+    let t1 = t0 + Duration::from_secs(5);
+    s.container_exited("ci-00000001", Some(0), t1);
+    assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Pending);
+    // Within restart_delay: a sweep for the verdict, no start yet.
+    let a = s.plan(&specs, t1, &mut sfx);
+    assert_eq!(a, vec![Action::Sweep]);
+    // The list, asked after the exit, no longer has the runner: it finished its job.
+    let t2 = t1 + Duration::from_millis(1500);
+    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t2);
+    assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Gone);
+    assert_eq!(s.pools["p"].jobs_done, 1);
+    let a = s.plan(&specs, t2, &mut sfx);
+    assert_eq!(
+        a,
+        vec![
+            Action::Cleanup {
+                name: "ci-00000001".into(),
+                delete_id: None
+            },
+            Action::Start {
+                pool: "p".into(),
+                name: "ci-00000002".into()
+            }
+        ]
+    );
+    s.cleanup_done("ci-00000001", CleanupOutcome::Done, t2);
+    assert!(!s.runners.contains_key("ci-00000001"));
+}
+
+#[test]
+fn stale_list_does_not_judge_a_later_exit() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(1)];
+    s.plan(&specs, t0, &mut sfx); // sweep issued at t0
+    run(&mut s, "ci-00000001", 7, t0);
+    s.container_exited("ci-00000001", Some(0), t0 + Duration::from_secs(1));
+    // The list was asked at t0, before the exit, and still shows the runner.
+    s.apply_sweep(
+        &[(
+            "repos/o/r".into(),
+            Some(vec![seen(7, "ci-00000001", false)]),
+        )],
+        &specs,
+        t0 + Duration::from_secs(2),
+    );
+    assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Pending);
+    assert_eq!(s.pools["p"].failures, 0);
+}
+
+#[test]
+fn exit_without_job_backs_off_exponentially_one_probe_at_a_time() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(2)];
+    let a = s.plan(&specs, t0, &mut sfx);
+    assert_eq!(starts(&a).len(), 2);
+    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    s.apply_resync(&[], t0);
+    run(&mut s, "ci-00000001", 1, t0);
+    run(&mut s, "ci-00000002", 2, t0);
+    // Broken image: exits 3 at once.
+    let t1 = t0 + Duration::from_secs(1);
+    s.container_exited("ci-00000001", Some(3), t1);
+    assert_eq!(s.pools["p"].failures, 1);
+    assert_eq!(
+        s.pools["p"].last_error.as_deref(),
+        Some("runner ci-00000001 exited with code 3")
+    );
+    assert_eq!(
+        s.pools["p"].next_start_at,
+        Some(t1 + Duration::from_secs(5))
+    );
+    assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Present);
+    let a = s.plan(&specs, t1, &mut sfx);
+    assert!(a.contains(&Action::Cleanup {
+        name: "ci-00000001".into(),
+        delete_id: Some(1)
+    }));
+    assert!(starts(&a).is_empty());
+    s.container_exited("ci-00000002", Some(3), t1);
+    assert_eq!(s.pools["p"].failures, 2);
+    assert_eq!(
+        s.pools["p"].next_start_at,
+        Some(t1 + Duration::from_secs(10))
+    );
+    // After the backoff: exactly one probe, not two.
+    let a = s.plan(&specs, t1 + Duration::from_secs(10), &mut sfx);
+    assert_eq!(starts(&a).len(), 1);
+    // A runner that took its job resets the count.
+    let name = starts(&a)[0].clone();
+    run(&mut s, &name, 3, t1 + Duration::from_secs(10));
+    let t3 = t1 + Duration::from_secs(20);
+    s.container_exited(&name, Some(0), t3);
+    s.plan(&specs, t3, &mut sfx);
+    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t3);
+    assert_eq!(s.pools["p"].failures, 0);
+    assert_eq!(s.pools["p"].last_error, None);
+}
+
+#[test]
+fn registration_left_after_exit_is_a_failure_and_deleted() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(1)];
+    s.plan(&specs, t0, &mut sfx);
+    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    run(&mut s, "ci-00000001", 9, t0);
+    let t1 = t0 + Duration::from_secs(3);
+    s.container_exited("ci-00000001", Some(0), t1);
+    let a = s.plan(&specs, t1, &mut sfx);
+    assert_eq!(a, vec![Action::Sweep]);
+    s.apply_sweep(
+        &[(
+            "repos/o/r".into(),
+            Some(vec![seen(9, "ci-00000001", false)]),
+        )],
+        &specs,
+        t1,
+    );
+    assert_eq!(s.pools["p"].failures, 1);
+    assert_eq!(
+        s.pools["p"].last_error.as_deref(),
+        Some("runner ci-00000001 exited without running a job")
+    );
+    let a = s.plan(&specs, t1, &mut sfx);
+    assert_eq!(
+        a,
+        vec![Action::Cleanup {
+            name: "ci-00000001".into(),
+            delete_id: Some(9)
+        }]
+    );
+    // GitHub still thinks it busy: keep the record and try again later.
+    s.cleanup_done("ci-00000001", CleanupOutcome::Busy, t1);
+    assert_eq!(
+        s.plan(&specs, t1 + Duration::from_secs(1), &mut sfx)
+            .iter()
+            .filter(|a| matches!(a, Action::Cleanup { .. }))
+            .count(),
+        0
+    );
+    let a = s.plan(&specs, t1 + CLEANUP_RETRY, &mut sfx);
+    assert!(a.contains(&Action::Cleanup {
+        name: "ci-00000001".into(),
+        delete_id: Some(9)
+    }));
+}
+
+#[test]
+fn scale_down_retires_idle_never_busy() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    s.plan(&[spec(3)], t0, &mut sfx);
+    for (i, n) in ["ci-00000001", "ci-00000002", "ci-00000003"]
+        .iter()
+        .enumerate()
+    {
+        run(&mut s, n, i as u64 + 1, t0);
+    }
+    let specs = [spec(1)];
+    s.apply_sweep(
+        &[(
+            "repos/o/r".into(),
+            Some(vec![
+                seen(1, "ci-00000001", true),
+                seen(2, "ci-00000002", false),
+                seen(3, "ci-00000003", true),
+            ]),
+        )],
+        &specs,
+        t0,
+    );
+    let a = s.plan(&specs, t0, &mut sfx);
+    // Two too many, but only one idle: retire it, leave the busy ones.
+    assert_eq!(
+        a.iter()
+            .filter(|a| matches!(a, Action::Retire { .. }))
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![Action::Retire {
+            name: "ci-00000002".into()
+        }]
+    );
+    // GitHub says it just took a job (422): it stays.
+    s.retire_done("ci-00000002", RetireOutcome::Busy, t0);
+    assert_eq!(s.runners["ci-00000002"].display_state(), "busy");
+    assert!(!s
+        .plan(&specs, t0, &mut sfx)
+        .iter()
+        .any(|a| matches!(a, Action::Retire { .. })));
+}
+
+#[test]
+fn orphans_are_found_and_deleted_once() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(0)];
+    s.plan(&specs, t0, &mut sfx);
+    s.apply_sweep(
+        &[(
+            "repos/o/r".into(),
+            Some(vec![
+                seen(50, "ci-deadbeef", false),
+                seen(51, "someone-else", false),
+                seen(52, "ci-x", false),
+            ]),
+        )],
+        &specs,
+        t0,
+    );
+    assert_eq!(s.orphans.keys().copied().collect::<Vec<_>>(), vec![50]);
+    let a = s.plan(&specs, t0, &mut sfx);
+    assert_eq!(
+        a,
+        vec![Action::DeleteOrphan {
+            scope: "repos/o/r".into(),
+            id: 50
+        }]
+    );
+    assert_eq!(s.plan(&specs, t0, &mut sfx), vec![]);
+    s.orphan_done(50, true, t0);
+    assert!(s.orphans.is_empty());
+}
+
+#[test]
+fn restart_adopts_containers_instead_of_duplicating() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(2)];
+    // A fresh manager first resyncs (the manager does this before planning starts).
+    s.apply_resync(
+        &[
+            ContainerSeen {
+                name: "ci-aaaaaaaa".into(),
+                id: "c1".into(),
+                pool: "p".into(),
+                scope: "repos/o/r".into(),
+                runner_id: Some(4),
+                alive: true,
+                exit_code: None,
+            },
+            ContainerSeen {
+                name: "ci-bbbbbbbb".into(),
+                id: "c2".into(),
+                pool: "p".into(),
+                scope: "repos/o/r".into(),
+                runner_id: Some(5),
+                alive: true,
+                exit_code: None,
+            },
+        ],
+        t0,
+    );
+    let a = s.plan(&specs, t0, &mut sfx);
+    assert!(starts(&a).is_empty(), "{a:?}");
+    assert!(s.runners["ci-aaaaaaaa"].adopted);
+    // A later resync that misses one of them (its exit event was lost) counts it as exited.
+    s.plan(&specs, t0 + PODMAN_RESYNC_INTERVAL, &mut sfx);
+    s.apply_resync(
+        &[ContainerSeen {
+            name: "ci-aaaaaaaa".into(),
+            id: "c1".into(),
+            pool: "p".into(),
+            scope: "repos/o/r".into(),
+            runner_id: Some(4),
+            alive: true,
+            exit_code: None,
+        }],
+        t0 + PODMAN_RESYNC_INTERVAL,
+    );
+    assert_eq!(s.runners["ci-bbbbbbbb"].phase, Phase::Exited);
+}
+
+#[test]
+fn drain_retires_idle_waits_for_busy_then_forces_at_deadline() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(2)];
+    s.plan(&specs, t0, &mut sfx);
+    run(&mut s, "ci-00000001", 1, t0);
+    run(&mut s, "ci-00000002", 2, t0);
+    s.apply_sweep(
+        &[(
+            "repos/o/r".into(),
+            Some(vec![
+                seen(1, "ci-00000001", true),
+                seen(2, "ci-00000002", false),
+            ]),
+        )],
+        &specs,
+        t0,
+    );
+    s.start_drain(t0, Duration::from_secs(100));
+    let a = s.plan(&specs, t0, &mut sfx);
+    assert!(a.contains(&Action::Retire {
+        name: "ci-00000002".into()
+    }));
+    assert!(!a
+        .iter()
+        .any(|a| matches!(a, Action::Start { .. } | Action::ForceStop { .. })));
+    s.retire_done("ci-00000002", RetireOutcome::Stopped, t0);
+    assert_eq!(s.runners["ci-00000002"].verdict, Verdict::Gone);
+    // The busy one finishes its job.
+    let t1 = t0 + Duration::from_secs(10);
+    s.container_exited("ci-00000001", Some(0), t1);
+    assert!(!s.is_drained());
+    let a = s.plan(&specs, t1 + SWEEP_MIN_INTERVAL, &mut sfx);
+    assert!(a.contains(&Action::Cleanup {
+        name: "ci-00000002".into(),
+        delete_id: None
+    }));
+    assert!(!a.iter().any(|a| matches!(a, Action::Start { .. })));
+    s.cleanup_done("ci-00000002", CleanupOutcome::Done, t1);
+    s.apply_sweep(
+        &[("repos/o/r".into(), Some(vec![]))],
+        &specs,
+        t1 + SWEEP_MIN_INTERVAL,
+    );
+    s.plan(&specs, t1 + SWEEP_MIN_INTERVAL, &mut sfx);
+    s.cleanup_done("ci-00000001", CleanupOutcome::Done, t1);
+    assert!(s.is_drained());
+
+    // A second drain whose busy runner never finishes gets force-stopped at the deadline.
+    let mut s = State::new();
+    s.plan(&specs, t0, &mut sfx);
+    let names: Vec<String> = s.runners.keys().cloned().collect();
+    for (i, n) in names.iter().enumerate() {
+        run(&mut s, n, 10 + i as u64, t0);
+    }
+    for r in s.runners.values_mut() {
+        r.busy = true;
+    }
+    s.start_drain(t0, Duration::from_secs(100));
+    assert!(!s
+        .plan(&specs, t0 + Duration::from_secs(99), &mut sfx)
+        .iter()
+        .any(|a| matches!(a, Action::ForceStop { .. })));
+    let a = s.plan(&specs, t0 + Duration::from_secs(100), &mut sfx);
+    assert_eq!(
+        a.iter()
+            .filter(|a| matches!(a, Action::ForceStop { .. }))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn start_failure_after_registration_deletes_it() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(1)];
+    s.plan(&specs, t0, &mut sfx);
+    s.registered("ci-00000001", 3);
+    s.start_failed("ci-00000001", "image not found".into(), true, true, t0);
+    assert_eq!(s.pools["p"].failures, 1);
+    let a = s.plan(&specs, t0, &mut sfx);
+    assert!(a.contains(&Action::Cleanup {
+        name: "ci-00000001".into(),
+        delete_id: Some(3)
+    }));
+    assert!(starts(&a).is_empty());
+    // A name conflict is no failure: the next plan just picks another name.
+    let mut s = State::new();
+    s.plan(&specs, t0, &mut sfx);
+    let n = s.runners.keys().next().unwrap().clone();
+    s.start_failed(&n, "409".into(), false, false, t0);
+    s.cleanup_done(&n, CleanupOutcome::Done, t0);
+    assert_eq!(starts(&s.plan(&specs, t0, &mut sfx)).len(), 1);
+}
+
+#[test]
+fn early_exit_event_before_run_returns() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    s.plan(&[spec(1)], t0, &mut sfx);
+    s.registered("ci-00000001", 1);
+    // The died event can arrive before `podman run -d` prints the id.
+    s.container_exited("ci-00000001", Some(0), t0);
+    s.started("ci-00000001", "cid".into(), t0);
+    assert_eq!(s.runners["ci-00000001"].phase, Phase::Exited);
+}

@@ -1,0 +1,478 @@
+//! The GitHub adapter: the runner endpoints of the REST API, for repository and organization
+//! scope, with the retry and rate-limit rules of runner-contract.md (REST conventions).
+//!
+//! The token lives only inside [`Client`]; it is sent in the `Authorization` header and never
+//! logged. JIT configs come back wrapped in [`Secret`], whose `Debug` prints nothing.
+
+pub mod retry;
+
+use crate::config::names::Scope;
+use rand::Rng;
+use reqwest::{header, Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// runner-contract.md, REST conventions: the media type and API version GitHub documents.
+const ACCEPT: &str = "application/vnd.github+json";
+const API_VERSION: &str = "2022-11-28";
+/// Largest page GitHub serves (runner-contract.md, Pagination).
+pub const PER_PAGE: u32 = 100;
+/// A single request that takes longer than this is treated as failed and retried.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts for 5xx, timeouts and connection errors before giving up on one call.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// A rate-limit wait longer than this is not sat out inside a call: the call fails with
+/// [`Error::RateLimited`] and the manager's loop decides what to do meanwhile.
+pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(90);
+/// With no `retry-after` and no exhausted primary limit, wait at least this long after a
+/// rate-limit answer (runner-contract.md: "else ≥ 60 s with exponential backoff").
+pub const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+/// A string that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct RunnerLabel {
+    pub name: String,
+}
+
+/// A runner registration as GitHub lists it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Runner {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub busy: bool,
+    #[serde(default)]
+    pub labels: Vec<RunnerLabel>,
+}
+
+#[derive(Deserialize)]
+struct RunnerList {
+    #[serde(default)]
+    runners: Vec<Runner>,
+}
+
+#[derive(Deserialize)]
+struct JitResponse {
+    runner: Runner,
+    encoded_jit_config: String,
+}
+
+/// What generate-jitconfig gives back.
+#[derive(Debug)]
+pub struct JitConfig {
+    pub runner: Runner,
+    pub encoded: Secret,
+}
+
+#[derive(Debug, Serialize)]
+struct JitRequest<'a> {
+    name: &'a str,
+    runner_group_id: u64,
+    labels: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    work_folder: Option<&'a str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("GitHub answered 409: a runner named {0:?} already exists")]
+    Conflict(String),
+    #[error("GitHub answered 404 for {0}")]
+    NotFound(String),
+    #[error("GitHub refused to delete runner {0}: it is still running a job (422)")]
+    StillBusy(u64),
+    #[error("GitHub rejected the token (401: {0}); it may be revoked or expired\n  fix: put a valid token in the token file and run `podrunner restart` (or send SIGHUP)")]
+    Unauthorized(String),
+    #[error("GitHub refused the request (403: {0})\n  fix: the token needs repository Administration: write (classic: repo) for repository pools, or organization Self-hosted runners: write (classic: admin:org) for organization pools")]
+    Forbidden(String),
+    #[error("GitHub's rate limit is exhausted; retrying after {}s", .0.as_secs())]
+    RateLimited(Duration),
+    #[error("GitHub answered {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("cannot reach GitHub at {url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("GitHub's answer could not be read: {0}")]
+    Decode(String),
+}
+
+impl Error {
+    /// Whether trying again later can help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::RateLimited(_) | Error::Transport { .. })
+            || matches!(self, Error::Http { status, .. } if *status >= 500)
+    }
+}
+
+/// The rate-limit figures of the last answer.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct RateLimit {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    /// Epoch seconds.
+    pub reset: Option<u64>,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Secret,
+    calls: AtomicU64,
+    rate: Mutex<RateLimit>,
+    /// No request leaves before this instant (set by rate-limit answers).
+    blocked_until: Mutex<Option<Instant>>,
+}
+
+fn now_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn header_u64(h: &header::HeaderMap, name: &str) -> Option<u64> {
+    h.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The `rel="next"` URL of a `Link` header.
+pub fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
+        is_next.then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+impl Client {
+    pub fn new(api_url: &str, token: Secret) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("podrunner/", env!("CARGO_PKG_VERSION")))
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(4)
+            .build()?;
+        Ok(Client {
+            http,
+            base: api_url.trim_end_matches('/').to_string(),
+            token,
+            calls: AtomicU64::new(0),
+            rate: Mutex::new(RateLimit::default()),
+            blocked_until: Mutex::new(None),
+        })
+    }
+
+    /// Requests sent so far (every attempt counts).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    pub fn rate_limit(&self) -> RateLimit {
+        *self.rate.lock().expect("rate lock")
+    }
+
+    fn block_for(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut b = self.blocked_until.lock().expect("block lock");
+        if b.is_none_or(|x| x < until) {
+            *b = Some(until);
+        }
+    }
+
+    async fn wait_unblocked(&self) {
+        let until = *self.blocked_until.lock().expect("block lock");
+        if let Some(u) = until {
+            tokio::time::sleep_until(u.into()).await;
+        }
+    }
+
+    /// Sends one request with retries. Returns the status, headers and body of the final
+    /// answer, which is a success or an error that retrying does not fix.
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(StatusCode, header::HeaderMap, Vec<u8>), Error> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.wait_unblocked().await;
+            let mut req = self
+                .http
+                .request(method.clone(), url)
+                .header(header::ACCEPT, ACCEPT)
+                .header("X-GitHub-Api-Version", API_VERSION)
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", self.token.expose()),
+                );
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(target: "podrunner::github", "{method} {url} (attempt {attempt})");
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let err = Error::Transport {
+                        url: self.base.clone(),
+                        message: transport_message(&e),
+                    };
+                    if attempt < MAX_ATTEMPTS {
+                        let d = retry::backoff(attempt, &mut rand::thread_rng());
+                        tracing::warn!("{err}; retrying in {:.1}s", d.as_secs_f64());
+                        tokio::time::sleep(d).await;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            self.note_rate(&headers);
+            let bytes = match resp.bytes().await {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    if attempt < MAX_ATTEMPTS {
+                        let d = retry::backoff(attempt, &mut rand::thread_rng());
+                        tokio::time::sleep(d).await;
+                        continue;
+                    }
+                    return Err(Error::Transport {
+                        url: self.base.clone(),
+                        message: transport_message(&e),
+                    });
+                }
+            };
+            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN {
+                let message = error_message(&bytes);
+                if let Some(wait) = retry::rate_limit_wait(
+                    status.as_u16(),
+                    header_u64(&headers, "retry-after"),
+                    header_u64(&headers, "x-ratelimit-remaining"),
+                    header_u64(&headers, "x-ratelimit-reset"),
+                    &message,
+                    now_epoch(),
+                ) {
+                    let wait = wait.max(Duration::from_millis(100));
+                    let wait = if header_u64(&headers, "retry-after").is_none()
+                        && header_u64(&headers, "x-ratelimit-remaining") != Some(0)
+                    {
+                        // Secondary limit with no hint: ≥ 60 s, doubling on repeats.
+                        SECONDARY_LIMIT_WAIT * 2u32.saturating_pow(attempt - 1).min(8)
+                    } else {
+                        wait
+                    };
+                    self.block_for(wait);
+                    if wait > MAX_INLINE_WAIT || attempt >= MAX_ATTEMPTS {
+                        return Err(Error::RateLimited(wait));
+                    }
+                    tracing::warn!(
+                        "GitHub rate limit ({}): waiting {:.1}s",
+                        status.as_u16(),
+                        wait.as_secs_f64()
+                    );
+                    continue;
+                }
+                if status == StatusCode::FORBIDDEN {
+                    return Err(Error::Forbidden(message));
+                }
+            }
+            if status.is_server_error() && attempt < MAX_ATTEMPTS {
+                let d = retry::backoff(attempt, &mut rand::thread_rng());
+                tracing::warn!(
+                    "GitHub answered {status} for {method} {}; retrying in {:.1}s",
+                    self.path_of(url),
+                    d.as_secs_f64()
+                );
+                tokio::time::sleep(d).await;
+                continue;
+            }
+            return Ok((status, headers, bytes));
+        }
+    }
+
+    fn path_of<'a>(&self, url: &'a str) -> &'a str {
+        url.strip_prefix(self.base.as_str()).unwrap_or(url)
+    }
+
+    fn note_rate(&self, h: &header::HeaderMap) {
+        let mut r = self.rate.lock().expect("rate lock");
+        if let Some(v) = header_u64(h, "x-ratelimit-limit") {
+            r.limit = Some(v);
+        }
+        if let Some(v) = header_u64(h, "x-ratelimit-remaining") {
+            r.remaining = Some(v);
+        }
+        if let Some(v) = header_u64(h, "x-ratelimit-reset") {
+            r.reset = Some(v);
+        }
+    }
+
+    fn fail(status: StatusCode, bytes: &[u8], what: &str) -> Error {
+        let message = error_message(bytes);
+        match status.as_u16() {
+            401 => Error::Unauthorized(message),
+            403 => Error::Forbidden(message),
+            404 => Error::NotFound(what.to_string()),
+            s => Error::Http { status: s, message },
+        }
+    }
+
+    /// POST `/SCOPE/actions/runners/generate-jitconfig`.
+    pub async fn generate_jitconfig(
+        &self,
+        scope: &Scope,
+        name: &str,
+        runner_group_id: u64,
+        labels: &[String],
+        work_folder: Option<&str>,
+    ) -> Result<JitConfig, Error> {
+        let url = format!(
+            "{}/{}/actions/runners/generate-jitconfig",
+            self.base,
+            scope.api_path()
+        );
+        let body = serde_json::to_value(JitRequest {
+            name,
+            runner_group_id,
+            labels,
+            work_folder,
+        })
+        .expect("request serializes");
+        let (status, _, bytes) = self.send(Method::POST, &url, Some(&body)).await?;
+        match status.as_u16() {
+            201 | 200 => {
+                let r: JitResponse = serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
+                Ok(JitConfig { runner: r.runner, encoded: Secret(r.encoded_jit_config) })
+            }
+            409 => Err(Error::Conflict(name.to_string())),
+            _ => Err(Self::fail(status, &bytes, &format!("{scope} (does the repository or organization exist, and can the token see it?)"))),
+        }
+    }
+
+    /// GET `/SCOPE/actions/runners`, following every `Link: rel="next"`.
+    pub async fn list_runners(&self, scope: &Scope) -> Result<Vec<Runner>, Error> {
+        let mut url = format!(
+            "{}/{}/actions/runners?per_page={PER_PAGE}",
+            self.base,
+            scope.api_path()
+        );
+        let mut all = Vec::new();
+        // A page bound protects against a server whose `next` links never end.
+        for _ in 0..1000 {
+            let (status, headers, bytes) = self.send(Method::GET, &url, None).await?;
+            if !status.is_success() {
+                return Err(Self::fail(status, &bytes, &scope.to_string()));
+            }
+            let page: RunnerList =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
+            all.extend(page.runners);
+            let next = headers
+                .get(header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            match next {
+                // Never send the token anywhere but the configured API.
+                Some(n) if n.starts_with(&self.base) => url = n,
+                Some(n) => {
+                    tracing::warn!("ignoring a pagination link outside {}: {n}", self.base);
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(all)
+    }
+
+    /// GET `/SCOPE/actions/runners/{id}`; `None` when it does not exist.
+    pub async fn get_runner(&self, scope: &Scope, id: u64) -> Result<Option<Runner>, Error> {
+        let url = format!("{}/{}/actions/runners/{id}", self.base, scope.api_path());
+        let (status, _, bytes) = self.send(Method::GET, &url, None).await?;
+        match status.as_u16() {
+            200 => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Decode(e.to_string())),
+            404 => Ok(None),
+            _ => Err(Self::fail(status, &bytes, &format!("runner {id}"))),
+        }
+    }
+
+    /// DELETE `/SCOPE/actions/runners/{id}`. `Ok(true)` deleted, `Ok(false)` already gone,
+    /// [`Error::StillBusy`] on 422.
+    pub async fn delete_runner(&self, scope: &Scope, id: u64) -> Result<bool, Error> {
+        let url = format!("{}/{}/actions/runners/{id}", self.base, scope.api_path());
+        let (status, _, bytes) = self.send(Method::DELETE, &url, None).await?;
+        match status.as_u16() {
+            204 | 200 => Ok(true),
+            404 => Ok(false),
+            422 => Err(Error::StillBusy(id)),
+            _ => Err(Self::fail(status, &bytes, &format!("runner {id}"))),
+        }
+    }
+}
+
+/// GitHub's error bodies carry `message`; fall back to the raw text.
+fn error_message(bytes: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct E {
+        message: String,
+    }
+    match serde_json::from_slice::<E>(bytes) {
+        Ok(e) => e.message,
+        Err(_) => String::from_utf8_lossy(bytes).chars().take(200).collect(),
+    }
+}
+
+fn transport_message(e: &reqwest::Error) -> String {
+    // reqwest's Display includes the URL (never the token); add the cause chain.
+    let mut s = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// Random suffixes for runner names: 8 lowercase hex characters, 4 billion values.
+pub fn random_suffix() -> String {
+    format!("{:08x}", rand::thread_rng().gen::<u32>())
+}

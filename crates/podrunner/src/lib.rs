@@ -1,0 +1,16 @@
+//! podrunner: ephemeral self-hosted GitHub Actions runners, one Podman container per job.
+//!
+//! Layout: `core` decides (pure), `github` and `podman` are the adapters that act, `manager`
+//! runs the loop that connects them, `control` is the socket protocol between the CLI and a
+//! running manager, `commands` holds one file per subcommand.
+
+pub mod cmd;
+pub mod commands;
+pub mod config;
+pub mod control;
+pub mod core;
+pub mod github;
+pub mod logging;
+pub mod manager;
+pub mod podman;
+pub mod sys;

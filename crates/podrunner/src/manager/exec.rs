@@ -1,0 +1,478 @@
+//! Executes the core's actions against GitHub and Podman. Each action runs as its own task and
+//! reports one [`Outcome`] back to the manager's loop; no task touches the core state.
+
+use super::Outcome;
+use crate::config::names::Scope;
+use crate::config::{Config, PoolConfig};
+use crate::core::{CleanupOutcome, ContainerSeen, RegistrationSeen, RetireOutcome};
+use crate::github::{self, Client};
+use crate::podman::{labels, Podman, RunSpec, SECRET_FILE};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How many finished runners' container logs are kept for `podrunner logs`.
+pub const KEPT_LOGS: usize = 50;
+
+/// What every task needs.
+#[derive(Clone)]
+pub struct Ctx {
+    pub cfg: Arc<Config>,
+    pub gh: Arc<Client>,
+    pub podman: Arc<Podman>,
+    pub tx: UnboundedSender<Outcome>,
+}
+
+pub fn secret_dir(cfg: &Config, name: &str) -> PathBuf {
+    cfg.manager.runtime_dir.join("secrets").join(name)
+}
+
+pub fn log_dir(cfg: &Config) -> PathBuf {
+    cfg.manager.state_dir.join("logs")
+}
+
+pub fn log_path(cfg: &Config, name: &str) -> PathBuf {
+    log_dir(cfg).join(format!("{name}.log"))
+}
+
+fn mkdir_mode(p: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::create_dir_all(p)?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+}
+
+/// Writes the JIT config where the container's entrypoint reads it. The folder is open to the
+/// container's user (it must delete the file after reading) but sits inside the runtime
+/// directory, which only the manager's user can enter.
+fn write_secret(dir: &Path, secret: &github::Secret) -> std::io::Result<()> {
+    mkdir_mode(dir, 0o733)?;
+    let f = dir.join(SECRET_FILE);
+    std::fs::write(&f, secret.expose())?;
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o444))
+}
+
+impl Ctx {
+    fn send(&self, o: Outcome) {
+        let _ = self.tx.send(o);
+    }
+
+    pub fn labels_for(
+        &self,
+        pool: &PoolConfig,
+        name: &str,
+        runner_id: u64,
+    ) -> BTreeMap<String, String> {
+        [
+            (labels::MANAGED, "true".to_string()),
+            (labels::INSTANCE, self.cfg.manager.instance.to_string()),
+            (labels::POOL, pool.name.to_string()),
+            (labels::RUNNER_ID, runner_id.to_string()),
+            (labels::RUNNER_NAME, name.to_string()),
+            (labels::SCOPE, pool.scope.api_path()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Registers a JIT runner and starts its container.
+    pub async fn start(self, pool: PoolConfig, name: String) {
+        let work = pool.work_dir.join(&name);
+        let work_s = work.display().to_string();
+        let jit = match self
+            .gh
+            .generate_jitconfig(
+                &pool.scope,
+                &name,
+                pool.runner_group_id,
+                &pool.labels,
+                Some(&work_s),
+            )
+            .await
+        {
+            Ok(j) => j,
+            Err(e) => {
+                let conflict = matches!(e, github::Error::Conflict(_));
+                tracing::warn!(pool = %pool.name, "cannot register runner {name}: {e}");
+                return self.send(Outcome::StartFailed {
+                    name,
+                    why: e.to_string(),
+                    failure: !conflict,
+                    registration_left: false,
+                });
+            }
+        };
+        let runner_id = jit.runner.id;
+        self.send(Outcome::Registered {
+            name: name.clone(),
+            runner_id,
+        });
+
+        let secrets = secret_dir(&self.cfg, &name);
+        let prepared = (|| -> std::io::Result<()> {
+            mkdir_mode(&pool.work_dir, 0o700)?;
+            mkdir_mode(&work, 0o777)?;
+            std::fs::create_dir_all(log_dir(&self.cfg))?;
+            write_secret(&secrets, &jit.encoded)
+        })();
+        drop(jit);
+        let result = match prepared {
+            Err(e) => Err(format!("cannot prepare folders for runner {name}: {e}")),
+            Ok(()) => {
+                let spec = RunSpec {
+                    name: name.clone(),
+                    image: pool.image.clone(),
+                    command: pool.command.clone(),
+                    labels: self.labels_for(&pool, &name, runner_id),
+                    cpus: pool.cpus,
+                    memory_bytes: pool.memory.map(|m| m.0),
+                    pids_limit: pool.pids_limit,
+                    stop_timeout_secs: pool.stop_timeout.as_secs(),
+                    secret_dir: secrets.clone(),
+                    work_dir: work.clone(),
+                    log_path: log_path(&self.cfg, &name),
+                    extra_args: self
+                        .cfg
+                        .podman
+                        .run_args
+                        .iter()
+                        .chain(pool.run_args.iter())
+                        .cloned()
+                        .collect(),
+                };
+                self.podman
+                    .run(&spec)
+                    .await
+                    .map_err(|e| explain_run_error(&e.to_string(), &pool.image))
+            }
+        };
+        match result {
+            Ok(cid) => {
+                tracing::info!(pool = %pool.name, "runner {name} started (id {runner_id}, container {})", short(&cid));
+                self.send(Outcome::Started {
+                    name,
+                    container_id: cid,
+                });
+            }
+            Err(why) => {
+                tracing::error!(pool = %pool.name, "cannot start runner {name}: {why}");
+                let _ = std::fs::remove_dir_all(&secrets);
+                let _ = std::fs::remove_dir_all(&work);
+                // The registration exists from the JIT call on: delete it now.
+                let left = match self.gh.delete_runner(&pool.scope, runner_id).await {
+                    Ok(_) => false,
+                    Err(e) => {
+                        tracing::warn!(
+                            "cannot delete registration {runner_id} of {name}: {e}; will retry"
+                        );
+                        true
+                    }
+                };
+                self.send(Outcome::StartFailed {
+                    name,
+                    why,
+                    failure: true,
+                    registration_left: left,
+                });
+            }
+        }
+    }
+
+    /// Deletes the registration (refused while a job runs), then stops the container.
+    pub async fn retire(
+        self,
+        scope: Option<Scope>,
+        stop_timeout_secs: u64,
+        name: String,
+        runner_id: Option<u64>,
+    ) {
+        if let (Some(id), Some(scope)) = (runner_id, &scope) {
+            match self.gh.delete_runner(scope, id).await {
+                Ok(_) => {}
+                Err(github::Error::StillBusy(_)) => {
+                    tracing::info!("runner {name} is running a job; leaving it to finish");
+                    return self.send(Outcome::Retired {
+                        name,
+                        outcome: RetireOutcome::Busy,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("cannot deregister runner {name}: {e}");
+                    return self.send(Outcome::Retired {
+                        name,
+                        outcome: RetireOutcome::Failed,
+                    });
+                }
+            }
+        }
+        tracing::info!("runner {name} deregistered; stopping its container");
+        if let Err(e) = self.podman.stop(&name, stop_timeout_secs).await {
+            // Its registration is gone, so the runner exits by itself; the exit is still seen.
+            tracing::warn!("stopping {name} failed: {e}");
+        }
+        self.send(Outcome::Retired {
+            name,
+            outcome: RetireOutcome::Stopped,
+        });
+    }
+
+    /// Stops a container whatever it is doing (drain timeout reached).
+    pub async fn force_stop(self, name: String, timeout_secs: u64) {
+        tracing::warn!("drain timeout reached: stopping runner {name}, cancelling its job");
+        let ok = self.podman.stop(&name, timeout_secs).await.is_ok();
+        self.send(Outcome::ForceStopped { name, ok });
+    }
+
+    /// Removes everything made for a runner: secret folder, work folder, a leftover container,
+    /// and its registration when `delete_id` is set. Tries every step and reports all failures.
+    pub async fn cleanup(
+        self,
+        scope: Option<Scope>,
+        name: String,
+        delete_id: Option<u64>,
+        remove_container: bool,
+    ) {
+        let mut errors: Vec<String> = Vec::new();
+        let last_line = last_log_line(&log_path(&self.cfg, &name));
+        let secrets = secret_dir(&self.cfg, &name);
+        if let Err(e) = remove_tree(&secrets) {
+            errors.push(format!("secret folder {}: {e}", secrets.display()));
+        }
+        if remove_container {
+            if let Err(e) = self.podman.rm_force(&name).await {
+                errors.push(format!("container: {e}"));
+            }
+        }
+        if let Some(pool) = self
+            .cfg
+            .pools
+            .iter()
+            .find(|p| crate::core::naming::belongs_to(p.runner_name.as_str(), &name))
+        {
+            let work = pool.work_dir.join(&name);
+            if let Err(e) = remove_tree(&work) {
+                // Files a rootless job created belong to subordinate ids: remove them inside
+                // the user namespace.
+                if let Err(e2) = self.podman.unshare_remove(&work).await {
+                    errors.push(format!(
+                        "work folder {}: {e}; podman unshare: {e2}",
+                        work.display()
+                    ));
+                }
+            }
+        }
+        let mut outcome = CleanupOutcome::Done;
+        if let (Some(id), Some(scope)) = (delete_id, scope) {
+            match self.gh.delete_runner(&scope, id).await {
+                Ok(true) => tracing::info!("deleted the registration of runner {name} (id {id})"),
+                Ok(false) => {}
+                Err(github::Error::StillBusy(_)) => outcome = CleanupOutcome::Busy,
+                Err(e) => errors.push(format!("registration {id}: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            tracing::warn!(
+                "cleanup of runner {name} incomplete, will retry: {}",
+                errors.join("; ")
+            );
+            outcome = CleanupOutcome::Failed;
+        }
+        prune_logs(&log_dir(&self.cfg), KEPT_LOGS);
+        self.send(Outcome::Cleaned {
+            name,
+            outcome,
+            last_line,
+        });
+    }
+
+    pub async fn delete_orphan(self, scope: Scope, id: u64) {
+        let gone = match self.gh.delete_runner(&scope, id).await {
+            Ok(deleted) => {
+                if deleted {
+                    tracing::info!("deleted orphaned registration {id} in {scope} (no container)");
+                }
+                true
+            }
+            Err(github::Error::StillBusy(_)) => false,
+            Err(e) => {
+                tracing::warn!("cannot delete orphaned registration {id}: {e}");
+                false
+            }
+        };
+        self.send(Outcome::OrphanDone { id, gone });
+    }
+
+    /// Lists GitHub's runners of every scope the pools use.
+    pub async fn sweep(self, scopes: Vec<String>) {
+        let mut lists = Vec::new();
+        for key in scopes {
+            let Some(scope) = Scope::from_api_path(&key) else {
+                lists.push((key, None));
+                continue;
+            };
+            match self.gh.list_runners(&scope).await {
+                Ok(rs) => lists.push((
+                    key,
+                    Some(
+                        rs.into_iter()
+                            .map(|r| RegistrationSeen {
+                                id: r.id,
+                                online: r.status == "online",
+                                busy: r.busy,
+                                name: r.name,
+                            })
+                            .collect(),
+                    ),
+                )),
+                Err(e) => {
+                    tracing::warn!("cannot list runners of {scope}: {e}");
+                    lists.push((key, None));
+                }
+            }
+        }
+        self.send(Outcome::Swept(lists));
+    }
+
+    pub async fn resync(self) {
+        let r = self
+            .podman
+            .ps(labels::INSTANCE, self.cfg.manager.instance.as_str())
+            .await;
+        self.send(Outcome::Resynced(
+            r.map(|v| v.iter().map(container_seen).collect())
+                .map_err(|e| e.to_string()),
+        ));
+    }
+}
+
+pub fn container_seen(p: &crate::podman::PsEntry) -> ContainerSeen {
+    ContainerSeen {
+        name: p
+            .labels
+            .get(labels::RUNNER_NAME)
+            .cloned()
+            .unwrap_or_else(|| p.name().to_string()),
+        id: p.id.clone(),
+        pool: p.labels.get(labels::POOL).cloned().unwrap_or_default(),
+        scope: p.labels.get(labels::SCOPE).cloned().unwrap_or_default(),
+        runner_id: p.labels.get(labels::RUNNER_ID).and_then(|s| s.parse().ok()),
+        alive: p.is_alive(),
+        exit_code: (!p.is_alive()).then_some(p.exit_code),
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// Turns podman's error for a missing image into advice.
+fn explain_run_error(err: &str, image: &str) -> String {
+    let lower = err.to_ascii_lowercase();
+    if lower.contains("manifest unknown")
+        || lower.contains("image not known")
+        || lower.contains("no such image")
+        || lower.contains("pulling image") && lower.contains("error")
+    {
+        format!("image {image} is not available: {err}\n  fix: check the image name in the config, or build or pull it (`podman pull {image}`)")
+    } else {
+        err.to_string()
+    }
+}
+
+fn remove_tree(p: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// The last non-empty message line of a k8s-file log (`TIMESTAMP STREAM TAG MESSAGE`).
+pub fn last_log_line(path: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let start = len.saturating_sub(8192);
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.lines()
+        .rev()
+        .filter_map(|l| parse_k8s_log_line(l).map(|(_, m)| m.trim().to_string()))
+        .find(|m| !m.is_empty())
+}
+
+/// Splits a k8s-file log line into its stream and message.
+pub fn parse_k8s_log_line(line: &str) -> Option<(&str, &str)> {
+    let mut parts = line.splitn(4, ' ');
+    let _ts = parts.next()?;
+    let stream = parts.next()?;
+    let _tag = parts.next()?;
+    Some((stream, parts.next().unwrap_or("")))
+}
+
+fn prune_logs(dir: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if files.len() <= keep {
+        return;
+    }
+    files.sort();
+    for (_, p) in files.iter().take(files.len() - keep) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k8s_log_lines() {
+        assert_eq!(
+            parse_k8s_log_line("2026-11-30T04:43:30.328906492+00:00 stdout F hello world"),
+            Some(("stdout", "hello world"))
+        );
+        assert_eq!(
+            parse_k8s_log_line("2026-11-30T04:43:30Z stderr F"),
+            Some(("stderr", ""))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.log");
+        std::fs::write(
+            &p,
+            "t stdout F first\nt stdout F broken image for tests\nt stdout F \n",
+        )
+        .unwrap();
+        assert_eq!(last_log_line(&p).as_deref(), Some("broken image for tests"));
+        assert_eq!(last_log_line(&dir.path().join("none")), None);
+    }
+
+    #[test]
+    fn pruning_keeps_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..5 {
+            std::fs::write(dir.path().join(format!("{i}.log")), "x").unwrap();
+            let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i);
+            std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(format!("{i}.log")))
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        prune_logs(dir.path(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["3.log", "4.log"]);
+    }
+}

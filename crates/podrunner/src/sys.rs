@@ -1,0 +1,25 @@
+//! The few direct calls into the C library, in one place.
+#![allow(unsafe_code)]
+
+/// The real user id of this process.
+pub fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Whether a process with this pid exists (signal 0 probes without sending anything).
+pub fn process_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: i32, sig: i32) -> std::io::Result<()> {
+    // SAFETY: plain syscall; errors come back through errno.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,66 @@
+#!/bin/sh
+# Test stand-in for GitHub's /home/runner/run.sh + run-helper.sh (actions/runner), POSIX sh.
+# Runs the listener (here: fake-runner) and maps its exit code like run-helper.sh does
+# (shared/runner-contract.md, "Exit codes"):
+#   0, 1, 5 and unknown codes -> stop, exit 0;  2, 3, 4 -> start the listener again.
+# With RUNNER_MANUALLY_TRAP_SIG set (the image sets it, like GitHub's), SIGINT/SIGTERM are
+# trapped and forwarded to the listener as SIGINT, as run.sh's runWithManualTrap does; the
+# listener then cancels its job (no draining).
+
+LISTENER="${FAKE_RUNNER_BIN:-/usr/local/bin/fake-runner}"
+RESTART_DELAY="${FAKE_RUNNER_RESTART_DELAY:-5}"
+stopping=0
+PID=
+
+# Like run-helper.sh: returns 2 to ask for a restart, 0 to stop.
+map_code() {
+    case "$1" in
+        0) echo "Runner listener exit with 0 return code, stop the service, no retry needed."; return 0 ;;
+        1) echo "Runner listener exit with terminated error, stop the service, no retry needed."; return 0 ;;
+        2) echo "Runner listener exit with retryable error, re-launch runner in ${RESTART_DELAY} seconds."; return 2 ;;
+        3|4) echo "Runner listener exit because of updating, re-launch runner in ${RESTART_DELAY} seconds."; return 2 ;;
+        5) echo "Runner listener exit with Session Conflict error, stop the service, no retry needed."; return 0 ;;
+        *) echo "Exiting with unknown error code: $1"; return 0 ;;
+    esac
+}
+
+forward_signal() {
+    stopping=1
+    if [ -n "$PID" ]; then
+        kill -INT "$PID" 2>/dev/null
+    fi
+}
+
+run_listener() {
+    if [ -n "$RUNNER_MANUALLY_TRAP_SIG" ]; then
+        "$LISTENER" "$@" &
+        PID=$!
+        # A trapped signal interrupts `wait`; keep waiting while the listener is alive.
+        while :; do
+            wait "$PID"
+            rc=$?
+            kill -0 "$PID" 2>/dev/null || break
+        done
+        PID=
+        return "$rc"
+    fi
+    "$LISTENER" "$@"
+}
+
+if [ -n "$RUNNER_MANUALLY_TRAP_SIG" ]; then
+    trap forward_signal INT TERM
+fi
+
+while :; do
+    run_listener "$@"
+    map_code "$?"
+    if [ "$?" -eq 2 ] && [ "$stopping" -eq 0 ]; then
+        sleep "$RESTART_DELAY"
+        if [ "$stopping" -eq 0 ]; then
+            echo "Restarting runner..."
+            continue
+        fi
+    fi
+    echo "Exiting runner..."
+    exit 0
+done
