@@ -55,7 +55,9 @@ while :; do
     run_listener "$@"
     map_code "$?"
     if [ "$?" -eq 2 ] && [ "$stopping" -eq 0 ]; then
-        sleep "$RESTART_DELAY"
+        # In the background so that a trapped signal ends the wait at once.
+        sleep "$RESTART_DELAY" &
+        wait $!
         if [ "$stopping" -eq 0 ]; then
             echo "Restarting runner..."
             continue

@@ -644,6 +644,7 @@ async fn fake_runners(AxState(sh): AxState<Sh>) -> Response {
         "created_total": st.created_total,
         "deleted_total": st.deleted_total,
         "jit_configs": st.jit_configs,
+        "history": st.history,
     }))
     .into_response()
 }

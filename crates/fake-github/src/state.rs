@@ -116,6 +116,10 @@ pub struct RunnerRecord {
     pub job_id: Option<u64>,
     /// Unix ms of the generate-jitconfig call.
     pub created_at: u64,
+    /// Unix ms of the runner's first acquire (it is registered and waiting for a job).
+    pub online_at: Option<u64>,
+    /// Unix ms of its removal (only set in `State::history`).
+    pub deleted_at: Option<u64>,
     /// The runner's secret (`Authorization: RunnerToken <secret>`); never serialized.
     #[serde(skip)]
     pub secret: String,
@@ -665,6 +669,8 @@ pub struct State {
     pub created_total: u64,
     pub deleted_total: u64,
     pub jit_configs: Vec<String>,
+    /// Every removed registration, with `deleted_at` set (benchmarks read timings from it).
+    pub history: Vec<RunnerRecord>,
     pub api_calls: u64,
     pub by_route: BTreeMap<String, u64>,
     pub rate: RateLimit,
@@ -685,6 +691,7 @@ impl State {
             created_total: 0,
             deleted_total: 0,
             jit_configs: Vec::new(),
+            history: Vec::new(),
             api_calls: 0,
             by_route: BTreeMap::new(),
             rate: RateLimit::new(now_secs()),
@@ -784,6 +791,8 @@ impl State {
             work_folder: req.work_folder.clone(),
             job_id: None,
             created_at: now_ms(),
+            online_at: None,
+            deleted_at: None,
             secret: random_token(40),
         };
         let encoded = encode_jit_config(&runner, &self.server_url);
@@ -817,8 +826,7 @@ impl State {
         if runner.busy {
             return Err(DeleteError::Busy(runner.name.clone()));
         }
-        let removed = self.runners.remove(&id).ok_or(DeleteError::NotFound)?;
-        self.deleted_total += 1;
+        let removed = self.remove_runner(id).ok_or(DeleteError::NotFound)?;
         Ok(removed)
     }
 
@@ -862,6 +870,7 @@ impl State {
         };
         if r.status != RunnerStatus::Online {
             r.status = RunnerStatus::Online;
+            r.online_at = Some(now_ms());
             r.version = Some(FAKE_RUNNER_VERSION.to_string());
         }
         self.dispatch();
@@ -932,9 +941,17 @@ impl State {
         job.output = output;
         job.completed_at = Some(now_ms());
         let done = job.clone();
-        self.runners.remove(&runner_id);
-        self.deleted_total += 1;
+        self.remove_runner(runner_id);
         Ok(done)
+    }
+
+    /// Removes a registration and keeps it in `history`.
+    fn remove_runner(&mut self, id: u64) -> Option<RunnerRecord> {
+        let mut r = self.runners.remove(&id)?;
+        self.deleted_total += 1;
+        r.deleted_at = Some(now_ms());
+        self.history.push(r.clone());
+        Some(r)
     }
 }
 

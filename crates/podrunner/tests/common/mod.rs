@@ -1,0 +1,250 @@
+//! Test bench for integration tests: a fake GitHub in the test process, a config pointing at
+//! it, and the real `podrunner` binary driving real Podman with the locally built test image.
+#![allow(dead_code)]
+
+use fake_github::FakeGithub;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Built by `images/test-runner/build.sh` (the test script runs it first).
+pub const TEST_IMAGE: &str = "localhost/podrunner-test-runner:latest";
+/// The same image whose run.sh exits 3 at once.
+pub const BROKEN_IMAGE: &str = "localhost/podrunner-test-broken:latest";
+pub const TOKEN: &str = "ghp_testTOKENdoNotLeak0123456789abcdef";
+pub const REPO: &str = "octo/hello";
+
+pub fn podrunner_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_podrunner")
+}
+
+pub fn is_root() -> bool {
+    // SAFETY-free: /proc/self is always there on Linux.
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Extra `podman run` arguments the test host needs: host networking so runners reach the
+/// fake on 127.0.0.1, and (rootful on this VM) rlimits within the host's hard limits.
+pub fn host_run_args() -> Vec<String> {
+    let mut v = vec!["--network=host".to_string()];
+    if is_root() {
+        v.push("--ulimit=nofile=20000:20000".into());
+        v.push("--ulimit=nproc=20000:20000".into());
+    }
+    v
+}
+
+pub struct Pool {
+    pub name: &'static str,
+    pub count: u32,
+    pub image: &'static str,
+    pub extra: String,
+}
+
+impl Pool {
+    pub fn new(name: &'static str, count: u32) -> Pool {
+        Pool { name, count, image: TEST_IMAGE, extra: String::new() }
+    }
+    pub fn image(mut self, image: &'static str) -> Pool {
+        self.image = image;
+        self
+    }
+    pub fn extra(mut self, toml: &str) -> Pool {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+}
+
+pub struct Bench {
+    pub dir: tempfile::TempDir,
+    pub gh: FakeGithub,
+    pub config: PathBuf,
+    pub instance: String,
+    pub manager: Option<Child>,
+    pub manager_log: PathBuf,
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("t-{name}-{}-{:x}", std::process::id(), nanos % 0xffff)
+}
+
+impl Bench {
+    pub async fn new(test: &str, pools: Vec<Pool>) -> Bench {
+        assert_image(TEST_IMAGE);
+        let dir = tempfile::Builder::new().prefix("podrunner-test-").tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let gh = FakeGithub::start(TOKEN).await.unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let instance = unique(test);
+        let run_args: Vec<String> = host_run_args().iter().map(|a| format!("{a:?}")).collect();
+        let mut cfg = format!(
+            "[github]\napi_url = \"{}\"\ntoken_file = \"{}\"\n\n[podman]\nruntime = \"runc\"\nrun_args = [{}]\n\n[manager]\ninstance = \"{instance}\"\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n",
+            gh.url(),
+            token_file.display(),
+            run_args.join(", "),
+            dir.path().join("state").display(),
+            dir.path().join("run").display(),
+        );
+        for p in &pools {
+            cfg.push_str(&format!(
+                "\n[[pool]]\nname = \"{}\"\nrepository = \"{REPO}\"\nrunner_name = \"{}-{}\"\nimage = \"{}\"\ncount = {}\nrestart_delay = \"0s\"\nwork_dir = \"{}\"\n{}",
+                p.name,
+                p.name,
+                &instance[instance.len() - 4..],
+                p.image,
+                p.count,
+                dir.path().join("work").join(p.name).display(),
+                p.extra
+            ));
+        }
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, cfg).unwrap();
+        let manager_log = dir.path().join("manager.stderr");
+        Bench { dir, gh, config, instance, manager: None, manager_log }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Starts `podrunner run` at debug level, its stderr into `manager_log` (appended).
+    pub fn start_manager(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.manager_log).unwrap();
+        let child = Command::new(podrunner_bin())
+            .args(["--config", self.config.to_str().unwrap(), "--log-level", "debug", "run"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.manager = Some(child);
+    }
+
+    /// Runs a podrunner CLI command; returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(podrunner_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let (code, out, err) = self.cli(&["status", "--json"]);
+        assert!(code == 0 || code == 3, "status failed: {code} {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json: {e}: {out}"))
+    }
+
+    /// Runners the manager reports in `state` (idle, busy, starting...).
+    pub fn runners_in(&self, state: &str) -> Vec<String> {
+        let v = self.status_json();
+        v["status"]["runners"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|r| r["state"] == state)
+                    .map(|r| r["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until `pred` holds, polling every 200 ms.
+    pub async fn wait_until(&self, what: &str, timeout: Duration, mut pred: impl FnMut(&Bench) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if pred(self) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("timed out after {timeout:?} waiting for {what}\nmanager log:\n{}", self.log_tail(60));
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let s = std::fs::read_to_string(&self.manager_log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Containers of this test's instance, by name.
+    pub fn containers(&self) -> Vec<String> {
+        let out = Command::new("podman")
+            .args(["ps", "-a", "--filter", &format!("label=podrunner.instance={}", self.instance), "--format", "{{.Names}}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|s| !s.is_empty()).collect()
+    }
+
+    /// Waits for the manager process to exit; returns its exit code.
+    pub async fn wait_manager_exit(&mut self, timeout: Duration) -> i32 {
+        let start = Instant::now();
+        let child = self.manager.as_mut().expect("manager started");
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.manager = None;
+                return st.code().unwrap_or(-1);
+            }
+            if start.elapsed() > timeout {
+                panic!("manager did not exit within {timeout:?}\n{}", self.log_tail(60));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn kill_manager_hard(&mut self) {
+        if let Some(mut c) = self.manager.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn all_logs(&self) -> String {
+        let mut s = std::fs::read_to_string(&self.manager_log).unwrap_or_default();
+        s.push_str(&std::fs::read_to_string(self.state_dir().join("manager.log")).unwrap_or_default());
+        s
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        self.kill_manager_hard();
+        for c in self.containers() {
+            let _ = Command::new("podman").args(["rm", "-f", "-t", "0", &c]).output();
+        }
+        // Files a rootless job created may belong to subordinate ids.
+        if !is_root() {
+            let _ = Command::new("podman").args(["unshare", "rm", "-rf"]).arg(self.dir.path()).output();
+        }
+    }
+}
+
+pub fn assert_image(image: &str) {
+    let ok = Command::new("podman").args(["image", "exists", image]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "test image {image} is missing: run images/test-runner/build.sh (the README's test command does)");
+}
+
+/// Every process's argv on the host, as one string per process.
+pub fn all_cmdlines() -> Vec<(i32, String)> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if let Ok(b) = std::fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline")) {
+            v.push((pid, String::from_utf8_lossy(&b).replace('\0', " ")));
+        }
+    }
+    v
+}
