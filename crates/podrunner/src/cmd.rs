@@ -120,6 +120,76 @@ pub async fn run(
     }
 }
 
+/// Runs `program args` on the terminal (stdin, stdout and stderr inherited), e.g.
+/// `journalctl -f`, and returns its exit code. `None` timeout: until it exits.
+pub async fn run_inherit(
+    program: &str,
+    args: &[String],
+    timeout: Option<Duration>,
+) -> Result<i32, CommandError> {
+    let cmdline = render(program, args);
+    tracing::debug!(target: "podrunner::cmd", "running {cmdline}");
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| CommandError::Spawn {
+            cmdline: cmdline.clone(),
+            source,
+        })?;
+    let status = match timeout {
+        None => child.wait().await,
+        Some(t) => match tokio::time::timeout(t, child.wait()).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(CommandError::Timeout {
+                    cmdline,
+                    timeout: t,
+                })
+            }
+        },
+    }
+    .map_err(|source| CommandError::Spawn {
+        cmdline: cmdline.clone(),
+        source,
+    })?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// Starts `program args` detached, to outlive this process: in its own process group (a
+/// Ctrl-C or hangup at the terminal does not reach it), stdin from /dev/null, stdout and
+/// stderr appended to `output`, and the variables in `env_remove` unset.
+pub fn spawn_detached(
+    program: &std::path::Path,
+    args: &[String],
+    output: &std::path::Path,
+    env_remove: &[&str],
+) -> Result<std::process::Child, CommandError> {
+    use std::os::unix::process::CommandExt;
+    let cmdline = render(&program.display().to_string(), args);
+    tracing::debug!(target: "podrunner::cmd", "starting in the background: {cmdline}");
+    let spawn_err = |source| CommandError::Spawn {
+        cmdline: cmdline.clone(),
+        source,
+    };
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(output)
+        .map_err(spawn_err)?;
+    let err = out.try_clone().map_err(spawn_err)?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    for k in env_remove {
+        cmd.env_remove(k);
+    }
+    cmd.spawn().map_err(spawn_err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

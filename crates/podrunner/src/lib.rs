@@ -2,15 +2,18 @@
 //!
 //! Layout: `core` decides (pure), `github` and `podman` are the adapters that act, `manager`
 //! runs the loop that connects them, `control` is the socket protocol between the CLI and a
-//! running manager, `commands` holds one file per subcommand.
+//! running manager, `systemd` the unit file and notify protocol, `commands` holds one file per
+//! subcommand.
 
 pub mod cmd;
 pub mod commands;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod doctor;
 pub mod github;
 pub mod logging;
 pub mod manager;
 pub mod podman;
 pub mod sys;
+pub mod systemd;

@@ -1,8 +1,10 @@
 //! `podrunner logs [RUNNER] [-f]`: a runner's container output (kept after the container is
-//! gone), or without RUNNER the manager's own log.
+//! gone), or without RUNNER the manager's own log: the journal when systemd runs it.
 
 use super::Cli;
+use crate::control::{self, Request};
 use crate::manager::exec::{log_path, parse_k8s_log_line};
+use crate::systemd::service;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,6 +30,11 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if args.runner.is_none() {
+        if let Some(code) = journal(&cfg, args).await {
+            return code;
+        }
+    }
     let (path, container_log) = match &args.runner {
         Some(r) => (log_path(&cfg, r), true),
         None => (cfg.manager.state_dir.join("manager.log"), false),
@@ -44,6 +51,27 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
         Err(e) => {
             eprintln!("error: reading {}: {e}", path.display());
             1
+        }
+    }
+}
+
+/// The manager's log from the journal, when the unit is installed and either active or no
+/// manager answers in a terminal. `None`: use the log file.
+async fn journal(cfg: &crate::config::Config, args: &Args) -> Option<i32> {
+    let svc = service::detect().await?;
+    if !svc.is_active()
+        && control::request(&cfg.control_socket(), &Request::Status)
+            .await
+            .is_ok()
+    {
+        return None;
+    }
+    let jargs = service::journalctl_args(svc.instance, args.lines, args.follow);
+    match crate::cmd::run_inherit("journalctl", &jargs, None).await {
+        Ok(code) => Some(code),
+        Err(e) => {
+            tracing::debug!("journalctl is not usable: {e}");
+            None
         }
     }
 }

@@ -2,10 +2,16 @@
 //! `exec` that returns the process exit code.
 
 pub mod config_check;
+pub mod doctor;
+pub mod install;
 pub mod logs;
+pub mod restart;
 pub mod run;
+pub mod scale;
+pub mod start;
 pub mod status;
 pub mod stop;
+pub mod uninstall;
 
 use crate::config::{Config, Env};
 use crate::logging::LogFormat;
@@ -45,6 +51,18 @@ pub enum Command {
     Logs(logs::Args),
     /// Stop a running manager cleanly: idle runners removed, busy ones finish first
     Stop(stop::Args),
+    /// Start the manager in the background (through systemd when the unit is installed)
+    Start(start::Args),
+    /// Stop (drain) the manager, then start it again
+    Restart(restart::Args),
+    /// Change a pool's size in the running manager until the next reload or restart
+    Scale(scale::Args),
+    /// Install and start the systemd service (a user unit, or --system --user NAME)
+    Install(install::Args),
+    /// Stop and remove the systemd service
+    Uninstall(uninstall::Args),
+    /// Check that this host can run runners, and name the exact fix for what is missing
+    Doctor(doctor::Args),
     /// Work with the config file
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -80,6 +98,12 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Status(a) => status::exec(&cli, a).await,
         Command::Logs(a) => logs::exec(&cli, a).await,
         Command::Stop(a) => stop::exec(&cli, a).await,
+        Command::Start(a) => start::exec(&cli, a).await,
+        Command::Restart(a) => restart::exec(&cli, a).await,
+        Command::Scale(a) => scale::exec(&cli, a).await,
+        Command::Install(a) => install::exec(&cli, a).await,
+        Command::Uninstall(a) => uninstall::exec(&cli, a).await,
+        Command::Doctor(a) => doctor::exec(&cli, a).await,
         Command::Config(ConfigCommand::Check(a)) => config_check::exec(&cli, a).await,
     }
 }

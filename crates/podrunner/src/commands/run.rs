@@ -41,6 +41,11 @@ pub async fn exec(cli: &Cli, _args: &Args) -> i32 {
 }
 
 async fn start(cfg: crate::config::Config) -> anyhow::Result<()> {
+    // Refuse early, with the doctor's explanation and fix, when the host cannot run runners.
+    let failed = crate::doctor::preflight(&cfg, &crate::doctor::Host::real()).await;
+    if !failed.is_empty() {
+        anyhow::bail!("{}", crate::doctor::refusal(&failed));
+    }
     let token = read_token(&cfg.github.token_file)?;
     let podman = Podman::from_config(&cfg.podman);
     let version = podman.version().await.map_err(|e| {

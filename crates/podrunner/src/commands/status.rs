@@ -4,6 +4,7 @@
 use super::{age, Cli, EXIT_NOT_RUNNING};
 use crate::control::{self, ClientError, Request, StatusSnapshot};
 use crate::podman::{labels, Podman};
+use crate::systemd::service;
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
@@ -19,14 +20,21 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // The service's state first, when systemd runs the manager (or is meant to).
+    let svc = service::detect().await;
+    if let (Some(s), false) = (&svc, args.json) {
+        println!("service: {}", s.describe());
+    }
     match control::request(&cfg.control_socket(), &Request::Status).await {
         Ok(r) if r.ok && r.status.is_some() => {
             let s = r.status.expect("checked");
             if args.json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&json!({"manager": "running", "status": s}))
-                        .expect("json")
+                    serde_json::to_string_pretty(
+                        &json!({"manager": "running", "service": svc, "status": s})
+                    )
+                    .expect("json")
                 );
             } else {
                 print!("{}", render(&s));
@@ -54,7 +62,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &json!({"manager": "not-running", "containers": containers})
+                        &json!({"manager": "not-running", "service": svc, "containers": containers})
                     )
                     .expect("json")
                 );

@@ -1,7 +1,13 @@
-//! `podrunner stop`: asks the running manager to drain and waits until it has exited.
+//! `podrunner stop`: asks the running manager to drain and waits until it has exited. Under
+//! systemd it goes through `systemctl stop` (systemd sends SIGTERM, which drains), otherwise
+//! through the control socket; either way it shows the drain's progress from the socket.
 
 use super::{Cli, EXIT_NOT_RUNNING};
+use crate::cmd;
+use crate::config::Config;
 use crate::control::{self, ClientError, Request};
+use crate::systemd::service::{self, Service, SYSTEMCTL_TIMEOUT};
+use crate::systemd::unit::UNIT_NAME;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -21,23 +27,40 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let svc = service::detect().await;
+    stop(&cfg, svc.as_ref(), args.no_wait, args.timeout).await
+}
+
+/// Drains the manager, through systemd if `svc` is active, and waits for it to exit unless
+/// `no_wait`. Returns the exit code ([`EXIT_NOT_RUNNING`] if nothing ran).
+pub async fn stop(cfg: &Config, svc: Option<&Service>, no_wait: bool, timeout: Option<u64>) -> i32 {
     let sock = cfg.control_socket();
-    match control::request(&sock, &Request::Drain).await {
-        Ok(r) if r.ok => println!("{}", r.message.unwrap_or_default()),
-        Ok(r) => {
-            eprintln!("error: {}", r.error.unwrap_or_default());
-            return 1;
+    match svc.filter(|s| s.is_active()) {
+        Some(s) => {
+            let args = service::systemctl_args(s.instance, &["stop", "--no-block", UNIT_NAME]);
+            if let Err(e) = cmd::run("systemctl", &args, None, SYSTEMCTL_TIMEOUT).await {
+                eprintln!("error: {e}");
+                return 1;
+            }
+            println!("stopping {UNIT_NAME}: idle runners are removed; busy runners finish their job first");
         }
-        Err(ClientError::NotRunning(_)) => {
-            println!("podrunner is not running");
-            return EXIT_NOT_RUNNING;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
+        None => match control::request(&sock, &Request::Drain).await {
+            Ok(r) if r.ok => println!("{}", r.message.unwrap_or_default()),
+            Ok(r) => {
+                eprintln!("error: {}", r.error.unwrap_or_default());
+                return 1;
+            }
+            Err(ClientError::NotRunning(_)) => {
+                println!("podrunner is not running");
+                return EXIT_NOT_RUNNING;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        },
     }
-    if args.no_wait {
+    if no_wait {
         return 0;
     }
     let started = Instant::now();
@@ -65,10 +88,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
                 last = line;
             }
         }
-        if args
-            .timeout
-            .is_some_and(|t| started.elapsed().as_secs() >= t)
-        {
+        if timeout.is_some_and(|t| started.elapsed().as_secs() >= t) {
             if tty {
                 println!();
             }
@@ -81,6 +101,17 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
     }
     if tty {
         println!();
+    }
+    if let Some(s) = svc {
+        // The socket is gone just before the process exits; let systemd see it.
+        for _ in 0..20 {
+            match service::query(s.instance).await {
+                Some(now) if now.is_active() => {
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
+                _ => break,
+            }
+        }
     }
     println!("podrunner stopped");
     0

@@ -50,7 +50,7 @@ pub fn check_idmap_helper(host: &Host, facts: &Facts, prog: &str) -> Check {
             d => d.install(&[super::distro::Pkg::Uidmap]),
         };
         return c
-            .status(Status::Fail)
+            .with_status(Status::Fail)
             .found(format!("{prog} is not on PATH"))
             .why(why)
             .fix(fix);
@@ -79,7 +79,7 @@ pub fn check_idmap_helper(host: &Host, facts: &Facts, prog: &str) -> Check {
             } else {
                 facts.distro.reinstall_uidmap()
             };
-            c.status(Status::Fail)
+            c.with_status(Status::Fail)
                 .found(format!(
                     "{} is first on PATH and is neither setuid root nor has file capabilities",
                     first.display()
@@ -88,7 +88,7 @@ pub fn check_idmap_helper(host: &Host, facts: &Facts, prog: &str) -> Check {
                 .fix(fix)
         }
         Err(e) => c
-            .status(Status::Fail)
+            .with_status(Status::Fail)
             .found(format!("cannot inspect {}: {e}", first.display()))
             .why(why)
             .fix(facts.distro.reinstall_uidmap()),
@@ -196,7 +196,7 @@ pub fn check_subids(host: &Host, facts: &Facts, kind: &str) -> Check {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => {
             return c
-                .status(Status::Fail)
+                .with_status(Status::Fail)
                 .found(format!("cannot read {file}: {e}"))
                 .why(why)
                 .fix(format!("sudo chmod 644 {file}"))
@@ -209,7 +209,7 @@ pub fn check_subids(host: &Host, facts: &Facts, kind: &str) -> Check {
         .add_subids(user, free_start(&ranges, MIN_SUBIDS), MIN_SUBIDS);
     if mine.is_empty() {
         return c
-            .status(Status::Fail)
+            .with_status(Status::Fail)
             .found(format!("{file} has no range for {user} (uid {uid})"))
             .why(why)
             .fix(add);
@@ -217,7 +217,7 @@ pub fn check_subids(host: &Host, facts: &Facts, kind: &str) -> Check {
     let shown: Vec<String> = mine.iter().map(SubRange::shown).collect();
     if total < MIN_SUBIDS {
         return c
-            .status(Status::Fail)
+            .with_status(Status::Fail)
             .found(format!(
                 "{user} has {total} subordinate {ids} ({}), fewer than {MIN_SUBIDS}",
                 shown.join(", ")
@@ -229,7 +229,7 @@ pub fn check_subids(host: &Host, facts: &Facts, kind: &str) -> Check {
         let new = free_start(&ranges, MIN_SUBIDS);
         let flag = if kind == "subuid" { "subuids" } else { "subgids" };
         return c
-            .status(Status::Warn)
+            .with_status(Status::Warn)
             .found(format!(
                 "{user}'s range {} overlaps {}'s range {}",
                 m.shown(),

@@ -69,6 +69,10 @@ impl Check {
             fix: None,
         }
     }
+    pub fn with_status(mut self, s: Status) -> Check {
+        self.status = s;
+        self
+    }
     pub fn found(mut self, s: impl Into<String>) -> Check {
         self.found = s.into();
         self

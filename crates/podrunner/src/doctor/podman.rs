@@ -132,7 +132,7 @@ pub fn check_podman(cfg: &Config, facts: &Facts) -> Check {
     let why = "podrunner starts every runner as a Podman container";
     match &facts.info {
         Err(InfoError::Missing(e)) => c
-            .status(Status::Fail)
+            .with_status(Status::Fail)
             .found(format!("`{}` is not installed or not on PATH ({e})", cfg.podman.path))
             .why(why)
             .fix(facts.distro.install(&[Pkg::Podman])),
@@ -146,7 +146,7 @@ pub fn check_podman(cfg: &Config, facts: &Facts) -> Check {
             } else if e.contains("XDG_RUNTIME_DIR") || e.contains("runtime dir") {
                 fix = "see the XDG_RUNTIME_DIR check".into();
             }
-            c.status(Status::Fail)
+            c.with_status(Status::Fail)
                 .found(format!("`podman info` fails: {e}"))
                 .why(why)
                 .fix(fix)
@@ -167,20 +167,13 @@ pub fn check_podman(cfg: &Config, facts: &Facts) -> Check {
             );
             match major(&i.version.version) {
                 Some(m) if m < MIN_PODMAN_MAJOR => c
-                    .status(Status::Warn)
+                    .with_status(Status::Warn)
                     .found(found)
                     .why(format!("podrunner is tested with Podman 4.3 and 5.x; {} may lack flags it uses", i.version.version))
                     .fix(facts.distro.install(&[Pkg::Podman])),
                 _ => c.found(found).why(why),
             }
         }
-    }
-}
-
-impl Check {
-    fn status(mut self, s: Status) -> Check {
-        self.status = s;
-        self
     }
 }
 
@@ -253,7 +246,7 @@ pub async fn check_runtime(cfg: &Config, host: &Host, facts: &Facts) -> Check {
         Ok(i) => i,
         Err(_) => {
             return c
-                .status(Status::Skip)
+                .with_status(Status::Skip)
                 .found("podman does not work (see the podman check)")
         }
     };
@@ -289,7 +282,7 @@ pub async fn check_runtime(cfg: &Config, host: &Host, facts: &Facts) -> Check {
     let Some((image, pool_args)) = chosen else {
         let img = cfg.pools.first().map(|p| p.image.as_str()).unwrap_or("IMAGE");
         return c
-            .status(Status::Warn)
+            .with_status(Status::Warn)
             .found("no image in local storage to start a test container from")
             .why("cannot tell whether the runtime starts containers until an image is local")
             .fix(format!("podman pull {img}, then run podrunner doctor again"));
@@ -344,7 +337,7 @@ pub async fn check_runtime(cfg: &Config, host: &Host, facts: &Facts) -> Check {
                     facts.distro.install(&[Pkg::Runc])
                 ),
             };
-            c.status(Status::Fail).found(found).why(why).fix(fix)
+            c.with_status(Status::Fail).found(found).why(why).fix(fix)
         }
     }
 }
@@ -362,7 +355,7 @@ pub fn check_storage(facts: &Facts) -> Check {
     let c = Check::new("storage", "storage driver", Status::Pass);
     let Ok(info) = &facts.info else {
         return c
-            .status(Status::Skip)
+            .with_status(Status::Skip)
             .found("podman does not work (see the podman check)");
     };
     let s = &info.store;
@@ -376,7 +369,7 @@ pub fn check_storage(facts: &Facts) -> Check {
             c.found(format!("overlay ({how}) at {}", s.graph_root))
         }
         "vfs" => c
-            .status(Status::Warn)
+            .with_status(Status::Warn)
             .found(format!("vfs at {}", s.graph_root))
             .why("vfs copies every image layer in full for every container: each runner start copies the whole image (slow, and gigabytes of disk per runner)")
             .fix(format!(
@@ -397,7 +390,7 @@ pub async fn check_images(cfg: &Config, facts: &Facts) -> Vec<Check> {
         );
         if facts.info.is_err() {
             out.push(
-                c.status(Status::Skip)
+                c.with_status(Status::Skip)
                     .found("podman does not work (see the podman check)"),
             );
             continue;
@@ -406,17 +399,17 @@ pub async fn check_images(cfg: &Config, facts: &Facts) -> Vec<Check> {
             Ok(true) => c.found(format!("{} is in local storage", p.image)),
             // A localhost/ name only ever exists locally: no registry can supply it.
             Ok(false) if p.image.starts_with("localhost/") => c
-                .status(Status::Fail)
+                .with_status(Status::Fail)
                 .found(format!("{} is not in local storage", p.image))
                 .why("a localhost/ image cannot be pulled: every runner of this pool would fail to start")
                 .fix(format!("build or load it as the user podrunner runs as (podman build -t {0} ..., or podman load -i FILE), or change image = in the pool", p.image)),
             Ok(false) => c
-                .status(Status::Warn)
+                .with_status(Status::Warn)
                 .found(format!("{} is not in local storage; it will be pulled at the first start", p.image))
                 .why("the first runner waits for the pull, and fails if the registry cannot be reached")
                 .fix(format!("podman pull {}", p.image)),
             Err(e) => c
-                .status(Status::Warn)
+                .with_status(Status::Warn)
                 .found(format!("cannot check {}: {e}", p.image))
                 .why("the image is needed for every runner of this pool"),
         };

@@ -81,6 +81,16 @@ struct JitResponse {
     encoded_jit_config: String,
 }
 
+/// What [`Client::probe_runners`] saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub status: u16,
+    /// Classic personal access tokens list their scopes here; fine-grained tokens and apps
+    /// send no such header.
+    pub oauth_scopes: Option<String>,
+    pub message: String,
+}
+
 /// What generate-jitconfig gives back.
 #[derive(Debug)]
 pub struct JitConfig {
@@ -413,6 +423,29 @@ impl Client {
             }
         }
         Ok(all)
+    }
+
+    /// GET `/SCOPE/actions/runners?per_page=1` for `podrunner doctor`: the final status, the
+    /// `x-oauth-scopes` header (classic tokens only) and GitHub's message. 401, 403 and 404
+    /// come back as answers, not errors; transport failures and rate limits are errors.
+    pub async fn probe_runners(&self, scope: &Scope) -> Result<Probe, Error> {
+        let url = format!("{}/{}/actions/runners?per_page=1", self.base, scope.api_path());
+        match self.send(Method::GET, &url, None).await {
+            Ok((status, headers, bytes)) => Ok(Probe {
+                status: status.as_u16(),
+                oauth_scopes: headers
+                    .get("x-oauth-scopes")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+                message: if status.is_success() { String::new() } else { error_message(&bytes) },
+            }),
+            Err(Error::Forbidden(message)) => Ok(Probe {
+                status: 403,
+                oauth_scopes: None,
+                message,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// GET `/SCOPE/actions/runners/{id}`; `None` when it does not exist.

@@ -246,7 +246,12 @@ impl Manager {
                     .unwrap_or(ev.name.clone());
                 match ev.status.as_str() {
                     "died" => {
-                        tracing::debug!("container {name} exited with {:?}", ev.exit_code);
+                        if self.state.runners.contains_key(&name) {
+                            match ev.exit_code {
+                                Some(c) => tracing::info!("runner {name} exited (code {c})"),
+                                None => tracing::info!("runner {name} exited"),
+                            }
+                        }
                         self.state.container_exited(&name, ev.exit_code, now)
                     }
                     "remove" => self.state.container_removed(&name, now),
@@ -407,6 +412,11 @@ impl Manager {
 
     /// Runs until drained. Returns after the last runner is cleaned up.
     pub async fn run(mut self, opts: RunOptions) -> anyhow::Result<()> {
+        // Read (and unset) NOTIFY_SOCKET before any podman child can inherit it.
+        let mut notifier = match opts.notify_ready {
+            true => crate::systemd::notify::Notifier::from_env(),
+            false => crate::systemd::notify::Notifier::default(),
+        };
         let socket_path = self.ctx.cfg.control_socket();
         let listener = bind_control(&socket_path).await?;
         let (req_tx, mut req_rx) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(16);
@@ -449,7 +459,6 @@ impl Manager {
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sighup = signal(SignalKind::hangup())?;
         let mut signals = 0u32;
-        let mut ready_sent = false;
         let mut rng_suffix = github::random_suffix;
         tracing::info!(
             "podrunner manager started: {} pools, control socket {}",
@@ -463,9 +472,14 @@ impl Manager {
             for a in actions {
                 self.execute(a);
             }
-            if !ready_sent && opts.notify_ready {
-                ready_sent = true;
-                crate::commands::notify_ready();
+            if notifier.enabled() {
+                // READY=1 once the first reconcile has planned; then watchdog and status.
+                notifier.ready();
+                if self.state.draining {
+                    notifier.stopping();
+                }
+                notifier.status(&crate::systemd::notify::status_line(&self.snapshot()));
+                notifier.watchdog_tick(Instant::now());
             }
             if self.state.is_drained() {
                 break;

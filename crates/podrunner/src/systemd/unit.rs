@@ -190,12 +190,8 @@ pub fn render_unit(o: &UnitOptions) -> Result<String, String> {
     if let UnitScope::System { uid, .. } = &o.scope {
         // Rootless Podman needs the user's runtime dir and, for the systemd cgroup manager,
         // the user's systemd and D-Bus: both come with the user's manager.
-        line(&format!(
-            "Wants=network-online.target user@{uid}.service"
-        ));
-        line(&format!(
-            "After=network-online.target user@{uid}.service"
-        ));
+        line(&format!("Wants=network-online.target user@{uid}.service"));
+        line(&format!("After=network-online.target user@{uid}.service"));
     }
     line("");
     line("[Service]");
@@ -282,7 +278,8 @@ KillMode=process\n\
 # newuidmap (see podrunner's docs/systemd.md).\n\
 UMask=0077\n";
 
-    const HEAD: &str = "# Written by `podrunner install`, which rewrites it: change the config, not this file.\n\
+    const HEAD: &str =
+        "# Written by `podrunner install`, which rewrites it: change the config, not this file.\n\
 # `podrunner uninstall` removes it.\n\
 [Unit]\n\
 Description=podrunner: ephemeral self-hosted GitHub Actions runners in Podman\n";
@@ -336,7 +333,12 @@ Description=podrunner: ephemeral self-hosted GitHub Actions runners in Podman\n"
                 for bad in NNP_IMPLYING {
                     assert!(!l.starts_with(bad), "{bad} must not be set: {l}");
                 }
-                for bad in ["ProtectSystem=", "ProtectHome=", "PrivateTmp=", "ProtectControlGroups="] {
+                for bad in [
+                    "ProtectSystem=",
+                    "ProtectHome=",
+                    "PrivateTmp=",
+                    "ProtectControlGroups=",
+                ] {
                     assert!(!l.starts_with(bad), "{bad} breaks podman: {l}");
                 }
             }
