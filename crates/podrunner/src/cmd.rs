@@ -73,6 +73,10 @@ fn tail(bytes: &[u8]) -> String {
     format!("...{}", &s[start..])
 }
 
+/// Variables systemd gives the manager alone: a child must not notify for it (podman's default
+/// `--sdnotify=container` passes `NOTIFY_SOCKET` on to conmon and the container).
+pub const SERVICE_MANAGER_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
 /// Runs `program args`, feeding `stdin` if given, and returns stdout on success.
 pub async fn run(
     program: &str,
@@ -83,6 +87,9 @@ pub async fn run(
     let cmdline = render(program, args);
     tracing::debug!(target: "podrunner::cmd", "running {cmdline}");
     let mut cmd = tokio::process::Command::new(program);
+    for k in SERVICE_MANAGER_ENV {
+        cmd.env_remove(k);
+    }
     cmd.args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()

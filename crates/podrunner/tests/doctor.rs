@@ -43,16 +43,25 @@ fn is_root() -> bool {
 fn local_image() -> &'static str {
     static IMG: OnceLock<&'static str> = OnceLock::new();
     IMG.get_or_init(|| {
-        if sh(&format!("podman image exists {TEST_IMAGE}")).status.success() {
+        if sh(&format!("podman image exists {TEST_IMAGE}"))
+            .status
+            .success()
+        {
             return TEST_IMAGE;
         }
-        if !sh(&format!("podman image exists {FALLBACK_IMAGE}")).status.success() {
+        if !sh(&format!("podman image exists {FALLBACK_IMAGE}"))
+            .status
+            .success()
+        {
             let out = sh(&format!(
                 "set -e; d=$(mktemp -d); mkdir -p $d/bin; cp /bin/busybox $d/bin/; \
                  for t in sh true; do ln -s busybox $d/bin/$t; done; \
                  tar -C $d -c . | podman import - {FALLBACK_IMAGE}; rm -rf $d"
             ));
-            assert!(out.status.success(), "cannot build {FALLBACK_IMAGE}: {out:?}");
+            assert!(
+                out.status.success(),
+                "cannot build {FALLBACK_IMAGE}: {out:?}"
+            );
         }
         FALLBACK_IMAGE
     })
@@ -172,19 +181,43 @@ async fn healthy_setup_has_no_failure() {
         let dir = tempfile::tempdir().unwrap();
         write_token(dir.path(), 0o600);
         let cfg = dir.path().join("config.toml");
-        std::fs::write(&cfg, config_text(dir.path(), &gh.url(), local_image(), ULIMITS)).unwrap();
-        let (code, out, err) =
-            podrunner(&["--config", cfg.to_str().unwrap(), "doctor", "--json"], 200).await;
-        let checks: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
-        let failed: Vec<&serde_json::Value> = checks.iter().filter(|c| c["status"] == "fail").collect();
+        std::fs::write(
+            &cfg,
+            config_text(dir.path(), &gh.url(), local_image(), ULIMITS),
+        )
+        .unwrap();
+        let (code, out, err) = podrunner(
+            &["--config", cfg.to_str().unwrap(), "doctor", "--json"],
+            200,
+        )
+        .await;
+        let checks: Vec<serde_json::Value> =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+        let failed: Vec<&serde_json::Value> =
+            checks.iter().filter(|c| c["status"] == "fail").collect();
         assert!(failed.is_empty(), "failures: {failed:#?}");
         assert_eq!(code, 0, "{err}");
-        for id in ["podman", "runtime", "token", "storage", "image:p", "github:o/r"] {
-            assert_eq!(by_id(&checks, id)["status"], "pass", "{id}: {:#?}", by_id(&checks, id));
+        for id in [
+            "podman",
+            "runtime",
+            "token",
+            "storage",
+            "image:p",
+            "github:o/r",
+        ] {
+            assert_eq!(
+                by_id(&checks, id)["status"],
+                "pass",
+                "{id}: {:#?}",
+                by_id(&checks, id)
+            );
         }
         let rootless = !is_root();
         assert_eq!(
-            by_id(&checks, "podman")["found"].as_str().unwrap().contains("(rootless)"),
+            by_id(&checks, "podman")["found"]
+                .as_str()
+                .unwrap()
+                .contains("(rootless)"),
             rootless
         );
         // The readable form: one line per check and the summary.
@@ -206,7 +239,11 @@ async fn world_readable_token_fails_and_run_refuses() {
         let dir = tempfile::tempdir().unwrap();
         let token = write_token(dir.path(), 0o644);
         let cfg = dir.path().join("config.toml");
-        std::fs::write(&cfg, config_text(dir.path(), &gh.url(), local_image(), ULIMITS)).unwrap();
+        std::fs::write(
+            &cfg,
+            config_text(dir.path(), &gh.url(), local_image(), ULIMITS),
+        )
+        .unwrap();
         let cfg = cfg.to_str().unwrap();
         let (code, out, _) = podrunner(&["--config", cfg, "doctor", "--json"], 200).await;
         assert_eq!(code, 1);
@@ -221,7 +258,10 @@ async fn world_readable_token_fails_and_run_refuses() {
         assert_eq!(code, 1, "{err}");
         assert!(err.contains("the host is not ready for podrunner"), "{err}");
         assert!(err.contains("FAIL token file"), "{err}");
-        assert!(err.contains(&format!("fix:   chmod 600 {}", token.display())), "{err}");
+        assert!(
+            err.contains(&format!("fix:   chmod 600 {}", token.display())),
+            "{err}"
+        );
         assert_eq!(gh.api_calls(), 0, "run must refuse before calling GitHub");
         gh.shutdown().await;
     })
@@ -280,12 +320,16 @@ async fn runtime_check_starts_a_container_with_the_configs_arguments() {
         assert_eq!(c.status, Status::Pass, "{c:#?}");
         assert!(c.found.starts_with("runc started"), "{}", c.found);
 
+        // A runtime that is not installed: podman itself refuses, and says which one.
         let bad = base("/nonexistent/crun", ULIMITS);
         let f = Facts::gather(&bad, &host).await;
-        let c = doctor::podman::check_runtime(&bad, &host, &f).await;
+        let c = doctor::podman::check_podman(&bad, &f);
         assert_eq!(c.status, Status::Fail, "{c:#?}");
-        assert!(c.found.contains("--runtime=/nonexistent/crun"), "{}", c.found);
+        assert!(c.found.contains("/nonexistent/crun"), "{}", c.found);
         assert!(c.fix.as_deref().unwrap().contains("runtime = \"runc\""), "{c:?}");
+        let c = doctor::podman::check_runtime(&bad, &host, &f).await;
+        assert_eq!(c.status, Status::Skip, "{c:#?}");
+        assert!(doctor::BLOCKING.contains(&"podman"));
 
         // podman-on-this-machine.md: rootful default rlimits exceed this host's hard limits.
         let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
@@ -330,17 +374,32 @@ async fn this_hosts_cgroups_and_unenforceable_limits() {
         if info.host.cgroup_version == "v1" {
             assert!(cg.found.starts_with("cgroup v1"), "{cg:?}");
             assert_eq!(limits.status, Status::Warn, "{limits:#?}");
-            assert!(limits.found.contains("p memory=536870912b"), "{}", limits.found);
+            assert!(
+                limits.found.contains("p memory=536870912b"),
+                "{}",
+                limits.found
+            );
             assert!(limits.found.contains("p cpus=1"), "{}", limits.found);
             assert!(limits.why.contains("silently ignores"), "{}", limits.why);
-            assert!(limits.fix.as_deref().unwrap().contains("systemd.unified_cgroup_hierarchy=1"));
-            assert!(limits.fix.as_deref().unwrap().contains("Delegate=cpu cpuset io memory pids"));
+            assert!(limits
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("systemd.unified_cgroup_hierarchy=1"));
+            assert!(limits
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("Delegate=cpu cpuset io memory pids"));
         } else {
             assert!(cg.found.starts_with("cgroup v2"), "{cg:?}");
         }
         // Rootful, the same limits are enforced.
         f.rootless = false;
-        assert_eq!(doctor::host::check_limits(&cfg, &host, &f).status, Status::Pass);
+        assert_eq!(
+            doctor::host::check_limits(&cfg, &host, &f).status,
+            Status::Pass
+        );
     })
     .await
 }
@@ -379,8 +438,14 @@ fn non_setuid_newuidmap_first_on_path_fails() {
     let h = host(format!("{}:/usr/bin:/bin", dir.path().display()));
     let c = idmap::check_idmap_helper(&h, &f, "newuidmap");
     assert_eq!(c.status, Status::Fail, "{c:?}");
-    assert!(c.found.starts_with(&copy.display().to_string()), "{}", c.found);
-    assert!(c.found.contains("neither setuid root nor has file capabilities"));
+    assert!(
+        c.found.starts_with(&copy.display().to_string()),
+        "{}",
+        c.found
+    );
+    assert!(c
+        .found
+        .contains("neither setuid root nor has file capabilities"));
     let fix = c.fix.unwrap();
     assert!(fix.contains(&format!("remove {}", copy.display())), "{fix}");
     assert!(fix.contains(&system.display().to_string()), "{fix}");
@@ -388,7 +453,10 @@ fn non_setuid_newuidmap_first_on_path_fails() {
     // Only the broken copy: the fix reinstalls, per distribution.
     let h = host(dir.path().display().to_string());
     let c = idmap::check_idmap_helper(&h, &f, "newuidmap");
-    assert_eq!(c.fix.as_deref(), Some("sudo apt-get install --reinstall -y uidmap"));
+    assert_eq!(
+        c.fix.as_deref(),
+        Some("sudo apt-get install --reinstall -y uidmap")
+    );
     let c = idmap::check_idmap_helper(&h, &facts(Distro::NixOS, "ci", 1000, true), "newuidmap");
     assert!(c.fix.unwrap().contains("/run/wrappers/bin"));
     // Missing altogether.
@@ -402,21 +470,33 @@ fn non_setuid_newuidmap_first_on_path_fails() {
 /// the usermod command for that user, and `podrunner run` as that user refuses to start.
 #[tokio::test]
 async fn user_without_subuid_entry() {
-    assert!(is_root(), "this test creates a user: run it as root (CI does)");
+    assert!(
+        is_root(),
+        "this test creates a user: run it as root (CI does)"
+    );
     within(240, async {
         const USER: &str = "podrunner-nosubuid";
-        let _ = sh(&format!("userdel {USER} 2>/dev/null"));
+        // Rootless podman leaves its pause process (catatonit) running as the user: end the
+        // processes this test started as the user, by pid, then remove the user.
+        let remove_user = || {
+            sh(&format!(
+                "for p in $(ps -u {USER} -o pid= 2>/dev/null); do kill $p; done; sleep 0.5; \
+                 u=$(id -u {USER} 2>/dev/null) && rm -rf /tmp/podman-run-$u /tmp/containers-user-$u /tmp/storage-run-$u; \
+                 userdel {USER} 2>/dev/null; true"
+            ))
+        };
+        remove_user();
         let out = sh(&format!(
             "for i in 1 2 3 4 5; do useradd --system --no-create-home --shell /bin/sh {USER} && exit 0; sleep 1; done; exit 1"
         ));
         assert!(out.status.success(), "useradd: {out:?}");
-        struct Cleanup;
-        impl Drop for Cleanup {
+        struct Cleanup<F: Fn() -> std::process::Output>(F);
+        impl<F: Fn() -> std::process::Output> Drop for Cleanup<F> {
             fn drop(&mut self) {
-                let _ = sh(&format!("userdel {USER}"));
+                (self.0)();
             }
         }
-        let _cleanup = Cleanup;
+        let _cleanup = Cleanup(remove_user);
         let uid: u32 = String::from_utf8(sh(&format!("id -u {USER}")).stdout)
             .unwrap()
             .trim()
@@ -478,10 +558,18 @@ async fn user_without_subuid_entry() {
 fn subid_ranges_from_fixture_files() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
-    put(r, "/etc/subuid", "alice:100000:65536\nbob:150000:65536\n1003:300000:65536\nshort:400000:1000\n");
+    put(
+        r,
+        "/etc/subuid",
+        "alice:100000:65536\nbob:150000:65536\n1003:300000:65536\nshort:400000:1000\n",
+    );
     put(r, "/etc/subgid", "alice:100000:65536\n");
     let check = |user: &str, uid: u32, kind: &str, d: Distro| {
-        idmap::check_subids(&fixture_host(r, uid, user), &facts(d, user, uid, true), kind)
+        idmap::check_subids(
+            &fixture_host(r, uid, user),
+            &facts(d, user, uid, true),
+            kind,
+        )
     };
     let c = check("alice", 1001, "subgid", Distro::Debian);
     assert_eq!(c.status, Status::Pass, "{c:?}");
@@ -490,7 +578,10 @@ fn subid_ranges_from_fixture_files() {
     assert_eq!(c.status, Status::Pass, "matched by uid: {c:?}");
     let c = check("bob", 1002, "subuid", Distro::Debian);
     assert_eq!(c.status, Status::Warn, "{c:?}");
-    assert_eq!(c.found, "bob's range 150000-215535 overlaps alice's range 100000-165535");
+    assert_eq!(
+        c.found,
+        "bob's range 150000-215535 overlaps alice's range 100000-165535"
+    );
     assert_eq!(
         c.fix.as_deref(),
         Some("sudo usermod --del-subuids 150000-215535 --add-subuids 458752-524287 bob\nthen: podman system migrate")
@@ -503,7 +594,11 @@ fn subid_ranges_from_fixture_files() {
     assert!(c.fix.unwrap().contains("users.users.dave.subUidRanges"));
     // No file at all.
     let empty = tempfile::tempdir().unwrap();
-    let c = idmap::check_subids(&fixture_host(empty.path(), 1000, "x"), &facts(Distro::Debian, "x", 1000, true), "subuid");
+    let c = idmap::check_subids(
+        &fixture_host(empty.path(), 1000, "x"),
+        &facts(Distro::Debian, "x", 1000, true),
+        "subuid",
+    );
     assert_eq!(c.status, Status::Fail);
     assert_eq!(
         c.fix.as_deref(),
@@ -516,9 +611,15 @@ fn subid_ranges_from_fixture_files() {
 fn fixes_follow_os_release_of_the_root() {
     let cases = [
         ("ID=debian\n", "sudo apt-get install -y uidmap"),
-        ("ID=ubuntu\nID_LIKE=debian\n", "sudo apt-get install -y uidmap"),
+        (
+            "ID=ubuntu\nID_LIKE=debian\n",
+            "sudo apt-get install -y uidmap",
+        ),
         ("ID=fedora\n", "sudo dnf install -y shadow-utils"),
-        ("ID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\n", "sudo dnf install -y shadow-utils"),
+        (
+            "ID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\n",
+            "sudo dnf install -y shadow-utils",
+        ),
         ("ID=arch\n", "sudo pacman -S --needed shadow"),
         ("ID=nixos\n", "virtualisation.podman.enable = true;"),
     ];
@@ -536,7 +637,10 @@ fn fixes_follow_os_release_of_the_root() {
         };
         let f = facts(Distro::detect(&host), "ci", 1000, true);
         let c = idmap::check_idmap_helper(&host, &f, "newuidmap");
-        assert!(c.fix.as_deref().unwrap().contains(want), "{os_release}: {c:?}");
+        assert!(
+            c.fix.as_deref().unwrap().contains(want),
+            "{os_release}: {c:?}"
+        );
     }
 }
 
@@ -550,7 +654,11 @@ fn lingering_from_fixture_tree() {
     let r = root.path();
     let h = fixture_host(r, 1000, "ci");
     let f = facts(Distro::Debian, "ci", 1000, true);
-    assert_eq!(host::check_linger(&h, &f).status, Status::Skip, "no systemd: nothing to linger for");
+    assert_eq!(
+        host::check_linger(&h, &f).status,
+        Status::Skip,
+        "no systemd: nothing to linger for"
+    );
     std::fs::create_dir_all(r.join("run/systemd/system")).unwrap();
     let c = host::check_linger(&h, &f);
     assert_eq!(c.status, Status::Warn);
@@ -565,31 +673,66 @@ fn cgroup_v2_delegation_from_fixture_tree() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = parse("[[pool]]\nname = \"p\"\nrepository = \"o/r\"\nmemory = \"1g\"\ncpus = 2\n", dir.path());
-    put(r, "/sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n");
+    let cfg = parse(
+        "[[pool]]\nname = \"p\"\nrepository = \"o/r\"\nmemory = \"1g\"\ncpus = 2\n",
+        dir.path(),
+    );
+    put(
+        r,
+        "/sys/fs/cgroup/cgroup.controllers",
+        "cpuset cpu io memory hugetlb pids rdma misc\n",
+    );
     let h = fixture_host(r, 1000, "ci");
     let f = facts(Distro::Fedora, "ci", 1000, true);
     // No user manager: nothing is delegated.
     let c = host::check_limits(&cfg, &h, &f);
     assert_eq!(c.status, Status::Warn, "{c:?}");
-    assert!(c.found.contains("without a systemd user session"), "{}", c.found);
+    assert!(
+        c.found.contains("without a systemd user session"),
+        "{}",
+        c.found
+    );
     let ctl = "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/cgroup.controllers";
     put(r, ctl, "memory pids\n");
     let c = host::check_limits(&cfg, &h, &f);
     assert_eq!(c.status, Status::Warn, "{c:?}");
-    assert!(c.found.contains("but cpu not delegated to ci (delegated: memory pids)"), "{}", c.found);
-    assert!(c.found.contains("p cpus=2") && !c.found.contains("memory="), "{}", c.found);
-    assert!(c.fix.unwrap().contains("/etc/systemd/system/user@.service.d/delegate.conf"));
+    assert!(
+        c.found
+            .contains("but cpu not delegated to ci (delegated: memory pids)"),
+        "{}",
+        c.found
+    );
+    assert!(
+        c.found.contains("p cpus=2") && !c.found.contains("memory="),
+        "{}",
+        c.found
+    );
+    assert!(c
+        .fix
+        .unwrap()
+        .contains("/etc/systemd/system/user@.service.d/delegate.conf"));
     let cg = host::check_cgroup(&h, &f);
-    assert!(cg.found.contains("delegated to ci: memory pids"), "{}", cg.found);
+    assert!(
+        cg.found.contains("delegated to ci: memory pids"),
+        "{}",
+        cg.found
+    );
     put(r, ctl, "cpuset cpu io memory pids\n");
     assert_eq!(host::check_limits(&cfg, &h, &f).status, Status::Pass);
     // Hybrid layout in a fixture: the v1 warning, NixOS wording.
     let hy = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(hy.path().join("sys/fs/cgroup/unified")).unwrap();
-    let c = host::check_limits(&cfg, &fixture_host(hy.path(), 1000, "ci"), &facts(Distro::NixOS, "ci", 1000, true));
+    let c = host::check_limits(
+        &cfg,
+        &fixture_host(hy.path(), 1000, "ci"),
+        &facts(Distro::NixOS, "ci", 1000, true),
+    );
     assert_eq!(c.status, Status::Warn);
-    assert!(c.found.starts_with("rootless on cgroup v1 (hybrid"), "{}", c.found);
+    assert!(
+        c.found.starts_with("rootless on cgroup v1 (hybrid"),
+        "{}",
+        c.found
+    );
     assert!(c.fix.unwrap().contains("boot.kernelParams"));
 }
 
@@ -603,7 +746,10 @@ fn xdg_runtime_dir_rules() {
     let c = host::check_xdg_runtime_dir(&h, &f);
     assert_eq!(c.status, Status::Warn);
     assert_eq!(c.found, "XDG_RUNTIME_DIR is not set");
-    assert!(c.fix.unwrap().starts_with(&format!("sudo install -d -m 0700 -o ci /run/user/{uid}")));
+    assert!(c
+        .fix
+        .unwrap()
+        .starts_with(&format!("sudo install -d -m 0700 -o ci /run/user/{uid}")));
     let run = dir.path().join("run");
     std::fs::create_dir(&run).unwrap();
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -639,7 +785,11 @@ fn rootless_networking() {
     assert_eq!(host::check_network(&hostnet, &h, &f).status, Status::Pass);
     let c = host::check_network(&bridged, &h, &f);
     assert_eq!(c.status, Status::Fail, "{c:?}");
-    assert!(c.found.ends_with("but /dev/net/tun does not exist"), "{}", c.found);
+    assert!(
+        c.found.ends_with("but /dev/net/tun does not exist"),
+        "{}",
+        c.found
+    );
     assert!(c.fix.unwrap().starts_with("sudo modprobe tun"));
     put(r, "/dev/net/tun", "");
     assert_eq!(host::check_network(&bridged, &h, &f).status, Status::Pass);
@@ -647,18 +797,27 @@ fn rootless_networking() {
     let c = host::check_network(&bridged, &h, &f);
     assert_eq!(c.status, Status::Fail);
     assert_eq!(c.found, "neither slirp4netns nor pasta is installed");
-    assert_eq!(c.fix.as_deref(), Some("sudo apt-get install -y slirp4netns"));
+    assert_eq!(
+        c.fix.as_deref(),
+        Some("sudo apt-get install -y slirp4netns")
+    );
 }
 
 /// A nearly full filesystem under a pool's work folder (a 64 MiB tmpfs) fails the space
 /// check; the real storage of this host passes or warns by its real free space.
 #[test]
 fn free_space_on_a_small_filesystem() {
-    assert!(is_root(), "this test mounts a tmpfs: run it as root (CI does)");
+    assert!(
+        is_root(),
+        "this test mounts a tmpfs: run it as root (CI does)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
-    let out = sh(&format!("mount -t tmpfs -o size=64m tmpfs {}", mnt.display()));
+    let out = sh(&format!(
+        "mount -t tmpfs -o size=64m tmpfs {}",
+        mnt.display()
+    ));
     assert!(out.status.success(), "mount: {out:?}");
     struct Unmount(PathBuf);
     impl Drop for Unmount {
@@ -678,7 +837,11 @@ fn free_space_on_a_small_filesystem() {
     let checks: Vec<Check> = host::check_disk(&cfg, &f);
     assert_eq!(checks.len(), 1, "{checks:?}");
     assert_eq!(checks[0].status, Status::Fail, "{checks:?}");
-    assert!(checks[0].found.contains("free (work folder of pool p)"), "{:?}", checks[0]);
+    assert!(
+        checks[0].found.contains("free (work folder of pool p)"),
+        "{:?}",
+        checks[0]
+    );
     assert_eq!(checks[0].id, format!("disk:{}/work/p", mnt.display()));
 }
 
@@ -702,19 +865,99 @@ async fn github_token_accepted_rejected_or_lacking_permission() {
         assert_eq!(checks.len(), 2);
         assert!(checks.iter().all(|c| c.status == Status::Pass), "{checks:#?}");
 
-        let mut rule = fake_github::FaultRule::new(403);
+        // GitHub answers 404 to a token that cannot see the organization's runners (a 403
+        // from the fake is always a rate limit; 403 is judged in the unit tests).
+        let mut rule = fake_github::FaultRule::new(404);
         rule.path_contains = Some("/orgs/acme/".into());
-        rule.message = Some("Resource not accessible by personal access token".into());
         gh.add_fault(rule);
         let checks = doctor::github::check_github(&cfg, true).await;
         assert_eq!(checks[0].status, Status::Pass);
         assert_eq!(checks[1].status, Status::Fail, "{checks:#?}");
-        assert!(checks[1].found.starts_with("token lacks permission for org acme (403"), "{}", checks[1].found);
+        assert!(checks[1].found.starts_with("token lacks permission for org acme (404"), "{}", checks[1].found);
         assert!(checks[1].fix.as_deref().unwrap().contains("Self-hosted runners: write"));
 
         std::fs::write(dir.path().join("token"), "ghp_wrong").unwrap();
         let checks = doctor::github::check_github(&cfg, true).await;
         assert!(checks.iter().all(|c| c.is_fail() && c.found.starts_with("token rejected (401")), "{checks:#?}");
+        gh.shutdown().await;
+    })
+    .await
+}
+
+/// A healthy rootless user (made with `useradd -m`, so with subordinate ids; its own
+/// XDG_RUNTIME_DIR; the image in its own storage; host networking) gets no failure from the
+/// real binary, and the rootless checks run instead of being skipped.
+#[tokio::test]
+async fn healthy_rootless_user_has_no_failure() {
+    assert!(
+        is_root(),
+        "this test creates a user: run it as root (CI does)"
+    );
+    within(400, async {
+        const USER: &str = "podrunner-doctor-ok";
+        let remove_user = || {
+            sh(&format!(
+                "for p in $(ps -u {USER} -o pid= 2>/dev/null); do kill $p; done; sleep 0.5; \
+                 u=$(id -u {USER} 2>/dev/null) && rm -rf /tmp/podman-run-$u /tmp/containers-user-$u /tmp/storage-run-$u; \
+                 userdel -r {USER} 2>/dev/null; true"
+            ))
+        };
+        remove_user();
+        let out = sh(&format!(
+            "for i in 1 2 3 4 5; do useradd -m -s /bin/sh {USER} && exit 0; sleep 1; done; exit 1"
+        ));
+        assert!(out.status.success(), "useradd: {out:?}");
+        struct Cleanup<F: Fn() -> std::process::Output>(F);
+        impl<F: Fn() -> std::process::Output> Drop for Cleanup<F> {
+            fn drop(&mut self) {
+                (self.0)();
+            }
+        }
+        let _cleanup = Cleanup(remove_user);
+        let home = PathBuf::from(format!("/home/{USER}"));
+        let run = home.join("xdg-run");
+        let prep = sh(&format!(
+            "set -e; install -d -m 0700 -o {USER} {run}; \
+             podman save {img} | runuser -u {USER} -- env HOME={home} XDG_RUNTIME_DIR={run} podman load",
+            run = run.display(),
+            img = local_image(),
+            home = home.display()
+        ));
+        assert!(prep.status.success(), "image load: {prep:?}");
+
+        let gh = fake_github::FakeGithub::start(TOKEN).await.unwrap();
+        let dir = home.join("pr");
+        std::fs::create_dir_all(&dir).unwrap();
+        write_token(&dir, 0o600);
+        let cfg = dir.join("config.toml");
+        let text = config_text(&dir, &gh.url(), local_image(), "[\"--network=host\"]");
+        std::fs::write(&cfg, text).unwrap();
+        assert!(sh(&format!("chown -R {USER} {}", dir.display())).status.success());
+        let out = tokio::time::timeout(
+            Duration::from_secs(300),
+            tokio::process::Command::new("runuser")
+                .args(["-u", USER, "--", "env"])
+                .arg(format!("HOME={}", home.display()))
+                .arg(format!("XDG_RUNTIME_DIR={}", run.display()))
+                .arg(env!("CARGO_BIN_EXE_podrunner"))
+                .args(["--config", cfg.to_str().unwrap(), "doctor", "--json"])
+                .current_dir(&home)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("doctor timed out")
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let checks: Vec<serde_json::Value> = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+        let failed: Vec<&serde_json::Value> = checks.iter().filter(|c| c["status"] == "fail").collect();
+        assert!(failed.is_empty(), "failures: {failed:#?}");
+        assert_eq!(out.status.code(), Some(0));
+        assert!(by_id(&checks, "podman")["found"].as_str().unwrap().contains("(rootless)"));
+        for id in ["runtime", "newuidmap", "newgidmap", "subuid", "subgid", "xdg-runtime-dir", "network", "token", "github:o/r"] {
+            assert_eq!(by_id(&checks, id)["status"], "pass", "{:#?}", by_id(&checks, id));
+        }
         gh.shutdown().await;
     })
     .await

@@ -16,31 +16,77 @@ async fn jobs_flow_through_fresh_containers() {
     b.start_manager();
     // Each job leaves a file behind in its container and fails if a previous job's is there.
     let script = "if [ -e /tmp/left-by-a-job ]; then echo DIRTY; exit 1; fi; touch /tmp/left-by-a-job; touch $HOME/home-marker; echo fresh";
-    let jobs: Vec<u64> = (0..6).map(|_| b.gh.enqueue_job(SCOPE, LABELS, script).id).collect();
+    let jobs: Vec<u64> = (0..6)
+        .map(|_| b.gh.enqueue_job(SCOPE, LABELS, script).id)
+        .collect();
     for id in &jobs {
-        let j = tokio::time::timeout(Duration::from_secs(120), b.gh.wait_job_completed(*id, Duration::from_secs(120)))
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("job {id} did not complete\n{}", b.log_tail(80)));
-        assert_eq!(format!("{:?}", j.conclusion), "Some(Success)", "job {id}: {:?}", j.output);
-        assert!(j.output.as_deref().unwrap_or("").contains("fresh"), "{:?}", j.output);
+        let j = tokio::time::timeout(
+            Duration::from_secs(120),
+            b.gh.wait_job_completed(*id, Duration::from_secs(120)),
+        )
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("job {id} did not complete\n{}", b.log_tail(80)));
+        assert_eq!(
+            format!("{:?}", j.conclusion),
+            "Some(Success)",
+            "job {id}: {:?}",
+            j.output
+        );
+        assert!(
+            j.output.as_deref().unwrap_or("").contains("fresh"),
+            "{:?}",
+            j.output
+        );
     }
-    let names: std::collections::BTreeSet<String> =
-        jobs.iter().map(|id| b.gh.job(*id).unwrap().runner_name.unwrap()).collect();
+    let names: std::collections::BTreeSet<String> = jobs
+        .iter()
+        .map(|id| b.gh.job(*id).unwrap().runner_name.unwrap())
+        .collect();
     assert_eq!(names.len(), 6, "every job ran on its own runner: {names:?}");
+    // A finished runner's container output stays readable.
+    let first = b.gh.job(jobs[0]).unwrap().runner_name.unwrap();
+    let (code, out, err) = b.cli(&["logs", &first]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Listening for Jobs") && out.contains("fresh"),
+        "{out}"
+    );
+    let (code, out, _) = b.cli(&["logs", "-n", "3"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().count() <= 3 && !out.is_empty(), "{out}");
 
     // The pool refills to 2 idle runners.
-    b.wait_until("2 idle runners", Duration::from_secs(60), |b| b.runners_in("idle").len() == 2).await;
+    b.wait_until("2 idle runners", Duration::from_secs(60), |b| {
+        b.runners_in("idle").len() == 2
+    })
+    .await;
     let (code, out, err) = b.cli(&["stop"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("podrunner stopped"), "{out}");
     assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
-    assert!(b.gh.live_runners().is_empty(), "registrations left: {:?}", b.gh.live_runners());
-    assert!(b.containers().is_empty(), "containers left: {:?}", b.containers());
+    assert!(
+        b.gh.live_runners().is_empty(),
+        "registrations left: {:?}",
+        b.gh.live_runners()
+    );
+    assert!(
+        b.containers().is_empty(),
+        "containers left: {:?}",
+        b.containers()
+    );
     let secrets = b.dir.path().join("run/secrets");
-    assert_eq!(std::fs::read_dir(&secrets).unwrap().count(), 0, "secret folders left");
+    assert_eq!(
+        std::fs::read_dir(&secrets).unwrap().count(),
+        0,
+        "secret folders left"
+    );
     let work = b.dir.path().join("work/ci");
-    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0, "work folders left");
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "work folders left"
+    );
 }
 
 /// `cpus` and `memory` reach the container's cgroup.
@@ -49,15 +95,24 @@ async fn cpu_and_memory_limits_visible_inside() {
     if !is_root() {
         // Rootless on this cgroup v1 host, Podman ignores limits (podman-on-this-machine.md);
         // `podrunner doctor` warns about it, and its test covers that.
-        eprintln!("rootless on cgroup v1: limits are not enforced here; covered by the doctor tests");
+        eprintln!(
+            "rootless on cgroup v1: limits are not enforced here; covered by the doctor tests"
+        );
         return;
     }
-    let mut b = Bench::new("limits", vec![Pool::new("lim", 1).extra("cpus = 1.5\nmemory = \"256m\"")]).await;
+    let mut b = Bench::new(
+        "limits",
+        vec![Pool::new("lim", 1).extra("cpus = 1.5\nmemory = \"256m\"")],
+    )
+    .await;
     b.start_manager();
     let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
                   echo quota=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max)";
     let id = b.gh.enqueue_job(SCOPE, LABELS, script).id;
-    let j = b.gh.wait_job_completed(id, Duration::from_secs(90)).await.expect("job completed");
+    let j =
+        b.gh.wait_job_completed(id, Duration::from_secs(90))
+            .await
+            .expect("job completed");
     let out = j.output.unwrap_or_default();
     assert!(out.contains("268435456"), "memory limit not visible: {out}");
     assert!(out.contains("quota=150000"), "cpu quota not visible: {out}");
@@ -71,8 +126,14 @@ async fn secrets_never_leak() {
     let mut b = Bench::new("secrets", vec![Pool::new("sec", 2)]).await;
     b.start_manager();
     let id = b.gh.enqueue_job(SCOPE, LABELS, "sleep 3; echo ok").id;
-    b.wait_until("a busy runner", Duration::from_secs(60), |b| !b.runners_in("busy").is_empty()).await;
-    b.wait_until("an idle runner", Duration::from_secs(60), |b| !b.runners_in("idle").is_empty()).await;
+    b.wait_until("a busy runner", Duration::from_secs(60), |b| {
+        !b.runners_in("busy").is_empty()
+    })
+    .await;
+    b.wait_until("an idle runner", Duration::from_secs(60), |b| {
+        !b.runners_in("idle").is_empty()
+    })
+    .await;
 
     let jits = b.gh.jit_configs_issued();
     assert!(jits.len() >= 2);
@@ -86,16 +147,23 @@ async fn secrets_never_leak() {
         .output()
         .unwrap();
     let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
-    assert!(inspect.contains("podrunner.runner-id"), "inspect shows our containers");
+    assert!(
+        inspect.contains("podrunner.runner-id"),
+        "inspect shows our containers"
+    );
     let status = b.cli(&["status", "--json"]).1 + &b.cli(&["status"]).1;
-    b.gh.wait_job_completed(id, Duration::from_secs(60)).await.expect("job completed");
+    b.gh.wait_job_completed(id, Duration::from_secs(60))
+        .await
+        .expect("job completed");
     b.cli(&["stop"]);
     b.wait_manager_exit(Duration::from_secs(60)).await;
     let logs = b.all_logs();
     assert!(logs.contains("DEBUG"), "the manager ran at debug level");
     let mut state_files = String::new();
     for e in walk(&b.state_dir()) {
-        state_files.push_str(&String::from_utf8_lossy(&std::fs::read(e).unwrap_or_default()));
+        state_files.push_str(&String::from_utf8_lossy(
+            &std::fs::read(e).unwrap_or_default(),
+        ));
     }
     for s in &secrets {
         for (pid, c) in &cmdlines {
@@ -104,7 +172,10 @@ async fn secrets_never_leak() {
         assert!(!inspect.contains(s.as_str()), "secret in podman inspect");
         assert!(!logs.contains(s.as_str()), "secret in the manager's log");
         assert!(!status.contains(s.as_str()), "secret in status");
-        assert!(!state_files.contains(s.as_str()), "secret in the state folder");
+        assert!(
+            !state_files.contains(s.as_str()),
+            "secret in the state folder"
+        );
     }
 }
 
@@ -129,22 +200,37 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn restart_adopts_running_containers() {
     let mut b = Bench::new("adopt", vec![Pool::new("ad", 2)]).await;
     b.start_manager();
-    b.wait_until("2 idle runners", Duration::from_secs(60), |b| b.runners_in("idle").len() == 2).await;
+    b.wait_until("2 idle runners", Duration::from_secs(60), |b| {
+        b.runners_in("idle").len() == 2
+    })
+    .await;
     let before: std::collections::BTreeSet<String> = b.containers().into_iter().collect();
     let created_before = b.gh.stats().runners_created;
     b.kill_manager_hard();
     b.start_manager();
     b.wait_until("adopted runners reported", Duration::from_secs(30), |b| {
-        b.status_json()["status"]["runners"].as_array().is_some_and(|a| a.len() == 2 && a.iter().all(|r| r["adopted"] == true))
+        b.status_json()["status"]["runners"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2 && a.iter().all(|r| r["adopted"] == true))
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after: std::collections::BTreeSet<String> = b.containers().into_iter().collect();
     assert_eq!(before, after, "same containers after the restart");
-    assert_eq!(b.gh.stats().runners_created, created_before, "no duplicate registrations");
+    assert_eq!(
+        b.gh.stats().runners_created,
+        created_before,
+        "no duplicate registrations"
+    );
     let id = b.gh.enqueue_job(SCOPE, LABELS, "echo adopted").id;
-    let j = b.gh.wait_job_completed(id, Duration::from_secs(60)).await.expect("job done");
-    assert!(before.contains(j.runner_name.as_deref().unwrap()), "an adopted runner took the job");
+    let j =
+        b.gh.wait_job_completed(id, Duration::from_secs(60))
+            .await
+            .expect("job done");
+    assert!(
+        before.contains(j.runner_name.as_deref().unwrap()),
+        "an adopted runner took the job"
+    );
     b.cli(&["stop"]);
     assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
     assert!(b.gh.live_runners().is_empty());
@@ -161,17 +247,28 @@ async fn broken_image_backs_off() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     // With 5 s, 10 s, 20 s pauses and one probe at a time: 2 first starts, then 2 or 3 probes.
     let created = b.gh.stats().runners_created;
-    assert!((2..=6).contains(&created), "{created} registrations in 20 s\n{}", b.log_tail(40));
+    assert!(
+        (2..=6).contains(&created),
+        "{created} registrations in 20 s\n{}",
+        b.log_tail(40)
+    );
     let s = b.status_json();
     let pool = &s["status"]["pools"][0];
     assert!(pool["failures"].as_u64().unwrap() >= 2, "{s}");
     let err = pool["last_error"].as_str().unwrap_or("");
     assert!(err.contains("exited with code 3"), "{err}");
     let (_, text, _) = b.cli(&["status"]);
-    assert!(text.contains("backing-off") || text.contains("backing off"), "{text}");
+    assert!(
+        text.contains("backing-off") || text.contains("backing off"),
+        "{text}"
+    );
     b.cli(&["stop"]);
     assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
-    assert!(b.gh.live_runners().is_empty(), "failed runners' registrations deleted: {:?}", b.gh.live_runners());
+    assert!(
+        b.gh.live_runners().is_empty(),
+        "failed runners' registrations deleted: {:?}",
+        b.gh.live_runners()
+    );
 }
 
 /// `podrunner stop` removes idle runners at once and lets a busy one finish its job.
@@ -179,16 +276,30 @@ async fn broken_image_backs_off() {
 async fn stop_lets_busy_runner_finish() {
     let mut b = Bench::new("drain", vec![Pool::new("dr", 2)]).await;
     b.start_manager();
-    b.wait_until("2 idle runners", Duration::from_secs(60), |b| b.runners_in("idle").len() == 2).await;
+    b.wait_until("2 idle runners", Duration::from_secs(60), |b| {
+        b.runners_in("idle").len() == 2
+    })
+    .await;
     let id = b.gh.enqueue_job(SCOPE, LABELS, "sleep 6; echo finished").id;
-    b.wait_until("a busy runner", Duration::from_secs(30), |b| b.runners_in("busy").len() == 1).await;
+    b.wait_until("a busy runner", Duration::from_secs(30), |b| {
+        b.runners_in("busy").len() == 1
+    })
+    .await;
     let (code, out, _) = b.cli(&["stop", "--no-wait"]);
     assert_eq!(code, 0, "{out}");
     // The idle one goes at once; the busy one stays.
-    b.wait_until("only the busy runner left", Duration::from_secs(30), |b| b.containers().len() == 1).await;
+    b.wait_until("only the busy runner left", Duration::from_secs(30), |b| {
+        b.containers().len() == 1
+    })
+    .await;
     assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
     let j = b.gh.job(id).unwrap();
-    assert_eq!(format!("{:?}", j.conclusion), "Some(Success)", "{:?}", j.output);
+    assert_eq!(
+        format!("{:?}", j.conclusion),
+        "Some(Success)",
+        "{:?}",
+        j.output
+    );
     assert!(b.gh.live_runners().is_empty());
     assert!(b.containers().is_empty());
 }

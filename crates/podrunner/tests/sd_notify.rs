@@ -89,6 +89,23 @@ fn from_env_reads_and_clears_the_variables() {
     std::env::set_var("NOTIFY_SOCKET", &path);
     std::env::set_var("WATCHDOG_USEC", "60000000");
     std::env::set_var("WATCHDOG_PID", std::process::id().to_string());
+    // No child (podman, systemctl) ever sees them, even before the notifier takes them.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = rt
+        .block_on(podrunner::cmd::run(
+            "sh",
+            &[
+                "-c".into(),
+                "echo ${NOTIFY_SOCKET-unset} ${WATCHDOG_USEC-unset}".into(),
+            ],
+            None,
+            RECV_TIMEOUT,
+        ))
+        .unwrap();
+    assert_eq!(out, b"unset unset\n");
     let mut n = Notifier::from_env();
     for k in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
         assert!(

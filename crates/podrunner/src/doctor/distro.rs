@@ -39,7 +39,11 @@ pub fn parse_os_release(text: &str) -> (String, Vec<String>) {
         let Some((k, v)) = line.trim().split_once('=') else {
             continue;
         };
-        let v = v.trim().trim_matches('"').trim_matches('\'').to_ascii_lowercase();
+        let v = v
+            .trim()
+            .trim_matches('"')
+            .trim_matches('\'')
+            .to_ascii_lowercase();
         match k.trim() {
             "ID" => id = v,
             "ID_LIKE" => like = v.split_whitespace().map(str::to_string).collect(),
@@ -192,7 +196,10 @@ mod tests {
             ("ID=ubuntu\nID_LIKE=debian\n", Distro::Debian),
             ("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\n", Distro::Debian),
             ("ID=fedora\n", Distro::Fedora),
-            ("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n", Distro::Fedora),
+            (
+                "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n",
+                Distro::Fedora,
+            ),
             ("ID=rhel\nID_LIKE=\"fedora\"\n", Distro::Fedora),
             ("ID=arch\n", Distro::Arch),
             ("ID=endeavouros\nID_LIKE=arch\n", Distro::Arch),
@@ -216,12 +223,23 @@ mod tests {
     fn fixes_differ_per_distribution() {
         let p = [Pkg::Uidmap];
         assert_eq!(Distro::Debian.install(&p), "sudo apt-get install -y uidmap");
-        assert_eq!(Distro::Fedora.install(&p), "sudo dnf install -y shadow-utils");
+        assert_eq!(
+            Distro::Fedora.install(&p),
+            "sudo dnf install -y shadow-utils"
+        );
         assert_eq!(Distro::Arch.install(&p), "sudo pacman -S --needed shadow");
         let nix = Distro::NixOS.install(&[Pkg::Podman, Pkg::Runc]);
-        assert!(nix.contains("virtualisation.podman.enable = true;"), "{nix}");
-        assert!(nix.contains("extraPackages = with pkgs; [ runc ];"), "{nix}");
-        assert!(Distro::NixOS.reinstall_uidmap().contains("/run/wrappers/bin"));
+        assert!(
+            nix.contains("virtualisation.podman.enable = true;"),
+            "{nix}"
+        );
+        assert!(
+            nix.contains("extraPackages = with pkgs; [ runc ];"),
+            "{nix}"
+        );
+        assert!(Distro::NixOS
+            .reinstall_uidmap()
+            .contains("/run/wrappers/bin"));
         assert!(Distro::Fedora.cgroup_v2_boot().starts_with("sudo grubby"));
         assert!(Distro::Debian.cgroup_v2_boot().contains("update-grub"));
         assert!(Distro::NixOS.cgroup_v2_boot().contains("boot.kernelParams"));
@@ -233,7 +251,9 @@ mod tests {
             .add_subids("ci", 100000, 65536)
             .contains("users.users.ci.subUidRanges"));
         assert_eq!(Distro::Arch.linger("ci"), "sudo loginctl enable-linger ci");
-        assert!(Distro::NixOS.linger("ci").contains("users.users.ci.linger = true;"));
+        assert!(Distro::NixOS
+            .linger("ci")
+            .contains("users.users.ci.linger = true;"));
         assert!(Distro::Debian
             .delegate()
             .contains("/etc/systemd/system/user@.service.d/delegate.conf"));

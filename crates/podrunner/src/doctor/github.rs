@@ -32,7 +32,12 @@ pub fn check_token_file(cfg: &Config) -> Check {
                 why: "the manager authenticates to GitHub with this token to register every runner; a token other users can read lets them register runners or delete yours".into(),
                 ..c
             };
-            c.fix = fix.or_else(|| Some(format!("(umask 077; printf '%s' \"$TOKEN\" > {})", path.display())));
+            c.fix = fix.or_else(|| {
+                Some(format!(
+                    "(umask 077; printf '%s' \"$TOKEN\" > {})",
+                    path.display()
+                ))
+            });
             c
         }
     }
@@ -60,7 +65,8 @@ pub fn judge(scope: &Scope, api_url: &str, probe: Result<Probe, Error>) -> Check
     let grant = format!(
         "give the token {fine} (classic token: the {classic} scope) for {scope}, in GitHub's Settings > Developer settings > Personal access tokens, and put the new token in the token file"
     );
-    let why = format!("the manager lists, registers (generate-jitconfig) and deletes runners of {scope}");
+    let why =
+        format!("the manager lists, registers (generate-jitconfig) and deletes runners of {scope}");
     let p = match probe {
         Ok(p) => p,
         Err(Error::RateLimited(d)) => {
@@ -152,11 +158,21 @@ pub async fn check_github(cfg: &Config, token_ok: bool) -> Vec<Check> {
     };
     let token = match (token_ok, crate::config::read_token(&cfg.github.token_file)) {
         (true, Ok(t)) => t,
-        _ => return scopes.iter().map(|s| skip(s, "no usable token (see the token file check)")).collect(),
+        _ => {
+            return scopes
+                .iter()
+                .map(|s| skip(s, "no usable token (see the token file check)"))
+                .collect()
+        }
     };
     let client = match Client::new(&cfg.github.api_url, Secret::new(token)) {
         Ok(c) => c,
-        Err(e) => return scopes.iter().map(|s| skip(s, &format!("cannot build an HTTP client: {e}"))).collect(),
+        Err(e) => {
+            return scopes
+                .iter()
+                .map(|s| skip(s, &format!("cannot build an HTTP client: {e}")))
+                .collect()
+        }
     };
     let mut out = Vec::new();
     // After one scope found GitHub unreachable, the others say so without retrying again.
@@ -200,39 +216,68 @@ mod tests {
         let repo = Scope::repository("o/r").unwrap();
         let org = Scope::organization("acme").unwrap();
         let api = "https://api.github.com";
-        assert_eq!(judge(&repo, api, probe(200, Some("repo, workflow"))).status, Status::Pass);
+        assert_eq!(
+            judge(&repo, api, probe(200, Some("repo, workflow"))).status,
+            Status::Pass
+        );
         let c = judge(&repo, api, probe(200, Some("public_repo")));
         assert_eq!(c.status, Status::Fail);
         assert!(c.found.contains("without the repo scope"), "{}", c.found);
         let c = judge(&org, api, probe(200, Some("repo")));
         assert_eq!(c.status, Status::Fail);
         assert!(c.fix.unwrap().contains("Self-hosted runners: write"));
-        assert_eq!(judge(&org, api, probe(200, Some("admin:org, repo"))).status, Status::Pass);
+        assert_eq!(
+            judge(&org, api, probe(200, Some("admin:org, repo"))).status,
+            Status::Pass
+        );
         // Fine-grained tokens send no scopes header.
         let c = judge(&repo, api, probe(200, None));
         assert_eq!(c.status, Status::Pass);
         assert!(c.found.contains("Administration: write"), "{}", c.found);
         let c = judge(&repo, api, probe(401, None));
-        assert!(c.is_fail() && c.found.starts_with("token rejected"), "{}", c.found);
+        assert!(
+            c.is_fail() && c.found.starts_with("token rejected"),
+            "{}",
+            c.found
+        );
         for s in [403, 404] {
             let c = judge(&repo, api, probe(s, None));
-            assert!(c.is_fail() && c.found.starts_with("token lacks permission"), "{}", c.found);
+            assert!(
+                c.is_fail() && c.found.starts_with("token lacks permission"),
+                "{}",
+                c.found
+            );
             assert!(c.fix.unwrap().contains("Administration: write"));
         }
         let c = judge(
             &repo,
             api,
-            Err(Error::Transport { url: api.into(), message: "connection refused".into() }),
+            Err(Error::Transport {
+                url: api.into(),
+                message: "connection refused".into(),
+            }),
         );
-        assert!(c.is_fail() && c.found.starts_with("cannot reach GitHub"), "{}", c.found);
-        assert_eq!(judge(&repo, api, Err(Error::RateLimited(Duration::from_secs(5)))).status, Status::Warn);
+        assert!(
+            c.is_fail() && c.found.starts_with("cannot reach GitHub"),
+            "{}",
+            c.found
+        );
+        assert_eq!(
+            judge(&repo, api, Err(Error::RateLimited(Duration::from_secs(5)))).status,
+            Status::Warn
+        );
         assert_eq!(c.id, "github:o/r");
     }
 
     #[test]
     fn token_error_splits_into_found_and_fix() {
-        let (f, x) = split_fix("the GitHub token file /t has mode 644, readable by other users\n  fix: chmod 600 /t");
-        assert_eq!(f, "the GitHub token file /t has mode 644, readable by other users");
+        let (f, x) = split_fix(
+            "the GitHub token file /t has mode 644, readable by other users\n  fix: chmod 600 /t",
+        );
+        assert_eq!(
+            f,
+            "the GitHub token file /t has mode 644, readable by other users"
+        );
         assert_eq!(x.as_deref(), Some("chmod 600 /t"));
     }
 }

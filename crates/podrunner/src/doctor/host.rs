@@ -75,7 +75,11 @@ pub fn check_cgroup(host: &Host, facts: &Facts) -> Check {
             Some(d) => found.push_str(&format!(
                 "; delegated to {}: {}",
                 facts.user,
-                if d.is_empty() { "none".into() } else { d.join(" ") }
+                if d.is_empty() {
+                    "none".into()
+                } else {
+                    d.join(" ")
+                }
             )),
             None => found.push_str(&format!("; no systemd user session for uid {}", facts.uid)),
         }
@@ -84,7 +88,9 @@ pub fn check_cgroup(host: &Host, facts: &Facts) -> Check {
         .found(found)
         .why("Podman enforces cpus, memory and pids_limit through cgroups");
     if cg == Cgroups::Unknown {
-        return c.with_status(Status::Warn).fix(facts.distro.cgroup_v2_boot());
+        return c
+            .with_status(Status::Warn)
+            .fix(facts.distro.cgroup_v2_boot());
     }
     c
 }
@@ -132,7 +138,11 @@ pub fn check_limits(cfg: &Config, host: &Host, facts: &Facts) -> Check {
     let why = "Podman silently ignores cpus, memory and pids_limit it cannot enforce: the runners then run without them, and one job can take the whole machine";
     let cg = Cgroups::detect(host);
     if !facts.rootless {
-        return c.found(format!("rootful on {}: {} enforced", cg.describe(), named(&wanted)));
+        return c.found(format!(
+            "rootful on {}: {} enforced",
+            cg.describe(),
+            named(&wanted)
+        ));
     }
     let v2_fix = format!(
         "boot with cgroup v2: {}\nthen delegate the controllers to users: {}",
@@ -235,7 +245,10 @@ pub fn check_xdg_runtime_dir(host: &Host, facts: &Facts) -> Check {
     match std::fs::metadata(dir) {
         Err(e) => c
             .with_status(Status::Fail)
-            .found(format!("XDG_RUNTIME_DIR={} cannot be used: {e}", dir.display()))
+            .found(format!(
+                "XDG_RUNTIME_DIR={} cannot be used: {e}",
+                dir.display()
+            ))
             .why(why)
             .fix(make),
         Ok(m) if !m.is_dir() || m.uid() != uid => c
@@ -247,16 +260,21 @@ pub fn check_xdg_runtime_dir(host: &Host, facts: &Facts) -> Check {
             ))
             .why(why)
             .fix(make),
-        Ok(m) if m.mode() & 0o777 != 0o700 => c
+        // Podman itself makes it 0711: search without read or write for others is fine.
+        Ok(m) if m.mode() & 0o066 != 0 => c
             .with_status(Status::Warn)
             .found(format!(
-                "XDG_RUNTIME_DIR={} has mode {:o}, not 700",
+                "XDG_RUNTIME_DIR={} has mode {:o}: other users can read or write it",
                 dir.display(),
                 m.mode() & 0o777
             ))
             .why("other users can reach the user's Podman sockets and runtime state")
             .fix(format!("chmod 700 {}", dir.display())),
-        Ok(_) => c.found(format!("{} (owned by {user}, mode 700)", dir.display())),
+        Ok(m) => c.found(format!(
+            "{} (owned by {user}, mode {:o})",
+            dir.display(),
+            m.mode() & 0o777
+        )),
     }
 }
 
@@ -292,20 +310,21 @@ pub fn check_network(cfg: &Config, host: &Host, facts: &Facts) -> Check {
         Ok(i) if i.host.rootless_network_cmd == "pasta" => ("pasta", Pkg::Passt),
         _ => ("slirp4netns", Pkg::Slirp4netns),
     };
-    let helper = host
-        .env
-        .which(wanted)
-        .or_else(|| {
-            facts.info.as_ref().ok().and_then(|i| {
-                let e = if wanted == "pasta" {
-                    &i.host.pasta.executable
-                } else {
-                    &i.host.slirp4netns.executable
-                };
-                Some(PathBuf::from(e)).filter(|p| !e.is_empty() && p.exists())
-            })
-        });
-    let other = if wanted == "pasta" { "slirp4netns" } else { "pasta" };
+    let helper = host.env.which(wanted).or_else(|| {
+        facts.info.as_ref().ok().and_then(|i| {
+            let e = if wanted == "pasta" {
+                &i.host.pasta.executable
+            } else {
+                &i.host.slirp4netns.executable
+            };
+            Some(PathBuf::from(e)).filter(|p| !e.is_empty() && p.exists())
+        })
+    });
+    let other = if wanted == "pasta" {
+        "slirp4netns"
+    } else {
+        "pasta"
+    };
     let Some(helper) = helper else {
         let alt = host.env.which(other);
         return c
@@ -379,12 +398,18 @@ pub fn check_disk(cfg: &Config, facts: &Facts) -> Vec<Check> {
     let mut paths: Vec<(PathBuf, String)> = Vec::new();
     if let Ok(i) = &facts.info {
         if !i.store.graph_root.is_empty() {
-            paths.push((PathBuf::from(&i.store.graph_root), "Podman's storage".into()));
+            paths.push((
+                PathBuf::from(&i.store.graph_root),
+                "Podman's storage".into(),
+            ));
         }
     }
     for p in &cfg.pools {
         if !paths.iter().any(|(x, _)| x == &p.work_dir) {
-            paths.push((p.work_dir.clone(), format!("work folder of pool {}", p.name)));
+            paths.push((
+                p.work_dir.clone(),
+                format!("work folder of pool {}", p.name),
+            ));
         }
     }
     paths

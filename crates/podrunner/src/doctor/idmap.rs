@@ -59,10 +59,12 @@ pub fn check_idmap_helper(host: &Host, facts: &Facts, prog: &str) -> Check {
         Ok(Privilege::SetuidRoot) => c.found(format!("{} is setuid root", first.display())),
         Ok(Privilege::FileCaps) => c.found(format!("{} has file capabilities", first.display())),
         Ok(Privilege::None) => {
-            let good = all
-                .iter()
-                .skip(1)
-                .find(|p| matches!(privilege(p), Ok(Privilege::SetuidRoot | Privilege::FileCaps)));
+            let good = all.iter().skip(1).find(|p| {
+                matches!(
+                    privilege(p),
+                    Ok(Privilege::SetuidRoot | Privilege::FileCaps)
+                )
+            });
             let fix = if let Some(g) = good {
                 format!(
                     "remove {} or put {} before {} on PATH: {} is privileged",
@@ -151,7 +153,12 @@ pub fn free_start(ranges: &[SubRange], count: u64) -> u64 {
             start,
             count,
         };
-        match ranges.iter().filter(|r| r.overlaps(&cand)).map(SubRange::end).max() {
+        match ranges
+            .iter()
+            .filter(|r| r.overlaps(&cand))
+            .map(SubRange::end)
+            .max()
+        {
             None => return start,
             Some(end) => start = end.div_ceil(MIN_SUBIDS) * MIN_SUBIDS,
         }
@@ -227,7 +234,11 @@ pub fn check_subids(host: &Host, facts: &Facts, kind: &str) -> Check {
     }
     if let Some((m, o)) = overlaps.first() {
         let new = free_start(&ranges, MIN_SUBIDS);
-        let flag = if kind == "subuid" { "subuids" } else { "subgids" };
+        let flag = if kind == "subuid" {
+            "subuids"
+        } else {
+            "subgids"
+        };
         return c
             .with_status(Status::Warn)
             .found(format!(
@@ -265,7 +276,8 @@ mod tests {
 
     #[test]
     fn parses_subid_files() {
-        let t = "# comment\nci:100000:65536\n\n1001:165536:65536\nbad line\nx:1:notanumber\nz:5:0\n";
+        let t =
+            "# comment\nci:100000:65536\n\n1001:165536:65536\nbad line\nx:1:notanumber\nz:5:0\n";
         assert_eq!(
             parse_subids(t),
             vec![r("ci", 100000, 65536), r("1001", 165536, 65536)]

@@ -315,7 +315,12 @@ pub fn render_check(c: &Check) -> String {
     const PAD: &str = "       ";
     match c.status {
         Status::Pass | Status::Skip => {
-            format!("{} {}: {}", c.status.label(), c.title, indent(&c.found, PAD))
+            format!(
+                "{} {}: {}",
+                c.status.label(),
+                c.title,
+                indent(&c.found, PAD)
+            )
         }
         Status::Warn | Status::Fail => {
             let mut s = format!("{} {}", c.status.label(), c.title);
@@ -332,7 +337,8 @@ pub fn render_check(c: &Check) -> String {
 /// `12 passed, 1 warning, 1 failed, 3 skipped`.
 pub fn summary(checks: &[Check]) -> String {
     let n = |s: Status| checks.iter().filter(|c| c.status == s).count();
-    let plural = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+    let plural =
+        |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
     format!(
         "{} passed, {}, {} failed, {} skipped",
         n(Status::Pass),
@@ -394,7 +400,10 @@ mod tests {
         ];
         let t = render_text(&checks);
         assert!(t.starts_with("PASS podman: 4.3.1 (rootful)\nFAIL token file\n  found: /t has mode 644\n  why:   other users can read it\n  fix:   chmod 600 /t\nSKIP lingering: rootful\n"), "{t}");
-        assert!(t.ends_with("1 passed, 0 warnings, 1 failed, 1 skipped\n"), "{t}");
+        assert!(
+            t.ends_with("1 passed, 0 warnings, 1 failed, 1 skipped\n"),
+            "{t}"
+        );
         assert!(Status::Fail > Status::Warn && Status::Warn > Status::Pass);
         let j = serde_json::to_value(&checks[1]).unwrap();
         assert_eq!(j["status"], "fail");

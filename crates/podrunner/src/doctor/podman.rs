@@ -133,7 +133,10 @@ pub fn check_podman(cfg: &Config, facts: &Facts) -> Check {
     match &facts.info {
         Err(InfoError::Missing(e)) => c
             .with_status(Status::Fail)
-            .found(format!("`{}` is not installed or not on PATH ({e})", cfg.podman.path))
+            .found(format!(
+                "`{}` is not installed or not on PATH ({e})",
+                cfg.podman.path
+            ))
             .why(why)
             .fix(facts.distro.install(&[Pkg::Podman])),
         Err(InfoError::Failed(e)) => {
@@ -142,6 +145,12 @@ pub fn check_podman(cfg: &Config, facts: &Facts) -> Check {
                 fix = format!(
                     "make newuidmap/newgidmap work (see those checks): {}",
                     facts.distro.install(&[Pkg::Uidmap])
+                );
+            } else if e.contains("OCI runtime") {
+                fix = format!(
+                    "set an installed runtime in {}:\n  [podman]\n  runtime = \"runc\"\nand install it: {}",
+                    facts.config_path.display(),
+                    facts.distro.install(&[Pkg::Runc])
                 );
             } else if e.contains("XDG_RUNTIME_DIR") || e.contains("runtime dir") {
                 fix = "see the XDG_RUNTIME_DIR check".into();
@@ -169,7 +178,10 @@ pub fn check_podman(cfg: &Config, facts: &Facts) -> Check {
                 Some(m) if m < MIN_PODMAN_MAJOR => c
                     .with_status(Status::Warn)
                     .found(found)
-                    .why(format!("podrunner is tested with Podman 4.3 and 5.x; {} may lack flags it uses", i.version.version))
+                    .why(format!(
+                        "podrunner is tested with Podman 4.3 and 5.x; {} may lack flags it uses",
+                        i.version.version
+                    ))
                     .fix(facts.distro.install(&[Pkg::Podman])),
                 _ => c.found(found).why(why),
             }
@@ -197,7 +209,7 @@ pub fn classify_runtime_error(stderr: &str) -> RuntimeProblem {
     let s = stderr.to_ascii_lowercase();
     if s.contains("hybrid mode") {
         RuntimeProblem::HybridCgroups
-    } else if s.contains("setrlimit") {
+    } else if s.contains("setrlimit") || s.contains("error setting rlimit") {
         RuntimeProblem::Rlimits
     } else if s.contains("newuidmap")
         || s.contains("newgidmap")
@@ -232,8 +244,9 @@ pub fn hard_limits(text: &str) -> (Option<u64>, Option<u64>) {
 
 /// Whether `args` choose a network (then the test container keeps it).
 fn sets_network(args: &[String]) -> bool {
-    args.iter()
-        .any(|a| a == "--network" || a == "--net" || a.starts_with("--network=") || a.starts_with("--net="))
+    args.iter().any(|a| {
+        a == "--network" || a == "--net" || a.starts_with("--network=") || a.starts_with("--net=")
+    })
 }
 
 /// Starts `podman run --rm IMAGE true` with the configured runtime, global `run_args` and the
@@ -280,12 +293,18 @@ pub async fn check_runtime(cfg: &Config, host: &Host, facts: &Facts) -> Check {
         }
     }
     let Some((image, pool_args)) = chosen else {
-        let img = cfg.pools.first().map(|p| p.image.as_str()).unwrap_or("IMAGE");
+        let img = cfg
+            .pools
+            .first()
+            .map(|p| p.image.as_str())
+            .unwrap_or("IMAGE");
         return c
             .with_status(Status::Warn)
             .found("no image in local storage to start a test container from")
             .why("cannot tell whether the runtime starts containers until an image is local")
-            .fix(format!("podman pull {img}, then run podrunner doctor again"));
+            .fix(format!(
+                "podman pull {img}, then run podrunner doctor again"
+            ));
     };
     let mut args: Vec<String> = vec!["run".into(), "--rm".into()];
     args.extend(cfg.podman.run_args.iter().cloned());
@@ -298,7 +317,9 @@ pub async fn check_runtime(cfg: &Config, host: &Host, facts: &Facts) -> Check {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let shown = crate::cmd::render(&cfg.podman.path, &[global_args(cfg), args.clone()].concat());
     match facts.podman.call(&argv, RUNTIME_TIMEOUT).await {
-        Ok(_) => c.found(format!("{runtime} started and stopped a container from {image}")),
+        Ok(_) => c.found(format!(
+            "{runtime} started and stopped a container from {image}"
+        )),
         Err(e) => {
             let stderr = match &e {
                 CommandError::Failed { stderr, .. } => stderr.clone(),
@@ -498,7 +519,8 @@ mod tests {
             Some("/usr/bin/fuse-overlayfs")
         );
         // null where a list or map is expected, and missing sections, still parse.
-        let i = parse_info(br#"{"host":{"cgroupControllers":null},"store":{"graphOptions":null}}"#).unwrap();
+        let i = parse_info(br#"{"host":{"cgroupControllers":null},"store":{"graphOptions":null}}"#)
+            .unwrap();
         assert!(i.host.cgroup_controllers.is_empty());
         assert!(parse_info(b"not json").is_err());
     }
@@ -508,7 +530,8 @@ mod tests {
         use RuntimeProblem::*;
         let cases = [
             ("Error: OCI runtime error: crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2", HybridCgroups),
-            ("Error: runc: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted; crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted", Rlimits),
+            ("Error: runc: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted: OCI permission denied", Rlimits),
+            ("Error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted: OCI permission denied", Rlimits),
             ("Error: command required for rootless mode with multiple IDs: exec: \"newuidmap\": executable file not found in $PATH", IdMapping),
             ("newuidmap: write to uid_map failed: Operation not permitted", IdMapping),
             ("Error: slirp4netns failed: \"open(\\\"/dev/net/tun\\\"): Permission denied\"", Network),

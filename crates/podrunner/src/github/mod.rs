@@ -429,7 +429,11 @@ impl Client {
     /// `x-oauth-scopes` header (classic tokens only) and GitHub's message. 401, 403 and 404
     /// come back as answers, not errors; transport failures and rate limits are errors.
     pub async fn probe_runners(&self, scope: &Scope) -> Result<Probe, Error> {
-        let url = format!("{}/{}/actions/runners?per_page=1", self.base, scope.api_path());
+        let url = format!(
+            "{}/{}/actions/runners?per_page=1",
+            self.base,
+            scope.api_path()
+        );
         match self.send(Method::GET, &url, None).await {
             Ok((status, headers, bytes)) => Ok(Probe {
                 status: status.as_u16(),
@@ -437,7 +441,11 @@ impl Client {
                     .get("x-oauth-scopes")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string),
-                message: if status.is_success() { String::new() } else { error_message(&bytes) },
+                message: if status.is_success() {
+                    String::new()
+                } else {
+                    error_message(&bytes)
+                },
             }),
             Err(Error::Forbidden(message)) => Ok(Probe {
                 status: 403,

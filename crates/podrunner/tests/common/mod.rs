@@ -22,7 +22,10 @@ pub fn podrunner_bin() -> &'static str {
 pub fn is_root() -> bool {
     // SAFETY-free: /proc/self is always there on Linux.
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -46,7 +49,12 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(name: &'static str, count: u32) -> Pool {
-        Pool { name, count, image: TEST_IMAGE, extra: String::new() }
+        Pool {
+            name,
+            count,
+            image: TEST_IMAGE,
+            extra: String::new(),
+        }
     }
     pub fn image(mut self, image: &'static str) -> Pool {
         self.image = image;
@@ -69,14 +77,20 @@ pub struct Bench {
 }
 
 fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("t-{name}-{}-{:x}", std::process::id(), nanos % 0xffff)
 }
 
 impl Bench {
     pub async fn new(test: &str, pools: Vec<Pool>) -> Bench {
         assert_image(TEST_IMAGE);
-        let dir = tempfile::Builder::new().prefix("podrunner-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("podrunner-test-")
+            .tempdir()
+            .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let gh = FakeGithub::start(TOKEN).await.unwrap();
         let token_file = dir.path().join("token");
@@ -107,7 +121,14 @@ impl Bench {
         let config = dir.path().join("config.toml");
         std::fs::write(&config, cfg).unwrap();
         let manager_log = dir.path().join("manager.stderr");
-        Bench { dir, gh, config, instance, manager: None, manager_log }
+        Bench {
+            dir,
+            gh,
+            config,
+            instance,
+            manager: None,
+            manager_log,
+        }
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -116,9 +137,19 @@ impl Bench {
 
     /// Starts `podrunner run` at debug level, its stderr into `manager_log` (appended).
     pub fn start_manager(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.manager_log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.manager_log)
+            .unwrap();
         let child = Command::new(podrunner_bin())
-            .args(["--config", self.config.to_str().unwrap(), "--log-level", "debug", "run"])
+            .args([
+                "--config",
+                self.config.to_str().unwrap(),
+                "--log-level",
+                "debug",
+                "run",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -163,7 +194,12 @@ impl Bench {
     }
 
     /// Waits until `pred` holds, polling every 200 ms.
-    pub async fn wait_until(&self, what: &str, timeout: Duration, mut pred: impl FnMut(&Bench) -> bool) {
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&Bench) -> bool,
+    ) {
         let start = Instant::now();
         while start.elapsed() < timeout {
             if pred(self) {
@@ -171,7 +207,10 @@ impl Bench {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        panic!("timed out after {timeout:?} waiting for {what}\nmanager log:\n{}", self.log_tail(60));
+        panic!(
+            "timed out after {timeout:?} waiting for {what}\nmanager log:\n{}",
+            self.log_tail(60)
+        );
     }
 
     pub fn log_tail(&self, n: usize) -> String {
@@ -183,10 +222,21 @@ impl Bench {
     /// Containers of this test's instance, by name.
     pub fn containers(&self) -> Vec<String> {
         let out = Command::new("podman")
-            .args(["ps", "-a", "--filter", &format!("label=podrunner.instance={}", self.instance), "--format", "{{.Names}}"])
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label=podrunner.instance={}", self.instance),
+                "--format",
+                "{{.Names}}",
+            ])
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|s| !s.is_empty()).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 
     /// Waits for the manager process to exit; returns its exit code.
@@ -199,7 +249,10 @@ impl Bench {
                 return st.code().unwrap_or(-1);
             }
             if start.elapsed() > timeout {
-                panic!("manager did not exit within {timeout:?}\n{}", self.log_tail(60));
+                panic!(
+                    "manager did not exit within {timeout:?}\n{}",
+                    self.log_tail(60)
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -214,7 +267,9 @@ impl Bench {
 
     pub fn all_logs(&self) -> String {
         let mut s = std::fs::read_to_string(&self.manager_log).unwrap_or_default();
-        s.push_str(&std::fs::read_to_string(self.state_dir().join("manager.log")).unwrap_or_default());
+        s.push_str(
+            &std::fs::read_to_string(self.state_dir().join("manager.log")).unwrap_or_default(),
+        );
         s
     }
 }
@@ -223,17 +278,26 @@ impl Drop for Bench {
     fn drop(&mut self) {
         self.kill_manager_hard();
         for c in self.containers() {
-            let _ = Command::new("podman").args(["rm", "-f", "-t", "0", &c]).output();
+            let _ = Command::new("podman")
+                .args(["rm", "-f", "-t", "0", &c])
+                .output();
         }
         // Files a rootless job created may belong to subordinate ids.
         if !is_root() {
-            let _ = Command::new("podman").args(["unshare", "rm", "-rf"]).arg(self.dir.path()).output();
+            let _ = Command::new("podman")
+                .args(["unshare", "rm", "-rf"])
+                .arg(self.dir.path())
+                .output();
         }
     }
 }
 
 pub fn assert_image(image: &str) {
-    let ok = Command::new("podman").args(["image", "exists", image]).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("podman")
+        .args(["image", "exists", image])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     assert!(ok, "test image {image} is missing: run images/test-runner/build.sh (the README's test command does)");
 }
 
@@ -241,7 +305,9 @@ pub fn assert_image(image: &str) {
 pub fn all_cmdlines() -> Vec<(i32, String)> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if let Ok(b) = std::fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline")) {
             v.push((pid, String::from_utf8_lossy(&b).replace('\0', " ")));
         }
