@@ -15,8 +15,10 @@ pub const BROKEN_IMAGE: &str = "localhost/podrunner-test-broken:latest";
 pub const TOKEN: &str = "ghp_testTOKENdoNotLeak0123456789abcdef";
 pub const REPO: &str = "octo/hello";
 
-pub fn podrunner_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_podrunner")
+/// The binary under test; `PODRUNNER_BIN` overrides it when the compiled tests run elsewhere
+/// (the rootless pass copies them to a folder the test user can read).
+pub fn podrunner_bin() -> String {
+    std::env::var("PODRUNNER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_podrunner").to_string())
 }
 
 pub fn is_root() -> bool {
