@@ -172,6 +172,18 @@ pub fn spawn_detached(
     output: &std::path::Path,
     env_remove: &[&str],
 ) -> Result<std::process::Child, CommandError> {
+    spawn_detached_env(program, args, output, env_remove, &[])
+}
+
+/// [`spawn_detached`] with variables `env_set` set for the child (e.g. `CONTAINERS_CONF` for
+/// a per-runner engine, crate::engine).
+pub fn spawn_detached_env(
+    program: &std::path::Path,
+    args: &[String],
+    output: &std::path::Path,
+    env_remove: &[&str],
+    env_set: &[(&str, &std::ffi::OsStr)],
+) -> Result<std::process::Child, CommandError> {
     use std::os::unix::process::CommandExt;
     let cmdline = render(&program.display().to_string(), args);
     tracing::debug!(target: "podrunner::cmd", "starting in the background: {cmdline}");
@@ -193,6 +205,9 @@ pub fn spawn_detached(
         .process_group(0);
     for k in env_remove {
         cmd.env_remove(k);
+    }
+    for (k, v) in env_set {
+        cmd.env(k, v);
     }
     cmd.spawn().map_err(spawn_err)
 }

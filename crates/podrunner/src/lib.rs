@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod doctor;
+pub mod engine;
 pub mod github;
 pub mod logging;
 pub mod manager;

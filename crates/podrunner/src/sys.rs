@@ -23,3 +23,12 @@ pub fn signal(pid: i32, sig: i32) -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+
+/// Reaps `pid` if it is a child of this process that has exited (returns at once otherwise),
+/// so an exited child does not linger as a zombie that [`process_alive`] still reports.
+pub fn reap(pid: i32) {
+    // SAFETY: waitpid with WNOHANG and a null status pointer neither blocks nor writes memory.
+    unsafe {
+        libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+    }
+}

@@ -121,6 +121,33 @@ struct RawPool {
     runner_group_id: Option<u64>,
     #[serde(default)]
     run_args: Vec<String>,
+    docker: Option<Spanned<String>>,
+    engine_containers_conf: Option<String>,
+}
+
+/// How jobs of a pool get a Docker-compatible engine (docs/docker.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerMode {
+    /// A private Podman API service per runner (crate::engine).
+    Isolated,
+    /// The user's own Podman socket, shared by every job.
+    Host,
+    /// No engine: `docker` in a job cannot connect.
+    None,
+}
+
+impl DockerMode {
+    pub fn parse(s: &str) -> Result<DockerMode, String> {
+        match s {
+            "isolated" => Ok(DockerMode::Isolated),
+            "host" => Ok(DockerMode::Host),
+            "none" => Ok(DockerMode::None),
+            _ => Err(format!(
+                "docker = {s:?} is not a mode; expected \"isolated\", \"host\" or \"none\""
+            )),
+        }
+    }
 }
 
 /// The whole validated configuration.
@@ -184,6 +211,11 @@ pub struct PoolConfig {
     pub stop_timeout: Duration,
     pub runner_group_id: u64,
     pub run_args: Vec<String>,
+    /// Where jobs' `docker` goes (default isolated).
+    pub docker: DockerMode,
+    /// A containers.conf for the per-runner engines (isolated mode), e.g. a runtime or
+    /// default ulimits the host needs; podrunner adds the pool's pids_limit to it.
+    pub engine_containers_conf: Option<PathBuf>,
 }
 
 mod secs {
@@ -459,6 +491,16 @@ impl Config {
                 }
                 Some(s) => s.get_ref().0,
             };
+            let docker = match &p.docker {
+                None => DockerMode::Isolated,
+                Some(d) => DockerMode::parse(d.get_ref()).map_err(|m| {
+                    at(
+                        d.span(),
+                        m,
+                        "write docker = \"isolated\" (a private engine per runner), \"host\" (the user's Podman socket) or \"none\"",
+                    )
+                })?,
+            };
             let work_dir = p
                 .work_dir
                 .map(|w| expand_home(&w, &env.home))
@@ -484,6 +526,10 @@ impl Config {
                 stop_timeout,
                 runner_group_id: p.runner_group_id.unwrap_or(1),
                 run_args: p.run_args,
+                docker,
+                engine_containers_conf: p
+                    .engine_containers_conf
+                    .map(|c| expand_home(&c, &env.home)),
                 name,
             });
         }
@@ -706,6 +752,36 @@ command = ["/bin/sh", "-c", "run"]
         );
         let e = err("[[pool]]\nname = \"p\"\nrepository = \"o/r\"\norganization = \"o\"\n");
         assert!(e.contains("both repository and organization"), "{e}");
+    }
+
+    #[test]
+    fn docker_mode() {
+        let base = "[[pool]]\nname = \"p\"\nrepository = \"o/r\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.pools[0].docker, DockerMode::Isolated);
+        assert_eq!(c.pools[0].engine_containers_conf, None);
+        for (v, m) in [
+            ("isolated", DockerMode::Isolated),
+            ("host", DockerMode::Host),
+            ("none", DockerMode::None),
+        ] {
+            let c = parse(&format!(
+                "{base}docker = \"{v}\"\nengine_containers_conf = \"~/e.conf\"\n"
+            ))
+            .unwrap();
+            assert_eq!(c.pools[0].docker, m);
+            assert_eq!(
+                c.pools[0].engine_containers_conf,
+                Some(PathBuf::from("/home/u/e.conf"))
+            );
+        }
+        let e = err(&format!("{base}docker = \"dind\"\n"));
+        assert!(
+            e.starts_with("/c.toml:4:10: docker = \"dind\" is not a mode; expected \"isolated\", \"host\" or \"none\"\n  fix: write docker = \"isolated\""),
+            "{e}"
+        );
+        let e = err(&format!("{base}docker = true\n"));
+        assert!(e.starts_with("/c.toml:4:10: invalid type"), "{e}");
     }
 
     #[test]

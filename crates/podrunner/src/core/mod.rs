@@ -29,6 +29,9 @@ pub const PODMAN_RESYNC_INTERVAL: Duration = Duration::from_secs(30);
 pub const CLEANUP_RETRY: Duration = Duration::from_secs(15);
 /// Wait before retrying to retire a runner after an error.
 pub const RETIRE_RETRY: Duration = Duration::from_secs(10);
+/// After failed lists (GitHub down, token revoked, rate limited) the gap between sweeps
+/// doubles from [`SWEEP_MIN_INTERVAL`] up to this: a dead API costs a few calls an hour.
+pub const SWEEP_BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 /// What desired state says about one pool.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +96,8 @@ pub struct RunnerRec {
     pub adopted: bool,
     /// Podman reported the container removed (or it was not found).
     pub container_gone: bool,
+    /// The kernel's OOM killer struck inside the container.
+    pub oom_killed: bool,
     pub retry_at: Option<Instant>,
 }
 
@@ -116,6 +121,7 @@ impl RunnerRec {
             registration_deleted: false,
             adopted: false,
             container_gone: false,
+            oom_killed: false,
             retry_at: None,
         }
     }
@@ -147,6 +153,8 @@ pub struct PoolState {
     pub last_error: Option<String>,
     pub restart_delay: Duration,
     pub jobs_done: u64,
+    /// `last_error` came from a failed list of GitHub's runners: the next good list clears it.
+    pub github_error: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -227,6 +235,13 @@ pub struct State {
     resync_in_flight: Option<Instant>,
     last_resync: Option<Instant>,
     pub resync_wanted: bool,
+    /// Consecutive sweeps with a failed list: they space out the next ones.
+    pub sweep_failures: u32,
+}
+
+/// What status and the log say about a runner the OOM killer hit.
+pub fn oom_message(name: &str) -> String {
+    format!("runner {name} ran out of memory: the kernel killed a process at the pool's memory limit (raise `memory`, or make the job use less)")
 }
 
 impl State {
@@ -250,7 +265,43 @@ impl State {
         let p = self.pool_mut(pool);
         p.failures = 0;
         p.last_error = None;
+        p.github_error = false;
         p.jobs_done += 1;
+    }
+
+    /// The OOM killer struck in `name`'s container (podman's `oom` event, or the container's
+    /// memory cgroup counted a kill). Not a start failure (the job ran, or runs on), so no
+    /// backoff; the pool's `last_error` says it until a later failure replaces it.
+    pub fn runner_oom(&mut self, name: &str) {
+        let Some(r) = self.runners.get_mut(name) else {
+            return;
+        };
+        r.oom_killed = true;
+        let pool = r.pool.clone();
+        let p = self.pool_mut(&pool);
+        p.last_error = Some(oom_message(name));
+        p.github_error = false;
+    }
+
+    /// Listing GitHub's runners of `scope` failed: the pools there show why (a revoked token,
+    /// GitHub unreachable) even while no runner needs starting.
+    pub fn sweep_failed(&mut self, scope: &str, why: &str, specs: &[PoolSpec]) {
+        for s in specs.iter().filter(|s| s.scope == scope) {
+            let p = self.pool_mut(&s.name);
+            p.last_error = Some(format!("cannot list the runners of GitHub: {why}"));
+            p.github_error = true;
+        }
+    }
+
+    /// Names in a folder (secret or work folders) that belong to one of `specs`' pools but to
+    /// no runner this state knows: left behind by a manager that was killed mid-start.
+    pub fn stale_folders(&self, entries: &[String], specs: &[PoolSpec]) -> Vec<String> {
+        entries
+            .iter()
+            .filter(|e| !self.runners.contains_key(e.as_str()))
+            .filter(|e| specs.iter().any(|s| naming::belongs_to(&s.prefix, e)))
+            .cloned()
+            .collect()
     }
 
     /// The JIT call returned: the registration exists.
@@ -305,6 +356,28 @@ impl State {
         let Some(r) = self.runners.get_mut(name) else {
             return;
         };
+        if matches!(r.phase, Phase::Exited | Phase::CleaningUp) {
+            // The exit code can come after the exit itself (conmon's exit is seen before
+            // Podman's `died` event). A non-zero code still counts as a failure, once.
+            if r.exit_code.is_none() && code.is_some() {
+                r.exit_code = code;
+                if code != Some(0) && !r.stop_requested && r.verdict == Verdict::Pending {
+                    r.verdict = if r.registration_deleted || r.runner_id.is_none() {
+                        Verdict::Gone
+                    } else {
+                        Verdict::Present
+                    };
+                    let pool = r.pool.clone();
+                    let c = code.unwrap_or_default();
+                    self.record_failure(&pool, now, format!("runner {name} exited with code {c}"));
+                } else if code != Some(0) && !r.stop_requested {
+                    let pool = r.pool.clone();
+                    let c = code.unwrap_or_default();
+                    self.explain_failure(&pool, &format!("exit code {c}"));
+                }
+            }
+            return;
+        }
         if !matches!(r.phase, Phase::Starting | Phase::Running | Phase::Retiring) {
             return;
         }
@@ -318,11 +391,19 @@ impl State {
         } else {
             Verdict::Present
         };
-        let (pool, expected) = (r.pool.clone(), r.stop_requested);
+        let (pool, expected, oom) = (r.pool.clone(), r.stop_requested, r.oom_killed);
         let failed = !expected && matches!(code, Some(c) if c != 0);
         if failed {
             let c = code.unwrap_or_default();
-            self.record_failure(&pool, now, format!("runner {name} exited with code {c}"));
+            let why = if oom {
+                format!("{}; it exited with code {c}", oom_message(name))
+            } else if c == 137 {
+                // 128 + SIGKILL, not asked for by podrunner: the OOM killer, most often.
+                format!("runner {name} exited with code 137 (killed by SIGKILL: out of memory at the pool's memory limit, most likely)")
+            } else {
+                format!("runner {name} exited with code {c}")
+            };
+            self.record_failure(&pool, now, why);
         } else {
             let p = self.pool_mut(&pool);
             let at = now + backoff::start_delay(p.failures, p.restart_delay);
@@ -410,6 +491,11 @@ impl State {
     ) {
         let issued = self.sweep_in_flight.take().unwrap_or(now);
         self.last_sweep = Some(issued);
+        if lists.iter().any(|(_, l)| l.is_none()) {
+            self.sweep_failures = self.sweep_failures.saturating_add(1);
+        } else {
+            self.sweep_failures = 0;
+        }
         for (scope, list) in lists {
             let Some(list) = list else { continue };
             let by_name: BTreeMap<&str, &RegistrationSeen> =
@@ -437,14 +523,31 @@ impl State {
                     } else {
                         Verdict::Gone
                     };
-                    verdicts.push((r.pool.clone(), r.name.clone(), present, r.stop_requested));
+                    verdicts.push((
+                        r.pool.clone(),
+                        r.name.clone(),
+                        present,
+                        r.stop_requested,
+                        r.oom_killed,
+                    ));
                 }
             }
-            for (pool, name, present, expected) in verdicts {
+            for s in specs.iter().filter(|s| &s.scope == scope) {
+                let p = self.pool_mut(&s.name);
+                if p.github_error {
+                    p.github_error = false;
+                    p.last_error = None;
+                }
+            }
+            for (pool, name, present, expected, oom) in verdicts {
                 if expected {
                     continue;
                 }
-                if present {
+                if oom && !present {
+                    // The job ran (and maybe failed); keep saying why it struggled.
+                    self.record_success(&pool);
+                    self.pool_mut(&pool).last_error = Some(oom_message(&name));
+                } else if present {
                     self.record_failure(
                         &pool,
                         now,
@@ -581,9 +684,12 @@ impl State {
             .runners
             .values()
             .any(|r| r.phase == Phase::Exited && r.verdict == Verdict::Pending);
+        let sweep_gap = SWEEP_MIN_INTERVAL
+            .saturating_mul(2u32.saturating_pow(self.sweep_failures.min(16)))
+            .min(SWEEP_BACKOFF_CAP);
         let sweep_gap_ok = self
             .last_sweep
-            .is_none_or(|t| now.duration_since(t) >= SWEEP_MIN_INTERVAL);
+            .is_none_or(|t| now.duration_since(t) >= sweep_gap);
         let sweep_stale = self
             .last_sweep
             .is_none_or(|t| now.duration_since(t) >= SWEEP_INTERVAL);

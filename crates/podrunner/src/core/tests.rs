@@ -463,3 +463,217 @@ fn early_exit_event_before_run_returns() {
     s.started("ci-00000001", "cid".into(), t0);
     assert_eq!(s.runners["ci-00000001"].phase, Phase::Exited);
 }
+
+#[test]
+fn busy_orphan_is_kept_and_retried_until_deleted() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(0)];
+    s.plan(&specs, t0, &mut sfx);
+    s.apply_sweep(
+        &[(
+            "repos/o/r".into(),
+            Some(vec![seen(60, "ci-0badc0de", true)]),
+        )],
+        &specs,
+        t0,
+    );
+    let del = Action::DeleteOrphan {
+        scope: "repos/o/r".into(),
+        id: 60,
+    };
+    assert_eq!(s.plan(&specs, t0, &mut sfx), vec![del.clone()]);
+    // GitHub answers 422 (still running a job): keep it, ask again later.
+    s.orphan_done(60, false, t0);
+    assert!(!s
+        .plan(&specs, t0 + Duration::from_secs(1), &mut sfx)
+        .contains(&del));
+    let later = t0 + CLEANUP_RETRY;
+    assert!(s.plan(&specs, later, &mut sfx).contains(&del));
+    s.orphan_done(60, true, later);
+    assert!(s.orphans.is_empty());
+}
+
+#[test]
+fn oom_shows_in_last_error_without_backoff_and_outlives_the_verdict() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(1)];
+    s.plan(&specs, t0, &mut sfx);
+    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    run(&mut s, "ci-00000001", 7, t0);
+    s.runner_oom("ci-00000001");
+    s.runner_oom("unknown-runner");
+    let p = &s.pools["p"];
+    assert_eq!(p.failures, 0);
+    assert_eq!(
+        p.last_error.as_deref(),
+        Some(oom_message("ci-00000001").as_str())
+    );
+    assert!(oom_message("x").contains("out of memory"));
+    // The job finished (the runner removed its registration): success, the note stays.
+    let t1 = t0 + Duration::from_secs(3);
+    s.container_exited("ci-00000001", Some(0), t1);
+    s.plan(&specs, t1, &mut sfx);
+    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t1);
+    let p = &s.pools["p"];
+    assert_eq!((p.failures, p.jobs_done), (0, 1));
+    assert!(p.last_error.as_deref().unwrap().contains("out of memory"));
+}
+
+#[test]
+fn exit_137_says_out_of_memory() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(2)];
+    s.plan(&specs, t0, &mut sfx);
+    run(&mut s, "ci-00000001", 7, t0);
+    run(&mut s, "ci-00000002", 8, t0);
+    s.container_exited("ci-00000001", Some(137), t0);
+    let p = &s.pools["p"];
+    assert_eq!(p.failures, 1);
+    assert!(
+        p.last_error
+            .as_deref()
+            .unwrap()
+            .contains("code 137 (killed by SIGKILL: out of memory"),
+        "{:?}",
+        p.last_error
+    );
+    s.runner_oom("ci-00000002");
+    s.container_exited("ci-00000002", Some(137), t0);
+    let e = s.pools["p"].last_error.clone().unwrap();
+    assert!(
+        e.starts_with(&oom_message("ci-00000002")) && e.ends_with("exited with code 137"),
+        "{e}"
+    );
+}
+
+#[test]
+fn failed_lists_show_in_status_space_out_and_clear() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(0)];
+    assert!(s.plan(&specs, t0, &mut sfx).contains(&Action::Sweep));
+    s.sweep_failed(
+        "repos/o/r",
+        "GitHub rejected the token (401: Bad credentials)",
+        &specs,
+    );
+    s.sweep_failed("orgs/other", "x", &specs);
+    s.apply_sweep(&[("repos/o/r".into(), None)], &specs, t0);
+    let e = s.pools["p"].last_error.clone().unwrap();
+    assert_eq!(
+        e,
+        "cannot list the runners of GitHub: GitHub rejected the token (401: Bad credentials)"
+    );
+    assert_eq!(
+        s.pools["p"].failures, 0,
+        "existing runners are not failures"
+    );
+    // The gap doubles with each failed sweep, even when status asks for fresh data.
+    let mut t = t0;
+    for (failures, gap) in [
+        (1u32, 4u64),
+        (2, 8),
+        (3, 16),
+        (4, 32),
+        (5, 64),
+        (6, 128),
+        (7, 256),
+        (8, 300),
+        (9, 300),
+    ] {
+        assert_eq!(s.sweep_failures, failures);
+        s.sweep_wanted = true;
+        let just_before = t + Duration::from_secs(gap) - Duration::from_millis(1);
+        assert!(
+            !s.plan(&specs, just_before, &mut sfx)
+                .contains(&Action::Sweep),
+            "gap {gap}"
+        );
+        t += Duration::from_secs(gap);
+        assert!(
+            s.plan(&specs, t, &mut sfx).contains(&Action::Sweep),
+            "gap {gap}"
+        );
+        s.apply_sweep(&[("repos/o/r".into(), None)], &specs, t);
+    }
+    // A good list clears the error and the backoff.
+    t += SWEEP_BACKOFF_CAP;
+    assert!(s.plan(&specs, t, &mut sfx).contains(&Action::Sweep));
+    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t);
+    assert_eq!(s.pools["p"].last_error, None);
+    assert_eq!(s.sweep_failures, 0);
+    s.sweep_wanted = true;
+    assert!(s
+        .plan(&specs, t + SWEEP_MIN_INTERVAL, &mut sfx)
+        .contains(&Action::Sweep));
+}
+
+#[test]
+fn a_start_error_is_not_cleared_by_a_good_list() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(1)];
+    s.plan(&specs, t0, &mut sfx);
+    s.start_failed("ci-00000001", "image missing".into(), true, false, t0);
+    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    assert_eq!(s.pools["p"].last_error.as_deref(), Some("image missing"));
+}
+
+#[test]
+fn stale_folders_are_ours_and_unknown() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(1)];
+    s.plan(&specs, t0, &mut sfx);
+    let entries: Vec<String> = [
+        "ci-00000001",
+        "ci-0000beef",
+        "other-0000beef",
+        "ci-x",
+        "notes",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    assert_eq!(s.stale_folders(&entries, &specs), vec!["ci-0000beef"]);
+}
+
+#[test]
+fn late_exit_code_after_conmon_exit_counts_once() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(1)];
+    s.plan(&specs, t0, &mut sfx);
+    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    run(&mut s, "ci-00000001", 1, t0);
+    // conmon's exit: code unknown, the verdict waits.
+    s.container_exited("ci-00000001", None, t0);
+    assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Pending);
+    assert_eq!(s.pools["p"].failures, 0);
+    // The died event brings code 3: a failure, counted once, and the registration deleted.
+    s.container_exited("ci-00000001", Some(3), t0);
+    s.container_exited("ci-00000001", Some(3), t0);
+    assert_eq!(s.pools["p"].failures, 1);
+    assert_eq!(s.runners["ci-00000001"].exit_code, Some(3));
+    assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Present);
+    // A later list that still shows it does not count it again.
+    s.apply_sweep(
+        &[(
+            "repos/o/r".into(),
+            Some(vec![seen(1, "ci-00000001", false)]),
+        )],
+        &specs,
+        t0,
+    );
+    assert_eq!(s.pools["p"].failures, 1);
+}

@@ -114,12 +114,15 @@ impl Ctx {
             mkdir_mode(&pool.work_dir, 0o700)?;
             mkdir_mode(&work, 0o777)?;
             std::fs::create_dir_all(log_dir(&self.cfg))?;
+            std::fs::create_dir_all(self.cfg.manager.state_dir.join("pids"))?;
             write_secret(&secrets, &jit.encoded)
         })();
         drop(jit);
         let result = match prepared {
             Err(e) => Err(format!("cannot prepare folders for runner {name}: {e}")),
             Ok(()) => {
+                let docker =
+                    crate::engine::service::prepare(&self.cfg, &pool, &name, &self.podman).await;
                 let spec = RunSpec {
                     name: name.clone(),
                     image: pool.image.clone(),
@@ -132,19 +135,28 @@ impl Ctx {
                     secret_dir: secrets.clone(),
                     work_dir: work.clone(),
                     log_path: log_path(&self.cfg, &name),
+                    conmon_pidfile: Some(super::watch::conmon_pidfile(
+                        &self.cfg.manager.state_dir,
+                        &name,
+                    )),
                     extra_args: self
                         .cfg
                         .podman
                         .run_args
                         .iter()
                         .chain(pool.run_args.iter())
+                        .chain(docker.as_deref().unwrap_or_default())
                         .cloned()
                         .collect(),
                 };
-                self.podman
-                    .run(&spec)
-                    .await
-                    .map_err(|e| explain_run_error(&e.to_string(), &pool.image))
+                match docker {
+                    Err(why) => Err(format!("cannot set up docker for runner {name}: {why}")),
+                    Ok(_) => self
+                        .podman
+                        .run(&spec)
+                        .await
+                        .map_err(|e| explain_run_error(&e.to_string(), &pool.image)),
+                }
             }
         };
         match result {
@@ -157,8 +169,15 @@ impl Ctx {
             }
             Err(why) => {
                 tracing::error!(pool = %pool.name, "cannot start runner {name}: {why}");
+                // A `podman run` that failed late or timed out may have left a container.
+                if let Err(e) = self.podman.rm_force(&name).await {
+                    tracing::warn!("cannot remove what is left of runner {name}'s container: {e}");
+                }
                 let _ = std::fs::remove_dir_all(&secrets);
                 let _ = std::fs::remove_dir_all(&work);
+                for e in crate::engine::service::teardown(&self.cfg, &self.podman, &name).await {
+                    tracing::warn!("engine of runner {name}: {e}");
+                }
                 // The registration exists from the JIT call on: delete it now.
                 let left = match self.gh.delete_runner(&pool.scope, runner_id).await {
                     Ok(_) => false,
@@ -244,6 +263,8 @@ impl Ctx {
                 errors.push(format!("container: {e}"));
             }
         }
+        // The runner's docker engine, once its container is gone (docs/docker.md).
+        errors.extend(crate::engine::service::teardown(&self.cfg, &self.podman, &name).await);
         if let Some(pool) = self
             .cfg
             .pools
@@ -327,6 +348,10 @@ impl Ctx {
                 )),
                 Err(e) => {
                     tracing::warn!("cannot list runners of {scope}: {e}");
+                    self.send(Outcome::SweepFailed {
+                        scope: key.clone(),
+                        why: e.to_string(),
+                    });
                     lists.push((key, None));
                 }
             }
@@ -343,6 +368,46 @@ impl Ctx {
             r.map(|v| v.iter().map(container_seen).collect())
                 .map_err(|e| e.to_string()),
         ));
+    }
+}
+
+/// Removes secret and work folders of the pools' runners that the state does not know (left by
+/// a manager that was killed between writing them and its container starting).
+pub async fn remove_stale_folders(
+    ctx: &Ctx,
+    state: &crate::core::State,
+    specs: &[crate::core::PoolSpec],
+) {
+    let entries = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let secrets = ctx.cfg.manager.runtime_dir.join("secrets");
+    let mut dirs: Vec<PathBuf> = state
+        .stale_folders(&entries(&secrets), specs)
+        .into_iter()
+        .map(|n| secrets.join(n))
+        .collect();
+    for pool in &ctx.cfg.pools {
+        dirs.extend(
+            state
+                .stale_folders(&entries(&pool.work_dir), specs)
+                .into_iter()
+                .map(|n| pool.work_dir.join(n)),
+        );
+    }
+    for d in dirs {
+        tracing::info!("removing {}: no runner uses it any more", d.display());
+        if let Err(e) = remove_tree(&d) {
+            if let Err(e2) = ctx.podman.unshare_remove(&d).await {
+                tracing::warn!("cannot remove {}: {e}; podman unshare: {e2}", d.display());
+            }
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 //! report back through a channel, so no lock guards the state.
 
 pub mod exec;
+pub mod oom;
+pub mod watch;
 
 use crate::config::{self, Config};
 use crate::control::{self, PoolStatus, Request, Response, RunnerStatus, StatusSnapshot};
@@ -60,8 +62,23 @@ pub enum Outcome {
         gone: bool,
     },
     Swept(Vec<(String, Option<Vec<RegistrationSeen>>)>),
+    /// Listing the runners of `scope` failed (sent before the `Swept` that carries `None`).
+    SweepFailed {
+        scope: String,
+        why: String,
+    },
+    /// `podman events` ended and is started again: look at `podman ps` for what was missed.
+    EventsRestarted,
+    /// The kernel's OOM killer struck in this container's memory cgroup.
+    Oom {
+        container_id: String,
+    },
     Resynced(Result<Vec<ContainerSeen>, String>),
     Event(crate::podman::Event),
+    /// The runner's conmon exited: its container is gone (exit code follows in an event).
+    ConmonExited {
+        name: String,
+    },
 }
 
 /// Options of `podrunner run` that are not in the config file.
@@ -226,7 +243,32 @@ impl Manager {
                 }
                 self.state.cleanup_done(&name, outcome, now);
             }
+            Outcome::ConmonExited { name } => self.state.container_exited(&name, None, now),
             Outcome::OrphanDone { id, gone } => self.state.orphan_done(id, gone, now),
+            Outcome::EventsRestarted => self.state.resync_wanted = true,
+            Outcome::SweepFailed { scope, why } => {
+                let specs = specs(&self.ctx.cfg, &self.overrides);
+                self.state.sweep_failed(&scope, &why, &specs);
+            }
+            Outcome::Oom { container_id } => {
+                let name = self
+                    .state
+                    .runners
+                    .values()
+                    .find(|r| {
+                        r.container_id.as_deref().is_some_and(|c| {
+                            !c.is_empty()
+                                && (container_id.starts_with(c) || c.starts_with(&container_id))
+                        })
+                    })
+                    .map(|r| (r.name.clone(), r.pool.clone(), r.oom_killed));
+                if let Some((name, pool, known)) = name {
+                    if !known {
+                        tracing::error!(pool = %pool, "{}", crate::core::oom_message(&name));
+                    }
+                    self.state.runner_oom(&name);
+                }
+            }
             Outcome::Swept(lists) => {
                 let specs = specs(&self.ctx.cfg, &self.overrides);
                 self.state.apply_sweep(&lists, &specs, now);
@@ -246,8 +288,9 @@ impl Manager {
                     .unwrap_or(ev.name.clone());
                 match ev.status.as_str() {
                     "died" => {
-                        if self.state.runners.contains_key(&name) {
+                        if let Some(r) = self.state.runners.get(&name) {
                             match ev.exit_code {
+                                Some(137) if !r.stop_requested => tracing::warn!("runner {name} exited (code 137: killed by SIGKILL, out of memory at the pool's memory limit most likely)"),
                                 Some(c) => tracing::info!("runner {name} exited (code {c})"),
                                 None => tracing::info!("runner {name} exited"),
                             }
@@ -258,8 +301,9 @@ impl Manager {
                     "oom" => {
                         if let Some(r) = self.state.runners.get(&name) {
                             let pool = r.pool.clone();
-                            tracing::error!(pool = %pool, "runner {name} ran out of memory (the pool's memory limit)");
+                            tracing::error!(pool = %pool, "{}", crate::core::oom_message(&name));
                         }
+                        self.state.runner_oom(&name);
                     }
                     _ => {}
                 }
@@ -435,10 +479,29 @@ impl Manager {
         }
         self.state.mark_resync_issued(Instant::now());
         self.state.apply_resync(&adopted, Instant::now());
+        // Engines whose runner container vanished while no manager ran; and the Docker API
+        // check (docs/docker.md).
+        let known = adopted.iter().map(|c| c.name.clone()).collect();
+        let orphans = crate::engine::service::orphans(&self.ctx.cfg, &known);
+        let (cfg, podman) = (self.ctx.cfg.clone(), self.ctx.podman.clone());
+        tokio::spawn(crate::engine::service::teardown_orphans(
+            cfg, podman, orphans,
+        ));
+        let (cfg, podman) = (self.ctx.cfg.clone(), self.ctx.podman.clone());
+        tokio::spawn(crate::engine::service::warn_api_versions(cfg, podman));
+        // A manager killed mid-start leaves secret and work folders no container uses.
+        exec::remove_stale_folders(
+            &self.ctx,
+            &self.state,
+            &specs(&self.ctx.cfg, &self.overrides),
+        )
+        .await;
+        let oom_task = tokio::spawn(oom::watch(self.ctx.tx.clone()));
 
         let (ev_tx, mut ev_rx) = mpsc::channel(256);
         let podman = self.ctx.podman.clone();
         let instance = self.ctx.cfg.manager.instance.to_string();
+        let restarted_tx = self.ctx.tx.clone();
         let events_task = tokio::spawn(async move {
             loop {
                 if let Err(e) = podman
@@ -450,6 +513,8 @@ impl Manager {
                 if ev_tx.is_closed() {
                     return;
                 }
+                // Events may have been missed meanwhile: `podman ps` tells what changed.
+                let _ = restarted_tx.send(Outcome::EventsRestarted);
                 tokio::time::sleep(EVENTS_RESTART_DELAY).await;
             }
         });
@@ -506,6 +571,7 @@ impl Manager {
             }
         }
         events_task.abort();
+        oom_task.abort();
         let _ = std::fs::remove_file(&socket_path);
         tracing::info!("podrunner manager stopped");
         Ok(())

@@ -26,6 +26,18 @@ pub mod labels {
 pub const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
 /// `podman run -d` may have to set up storage for a large image the first time.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+/// Hidden overrides of [`RUN_TIMEOUT`] and [`QUICK_TIMEOUT`] in seconds, for tests that make
+/// a podman call hang: the real values are too long to wait out in a test.
+pub const RUN_TIMEOUT_ENV: &str = "PODRUNNER_PODMAN_RUN_TIMEOUT_SECS";
+pub const QUICK_TIMEOUT_ENV: &str = "PODRUNNER_PODMAN_QUICK_TIMEOUT_SECS";
+
+fn timeout_from_env(var: &str, default: Duration) -> Duration {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(default, Duration::from_secs)
+}
 
 /// Where the JIT config file is mounted inside a runner container.
 pub const SECRET_MOUNT: &str = "/run/podrunner";
@@ -45,6 +57,8 @@ export ACTIONS_RUNNER_INPUT_JITCONFIG; exec \"$@\"";
 pub struct Podman {
     program: String,
     global_args: Vec<String>,
+    run_timeout: Duration,
+    quick_timeout: Duration,
 }
 
 /// Everything `podman run` needs for one runner container.
@@ -64,6 +78,8 @@ pub struct RunSpec {
     pub work_dir: PathBuf,
     /// The container's log file (k8s-file driver); it outlives the container.
     pub log_path: PathBuf,
+    /// Where podman writes the pid of the container's conmon (watched for a fast exit signal).
+    pub conmon_pidfile: Option<PathBuf>,
     pub extra_args: Vec<String>,
 }
 
@@ -91,6 +107,9 @@ impl RunSpec {
         a.push(format!("--stop-timeout={}", self.stop_timeout_secs));
         a.push("--log-driver=k8s-file".into());
         a.push(format!("--log-opt=path={}", self.log_path.display()));
+        if let Some(p) = &self.conmon_pidfile {
+            a.push(format!("--conmon-pidfile={}", p.display()));
+        }
         a.push("-v".into());
         a.push(format!("{}:{SECRET_MOUNT}:Z", self.secret_dir.display()));
         a.push("-v".into());
@@ -117,6 +136,8 @@ impl Podman {
         Podman {
             program: program.to_string(),
             global_args: g,
+            run_timeout: timeout_from_env(RUN_TIMEOUT_ENV, RUN_TIMEOUT),
+            quick_timeout: timeout_from_env(QUICK_TIMEOUT_ENV, QUICK_TIMEOUT),
         }
     }
 
@@ -141,7 +162,7 @@ impl Podman {
     pub async fn run(&self, spec: &RunSpec) -> Result<String, CommandError> {
         let mut args = self.global_args.clone();
         args.extend(spec.to_args());
-        let out = cmd::run(&self.program, &args, None, RUN_TIMEOUT).await?;
+        let out = cmd::run(&self.program, &args, None, self.run_timeout).await?;
         Ok(String::from_utf8_lossy(&out)
             .trim()
             .lines()
@@ -156,7 +177,7 @@ impl Podman {
         let out = self
             .call(
                 &["ps", "-a", "--filter", &filter, "--format", "json"],
-                QUICK_TIMEOUT,
+                self.quick_timeout,
             )
             .await?;
         types::parse_ps(&out).map_err(|e| anyhow::anyhow!("cannot parse `podman ps` output: {e}"))
@@ -167,7 +188,7 @@ impl Podman {
         let t = timeout_secs.to_string();
         self.call(
             &["stop", "--ignore", "-t", &t, name],
-            Duration::from_secs(timeout_secs) + QUICK_TIMEOUT,
+            Duration::from_secs(timeout_secs) + self.quick_timeout,
         )
         .await
         .map(drop)
@@ -177,7 +198,7 @@ impl Podman {
     pub async fn rm_force(&self, name: &str) -> Result<(), CommandError> {
         self.call(
             &["rm", "--force", "--ignore", "-t", "0", name],
-            QUICK_TIMEOUT,
+            self.quick_timeout,
         )
         .await
         .map(drop)
@@ -185,14 +206,17 @@ impl Podman {
 
     pub async fn version(&self) -> anyhow::Result<types::VersionInfo> {
         let out = self
-            .call(&["version", "--format", "json"], QUICK_TIMEOUT)
+            .call(&["version", "--format", "json"], self.quick_timeout)
             .await?;
         Ok(serde_json::from_slice(&out)?)
     }
 
     /// Whether an image is in local storage.
     pub async fn image_exists(&self, image: &str) -> Result<bool, CommandError> {
-        match self.call(&["image", "exists", image], QUICK_TIMEOUT).await {
+        match self
+            .call(&["image", "exists", image], self.quick_timeout)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(CommandError::Failed { code: Some(1), .. }) => Ok(false),
             Err(e) => Err(e),
@@ -246,7 +270,7 @@ impl Podman {
     /// own, which the user cannot delete directly.
     pub async fn unshare_remove(&self, path: &std::path::Path) -> Result<(), CommandError> {
         let p = path.display().to_string();
-        self.call(&["unshare", "rm", "-rf", "--", &p], QUICK_TIMEOUT)
+        self.call(&["unshare", "rm", "-rf", "--", &p], self.quick_timeout)
             .await
             .map(drop)
     }
@@ -270,11 +294,12 @@ mod tests {
             secret_dir: "/run/s".into(),
             work_dir: "/w/r-1".into(),
             log_path: "/st/r-1.log".into(),
+            conmon_pidfile: Some("/st/r-1.pid".into()),
             extra_args: vec!["--network=host".into()],
         };
         let a = spec.to_args();
         let joined = a.join(" ");
-        assert!(joined.starts_with("run -d --rm --name r-1 --label podrunner.pool=p --cpus=1.5 --memory=536870912b --pids-limit=4096 --stop-timeout=60 --log-driver=k8s-file --log-opt=path=/st/r-1.log -v /run/s:/run/podrunner:Z -v /w/r-1:/w/r-1:Z --entrypoint="), "{joined}");
+        assert!(joined.starts_with("run -d --rm --name r-1 --label podrunner.pool=p --cpus=1.5 --memory=536870912b --pids-limit=4096 --stop-timeout=60 --log-driver=k8s-file --log-opt=path=/st/r-1.log --conmon-pidfile=/st/r-1.pid -v /run/s:/run/podrunner:Z -v /w/r-1:/w/r-1:Z --entrypoint="), "{joined}");
         assert!(
             joined.ends_with("--network=host img /home/runner/run.sh"),
             "{joined}"

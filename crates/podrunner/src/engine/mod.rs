@@ -1,0 +1,589 @@
+//! Docker for workflows (docs/docker.md): a private Podman API service per runner (`docker =
+//! "isolated"`), the user's own Podman socket (`"host"`), or nothing (`"none"`).
+//!
+//! This file holds the pure parts: where an engine's files live, the arguments of every podman
+//! call made for it, the modes of its folders and socket, what a runner container gets mounted,
+//! and the API version check. [`service`] is the thin layer that starts, probes and tears down
+//! the engine processes. Neither touches the runner containers themselves (manager::exec does).
+
+pub mod service;
+
+use crate::config::{DockerMode, PodmanConfig};
+use std::path::{Path, PathBuf};
+
+/// Folder under the manager's runtime and state dirs holding one sub-folder per runner engine.
+pub const ENGINES_DIR: &str = "engines";
+/// Where the runner looks for Docker: actions/runner hard-codes this path for job containers.
+pub const DOCKER_SOCK_IN_RUNNER: &str = "/var/run/docker.sock";
+/// `DOCKER_HOST` inside the runner, pointing at [`DOCKER_SOCK_IN_RUNNER`].
+pub const DOCKER_HOST_IN_RUNNER: &str = "unix:///var/run/docker.sock";
+/// A unix socket path must fit `sun_path`: 108 bytes including the terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+/// Docker CLI 29, in GitHub's runner image, refuses a server API below this
+/// (runner-contract.md, the runner image).
+pub const DOCKER_CLI_29_API: &str = "1.44";
+/// GitHub's official runner image, whatever the tag: it ships Docker CLI 29.
+pub const OFFICIAL_IMAGE_REPO: &str = "ghcr.io/actions/actions-runner";
+
+/// Mode of the engine's private folders: only the manager's user may enter them, so the
+/// socket inside is reachable on the host by that user alone.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Mode of the engine's socket. The runner's user (uid 1001, group docker 123 in GitHub's image)
+/// is a different uid than the socket's owner (root, or in rootless mode a subordinate id
+/// different from the mapped owner), and the group ids do not match either, so only "others"
+/// bits reach it. Safe because the socket's parent folder is [`PRIVATE_DIR_MODE`]: on the host
+/// nobody else can reach the socket, and inside the runner the bind mount makes it reachable
+/// without walking the host's folders.
+pub const SOCKET_MODE: u32 = 0o666;
+
+/// The files of one runner's engine. `run` is on the runtime dir (tmpfs: socket, run root, pid
+/// file); `data` is on the state dir (disk: images, layers, volumes a job creates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineDirs {
+    pub run: PathBuf,
+    pub data: PathBuf,
+}
+
+impl EngineDirs {
+    /// The folders of runner `name`'s engine; refuses a socket path too long for `sun_path`.
+    pub fn for_runner(
+        runtime_dir: &Path,
+        state_dir: &Path,
+        name: &str,
+    ) -> Result<EngineDirs, String> {
+        let d = EngineDirs {
+            run: runtime_dir.join(ENGINES_DIR).join(name),
+            data: state_dir.join(ENGINES_DIR).join(name),
+        };
+        let len = d.socket().as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(format!(
+                "the engine socket path {} is {len} bytes long; unix sockets allow at most {MAX_SOCKET_PATH}\n  fix: set a shorter [manager] runtime_dir (or a shorter runner_name)",
+                d.socket().display()
+            ));
+        }
+        Ok(d)
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.run.join("docker.sock")
+    }
+    pub fn runroot(&self) -> PathBuf {
+        self.run.join("runroot")
+    }
+    /// Podman's `--tmpdir` (per-boot state, events; rootless: the engine's pause process).
+    pub fn tmpdir(&self) -> PathBuf {
+        self.run.join("tmp")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.run.join("engine.pid")
+    }
+    pub fn root(&self) -> PathBuf {
+        self.data.join("root")
+    }
+    /// Networks a job creates: private to the engine (the default would be the host's
+    /// `/etc/containers/networks` when rootful).
+    pub fn networks(&self) -> PathBuf {
+        self.data.join("networks")
+    }
+    pub fn containers_conf(&self) -> PathBuf {
+        self.data.join("containers.conf")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.data.join("engine.log")
+    }
+}
+
+/// What the engines need to know about the host's image store, read once per manager from
+/// `podman info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostStore {
+    pub graph_root: String,
+    pub driver: String,
+    /// `overlay.mount_program` (fuse-overlayfs): a `--storage-opt` replaces storage.conf's
+    /// options, so it has to be passed again.
+    pub mount_program: Option<String>,
+}
+
+/// Which store options an engine call carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// With the host's images as a read-only additional store (the service, `rm`).
+    Shared,
+    /// The engine's own store alone: `system reset` must never see the host's images.
+    Own,
+}
+
+/// Global podman arguments selecting runner engine `d`: the config's runtime and global
+/// arguments first (podman takes the last of a repeated flag, so ours win).
+pub fn engine_args(
+    podman: &PodmanConfig,
+    d: &EngineDirs,
+    host: &HostStore,
+    store: Store,
+) -> Vec<String> {
+    let mut a = Vec::new();
+    if let Some(r) = &podman.runtime {
+        a.push(format!("--runtime={r}"));
+    }
+    a.extend(podman.global_args.iter().cloned());
+    for (flag, p) in [
+        ("--root", d.root()),
+        ("--runroot", d.runroot()),
+        ("--tmpdir", d.tmpdir()),
+        ("--network-config-dir", d.networks()),
+    ] {
+        a.push(format!("{flag}={}", p.display()));
+    }
+    if !host.driver.is_empty() {
+        a.push(format!("--storage-driver={}", host.driver));
+    }
+    if let Some(m) = &host.mount_program {
+        a.push(format!("--storage-opt=overlay.mount_program={m}"));
+    }
+    if store == Store::Shared && !host.graph_root.is_empty() {
+        a.push(format!(
+            "--storage-opt=additionalimagestore={}",
+            host.graph_root
+        ));
+    }
+    a
+}
+
+/// The engine itself: `podman ... system service --time=0 unix://SOCKET`.
+pub fn service_args(podman: &PodmanConfig, d: &EngineDirs, host: &HostStore) -> Vec<String> {
+    let mut a = engine_args(podman, d, host, Store::Shared);
+    a.extend([
+        "system".to_string(),
+        "service".into(),
+        "--time=0".into(),
+        format!("unix://{}", d.socket().display()),
+    ]);
+    a
+}
+
+/// What `podman run` of a runner gets for its pool's docker mode: the socket at
+/// [`DOCKER_SOCK_IN_RUNNER`] and `DOCKER_HOST`. `none` gets nothing: the image's docker CLI
+/// then says "Cannot connect to the Docker daemon at unix:///var/run/docker.sock", and an image
+/// that brings its own daemon keeps working.
+pub fn runner_args(mode: DockerMode, socket: Option<&Path>) -> Vec<String> {
+    let Some(sock) = socket.filter(|_| mode != DockerMode::None) else {
+        return Vec::new();
+    };
+    let mut a = vec![
+        "-v".to_string(),
+        format!("{}:{DOCKER_SOCK_IN_RUNNER}", sock.display()),
+        "-e".into(),
+        format!("DOCKER_HOST={DOCKER_HOST_IN_RUNNER}"),
+    ];
+    if mode == DockerMode::Host {
+        // The user's socket is 0660 (podman.socket's SocketMode), owned by root or by the
+        // user, who is root inside a rootless container: group 0 reaches it.
+        a.push("--group-add=0".into());
+    }
+    a
+}
+
+/// The user's own Podman socket (`docker = "host"`).
+pub fn host_socket(uid: u32, xdg_runtime_dir: Option<&Path>) -> PathBuf {
+    if uid == 0 {
+        return PathBuf::from("/run/podman/podman.sock");
+    }
+    match xdg_runtime_dir {
+        Some(d) => d.join("podman/podman.sock"),
+        None => PathBuf::from(format!("/run/user/{uid}/podman/podman.sock")),
+    }
+}
+
+/// The error when the host socket is missing, with the fix.
+pub fn host_socket_missing(sock: &Path, uid: u32) -> String {
+    let fix = if uid == 0 {
+        "systemctl enable --now podman.socket"
+    } else {
+        "systemctl --user enable --now podman.socket"
+    };
+    format!(
+        "docker = \"host\" needs the Podman socket {}, which does not exist\n  fix: {fix} (or set docker = \"isolated\")",
+        sock.display()
+    )
+}
+
+/// The engine's containers.conf: the pool's `engine_containers_conf` (if any) with
+/// `[containers] pids_limit` set to the pool's limit unless the file sets one. Job containers
+/// are not inside the runner's cgroup (docs/docker.md, Resources), so they get the same cap.
+pub fn containers_conf(user: Option<&str>, pids_limit: u64) -> Result<String, String> {
+    let mut t: toml::Table = match user {
+        Some(s) => s
+            .parse()
+            .map_err(|e| format!("engine_containers_conf is not valid TOML: {e}"))?,
+        None => toml::Table::new(),
+    };
+    let containers = t
+        .entry("containers")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(c) = containers.as_table_mut() else {
+        return Err("engine_containers_conf: `containers` must be a table".into());
+    };
+    c.entry("pids_limit")
+        .or_insert(toml::Value::Integer(pids_limit.min(i64::MAX as u64) as i64));
+    toml::to_string(&t).map_err(|e| e.to_string())
+}
+
+/// Whether `/proc/PID/cmdline` (NULs as spaces) is the engine serving `socket`, so a pid file
+/// never makes podrunner signal a reused pid.
+pub fn is_engine_cmdline(cmdline: &str, socket: &Path) -> bool {
+    let want = format!("unix://{}", socket.display());
+    cmdline.contains("system service") && cmdline.split_whitespace().any(|w| w == want)
+}
+
+/// Reads an HTTP answer to `GET /_ping`: `Ok(api version header)` when it is 200.
+pub fn parse_ping(resp: &[u8]) -> Result<Option<String>, String> {
+    let text = String::from_utf8_lossy(resp);
+    let mut lines = text.split("\r\n");
+    let status = lines.next().unwrap_or("");
+    let code = status.split_whitespace().nth(1).unwrap_or("");
+    if code != "200" {
+        return Err(format!("the engine answered {status:?}"));
+    }
+    Ok(lines.take_while(|l| !l.is_empty()).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("api-version")
+            .then(|| v.trim().to_string())
+    }))
+}
+
+fn version_parts(v: &str) -> Option<Vec<u64>> {
+    let core = v.trim().trim_start_matches('v');
+    let core = core.split(['-', '+', '~']).next()?;
+    core.split('.').map(|p| p.parse().ok()).collect()
+}
+
+/// Whether a Docker API version `podman_api` (e.g. "1.41") is at least `needed` ("1.44").
+/// Unreadable versions are not ok.
+pub fn api_version_ok(podman_api: &str, needed: &str) -> bool {
+    match (version_parts(podman_api), version_parts(needed)) {
+        (Some(mut a), Some(mut b)) => {
+            let n = a.len().max(b.len());
+            a.resize(n, 0);
+            b.resize(n, 0);
+            a >= b
+        }
+        _ => false,
+    }
+}
+
+/// The Docker API version Podman `version` (e.g. "4.3.1") serves: 1.41 up to 5.7, 1.44 from
+/// 5.8 (runner-contract.md). `podman version` itself prints the libpod API version, which is
+/// the Podman version, not this.
+pub fn docker_api_of_podman(version: &str) -> &'static str {
+    if api_version_ok(version, "5.8") {
+        DOCKER_CLI_29_API
+    } else {
+        "1.41"
+    }
+}
+
+/// GitHub's official runner image (any tag or digest), which ships Docker CLI 29.
+pub fn is_official_image(image: &str) -> bool {
+    let repo = image.split('@').next().unwrap_or(image);
+    let repo = match repo.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => repo,
+    };
+    repo == OFFICIAL_IMAGE_REPO || repo == format!("docker.io/{OFFICIAL_IMAGE_REPO}")
+}
+
+/// The warning for a pool whose image's Docker CLI cannot talk to this Podman, if any.
+pub fn api_warning(
+    pool: &str,
+    image: &str,
+    mode: DockerMode,
+    podman_version: &str,
+) -> Option<String> {
+    if mode == DockerMode::None || !is_official_image(image) {
+        return None;
+    }
+    let api = docker_api_of_podman(podman_version);
+    if api_version_ok(api, DOCKER_CLI_29_API) {
+        return None;
+    }
+    Some(format!(
+        "pool {pool}: Podman {podman_version} serves Docker API {api}, but the Docker CLI 29 in {image} needs {DOCKER_CLI_29_API}: `docker` in jobs will fail (\"client version 1.52 is too new\")\n  fix: install Podman 5.8 or newer, or use an image with a Docker CLI older than 29 (set image = in the pool)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pc(runtime: Option<&str>, global: &[&str]) -> PodmanConfig {
+        PodmanConfig {
+            path: "podman".into(),
+            runtime: runtime.map(str::to_string),
+            global_args: global.iter().map(|s| s.to_string()).collect(),
+            run_args: vec![],
+        }
+    }
+
+    fn dirs() -> EngineDirs {
+        EngineDirs::for_runner(
+            Path::new("/run/pr"),
+            Path::new("/var/lib/pr"),
+            "ci-0a1b2c3d",
+        )
+        .unwrap()
+    }
+
+    fn store() -> HostStore {
+        HostStore {
+            graph_root: "/var/lib/containers/storage".into(),
+            driver: "overlay".into(),
+            mount_program: None,
+        }
+    }
+
+    #[test]
+    fn paths() {
+        let d = dirs();
+        assert_eq!(d.run, PathBuf::from("/run/pr/engines/ci-0a1b2c3d"));
+        assert_eq!(d.data, PathBuf::from("/var/lib/pr/engines/ci-0a1b2c3d"));
+        assert_eq!(
+            d.socket(),
+            PathBuf::from("/run/pr/engines/ci-0a1b2c3d/docker.sock")
+        );
+        assert_eq!(
+            d.pid_file(),
+            PathBuf::from("/run/pr/engines/ci-0a1b2c3d/engine.pid")
+        );
+        assert_eq!(
+            d.root(),
+            PathBuf::from("/var/lib/pr/engines/ci-0a1b2c3d/root")
+        );
+        // 107 bytes fit, 108 do not.
+        let base = "/".to_string() + &"r".repeat(107 - "/engines/n/docker.sock".len() - 1);
+        assert_eq!(
+            EngineDirs::for_runner(Path::new(&base), Path::new("/s"), "n")
+                .unwrap()
+                .socket()
+                .as_os_str()
+                .len(),
+            107
+        );
+        let e = EngineDirs::for_runner(Path::new(&(base + "x")), Path::new("/s"), "n").unwrap_err();
+        assert!(
+            e.contains("is 108 bytes long; unix sockets allow at most 107"),
+            "{e}"
+        );
+        assert!(
+            e.contains("fix: set a shorter [manager] runtime_dir"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn service_arguments_exact() {
+        let a = service_args(
+            &pc(Some("runc"), &["--cgroup-manager=cgroupfs"]),
+            &dirs(),
+            &store(),
+        );
+        assert_eq!(
+            a,
+            vec![
+                "--runtime=runc",
+                "--cgroup-manager=cgroupfs",
+                "--root=/var/lib/pr/engines/ci-0a1b2c3d/root",
+                "--runroot=/run/pr/engines/ci-0a1b2c3d/runroot",
+                "--tmpdir=/run/pr/engines/ci-0a1b2c3d/tmp",
+                "--network-config-dir=/var/lib/pr/engines/ci-0a1b2c3d/networks",
+                "--storage-driver=overlay",
+                "--storage-opt=additionalimagestore=/var/lib/containers/storage",
+                "system",
+                "service",
+                "--time=0",
+                "unix:///run/pr/engines/ci-0a1b2c3d/docker.sock",
+            ]
+        );
+    }
+
+    #[test]
+    fn own_store_never_names_the_host_store() {
+        let mut s = store();
+        s.mount_program = Some("/usr/bin/fuse-overlayfs".into());
+        let a = engine_args(&pc(None, &[]), &dirs(), &s, Store::Own);
+        assert_eq!(
+            a,
+            vec![
+                "--root=/var/lib/pr/engines/ci-0a1b2c3d/root",
+                "--runroot=/run/pr/engines/ci-0a1b2c3d/runroot",
+                "--tmpdir=/run/pr/engines/ci-0a1b2c3d/tmp",
+                "--network-config-dir=/var/lib/pr/engines/ci-0a1b2c3d/networks",
+                "--storage-driver=overlay",
+                "--storage-opt=overlay.mount_program=/usr/bin/fuse-overlayfs",
+            ]
+        );
+        let shared = engine_args(&pc(None, &[]), &dirs(), &s, Store::Shared);
+        assert_eq!(
+            shared.last().unwrap(),
+            "--storage-opt=additionalimagestore=/var/lib/containers/storage"
+        );
+    }
+
+    #[test]
+    fn runner_mounts_per_mode() {
+        let sock = Path::new("/run/pr/engines/r/docker.sock");
+        assert_eq!(
+            runner_args(DockerMode::Isolated, Some(sock)),
+            vec![
+                "-v",
+                "/run/pr/engines/r/docker.sock:/var/run/docker.sock",
+                "-e",
+                "DOCKER_HOST=unix:///var/run/docker.sock"
+            ]
+        );
+        assert_eq!(
+            runner_args(DockerMode::Host, Some(Path::new("/run/podman/podman.sock"))),
+            vec![
+                "-v",
+                "/run/podman/podman.sock:/var/run/docker.sock",
+                "-e",
+                "DOCKER_HOST=unix:///var/run/docker.sock",
+                "--group-add=0"
+            ]
+        );
+        assert!(runner_args(DockerMode::None, Some(sock)).is_empty());
+        assert!(runner_args(DockerMode::None, None).is_empty());
+    }
+
+    #[test]
+    fn socket_permissions() {
+        // The socket is open to the runner's uid; the folder keeps everyone else out.
+        assert_eq!(SOCKET_MODE & 0o006, 0o006);
+        assert_eq!(SOCKET_MODE & 0o111, 0);
+        assert_eq!(PRIVATE_DIR_MODE, 0o700);
+    }
+
+    #[test]
+    fn host_socket_paths() {
+        assert_eq!(
+            host_socket(0, None),
+            PathBuf::from("/run/podman/podman.sock")
+        );
+        assert_eq!(
+            host_socket(1000, Some(Path::new("/run/user/1000"))),
+            PathBuf::from("/run/user/1000/podman/podman.sock")
+        );
+        assert_eq!(
+            host_socket(1001, None),
+            PathBuf::from("/run/user/1001/podman/podman.sock")
+        );
+        assert_eq!(
+            host_socket_missing(Path::new("/run/user/1000/podman/podman.sock"), 1000),
+            "docker = \"host\" needs the Podman socket /run/user/1000/podman/podman.sock, which does not exist\n  fix: systemctl --user enable --now podman.socket (or set docker = \"isolated\")"
+        );
+    }
+
+    #[test]
+    fn containers_conf_merges() {
+        assert_eq!(
+            containers_conf(None, 4096).unwrap(),
+            "[containers]\npids_limit = 4096\n"
+        );
+        let user = "[containers]\ndefault_ulimits = [\"nofile=20000:20000\"]\n[engine]\nruntime = \"runc\"\n";
+        assert_eq!(
+            containers_conf(Some(user), 100).unwrap(),
+            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\"]\npids_limit = 100\n\n[engine]\nruntime = \"runc\"\n"
+        );
+        assert_eq!(
+            containers_conf(Some("[containers]\npids_limit = 7\n"), 100).unwrap(),
+            "[containers]\npids_limit = 7\n"
+        );
+        assert!(containers_conf(Some("containers = 1"), 1).is_err());
+        assert!(containers_conf(Some("[x"), 1)
+            .unwrap_err()
+            .starts_with("engine_containers_conf is not valid TOML"));
+    }
+
+    #[test]
+    fn engine_cmdline_recognised() {
+        let sock = Path::new("/run/pr/engines/r/docker.sock");
+        assert!(is_engine_cmdline(
+            "podman --root=/x system service --time=0 unix:///run/pr/engines/r/docker.sock ",
+            sock
+        ));
+        assert!(!is_engine_cmdline(
+            "podman system service --time=0 unix:///run/pr/engines/r/docker.sock2",
+            sock
+        ));
+        assert!(!is_engine_cmdline("sleep 100", sock));
+    }
+
+    #[test]
+    fn ping_answers() {
+        let ok = b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nLibpod-Api-Version: 4.3.1\r\n\r\nOK";
+        assert_eq!(parse_ping(ok), Ok(Some("1.41".to_string())));
+        assert_eq!(parse_ping(b"HTTP/1.0 200 OK\r\n\r\nOK"), Ok(None));
+        assert_eq!(
+            parse_ping(b"HTTP/1.1 500 Internal Server Error\r\n\r\n"),
+            Err("the engine answered \"HTTP/1.1 500 Internal Server Error\"".to_string())
+        );
+        assert!(parse_ping(b"").is_err());
+    }
+
+    #[test]
+    fn api_versions() {
+        assert!(!api_version_ok("1.41", "1.44"));
+        assert!(api_version_ok("1.44", "1.44"));
+        assert!(api_version_ok("1.45", "1.44"));
+        assert!(api_version_ok("2.0", "1.44"));
+        assert!(!api_version_ok("1.9", "1.44"));
+        assert!(api_version_ok("1.44.0", "1.44"));
+        assert!(!api_version_ok("", "1.44"));
+        assert!(!api_version_ok("junk", "1.44"));
+        assert_eq!(docker_api_of_podman("4.3.1"), "1.41");
+        assert_eq!(docker_api_of_podman("5.7.9"), "1.41");
+        assert_eq!(docker_api_of_podman("5.8.0"), "1.44");
+        assert_eq!(docker_api_of_podman("5.8.0-dev"), "1.44");
+        assert_eq!(docker_api_of_podman("6.0"), "1.44");
+    }
+
+    #[test]
+    fn official_image_and_warning() {
+        assert!(is_official_image("ghcr.io/actions/actions-runner:latest"));
+        assert!(is_official_image("ghcr.io/actions/actions-runner"));
+        assert!(is_official_image(
+            "ghcr.io/actions/actions-runner@sha256:0123"
+        ));
+        assert!(!is_official_image("localhost/podrunner-test-runner:latest"));
+        assert!(!is_official_image("ghcr.io/actions/actions-runner-old:2"));
+        let w = api_warning(
+            "ci",
+            "ghcr.io/actions/actions-runner:latest",
+            DockerMode::Isolated,
+            "4.3.1",
+        )
+        .unwrap();
+        assert_eq!(w, "pool ci: Podman 4.3.1 serves Docker API 1.41, but the Docker CLI 29 in ghcr.io/actions/actions-runner:latest needs 1.44: `docker` in jobs will fail (\"client version 1.52 is too new\")\n  fix: install Podman 5.8 or newer, or use an image with a Docker CLI older than 29 (set image = in the pool)");
+        assert_eq!(
+            api_warning(
+                "ci",
+                "ghcr.io/actions/actions-runner:latest",
+                DockerMode::None,
+                "4.3.1"
+            ),
+            None
+        );
+        assert_eq!(
+            api_warning(
+                "ci",
+                "ghcr.io/actions/actions-runner:latest",
+                DockerMode::Host,
+                "5.8.0"
+            ),
+            None
+        );
+        assert_eq!(
+            api_warning("ci", "localhost/x:1", DockerMode::Isolated, "4.3.1"),
+            None
+        );
+    }
+}

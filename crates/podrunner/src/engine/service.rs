@@ -1,0 +1,377 @@
+//! The process side of [`crate::engine`]: starts a runner's engine detached (it must outlive a
+//! manager restart, since adopted runners keep using it), waits until its socket answers, and
+//! tears it down with everything it held. Every podman call goes through [`crate::cmd`].
+
+use super::{
+    containers_conf, engine_args, host_socket, host_socket_missing, is_engine_cmdline, parse_ping,
+    runner_args, service_args, EngineDirs, HostStore, Store, ENGINES_DIR, PRIVATE_DIR_MODE,
+    SOCKET_MODE,
+};
+use crate::cmd;
+use crate::config::{Config, DockerMode, PoolConfig};
+use crate::podman::{Podman, QUICK_TIMEOUT};
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The service answers `/_ping` about 0.1 s after it starts on an idle host; a loaded 2-core
+/// host starting several runners at once needs seconds. Past this the start counts as failed.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between two probes of a starting engine.
+const READY_POLL: Duration = Duration::from_millis(50);
+/// One `/_ping` round trip.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// The service exits well within a second of SIGTERM once its containers are gone; after this
+/// it gets SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long to wait for the process to vanish after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+/// `rm --all` and `system reset`: like other short podman calls, slow only on a loaded host.
+const ADMIN_TIMEOUT: Duration = QUICK_TIMEOUT;
+
+static HOST_STORE: tokio::sync::OnceCell<HostStore> = tokio::sync::OnceCell::const_new();
+
+/// The host's image store, read once per manager (`podman info`).
+pub async fn host_store(podman: &Podman) -> Result<HostStore, String> {
+    HOST_STORE
+        .get_or_try_init(|| async {
+            let out = podman
+                .call(&["info", "--format", "json"], QUICK_TIMEOUT)
+                .await
+                .map_err(|e| format!("cannot read the host's image store: {e}"))?;
+            let info = crate::doctor::podman::parse_info(&out)?;
+            Ok::<_, String>(HostStore {
+                mount_program: info.store.mount_program(),
+                graph_root: info.store.graph_root,
+                driver: info.store.graph_driver_name,
+            })
+        })
+        .await
+        .cloned()
+}
+
+/// Prepares what runner `name` of `pool` needs for Docker and returns the extra `podman run`
+/// arguments of its container. Isolated mode starts its engine; on an error the caller tears
+/// down whatever was started ([`teardown`]).
+pub async fn prepare(
+    cfg: &Config,
+    pool: &PoolConfig,
+    name: &str,
+    podman: &Podman,
+) -> Result<Vec<String>, String> {
+    match pool.docker {
+        DockerMode::None => Ok(Vec::new()),
+        DockerMode::Host => {
+            let xdg = std::env::var_os("XDG_RUNTIME_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from);
+            let uid = crate::sys::uid();
+            let sock = host_socket(uid, xdg.as_deref());
+            if !sock.exists() {
+                return Err(host_socket_missing(&sock, uid));
+            }
+            Ok(runner_args(DockerMode::Host, Some(&sock)))
+        }
+        DockerMode::Isolated => {
+            let sock = start_isolated(cfg, pool, name, podman).await?;
+            Ok(runner_args(DockerMode::Isolated, Some(&sock)))
+        }
+    }
+}
+
+fn mkdir_private(p: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(p)?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+}
+
+async fn start_isolated(
+    cfg: &Config,
+    pool: &PoolConfig,
+    name: &str,
+    podman: &Podman,
+) -> Result<PathBuf, String> {
+    let d = EngineDirs::for_runner(&cfg.manager.runtime_dir, &cfg.manager.state_dir, name)?;
+    let store = host_store(podman).await?;
+    let user_conf = match &pool.engine_containers_conf {
+        None => None,
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            format!(
+                "cannot read engine_containers_conf {}: {e}\n  fix: correct the path in pool {}",
+                p.display(),
+                pool.name
+            )
+        })?),
+    };
+    let conf = containers_conf(user_conf.as_deref(), pool.pids_limit)?;
+    let prepared = (|| -> std::io::Result<()> {
+        mkdir_private(&cfg.manager.runtime_dir.join(ENGINES_DIR))?;
+        mkdir_private(&cfg.manager.state_dir.join(ENGINES_DIR))?;
+        mkdir_private(&d.run)?;
+        mkdir_private(&d.data)?;
+        std::fs::write(d.containers_conf(), conf)
+    })();
+    prepared.map_err(|e| format!("cannot prepare the engine folders of {name}: {e}"))?;
+    let args = service_args(&cfg.podman, &d, &store);
+    let conf_path = d.containers_conf();
+    let child = cmd::spawn_detached_env(
+        Path::new(&cfg.podman.path),
+        &args,
+        &d.log(),
+        &cmd::SERVICE_MANAGER_ENV,
+        &[("CONTAINERS_CONF", conf_path.as_os_str())],
+    )
+    .map_err(|e| format!("cannot start the engine of {name}: {e}"))?;
+    let pid = child.id() as i32;
+    // Not waited for here: it outlives this call (and a manager restart); teardown reaps it.
+    drop(child);
+    std::fs::write(d.pid_file(), format!("{pid}\n"))
+        .map_err(|e| format!("cannot write {}: {e}", d.pid_file().display()))?;
+    wait_ready(&d, pid).await?;
+    std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(SOCKET_MODE))
+        .map_err(|e| format!("cannot open the engine socket to the runner: {e}"))?;
+    tracing::debug!(
+        "engine of {name} ready (pid {pid}, {})",
+        d.socket().display()
+    );
+    Ok(d.socket())
+}
+
+async fn wait_ready(d: &EngineDirs, pid: i32) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        crate::sys::reap(pid);
+        if !alive(pid) {
+            return Err(format!(
+                "the engine (podman system service) exited at once: {}",
+                log_tail(&d.log())
+            ));
+        }
+        if ping(&d.socket()).await.is_ok() {
+            return Ok(());
+        }
+        if start.elapsed() > READY_TIMEOUT {
+            return Err(format!(
+                "the engine's socket {} did not answer within {}s: {}",
+                d.socket().display(),
+                READY_TIMEOUT.as_secs(),
+                log_tail(&d.log())
+            ));
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+/// `GET /_ping` over the engine's socket; `Ok(Docker API version)` when it answers 200.
+pub async fn ping(sock: &Path) -> Result<Option<String>, String> {
+    let exchange = async {
+        let mut s = tokio::net::UnixStream::connect(sock)
+            .await
+            .map_err(|e| e.to_string())?;
+        s.write_all(b"GET /_ping HTTP/1.0\r\nHost: podrunner\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        parse_ping(&buf)
+    };
+    tokio::time::timeout(PING_TIMEOUT, exchange)
+        .await
+        .map_err(|_| "no answer".to_string())?
+}
+
+fn log_tail(p: &Path) -> String {
+    let s = std::fs::read_to_string(p).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    match lines.len() {
+        0 => "(no output)".into(),
+        n => lines[n.saturating_sub(3)..].join(" / "),
+    }
+}
+
+/// Alive and not a zombie (an exited process whose parent has not reaped it yet).
+fn alive(pid: i32) -> bool {
+    if !crate::sys::process_alive(pid) {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn read_pid(p: &Path) -> Option<i32> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// SIGTERM to `pid`'s process group, SIGKILL after `grace`; Err if it is still there.
+async fn terminate_group(pid: i32, grace: Duration) -> Result<(), String> {
+    let gone_within = |t: Duration| async move {
+        let start = Instant::now();
+        loop {
+            crate::sys::reap(pid);
+            if !alive(pid) {
+                return true;
+            }
+            if start.elapsed() > t {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let _ = crate::sys::signal(-pid, libc::SIGTERM);
+    if gone_within(grace).await {
+        return Ok(());
+    }
+    let _ = crate::sys::signal(-pid, libc::SIGKILL);
+    let _ = crate::sys::signal(pid, libc::SIGKILL);
+    if gone_within(KILL_WAIT).await {
+        return Ok(());
+    }
+    Err(format!("process {pid} survived SIGKILL"))
+}
+
+/// Stops runner `name`'s engine and removes everything it held: its containers (and their
+/// conmon processes, which are not in the service's process group), the service, its images,
+/// volumes and networks, its rootless pause process and its folders. Tries every step and
+/// returns every failure (STYLE.md 5). Nothing to do when the runner had no engine.
+pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> {
+    let Ok(d) = EngineDirs::for_runner(&cfg.manager.runtime_dir, &cfg.manager.state_dir, name)
+    else {
+        return Vec::new();
+    };
+    if !d.run.exists() && !d.data.exists() {
+        return Vec::new();
+    }
+    let mut errors = Vec::new();
+    let admin = |store: &HostStore, which: Store, rest: &[&str]| {
+        let mut a = engine_args(&cfg.podman, &d, store, which);
+        a.extend(rest.iter().map(|s| s.to_string()));
+        a
+    };
+    let store = if d.root().exists() {
+        match host_store(podman).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // 1. Containers first, while the service still runs: `rm` stops them (SIGKILL, the job
+    //    is over) and their conmon processes exit.
+    if let Some(s) = &store {
+        let a = admin(s, Store::Shared, &["rm", "--all", "--force", "--time=0"]);
+        if let Err(e) = cmd::run(&cfg.podman.path, &a, None, ADMIN_TIMEOUT).await {
+            errors.push(format!("engine containers: {e}"));
+        }
+    }
+    // 2. The service: its process group (spawn_detached made it the leader).
+    if let Some(pid) = read_pid(&d.pid_file()) {
+        crate::sys::reap(pid);
+        if alive(pid) && is_engine_cmdline(&cmdline(pid), &d.socket()) {
+            if let Err(e) = terminate_group(pid, STOP_GRACE).await {
+                errors.push(format!("engine process: {e}"));
+            }
+        }
+    }
+    // 3. Images, volumes, networks and the storage's own mounts. Without the host's store,
+    //    so that nothing of it is ever touched.
+    if let Some(s) = &store {
+        let a = admin(s, Store::Own, &["system", "reset", "--force"]);
+        if let Err(e) = cmd::run(&cfg.podman.path, &a, None, ADMIN_TIMEOUT).await {
+            errors.push(format!("engine storage: {e}"));
+        }
+    }
+    // 4. Rootless: the engine's own pause process (it keeps the user namespace of its tmpdir).
+    let pause = d.tmpdir().join("pause.pid");
+    if let Some(pid) = read_pid(&pause) {
+        if alive(pid) && pid != std::process::id() as i32 {
+            let _ = crate::sys::signal(pid, libc::SIGKILL);
+        }
+    }
+    // 5. The folders; a rootless job's files belong to subordinate ids.
+    for dir in [&d.run, &d.data] {
+        if let Err(e) = remove_tree(dir) {
+            if let Err(e2) = podman.unshare_remove(dir).await {
+                errors.push(format!(
+                    "engine folder {}: {e}; podman unshare: {e2}",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    errors
+}
+
+fn remove_tree(p: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// Runners with engine folders but no container among `known` (e.g. the manager was down
+/// while their container exited and was removed).
+pub fn orphans(cfg: &Config, known: &BTreeSet<String>) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for base in [&cfg.manager.runtime_dir, &cfg.manager.state_dir] {
+        if let Ok(rd) = std::fs::read_dir(base.join(ENGINES_DIR)) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !known.contains(&n) {
+                    out.insert(n);
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Tears down the engines of `names` (see [`orphans`]), logging what failed.
+pub async fn teardown_orphans(cfg: Arc<Config>, podman: Arc<Podman>, names: Vec<String>) {
+    for n in names {
+        tracing::info!("removing the engine of runner {n}, whose container is gone");
+        let errors = teardown(&cfg, &podman, &n).await;
+        if !errors.is_empty() {
+            tracing::warn!("engine of {n}: {}", errors.join("; "));
+        }
+    }
+}
+
+/// Warns once per pool at start-up when the image's Docker CLI needs a newer API than this
+/// Podman serves ([`super::api_warning`]).
+pub async fn warn_api_versions(cfg: Arc<Config>, podman: Arc<Podman>) {
+    let concerned = cfg
+        .pools
+        .iter()
+        .any(|p| p.docker != DockerMode::None && super::is_official_image(&p.image));
+    if !concerned {
+        return;
+    }
+    let version = match podman.version().await {
+        Ok(v) => v.server.map(|s| s.version).unwrap_or(v.client.version),
+        Err(e) => {
+            tracing::debug!("cannot read podman's version: {e}");
+            return;
+        }
+    };
+    for p in &cfg.pools {
+        if let Some(w) = super::api_warning(p.name.as_str(), &p.image, p.docker, &version) {
+            tracing::warn!(pool = %p.name, "{w}");
+        }
+    }
+}
