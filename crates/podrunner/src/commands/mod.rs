@@ -5,6 +5,7 @@ pub mod config_check;
 pub mod doctor;
 pub mod install;
 pub mod logs;
+pub mod reload;
 pub mod restart;
 pub mod run;
 pub mod scale;
@@ -57,6 +58,8 @@ pub enum Command {
     Restart(restart::Args),
     /// Change a pool's size in the running manager until the next reload or restart
     Scale(scale::Args),
+    /// Re-read the config in the running manager (like SIGHUP); an invalid one is refused
+    Reload(reload::Args),
     /// Install and start the systemd service (a user unit, or --system --user NAME)
     Install(install::Args),
     /// Stop and remove the systemd service
@@ -101,6 +104,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Start(a) => start::exec(&cli, a).await,
         Command::Restart(a) => restart::exec(&cli, a).await,
         Command::Scale(a) => scale::exec(&cli, a).await,
+        Command::Reload(a) => reload::exec(&cli, a).await,
         Command::Install(a) => install::exec(&cli, a).await,
         Command::Uninstall(a) => uninstall::exec(&cli, a).await,
         Command::Doctor(a) => doctor::exec(&cli, a).await,

@@ -811,4 +811,51 @@ command = ["/bin/sh", "-c", "run"]
             .to_string();
         assert!(e.contains("cannot read"), "{e}");
     }
+
+    #[test]
+    fn token_file_edge_cases() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t");
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&f, text).unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        // Group- or world-readable in any way: refused, with the chmod that fixes it.
+        for mode in [0o640, 0o604, 0o660, 0o602, 0o610] {
+            write("ghp_abc", mode);
+            let e = read_token(&f).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("mode {mode:o}")) && e.contains("chmod 600"),
+                "{e}"
+            );
+        }
+        write("ghp_abc", 0o400);
+        assert_eq!(read_token(&f).unwrap(), "ghp_abc");
+        // Only one trailing newline (LF or CRLF) is forgiven; anything else inside is an error.
+        for bad in [
+            "ghp_a\nghp_b\n",
+            "ghp a",
+            "ghp_abc\r",
+            "ghp_abc\n\n",
+            " ghp_abc",
+            "ghp_abc\t\n",
+        ] {
+            write(bad, 0o600);
+            let e = read_token(&f).unwrap_err().to_string();
+            assert!(e.contains("spaces or several lines"), "{bad:?}: {e}");
+            assert!(!e.contains("ghp_"), "the token is not echoed: {e}");
+        }
+        for empty in ["", "\r\n", "  \n"] {
+            write(empty, 0o600);
+            let e = read_token(&f).unwrap_err().to_string();
+            assert!(
+                e.contains("is empty") || e.contains("spaces"),
+                "{empty:?}: {e}"
+            );
+        }
+        // A folder where the file should be.
+        let e = read_token(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("GitHub token file"), "{e}");
+    }
 }

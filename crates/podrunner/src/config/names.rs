@@ -121,6 +121,10 @@ fn check_github_name(kind: &str, s: &str) -> Result<(), String> {
             "{kind} {s:?} contains {bad:?}, which GitHub does not allow"
         ));
     }
+    // GitHub reserves them, and in an API path they would climb out of the scope.
+    if s == "." || s == ".." {
+        return Err(format!("{kind} {s:?} is not a name GitHub allows"));
+    }
     Ok(())
 }
 
@@ -195,6 +199,22 @@ mod tests {
     }
 
     #[test]
+    fn names_podman_or_github_would_refuse() {
+        for bad in ["a/b", "a:b", "a b", "ä", "a\u{0}", "_a", ".a", "a\n", "a*"] {
+            assert!(PoolName::new(bad).is_err(), "pool name {bad:?} accepted");
+            assert!(
+                RunnerPrefix::new(bad).is_err(),
+                "runner_name {bad:?} accepted"
+            );
+        }
+        assert!(PoolName::new("x".repeat(41)).is_err());
+        assert!(Label::new("x".repeat(MAX_LABEL_LEN + 1)).is_err());
+        assert!(Label::new("a\tb").is_err());
+        assert!(Label::new("a\u{7f}b").is_err());
+        assert!(Label::new("b ").is_err());
+    }
+
+    #[test]
     fn labels() {
         assert!(Label::new("gpu").is_ok());
         assert!(Label::new("ubuntu 24.04").is_ok());
@@ -222,5 +242,14 @@ mod tests {
         );
         assert_eq!(Scope::from_api_path("users/x"), None);
         assert!(Scope::organization("a b").is_err());
+        // Names that would change the API path, or that GitHub refuses.
+        for bad in [
+            "o/..", "o/.", "../r", "o/r?x", "o/r#x", "o/r%2F", "o/", "/r", "o/r\n",
+        ] {
+            assert!(Scope::repository(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(Scope::organization("..").is_err());
+        assert!(Scope::repository(&format!("o/{}", "r".repeat(101))).is_err());
+        assert!(Scope::repository("o/.github").is_ok());
     }
 }

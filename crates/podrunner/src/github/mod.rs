@@ -405,9 +405,7 @@ impl Client {
             if !status.is_success() {
                 return Err(Self::fail(status, &bytes, &scope.to_string()));
             }
-            let page: RunnerList =
-                serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
-            all.extend(page.runners);
+            all.extend(parse_runner_list(&bytes)?);
             let next = headers
                 .get(header::LINK)
                 .and_then(|v| v.to_str().ok())
@@ -481,6 +479,13 @@ impl Client {
             _ => Err(Self::fail(status, &bytes, &format!("runner {id}"))),
         }
     }
+}
+
+/// One page of `GET .../actions/runners`: `{total_count, runners: [...]}`.
+pub fn parse_runner_list(bytes: &[u8]) -> Result<Vec<Runner>, Error> {
+    serde_json::from_slice::<RunnerList>(bytes)
+        .map(|p| p.runners)
+        .map_err(|e| Error::Decode(e.to_string()))
 }
 
 /// GitHub's error bodies carry `message`; fall back to the raw text.

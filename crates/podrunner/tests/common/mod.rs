@@ -139,6 +139,11 @@ impl Bench {
 
     /// Starts `podrunner run` at debug level, its stderr into `manager_log` (appended).
     pub fn start_manager(&mut self) {
+        self.start_manager_env(&[]);
+    }
+
+    /// [`Bench::start_manager`] with extra environment variables.
+    pub fn start_manager_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -152,6 +157,7 @@ impl Bench {
                 "debug",
                 "run",
             ])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -265,6 +271,62 @@ impl Bench {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Rewrites the config file (before the manager starts, or before a reload).
+    pub fn edit_config(&self, f: impl FnOnce(String) -> String) {
+        let s = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, f(s)).unwrap();
+    }
+
+    /// Points `[podman] path` at a wrapper script that runs the shell snippet `hook` (it sees
+    /// the podman arguments as "$@" and the bench folder as $BENCH) and then the real podman.
+    pub fn podman_wrapper(&self, hook: &str) -> PathBuf {
+        let real = Command::new("sh")
+            .args(["-c", "command -v podman"])
+            .output()
+            .unwrap();
+        let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+        let p = self.dir.path().join("podman-wrapper");
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\nBENCH={}\n{hook}\nexec {real} \"$@\"\n",
+                self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let line = format!("[podman]\npath = \"{}\"\n", p.display());
+        self.edit_config(|s| s.replacen("[podman]\n", &line, 1));
+        p
+    }
+
+    /// The runner name prefix the bench gives pool `pool`.
+    pub fn prefix(&self, pool: &str) -> String {
+        format!("{pool}-{}", &self.instance[self.instance.len() - 4..])
+    }
+
+    pub fn manager_pid(&self) -> Option<u32> {
+        self.manager.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the manager process still runs.
+    pub fn manager_alive(&mut self) -> bool {
+        self.manager
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Entries of a folder under the bench's directory (empty when it does not exist).
+    pub fn entries(&self, rel: &str) -> Vec<String> {
+        std::fs::read_dir(self.dir.path().join(rel))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn all_logs(&self) -> String {

@@ -1,0 +1,284 @@
+//! Docker for workflows, end to end (docs/docker.md): the real `podrunner` binary, real Podman,
+//! the test image with a real docker CLI, and the fake GitHub. Jobs are `sh -c` scripts run by
+//! the fake runner in its work folder.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const LABELS: &[&str] = &["self-hosted", "linux"];
+const SCOPE: &str = "repos/octo/hello";
+/// A job that starts containers, builds an image and tears down takes a few seconds; a loaded
+/// 2-core CI host needs more.
+const JOB_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The engine's containers.conf this host needs: rootful containers here must stay within the
+/// host's hard rlimits (podman-on-this-machine.md). A test-host need, not a product default.
+fn engine_conf(b: &Bench) -> PathBuf {
+    let p = b.dir.path().join("engine-containers.conf");
+    let mut s = String::from("[containers]\n");
+    if is_root() {
+        s.push_str("default_ulimits = [\"nofile=20000:20000\", \"nproc=20000:20000\"]\n");
+    }
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+async fn isolated_bench(test: &str, pool: &'static str, count: u32) -> Bench {
+    // The conf path is known before the bench exists: it lives in the bench's folder.
+    let mut b = Bench::new(test, vec![Pool::new(pool, count)]).await;
+    let conf = engine_conf(&b);
+    let text = std::fs::read_to_string(&b.config).unwrap();
+    std::fs::write(
+        &b.config,
+        format!(
+            "{text}docker = \"isolated\"\nengine_containers_conf = \"{}\"\n",
+            conf.display()
+        ),
+    )
+    .unwrap();
+    b.start_manager();
+    b
+}
+
+fn engines_run(b: &Bench) -> PathBuf {
+    b.dir.path().join("run/engines")
+}
+
+fn engines_state(b: &Bench) -> PathBuf {
+    b.state_dir().join("engines")
+}
+
+fn entries(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn engine_pid(b: &Bench, runner: &str) -> i32 {
+    std::fs::read_to_string(engines_run(b).join(runner).join("engine.pid"))
+        .unwrap_or_else(|e| panic!("no engine pid file for {runner}: {e}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Alive and not a zombie.
+fn process_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
+        })
+        .is_some_and(|st| st != "Z" && st != "X")
+}
+
+fn host_has(args: &[&str], needle: &str) -> bool {
+    let out = std::process::Command::new("podman")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(needle)
+}
+
+async fn run_job(b: &Bench, script: &str) -> (String, String) {
+    let id = b.gh.enqueue_job(SCOPE, LABELS, script).id;
+    let j =
+        b.gh.wait_job_completed(id, JOB_TIMEOUT)
+            .await
+            .unwrap_or_else(|| panic!("job did not complete\n{}", b.log_tail(80)));
+    let out = j.output.clone().unwrap_or_default();
+    assert_eq!(
+        format!("{:?}", j.conclusion),
+        "Some(Success)",
+        "job failed:\n{out}\nmanager:\n{}",
+        b.log_tail(40)
+    );
+    (out, j.runner_name.unwrap())
+}
+
+/// `docker run` with output attached, a `container:`-style bind of the work folder, and
+/// `docker build` from a Containerfile, all through the runner's own engine; after the runner
+/// exits, nothing of its engine is left: process, containers, networks, volumes, folders.
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_run_build_and_bind_then_nothing_left() {
+    let mut b = isolated_bench("docker", "dk", 1).await;
+    b.wait_until("an idle runner", Duration::from_secs(90), |b| {
+        b.runners_in("idle").len() == 1
+    })
+    .await;
+    let runner = entries(&engines_run(&b)).pop().expect("an engine folder");
+    let pid = engine_pid(&b, &runner);
+    assert!(process_running(pid), "engine {pid} runs");
+    let data_dir = engines_state(&b).join(&runner);
+    let script = format!(
+        "set -e
+echo DOCKER_HOST=$DOCKER_HOST
+docker run --rm {TEST_IMAGE} echo hello-from-a-job-container
+echo written-by-the-job > job-file.txt
+docker run --rm -v \"$PWD:$PWD\" -w \"$PWD\" {TEST_IMAGE} cat job-file.txt
+printf 'FROM {TEST_IMAGE}\\nRUN echo built-by-docker-build > /built.txt\\n' > Containerfile
+docker build -q -f Containerfile -t localhost/podrunner-job-build:1 . >/dev/null
+docker run --rm localhost/podrunner-job-build:1 cat /built.txt
+docker network create podrunner-jobnet-{runner} >/dev/null
+docker volume create podrunner-jobvol-{runner} >/dev/null
+docker run -d --name podrunner-leftover-{runner} {TEST_IMAGE} sleep 1000 >/dev/null
+echo job-done"
+    );
+    let (out, ran_on) = run_job(&b, &script).await;
+    assert_eq!(ran_on, runner);
+    for want in [
+        "DOCKER_HOST=unix:///var/run/docker.sock",
+        "hello-from-a-job-container",
+        "written-by-the-job",
+        "built-by-docker-build",
+        "job-done",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in:\n{out}");
+    }
+
+    b.wait_until(
+        "the engine of the finished runner removed",
+        Duration::from_secs(60),
+        |b| {
+            !entries(&engines_run(b)).contains(&runner)
+                && !entries(&engines_state(b)).contains(&runner)
+        },
+    )
+    .await;
+    assert!(!process_running(pid), "engine process {pid} left");
+    let data = data_dir.display().to_string();
+    let left: Vec<(i32, String)> = all_cmdlines()
+        .into_iter()
+        .filter(|(_, c)| c.contains(&data) || c.contains(&format!("engines/{runner}")))
+        .collect();
+    assert!(left.is_empty(), "processes of the engine left: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&data), "mounts of the engine left");
+    assert!(!host_has(
+        &["ps", "-a", "--format", "{{.Names}}"],
+        &format!("podrunner-leftover-{runner}")
+    ));
+    assert!(!host_has(
+        &["network", "ls", "--format", "{{.Name}}"],
+        &format!("podrunner-jobnet-{runner}")
+    ));
+    assert!(!host_has(
+        &["volume", "ls", "--format", "{{.Name}}"],
+        &format!("podrunner-jobvol-{runner}")
+    ));
+    assert!(!host_has(
+        &["images", "--format", "{{.Repository}}"],
+        "podrunner-job-build"
+    ));
+
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+    assert_eq!(entries(&engines_run(&b)), Vec::<String>::new());
+    assert_eq!(entries(&engines_state(&b)), Vec::<String>::new());
+}
+
+/// A second runner's job can neither list nor remove the first runner's containers.
+#[tokio::test(flavor = "multi_thread")]
+async fn runners_cannot_see_each_others_containers() {
+    let mut b = isolated_bench("dockeriso", "di", 2).await;
+    b.wait_until("2 idle runners", Duration::from_secs(90), |b| {
+        b.runners_in("idle").len() == 2
+    })
+    .await;
+    // Job A starts a container, says so with a file in its work folder, and waits for the
+    // test's go-ahead (a file the test writes there) before checking its container survived.
+    let a_script = format!(
+        "set -e
+docker run -d --name podrunner-a-private {TEST_IMAGE} sleep 300 >/dev/null
+touch a-started
+i=0; while [ ! -e b-done ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
+docker ps --format '{{{{.Names}}}}'
+echo a-done"
+    );
+    let a = b.gh.enqueue_job(SCOPE, LABELS, &a_script).id;
+    let work = b.dir.path().join("work/di");
+    b.wait_until("job A's container running", JOB_TIMEOUT, |_| {
+        entries(&work)
+            .iter()
+            .any(|r| work.join(r).join("a-started").exists())
+    })
+    .await;
+    let a_work = entries(&work)
+        .into_iter()
+        .map(|r| work.join(r))
+        .find(|w| w.join("a-started").exists())
+        .unwrap();
+    let b_script = "echo ps:; docker ps -a --format '{{.Names}}'; echo end-ps
+if docker rm -f podrunner-a-private; then echo REMOVED-A; else echo rm-refused; fi
+if docker stop podrunner-a-private; then echo STOPPED-A; else echo stop-refused; fi";
+    let (b_out, b_runner) = run_job(&b, b_script).await;
+    std::fs::write(a_work.join("b-done"), "").unwrap();
+    let ja =
+        b.gh.wait_job_completed(a, JOB_TIMEOUT)
+            .await
+            .expect("job A done");
+    let a_out = ja.output.clone().unwrap_or_default();
+    assert_ne!(ja.runner_name.as_deref(), Some(b_runner.as_str()));
+    assert!(
+        b_out.contains("ps:\nend-ps"),
+        "B lists no container:\n{b_out}"
+    );
+    assert!(!b_out.contains("podrunner-a-private\n"), "{b_out}");
+    assert!(
+        b_out.contains("rm-refused") && !b_out.contains("REMOVED-A"),
+        "{b_out}"
+    );
+    assert!(
+        b_out.contains("stop-refused") && !b_out.contains("STOPPED-A"),
+        "{b_out}"
+    );
+    assert_eq!(
+        format!("{:?}", ja.conclusion),
+        "Some(Success)",
+        "job A:\n{a_out}"
+    );
+    assert!(
+        a_out.contains("podrunner-a-private\na-done"),
+        "A's container survived B:\n{a_out}"
+    );
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+    assert_eq!(entries(&engines_run(&b)), Vec::<String>::new());
+    assert_eq!(entries(&engines_state(&b)), Vec::<String>::new());
+    assert!(!host_has(
+        &["ps", "-a", "--format", "{{.Names}}"],
+        "podrunner-a-private"
+    ));
+}
+
+/// `docker = "none"`: no engine is started, and `docker` in a job cannot connect.
+#[tokio::test(flavor = "multi_thread")]
+async fn none_mode_has_no_engine() {
+    let mut b = Bench::new(
+        "dockernone",
+        vec![Pool::new("dn", 1).extra("docker = \"none\"")],
+    )
+    .await;
+    b.start_manager();
+    let script = "test -e /var/run/docker.sock && echo HAS-SOCKET; echo host=${DOCKER_HOST:-unset}; docker ps 2>&1 || echo docker-failed";
+    let (out, _) = run_job(&b, script).await;
+    assert!(!out.contains("HAS-SOCKET"), "{out}");
+    assert!(out.contains("host=unset"), "{out}");
+    assert!(
+        out.contains("Cannot connect to the Docker daemon") && out.contains("docker-failed"),
+        "{out}"
+    );
+    assert_eq!(entries(&engines_run(&b)), Vec::<String>::new());
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
+}
