@@ -2,10 +2,11 @@
 //! for `podrunner logs` when no journal is at hand. Nothing secret is ever logged: the GitHub
 //! client logs methods and paths only, and the podman helper never carries secrets in argv.
 //!
-//! Under systemd (`JOURNAL_STREAM` names our stderr) the text format drops the timestamp and
-//! colours, which journald adds itself, and starts every line with its syslog priority
-//! (`<3>` error, `<4>` warning, `<6>` info, `<7>` debug; sd-daemon(3)), so
-//! `journalctl -p warning` works.
+//! Under systemd (`JOURNAL_STREAM` names our stderr) log records go to journald natively, with
+//! their fields as journal fields (`journalctl -u podrunner POOL=ci`). When the journal socket
+//! cannot be reached, the text format drops the timestamp and colours, which journald adds
+//! itself, and starts every line with its syslog priority (`<3>` error, `<4>` warning, `<6>`
+//! info, `<7>` debug; sd-daemon(3)), so `journalctl -p warning` works.
 
 use std::path::Path;
 use tracing::{Event, Level, Subscriber};
@@ -79,17 +80,37 @@ pub fn init_manager(
         None => None,
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (text, json) = match format {
+    // Under systemd: journald's native protocol keeps structured fields (POOL=, RUNNER=...);
+    // if its socket cannot be reached, priority-prefixed text on stderr still reaches it.
+    let under_journal = format == LogFormat::Text && stderr_is_journal();
+    let native = under_journal
+        .then(|| {
+            tracing_journald::layer().ok().map(|l| {
+                l.with_field_prefix(None)
+                    .with_syslog_identifier("podrunner".into())
+            })
+        })
+        .flatten();
+    let (text, json, journal_text) = match format {
+        LogFormat::Text if native.is_some() => (None, None, None),
+        LogFormat::Text if under_journal => (None, None, Some(journal_layer(std::io::stderr))),
         LogFormat::Text => (
             Some(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)),
             None,
+            None,
         ),
-        LogFormat::Json => (None, Some(fmt::layer().json().with_writer(std::io::stderr))),
+        LogFormat::Json => (
+            None,
+            Some(fmt::layer().json().with_writer(std::io::stderr)),
+            None,
+        ),
     };
     tracing_subscriber::registry()
         .with(filter(level))
         .with(text)
         .with(json)
+        .with(journal_text)
+        .with(native)
         .with(file_layer)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
