@@ -11,7 +11,6 @@
 # installs debootstrap with apt-get when it is missing.
 set -eu
 
-HERE=$(cd "$(dirname "$0")" && pwd)
 PODMAN=${PODMAN:-podman}
 TAG=localhost/podrunner-systemd-test:latest
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -64,19 +63,30 @@ else
     WORK=$(mktemp -d /var/tmp/podrunner-systemd-test.XXXXXX)
 fi
 ROOTFS=$WORK/rootfs
-cleanup() { rm -rf "$ROOTFS"; [ -n "${SYSTEMD_TEST_BUILD_DIR:-}" ] || rmdir "$WORK" 2>/dev/null || true; }
+DONE=0
+# The root file system always goes; a temporary folder goes too unless a failure left its log.
+cleanup() {
+    rm -rf "$ROOTFS"
+    if [ -z "${SYSTEMD_TEST_BUILD_DIR:-}" ] && [ "$DONE" = 1 ]; then rm -rf "$WORK"; fi
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 rm -rf "$ROOTFS"
 
 start=$(date +%s)
 say "debootstrap $SUITE from $MIRROR into $ROOTFS"
-debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,ca-certificates \
+debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,libpam-systemd,procps,ca-certificates \
     "$SUITE" "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
     tail -n 30 "$WORK/debootstrap.log" >&2
     die "debootstrap failed (full log: $WORK/debootstrap.log)"
 }
 
+# procps: /bin/kill, which the unit's ExecReload= runs (any Debian above minbase has it).
+# libpam-systemd: without pam_systemd the user manager (user@UID.service, which a system unit
+# with User= orders itself after) fails for want of XDG_RUNTIME_DIR, and systemd in this
+# container cannot tell when its cgroup is empty (podman masks cgroup v1's release_agent), so
+# the failed unit hangs in stop-sigkill for 90 s and holds back the start of podrunner.service.
+#
 # Units that fail or make no sense in a container; masked so that the system reaches
 # `running` (not `degraded`) and boots fast.
 for u in \
@@ -100,7 +110,8 @@ rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/* \
 
 say "importing $TAG"
 # shellcheck disable=SC2086
-tar --numeric-owner -C "$ROOTFS" -c . | $PODMAN import \
+tar --numeric-owner -C "$ROOTFS" -c . | $PODMAN import --quiet \
     --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' \
     --message "podrunner systemd test image ($SUITE, debootstrap minbase)" - "$TAG" >/dev/null
+DONE=1
 say "built $TAG in $(($(date +%s) - start)) s"

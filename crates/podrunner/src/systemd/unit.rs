@@ -187,11 +187,20 @@ pub fn render_unit(o: &UnitOptions) -> Result<String, String> {
     line("# `podrunner uninstall` removes it.");
     line("[Unit]");
     line("Description=podrunner: ephemeral self-hosted GitHub Actions runners in Podman");
-    if let UnitScope::System { uid, .. } = &o.scope {
-        // Rootless Podman needs the user's runtime dir and, for the systemd cgroup manager,
-        // the user's systemd and D-Bus: both come with the user's manager.
-        line(&format!("Wants=network-online.target user@{uid}.service"));
-        line(&format!("After=network-online.target user@{uid}.service"));
+    match &o.scope {
+        // Rootful Podman needs no user manager; depending on user@0.service would tie the
+        // unit to a PAM session root may not have.
+        UnitScope::System { uid: 0, .. } => {
+            line("Wants=network-online.target");
+            line("After=network-online.target");
+        }
+        UnitScope::System { uid, .. } => {
+            // Rootless Podman needs the user's runtime dir and, for the systemd cgroup
+            // manager, the user's systemd and D-Bus: both come with the user's manager.
+            line(&format!("Wants=network-online.target user@{uid}.service"));
+            line(&format!("After=network-online.target user@{uid}.service"));
+        }
+        _ => {}
     }
     line("");
     line("[Service]");
@@ -314,6 +323,11 @@ Description=podrunner: ephemeral self-hosted GitHub Actions runners in Podman\n"
         .unwrap();
         assert!(root.contains("User=root\n\n[Install]"), "{root}");
         assert!(!root.contains("XDG_RUNTIME_DIR"));
+        assert!(
+            root.contains("Wants=network-online.target\nAfter=network-online.target\n"),
+            "{root}"
+        );
+        assert!(!root.contains("user@0.service"), "{root}");
     }
 
     /// `NoNewPrivileges=yes` makes the kernel ignore setuid bits, so rootless Podman's
