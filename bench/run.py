@@ -5,7 +5,8 @@ limit: the same 100 containers as four back-to-back loops of bare `podman run --
 Prints jobs per minute for both and their ratio, p50/p95 replacement latency (a runner's job
 completed -> its replacement registered and waiting for a job), the manager's peak RSS and CPU
 seconds, and GitHub API calls per job. Run it from the repository root: `bench/run.py`.
-Options: --jobs N (100), --pool N (4), --docker MODE (none) for the pool's docker mode.
+Options: --jobs N (100), --pool N (4), --docker MODE (none) for the pool's docker mode,
+--skip-bare (no bare loop), --json (one JSON object instead of the table; bench/docker-cost.sh).
 """
 import argparse, json, os, signal, subprocess, sys, tempfile, time, urllib.request
 
@@ -52,6 +53,13 @@ def proc_stats(pid):
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks
     return hwm / 1024.0, cpu
+
+
+def host_cpu_s():
+    """Busy CPU seconds of the whole host so far (user+nice+system+irq+softirq+steal)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values, p):
@@ -111,6 +119,7 @@ work_dir = "{d}/work"
         http(base + "/_fake/reset-stats", {})
         t0_ms = time.time() * 1000
         t0 = time.monotonic()
+        cpu0 = host_cpu_s()
         for _ in range(jobs):
             http(base + "/_fake/jobs", {"scope": "repos/octo/bench", "labels": ["self-hosted"], "script": "true"})
         while True:
@@ -123,6 +132,7 @@ work_dir = "{d}/work"
                 sys.exit("jobs did not complete in 20 minutes")
             time.sleep(0.1)
         elapsed = time.monotonic() - t0
+        host_cpu = host_cpu_s() - cpu0
         calls = http(base + "/_fake/stats")["api_calls"]
         rss, cpu = proc_stats(mgr.pid)
         rs = http(base + "/_fake/runners")
@@ -139,15 +149,16 @@ work_dir = "{d}/work"
             mgr.kill()
         fg.terminate()
         fg.wait()
-    return {"elapsed": elapsed, "calls": calls, "rss_mb": rss, "cpu_s": cpu, "latencies": lat, "failed": len(failed)}
+    return {"elapsed": elapsed, "calls": calls, "rss_mb": rss, "cpu_s": cpu, "latencies": lat, "failed": len(failed), "host_cpu_s": host_cpu}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=100)
     ap.add_argument("--pool", type=int, default=4)
-    ap.add_argument("--docker", default=None)
+    ap.add_argument("--docker", default="none")
     ap.add_argument("--skip-bare", action="store_true")
+    ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     os.chdir(ROOT)
     sh("cargo", "build", "--release", "-q", "-p", "podrunner", "-p", "fake-github")
@@ -158,6 +169,9 @@ def main():
         bare_jpm = n / bare_s * 60
     r = podrunner_run(a.jobs, a.pool, a.docker, target)
     jpm = a.jobs / r["elapsed"] * 60
+    if a.json:
+        print(json.dumps({"docker": a.docker, "jobs": a.jobs, "pool": a.pool, "elapsed_s": r["elapsed"], "jobs_per_min": jpm, "host_cpu_s": r["host_cpu_s"], "manager_cpu_s": r["cpu_s"], "failed": r["failed"]}))
+        return
     print(f"\n| measure | value |\n|---|---|")
     if not a.skip_bare:
         print(f"| bare `podman run --rm IMAGE true`, {a.pool} loops | {bare_jpm:.1f} containers/min |")

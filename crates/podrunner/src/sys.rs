@@ -32,3 +32,16 @@ pub fn reap(pid: i32) {
         libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
     }
 }
+
+/// Detaches the mount at `path` (`umount2(path, MNT_DETACH)`).
+pub fn umount_detach(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

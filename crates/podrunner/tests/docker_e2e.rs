@@ -44,7 +44,17 @@ async fn isolated_bench(test: &str, pool: &'static str, count: u32) -> Bench {
 }
 
 fn engines_run(b: &Bench) -> PathBuf {
-    b.dir.path().join("run/engines")
+    b.dir.path().join("run/e")
+}
+
+/// The runner names of the engines in the run folder.
+fn engine_names(b: &Bench) -> Vec<String> {
+    let mut v: Vec<String> = entries(&engines_run(b))
+        .iter()
+        .filter_map(|k| std::fs::read_to_string(engines_run(b).join(k).join("runner")).ok())
+        .collect();
+    v.sort();
+    v
 }
 
 fn engines_state(b: &Bench) -> PathBuf {
@@ -64,7 +74,8 @@ fn entries(p: &Path) -> Vec<String> {
 }
 
 fn engine_pid(b: &Bench, runner: &str) -> i32 {
-    std::fs::read_to_string(engines_run(b).join(runner).join("engine.pid"))
+    let key = podrunner::engine::short_key(runner);
+    std::fs::read_to_string(engines_run(b).join(key).join("engine.pid"))
         .unwrap_or_else(|e| panic!("no engine pid file for {runner}: {e}"))
         .trim()
         .parse()
@@ -116,19 +127,24 @@ async fn docker_run_build_and_bind_then_nothing_left() {
         b.runners_in("idle").len() == 1
     })
     .await;
-    let runner = entries(&engines_run(&b)).pop().expect("an engine folder");
+    let runner = entries(&engines_state(&b)).pop().expect("an engine folder");
+    assert_eq!(engine_names(&b), vec![runner.clone()]);
     let pid = engine_pid(&b, &runner);
     assert!(process_running(pid), "engine {pid} runs");
     let data_dir = engines_state(&b).join(&runner);
+    let run_dir = engines_run(&b)
+        .join(podrunner::engine::short_key(&runner))
+        .display()
+        .to_string();
     let script = format!(
         "set -e
 echo DOCKER_HOST=$DOCKER_HOST
 docker run --rm {TEST_IMAGE} echo hello-from-a-job-container
 echo written-by-the-job > job-file.txt
 docker run --rm -v \"$PWD:$PWD\" -w \"$PWD\" {TEST_IMAGE} cat job-file.txt
-printf 'FROM {TEST_IMAGE}\\nRUN echo built-by-docker-build > /built.txt\\n' > Containerfile
+printf 'FROM {TEST_IMAGE}\\nCOPY job-file.txt /tmp/copied.txt\\nRUN echo built-by-docker-build > /tmp/built.txt\\n' > Containerfile
 docker build -q -f Containerfile -t localhost/podrunner-job-build:1 . >/dev/null
-docker run --rm localhost/podrunner-job-build:1 cat /built.txt
+docker run --rm localhost/podrunner-job-build:1 cat /tmp/built.txt /tmp/copied.txt
 docker network create podrunner-jobnet-{runner} >/dev/null
 docker volume create podrunner-jobvol-{runner} >/dev/null
 docker run -d --name podrunner-leftover-{runner} {TEST_IMAGE} sleep 1000 >/dev/null
@@ -149,17 +165,14 @@ echo job-done"
     b.wait_until(
         "the engine of the finished runner removed",
         Duration::from_secs(60),
-        |b| {
-            !entries(&engines_run(b)).contains(&runner)
-                && !entries(&engines_state(b)).contains(&runner)
-        },
+        |b| !engine_names(b).contains(&runner) && !entries(&engines_state(b)).contains(&runner),
     )
     .await;
     assert!(!process_running(pid), "engine process {pid} left");
     let data = data_dir.display().to_string();
     let left: Vec<(i32, String)> = all_cmdlines()
         .into_iter()
-        .filter(|(_, c)| c.contains(&data) || c.contains(&format!("engines/{runner}")))
+        .filter(|(_, c)| c.contains(&data) || c.contains(&run_dir))
         .collect();
     assert!(left.is_empty(), "processes of the engine left: {left:?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -219,8 +232,10 @@ echo a-done"
         .find(|w| w.join("a-started").exists())
         .unwrap();
     let b_script = "echo ps:; docker ps -a --format '{{.Names}}'; echo end-ps
-if docker rm -f podrunner-a-private; then echo REMOVED-A; else echo rm-refused; fi
-if docker stop podrunner-a-private; then echo STOPPED-A; else echo stop-refused; fi";
+if docker inspect podrunner-a-private >/dev/null; then echo SEES-A; else echo inspect-refused; fi
+if docker rm podrunner-a-private; then echo REMOVED-A; else echo rm-refused; fi
+if docker stop podrunner-a-private; then echo STOPPED-A; else echo stop-refused; fi
+docker rm -f podrunner-a-private 2>&1 || true";
     let (b_out, b_runner) = run_job(&b, b_script).await;
     std::fs::write(a_work.join("b-done"), "").unwrap();
     let ja =
@@ -233,7 +248,10 @@ if docker stop podrunner-a-private; then echo STOPPED-A; else echo stop-refused;
         b_out.contains("ps:\nend-ps"),
         "B lists no container:\n{b_out}"
     );
-    assert!(!b_out.contains("podrunner-a-private\n"), "{b_out}");
+    assert!(
+        b_out.contains("inspect-refused") && !b_out.contains("SEES-A"),
+        "{b_out}"
+    );
     assert!(
         b_out.contains("rm-refused") && !b_out.contains("REMOVED-A"),
         "{b_out}"
@@ -281,4 +299,47 @@ async fn none_mode_has_no_engine() {
     assert_eq!(entries(&engines_run(&b)), Vec::<String>::new());
     b.cli(&["stop"]);
     assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
+}
+
+/// A manager killed with SIGKILL and started again adopts its runners, and their engines keep
+/// serving: an adopted runner's job still runs containers; after the stop nothing is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn engines_survive_a_manager_restart() {
+    let mut b = isolated_bench("dockeradopt", "da", 1).await;
+    b.wait_until("an idle runner", Duration::from_secs(90), |b| {
+        b.runners_in("idle").len() == 1
+    })
+    .await;
+    let runner = entries(&engines_state(&b)).pop().expect("an engine folder");
+    let pid = engine_pid(&b, &runner);
+    b.kill_manager_hard();
+    assert!(process_running(pid), "the engine outlives its manager");
+    b.start_manager();
+    b.wait_until("the runner adopted", Duration::from_secs(30), |b| {
+        b.status_json()["status"]["runners"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["adopted"] == true)
+    })
+    .await;
+    assert!(
+        process_running(pid),
+        "the restarted manager kept the engine"
+    );
+    let (out, ran_on) = run_job(
+        &b,
+        &format!("docker run --rm {TEST_IMAGE} echo engine-survived-restart"),
+    )
+    .await;
+    assert_eq!(ran_on, runner);
+    assert!(out.contains("engine-survived-restart"), "{out}");
+    b.wait_until(
+        "the adopted runner's engine removed",
+        Duration::from_secs(60),
+        |_| !process_running(pid),
+    )
+    .await;
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+    assert_eq!(entries(&engines_run(&b)), Vec::<String>::new());
+    assert_eq!(entries(&engines_state(&b)), Vec::<String>::new());
 }

@@ -178,7 +178,11 @@ proptest! {
         let ev = serde_json::json!({"ID": text, "Name": state, "Status": state, "Type": "container", "ContainerExitCode": code, "Attributes": labels, "Time": code});
         let _ = podrunner::podman::types::parse_event(&ev.to_string());
         let cut = ev.to_string();
-        let _ = podrunner::podman::types::parse_event(&cut[..cut.len() / 2]);
+        let mut half = cut.len() / 2;
+        while !cut.is_char_boundary(half) {
+            half -= 1;
+        }
+        let _ = podrunner::podman::types::parse_event(&cut[..half]);
     }
 
     /// The control socket's request line.

@@ -19,6 +19,12 @@ use std::time::Duration;
 const LABELS: &[&str] = &["self-hosted", "linux"];
 const SCOPE: &str = "repos/octo/hello";
 
+/// A bench pool without a Docker engine per runner: these tests are about podrunner's own
+/// recovery, and stay independent of the engine feature (docs/docker.md has its own tests).
+fn pool(name: &'static str, count: u32) -> Pool {
+    Pool::new(name, count).extra("docker = \"none\"")
+}
+
 struct Proc {
     pid: i32,
     cmdline: String,
@@ -81,7 +87,7 @@ async fn no_secret_anywhere_on_the_host() {
     if !is_root() {
         eprintln!("note: without root, other users' /proc/PID/environ cannot be read; the scan covers this user's processes");
     }
-    let mut b = Bench::new("hygiene", vec![Pool::new("hy", 3)]).await;
+    let mut b = Bench::new("hygiene", vec![pool("hy", 3)]).await;
     b.start_manager();
     b.wait_until("3 idle runners", Duration::from_secs(90), |b| {
         b.runners_in("idle").len() == 3

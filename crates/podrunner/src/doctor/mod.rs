@@ -11,6 +11,7 @@
 //! is useless, refuse the start with the same explanation and fix.
 
 pub mod distro;
+pub mod docker;
 pub mod github;
 pub mod host;
 pub mod idmap;
@@ -279,6 +280,7 @@ pub async fn run_all(cfg: &Config, host: &Host) -> Vec<Check> {
     out.push(podman::check_storage(&facts));
     out.extend(host::check_disk(cfg, &facts));
     out.extend(podman::check_images(cfg, &facts).await);
+    out.extend(docker::check_docker_api(cfg, &facts));
     let token = github::check_token_file(cfg);
     let token_ok = token.status == Status::Pass;
     out.push(token);

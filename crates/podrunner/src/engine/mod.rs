@@ -11,8 +11,16 @@ pub mod service;
 use crate::config::{DockerMode, PodmanConfig};
 use std::path::{Path, PathBuf};
 
-/// Folder under the manager's runtime and state dirs holding one sub-folder per runner engine.
+/// Folder under the manager's state dir holding one sub-folder per runner engine, by name.
 pub const ENGINES_DIR: &str = "engines";
+/// Folder under the manager's runtime dir holding one sub-folder per runner engine, by
+/// [`short_key`]: Podman refuses a run root longer than [`MAX_RUNROOT`].
+pub const ENGINES_RUN_DIR: &str = "e";
+/// Podman refuses `--runroot` paths longer than this ("the specified runroot is longer than 50
+/// characters": conmon's socket paths inside it must stay under `sun_path`'s limit).
+pub const MAX_RUNROOT: usize = 50;
+/// The file in an engine's run folder naming its runner (the folder is named by a hash).
+pub const NAME_FILE: &str = "runner";
 /// Where the runner looks for Docker: actions/runner hard-codes this path for job containers.
 pub const DOCKER_SOCK_IN_RUNNER: &str = "/var/run/docker.sock";
 /// `DOCKER_HOST` inside the runner, pointing at [`DOCKER_SOCK_IN_RUNNER`].
@@ -52,9 +60,16 @@ impl EngineDirs {
         name: &str,
     ) -> Result<EngineDirs, String> {
         let d = EngineDirs {
-            run: runtime_dir.join(ENGINES_DIR).join(name),
+            run: runtime_dir.join(ENGINES_RUN_DIR).join(short_key(name)),
             data: state_dir.join(ENGINES_DIR).join(name),
         };
+        let len = d.runroot().as_os_str().len();
+        if len > MAX_RUNROOT {
+            return Err(format!(
+                "the engine run root {} is {len} bytes long; Podman allows at most {MAX_RUNROOT}\n  fix: set a shorter [manager] runtime_dir",
+                d.runroot().display()
+            ));
+        }
         let len = d.socket().as_os_str().len();
         if len > MAX_SOCKET_PATH {
             return Err(format!(
@@ -68,7 +83,10 @@ impl EngineDirs {
         self.run.join("docker.sock")
     }
     pub fn runroot(&self) -> PathBuf {
-        self.run.join("runroot")
+        self.run.join("rr")
+    }
+    pub fn name_file(&self) -> PathBuf {
+        self.run.join(NAME_FILE)
     }
     /// Podman's `--tmpdir` (per-boot state, events; rootless: the engine's pause process).
     pub fn tmpdir(&self) -> PathBuf {
@@ -91,6 +109,17 @@ impl EngineDirs {
     pub fn log(&self) -> PathBuf {
         self.data.join("engine.log")
     }
+}
+
+/// A short, stable folder name for runner `name`: 10 hex digits of its FNV-1a hash (40 bits;
+/// a clash among the runners of one host is beyond likely).
+pub fn short_key(name: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{:010x}", h >> 24)
 }
 
 /// What the engines need to know about the host's image store, read once per manager from
@@ -235,6 +264,48 @@ pub fn is_engine_cmdline(cmdline: &str, socket: &Path) -> bool {
     cmdline.contains("system service") && cmdline.split_whitespace().any(|w| w == want)
 }
 
+/// The mount points at or below `dir` in `/proc/self/mountinfo` text, deepest first (the order
+/// to unmount them in). Octal escapes (`\040` for a space) are decoded.
+pub fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mount(m)))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    v.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    v.dedup();
+    v
+}
+
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let n = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(n);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether a process's command line refers to one of the engine's folders: its conmon
+/// processes, and the OCI runtime of a build step, which leave the service's process group.
+pub fn cmdline_in_engine(cmdline: &str, d: &EngineDirs) -> bool {
+    let data = format!("{}/", d.data.display());
+    let run = format!("{}/", d.run.display());
+    cmdline.contains(&data) || cmdline.contains(&run)
+}
+
 /// Reads an HTTP answer to `GET /_ping`: `Ok(api version header)` when it is 200.
 pub fn parse_ping(resp: &[u8]) -> Result<Option<String>, String> {
     let text = String::from_utf8_lossy(resp);
@@ -324,6 +395,10 @@ mod tests {
         }
     }
 
+    fn dirs_named(n: &str) -> EngineDirs {
+        EngineDirs::for_runner(Path::new("/run/pr"), Path::new("/var/lib/pr"), n).unwrap()
+    }
+
     fn dirs() -> EngineDirs {
         EngineDirs::for_runner(
             Path::new("/run/pr"),
@@ -344,39 +419,47 @@ mod tests {
     #[test]
     fn paths() {
         let d = dirs();
-        assert_eq!(d.run, PathBuf::from("/run/pr/engines/ci-0a1b2c3d"));
+        let k = short_key("ci-0a1b2c3d");
+        assert_eq!(k.len(), 10);
+        assert_eq!(k, short_key("ci-0a1b2c3d"));
+        assert_ne!(k, short_key("ci-0a1b2c3e"));
+        assert_eq!(short_key(""), "cbf29ce484");
+        assert_eq!(d.run, PathBuf::from(format!("/run/pr/e/{k}")));
         assert_eq!(d.data, PathBuf::from("/var/lib/pr/engines/ci-0a1b2c3d"));
         assert_eq!(
             d.socket(),
-            PathBuf::from("/run/pr/engines/ci-0a1b2c3d/docker.sock")
+            PathBuf::from(format!("/run/pr/e/{k}/docker.sock"))
         );
+        assert_eq!(d.runroot(), PathBuf::from(format!("/run/pr/e/{k}/rr")));
         assert_eq!(
             d.pid_file(),
-            PathBuf::from("/run/pr/engines/ci-0a1b2c3d/engine.pid")
+            PathBuf::from(format!("/run/pr/e/{k}/engine.pid"))
+        );
+        assert_eq!(
+            d.name_file(),
+            PathBuf::from(format!("/run/pr/e/{k}/runner"))
         );
         assert_eq!(
             d.root(),
             PathBuf::from("/var/lib/pr/engines/ci-0a1b2c3d/root")
         );
-        // 107 bytes fit, 108 do not.
-        let base = "/".to_string() + &"r".repeat(107 - "/engines/n/docker.sock".len() - 1);
-        assert_eq!(
-            EngineDirs::for_runner(Path::new(&base), Path::new("/s"), "n")
-                .unwrap()
-                .socket()
-                .as_os_str()
-                .len(),
-            107
-        );
-        let e = EngineDirs::for_runner(Path::new(&(base + "x")), Path::new("/s"), "n").unwrap_err();
+        // A run root of 50 bytes is accepted, 51 are not.
+        let fits = "/".to_string() + &"r".repeat(50 - "/e/0123456789/rr".len() - 1);
+        let d = EngineDirs::for_runner(Path::new(&fits), Path::new("/s"), "n").unwrap();
+        assert_eq!(d.runroot().as_os_str().len(), 50);
+        let e = EngineDirs::for_runner(Path::new(&(fits + "x")), Path::new("/s"), "n").unwrap_err();
         assert!(
-            e.contains("is 108 bytes long; unix sockets allow at most 107"),
+            e.contains("is 51 bytes long; Podman allows at most 50"),
             "{e}"
         );
         assert!(
             e.contains("fix: set a shorter [manager] runtime_dir"),
             "{e}"
         );
+        // The defaults fit: root, and rootless with XDG_RUNTIME_DIR.
+        for rt in ["/run/podrunner", "/run/user/1000000/podrunner"] {
+            assert!(EngineDirs::for_runner(Path::new(rt), Path::new("/s"), "n").is_ok());
+        }
     }
 
     #[test]
@@ -392,15 +475,15 @@ mod tests {
                 "--runtime=runc",
                 "--cgroup-manager=cgroupfs",
                 "--root=/var/lib/pr/engines/ci-0a1b2c3d/root",
-                "--runroot=/run/pr/engines/ci-0a1b2c3d/runroot",
-                "--tmpdir=/run/pr/engines/ci-0a1b2c3d/tmp",
+                "--runroot=/run/pr/e/0ee801953a/rr",
+                "--tmpdir=/run/pr/e/0ee801953a/tmp",
                 "--network-config-dir=/var/lib/pr/engines/ci-0a1b2c3d/networks",
                 "--storage-driver=overlay",
                 "--storage-opt=additionalimagestore=/var/lib/containers/storage",
                 "system",
                 "service",
                 "--time=0",
-                "unix:///run/pr/engines/ci-0a1b2c3d/docker.sock",
+                "unix:///run/pr/e/0ee801953a/docker.sock",
             ]
         );
     }
@@ -414,8 +497,8 @@ mod tests {
             a,
             vec![
                 "--root=/var/lib/pr/engines/ci-0a1b2c3d/root",
-                "--runroot=/run/pr/engines/ci-0a1b2c3d/runroot",
-                "--tmpdir=/run/pr/engines/ci-0a1b2c3d/tmp",
+                "--runroot=/run/pr/e/0ee801953a/rr",
+                "--tmpdir=/run/pr/e/0ee801953a/tmp",
                 "--network-config-dir=/var/lib/pr/engines/ci-0a1b2c3d/networks",
                 "--storage-driver=overlay",
                 "--storage-opt=overlay.mount_program=/usr/bin/fuse-overlayfs",
@@ -515,6 +598,47 @@ mod tests {
             sock
         ));
         assert!(!is_engine_cmdline("sleep 100", sock));
+    }
+
+    #[test]
+    fn mounts_below_a_folder_deepest_first() {
+        let mi = "22 1 254:0 / / rw - ext4 /dev/vda rw
+300 22 254:0 /x /var/lib/pr/engines/r/root/overlay rw - ext4 /dev/vda rw
+301 300 0:5 / /var/lib/pr/engines/r/root/overlay/abc/merged rw - overlay overlay rw
+302 22 0:6 / /var/lib/pr/engines/r/root/overlay-containers/c/userdata/shm rw - tmpfs shm rw
+303 22 0:7 / /var/lib/pr/engines/r2/root/overlay rw - ext4 /dev/vda rw
+304 22 0:8 / /var/lib/pr/engines/r/with\\040space rw - tmpfs t rw
+";
+        let d = dirs_named("r");
+        assert_eq!(
+            mounts_under(mi, &d.data),
+            vec![
+                PathBuf::from("/var/lib/pr/engines/r/root/overlay-containers/c/userdata/shm"),
+                PathBuf::from("/var/lib/pr/engines/r/root/overlay/abc/merged"),
+                PathBuf::from("/var/lib/pr/engines/r/root/overlay"),
+                PathBuf::from("/var/lib/pr/engines/r/with space"),
+            ]
+        );
+        assert!(mounts_under(mi, Path::new("/nothing")).is_empty());
+    }
+
+    #[test]
+    fn engine_processes_recognised() {
+        let d = dirs_named("r");
+        let k = short_key("r");
+        assert!(cmdline_in_engine(
+            "/usr/bin/conmon --api-version 1 -b /var/lib/pr/engines/r/root/overlay-containers/x/userdata",
+            &d
+        ));
+        assert!(cmdline_in_engine(
+            &format!("/usr/bin/runc --root /run/pr/e/{k}/rr/runc run x"),
+            &d
+        ));
+        assert!(!cmdline_in_engine(
+            "/usr/bin/conmon -b /var/lib/pr/engines/r2/root/overlay-containers/x",
+            &d
+        ));
+        assert!(!cmdline_in_engine("sleep 1000", &d));
     }
 
     #[test]

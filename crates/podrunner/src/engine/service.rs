@@ -3,9 +3,9 @@
 //! tears it down with everything it held. Every podman call goes through [`crate::cmd`].
 
 use super::{
-    containers_conf, engine_args, host_socket, host_socket_missing, is_engine_cmdline, parse_ping,
-    runner_args, service_args, EngineDirs, HostStore, Store, ENGINES_DIR, PRIVATE_DIR_MODE,
-    SOCKET_MODE,
+    cmdline_in_engine, containers_conf, engine_args, host_socket, host_socket_missing,
+    is_engine_cmdline, mounts_under, parse_ping, runner_args, service_args, EngineDirs, HostStore,
+    Store, ENGINES_DIR, ENGINES_RUN_DIR, NAME_FILE, PRIVATE_DIR_MODE, SOCKET_MODE,
 };
 use crate::cmd;
 use crate::config::{Config, DockerMode, PoolConfig};
@@ -107,10 +107,11 @@ async fn start_isolated(
     };
     let conf = containers_conf(user_conf.as_deref(), pool.pids_limit)?;
     let prepared = (|| -> std::io::Result<()> {
-        mkdir_private(&cfg.manager.runtime_dir.join(ENGINES_DIR))?;
+        mkdir_private(&cfg.manager.runtime_dir.join(ENGINES_RUN_DIR))?;
         mkdir_private(&cfg.manager.state_dir.join(ENGINES_DIR))?;
         mkdir_private(&d.run)?;
         mkdir_private(&d.data)?;
+        std::fs::write(d.name_file(), name)?;
         std::fs::write(d.containers_conf(), conf)
     })();
     prepared.map_err(|e| format!("cannot prepare the engine folders of {name}: {e}"))?;
@@ -243,9 +244,13 @@ async fn terminate_group(pid: i32, grace: Duration) -> Result<(), String> {
 }
 
 /// Stops runner `name`'s engine and removes everything it held: its containers (and their
-/// conmon processes, which are not in the service's process group), the service, its images,
-/// volumes and networks, its rootless pause process and its folders. Tries every step and
-/// returns every failure (STYLE.md 5). Nothing to do when the runner had no engine.
+/// conmon processes, which are not in the service's process group), the service, its rootless
+/// pause process, the mounts of its storage, and its folders with the images, volumes and
+/// networks in them. Tries every step and returns every failure (STYLE.md 5). Nothing to do
+/// when the runner had no engine.
+///
+/// No `podman system reset`: on Podman 4.3 it can loop forever on a layer a killed build left
+/// mounted; removing the folders after unmounting does the same and cannot hang.
 pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> {
     let Ok(d) = EngineDirs::for_runner(&cfg.manager.runtime_dir, &cfg.manager.state_dir, name)
     else {
@@ -255,28 +260,18 @@ pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> 
         return Vec::new();
     }
     let mut errors = Vec::new();
-    let admin = |store: &HostStore, which: Store, rest: &[&str]| {
-        let mut a = engine_args(&cfg.podman, &d, store, which);
-        a.extend(rest.iter().map(|s| s.to_string()));
-        a
-    };
-    let store = if d.root().exists() {
+    // 1. Containers first, while the service still runs: `rm` stops them (SIGKILL: the job
+    //    is over), their networks are torn down and their conmon processes exit.
+    if d.root().exists() {
         match host_store(podman).await {
-            Ok(s) => Some(s),
-            Err(e) => {
-                errors.push(e);
-                None
+            Ok(s) => {
+                let mut a = engine_args(&cfg.podman, &d, &s, Store::Shared);
+                a.extend(["rm", "--all", "--force", "--time=0"].map(String::from));
+                if let Err(e) = cmd::run(&cfg.podman.path, &a, None, ADMIN_TIMEOUT).await {
+                    errors.push(format!("engine containers: {e}"));
+                }
             }
-        }
-    } else {
-        None
-    };
-    // 1. Containers first, while the service still runs: `rm` stops them (SIGKILL, the job
-    //    is over) and their conmon processes exit.
-    if let Some(s) = &store {
-        let a = admin(s, Store::Shared, &["rm", "--all", "--force", "--time=0"]);
-        if let Err(e) = cmd::run(&cfg.podman.path, &a, None, ADMIN_TIMEOUT).await {
-            errors.push(format!("engine containers: {e}"));
+            Err(e) => errors.push(e),
         }
     }
     // 2. The service: its process group (spawn_detached made it the leader).
@@ -288,22 +283,29 @@ pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> 
             }
         }
     }
-    // 3. Images, volumes, networks and the storage's own mounts. Without the host's store,
-    //    so that nothing of it is ever touched.
-    if let Some(s) = &store {
-        let a = admin(s, Store::Own, &["system", "reset", "--force"]);
-        if let Err(e) = cmd::run(&cfg.podman.path, &a, None, ADMIN_TIMEOUT).await {
-            errors.push(format!("engine storage: {e}"));
+    // 3. Whatever still runs from its folders (a conmon `rm` could not stop, a build step's
+    //    runtime), and in rootless mode its own pause process, whose user and mount
+    //    namespaces hold the storage mounts: they vanish with it.
+    let mut strays: Vec<i32> = procs()
+        .into_iter()
+        .filter(|(_, c)| cmdline_in_engine(c, &d))
+        .map(|(p, _)| p)
+        .collect();
+    strays.extend(read_pid(&d.tmpdir().join("pause.pid")));
+    let me = std::process::id() as i32;
+    for pid in strays.into_iter().filter(|p| *p != me && alive(*p)) {
+        let _ = crate::sys::signal(pid, libc::SIGKILL);
+    }
+    // 4. Rootful: the storage's mounts are in the host's mount namespace.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for dir in [&d.data, &d.run] {
+        for m in mounts_under(&mountinfo, dir) {
+            if let Err(e) = crate::sys::umount_detach(&m) {
+                errors.push(format!("unmounting {}: {e}", m.display()));
+            }
         }
     }
-    // 4. Rootless: the engine's own pause process (it keeps the user namespace of its tmpdir).
-    let pause = d.tmpdir().join("pause.pid");
-    if let Some(pid) = read_pid(&pause) {
-        if alive(pid) && pid != std::process::id() as i32 {
-            let _ = crate::sys::signal(pid, libc::SIGKILL);
-        }
-    }
-    // 5. The folders; a rootless job's files belong to subordinate ids.
+    // 5. The folders; files of a rootless job belong to subordinate ids.
     for dir in [&d.run, &d.data] {
         if let Err(e) = remove_tree(dir) {
             if let Err(e2) = podman.unshare_remove(dir).await {
@@ -317,6 +319,18 @@ pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> 
     errors
 }
 
+/// Every process's pid and command line (NULs as spaces).
+fn procs() -> Vec<(i32, String)> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .map(|p| (p, cmdline(p)))
+        .filter(|(_, c)| !c.is_empty())
+        .collect()
+}
+
 fn remove_tree(p: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(p) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -328,17 +342,17 @@ fn remove_tree(p: &Path) -> std::io::Result<()> {
 /// while their container exited and was removed).
 pub fn orphans(cfg: &Config, known: &BTreeSet<String>) -> Vec<String> {
     let mut out = BTreeSet::new();
-    for base in [&cfg.manager.runtime_dir, &cfg.manager.state_dir] {
-        if let Ok(rd) = std::fs::read_dir(base.join(ENGINES_DIR)) {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if !known.contains(&n) {
-                    out.insert(n);
-                }
-            }
+    let state = cfg.manager.state_dir.join(ENGINES_DIR);
+    for e in std::fs::read_dir(state).into_iter().flatten().flatten() {
+        out.insert(e.file_name().to_string_lossy().into_owned());
+    }
+    let run = cfg.manager.runtime_dir.join(ENGINES_RUN_DIR);
+    for e in std::fs::read_dir(run).into_iter().flatten().flatten() {
+        if let Ok(n) = std::fs::read_to_string(e.path().join(NAME_FILE)) {
+            out.insert(n.trim().to_string());
         }
     }
-    out.into_iter().collect()
+    out.into_iter().filter(|n| !known.contains(n)).collect()
 }
 
 /// Tears down the engines of `names` (see [`orphans`]), logging what failed.

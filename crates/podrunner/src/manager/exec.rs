@@ -23,7 +23,15 @@ pub struct Ctx {
     pub gh: Arc<Client>,
     pub podman: Arc<Podman>,
     pub tx: UnboundedSender<Outcome>,
+    /// Bounds how many runners start at once (see [`MAX_CONCURRENT_STARTS`]).
+    pub start_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Runners started at the same time. Each `podman run` costs about 0.15 s of CPU here; beyond
+/// a few at once a small host only queues them in the kernel, and the manager's own answers
+/// (status, events) wait behind 50 podman processes. Four keeps a 2-core host responsive
+/// while a pool of 50 fills in seconds.
+pub const MAX_CONCURRENT_STARTS: usize = 4;
 
 pub fn secret_dir(cfg: &Config, name: &str) -> PathBuf {
     cfg.manager.runtime_dir.join("secrets").join(name)
@@ -78,6 +86,10 @@ impl Ctx {
 
     /// Registers a JIT runner and starts its container.
     pub async fn start(self, pool: PoolConfig, name: String) {
+        // The registration is made only when a start slot is free, so it never waits long
+        // for its container.
+        let slots = self.start_slots.clone();
+        let slot = slots.acquire().await;
         let work = pool.work_dir.join(&name);
         let work_s = work.display().to_string();
         let jit = match self
@@ -159,6 +171,7 @@ impl Ctx {
                 }
             }
         };
+        drop(slot);
         match result {
             Ok(cid) => {
                 tracing::info!(pool = %pool.name, "runner {name} started (id {runner_id}, container {})", short(&cid));
@@ -438,6 +451,9 @@ fn explain_run_error(err: &str, image: &str) -> String {
         || lower.contains("image not known")
         || lower.contains("no such image")
         || lower.contains("pulling image") && lower.contains("error")
+        // Podman 4.3 when the registry cannot be reached or has no such repository.
+        || lower.contains("initializing source docker://")
+        || lower.contains("trying to pull") && lower.contains("error")
     {
         format!("image {image} is not available: {err}\n  fix: check the image name in the config, or build or pull it (`podman pull {image}`)")
     } else {
@@ -517,6 +533,24 @@ mod tests {
         .unwrap();
         assert_eq!(last_log_line(&p).as_deref(), Some("broken image for tests"));
         assert_eq!(last_log_line(&dir.path().join("none")), None);
+    }
+
+    #[test]
+    fn pull_failures_name_the_image() {
+        // Podman 4.3.1, an image in no reachable registry.
+        let e = "`podman run -d ...` failed (exit status: 125): Trying to pull localhost/x:latest...\nError: initializing source docker://localhost/x:latest: pinging container registry localhost: Get \"https://localhost/v2/\": dial tcp 127.0.0.1:443: connect: connection refused";
+        let m = explain_run_error(e, "localhost/x:latest");
+        assert!(
+            m.starts_with("image localhost/x:latest is not available: "),
+            "{m}"
+        );
+        assert!(m.contains("fix: "), "{m}");
+        let m = explain_run_error("Error: localhost/x: image not known", "x");
+        assert!(m.starts_with("image x is not available"), "{m}");
+        assert_eq!(
+            explain_run_error("OCI runtime error", "x"),
+            "OCI runtime error"
+        );
     }
 
     #[test]

@@ -131,6 +131,7 @@ impl Manager {
                 gh: Arc::new(gh),
                 podman: Arc::new(podman),
                 tx,
+                start_slots: Arc::new(tokio::sync::Semaphore::new(exec::MAX_CONCURRENT_STARTS)),
             },
             state: State::new(),
             overrides: BTreeMap::new(),

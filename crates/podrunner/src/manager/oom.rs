@@ -98,15 +98,15 @@ pub async fn watch(tx: UnboundedSender<Outcome>) {
             return;
         };
         for (id, n) in &seen {
-            if *n > last.get(id).copied().unwrap_or(0) {
-                if tx
+            let grew = *n > last.get(id).copied().unwrap_or(0);
+            if grew
+                && tx
                     .send(Outcome::Oom {
                         container_id: id.clone(),
                     })
                     .is_err()
-                {
-                    return;
-                }
+            {
+                return;
             }
         }
         last = seen;

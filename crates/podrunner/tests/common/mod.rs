@@ -346,6 +346,7 @@ impl Drop for Bench {
                 .args(["rm", "-f", "-t", "0", &c])
                 .output();
         }
+        teardown_engines(&self.config);
         // Files a rootless job created may belong to subordinate ids.
         if !is_root() {
             let _ = Command::new("podman")
@@ -354,6 +355,33 @@ impl Drop for Bench {
                 .output();
         }
     }
+}
+
+/// Per-runner docker engines (docs/docker.md) outlive a killed manager by design: tear them
+/// down with the product's own teardown.
+pub fn teardown_engines(config: &Path) {
+    use podrunner::{config, engine::service, podman::Podman};
+    let Ok(cfg) = config::Config::load(config, &config::Env::from_process()) else {
+        return;
+    };
+    let names = service::orphans(&cfg, &Default::default());
+    if names.is_empty() {
+        return;
+    }
+    let podman = Podman::from_config(&cfg.podman);
+    // Drop may run inside a test's runtime: use a thread with its own.
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for n in names {
+                service::teardown(&cfg, &podman, &n).await;
+            }
+        });
+    })
+    .join();
 }
 
 pub fn assert_image(image: &str) {
