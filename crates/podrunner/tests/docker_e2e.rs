@@ -26,19 +26,45 @@ fn engine_conf(b: &Bench) -> PathBuf {
     p
 }
 
+/// The host store's driver (`podman info`).
+fn host_driver() -> String {
+    let out = std::process::Command::new("podman")
+        .args(["info", "--format", "{{.Store.GraphDriverName}}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What every job runs first. A vfs host store cannot be shared with the engines (rootless
+/// Podman 4.3 picks vfs on some hosts) and no registry is reachable here: then the test image
+/// reaches the job as a tarball mounted into the runner, and the job loads it.
+const PRELOAD: &str = "if [ -e /image.tar ]; then docker load -q -i /image.tar >/dev/null; fi\n";
+
 async fn isolated_bench(test: &str, pool: &'static str, count: u32) -> Bench {
     // The conf path is known before the bench exists: it lives in the bench's folder.
     let mut b = Bench::new(test, vec![Pool::new(pool, count)]).await;
     let conf = engine_conf(&b);
+    let mut extra = format!(
+        "docker = \"isolated\"\nengine_containers_conf = \"{}\"\n",
+        conf.display()
+    );
+    if host_driver() == "vfs" {
+        let tar = b.dir.path().join("image.tar");
+        let ok = std::process::Command::new("podman")
+            .args(["save", "-q", "-o"])
+            .arg(&tar)
+            .arg(TEST_IMAGE)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "podman save {TEST_IMAGE}");
+        std::fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let mount = format!("--volume={}:/image.tar:ro", tar.display());
+        extra.push_str(&format!("run_args = [{mount:?}]\n"));
+    }
     let text = std::fs::read_to_string(&b.config).unwrap();
-    std::fs::write(
-        &b.config,
-        format!(
-            "{text}docker = \"isolated\"\nengine_containers_conf = \"{}\"\n",
-            conf.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&b.config, format!("{text}{extra}")).unwrap();
     b.start_manager();
     b
 }
@@ -102,7 +128,8 @@ fn host_has(args: &[&str], needle: &str) -> bool {
 }
 
 async fn run_job(b: &Bench, script: &str) -> (String, String) {
-    let id = b.gh.enqueue_job(SCOPE, LABELS, script).id;
+    let script = format!("{PRELOAD}{script}");
+    let id = b.gh.enqueue_job(SCOPE, LABELS, &script).id;
     let j =
         b.gh.wait_job_completed(id, JOB_TIMEOUT)
             .await
@@ -218,7 +245,9 @@ i=0; while [ ! -e b-done ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
 docker ps --format '{{{{.Names}}}}'
 echo a-done"
     );
-    let a = b.gh.enqueue_job(SCOPE, LABELS, &a_script).id;
+    let a =
+        b.gh.enqueue_job(SCOPE, LABELS, &format!("{PRELOAD}{a_script}"))
+            .id;
     let work = b.dir.path().join("work/di");
     b.wait_until("job A's container running", JOB_TIMEOUT, |_| {
         entries(&work)

@@ -133,6 +133,15 @@ pub struct HostStore {
     pub mount_program: Option<String>,
 }
 
+impl HostStore {
+    /// Whether engines can use it as an additional image store: the vfs driver cannot (Podman:
+    /// "vfs driver does not support additionalimagestore options"), so on a vfs host every
+    /// engine starts empty and jobs pull their images (docs/docker.md).
+    pub fn shareable(&self) -> bool {
+        !self.graph_root.is_empty() && self.driver != "vfs"
+    }
+}
+
 /// Which store options an engine call carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
@@ -169,7 +178,7 @@ pub fn engine_args(
     if let Some(m) = &host.mount_program {
         a.push(format!("--storage-opt=overlay.mount_program={m}"));
     }
-    if store == Store::Shared && !host.graph_root.is_empty() {
+    if store == Store::Shared && host.shareable() {
         a.push(format!(
             "--storage-opt=additionalimagestore={}",
             host.graph_root
@@ -508,6 +517,19 @@ mod tests {
         assert_eq!(
             shared.last().unwrap(),
             "--storage-opt=additionalimagestore=/var/lib/containers/storage"
+        );
+        // vfs cannot lend its images: the engine keeps its own store only.
+        let vfs = HostStore {
+            graph_root: "/home/u/.local/share/containers/storage".into(),
+            driver: "vfs".into(),
+            mount_program: None,
+        };
+        assert!(!vfs.shareable());
+        assert_eq!(
+            engine_args(&pc(None, &[]), &dirs(), &vfs, Store::Shared)
+                .last()
+                .unwrap(),
+            "--storage-driver=vfs"
         );
     }
 

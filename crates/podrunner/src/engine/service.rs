@@ -95,6 +95,15 @@ async fn start_isolated(
 ) -> Result<PathBuf, String> {
     let d = EngineDirs::for_runner(&cfg.manager.runtime_dir, &cfg.manager.state_dir, name)?;
     let store = host_store(podman).await?;
+    if !store.shareable() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            tracing::warn!(
+                "the host's image store uses the {} driver, which engines cannot share: every job's engine starts without the host's images and pulls what it runs\n  fix: use the overlay driver (see `podrunner doctor`, storage check)",
+                store.driver
+            )
+        });
+    }
     let user_conf = match &pool.engine_containers_conf {
         None => None,
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
