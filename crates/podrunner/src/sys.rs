@@ -45,3 +45,18 @@ pub fn umount_detach(path: &std::path::Path) -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+
+/// Makes the kernel send SIGTERM to a child started from `cmd` when the manager dies, even by
+/// SIGKILL: for helpers that must not outlive it (`podman events`), unlike runner containers.
+pub fn end_with_parent(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs between fork and exec and only calls prctl, which is
+    // async-signal-safe and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -207,6 +207,18 @@ async fn restart_adopts_running_containers() {
     let before: std::collections::BTreeSet<String> = b.containers().into_iter().collect();
     let created_before = b.gh.stats().runners_created;
     b.kill_manager_hard();
+    // Its `podman events` helper dies with it instead of lingering.
+    let instance = b.instance.clone();
+    b.wait_until(
+        "the killed manager's podman events to end",
+        Duration::from_secs(10),
+        move |_| {
+            !all_cmdlines()
+                .iter()
+                .any(|(_, c)| c.contains("events") && c.contains(&instance))
+        },
+    )
+    .await;
     b.start_manager();
     b.wait_until("adopted runners reported", Duration::from_secs(30), |b| {
         b.status_json()["status"]["runners"]

@@ -242,7 +242,9 @@ impl Podman {
             &filter,
         ]);
         tracing::debug!(target: "podrunner::cmd", "running {}", cmd::render(&self.program, &args));
-        let mut child = tokio::process::Command::new(&self.program)
+        let mut cmd = tokio::process::Command::new(&self.program);
+        crate::sys::end_with_parent(&mut cmd);
+        let mut child = cmd
             .args(&args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
