@@ -75,6 +75,12 @@ async fn jobs_flow_through_fresh_containers() {
         "containers left: {:?}",
         b.containers()
     );
+    // Exits are seen through the container process's pidfd, not only through podman's
+    // event log (which lags about 150 ms).
+    assert!(
+        b.all_logs().contains("container process of"),
+        "pidfd exit watch not used"
+    );
     let secrets = b.dir.path().join("run/secrets");
     assert_eq!(
         std::fs::read_dir(&secrets).unwrap().count(),

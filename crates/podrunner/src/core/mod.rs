@@ -357,7 +357,7 @@ impl State {
             return;
         };
         if matches!(r.phase, Phase::Exited | Phase::CleaningUp) {
-            // The exit code can come after the exit itself (conmon's exit is seen before
+            // The exit code can come after the exit itself (the container process's exit is seen before
             // Podman's `died` event). A non-zero code still counts as a failure, once.
             if r.exit_code.is_none() && code.is_some() {
                 r.exit_code = code;

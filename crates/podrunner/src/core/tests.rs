@@ -648,7 +648,7 @@ fn stale_folders_are_ours_and_unknown() {
 }
 
 #[test]
-fn late_exit_code_after_conmon_exit_counts_once() {
+fn late_exit_code_after_pid_exit_counts_once() {
     let t0 = Instant::now();
     let mut s = State::new();
     let mut sfx = suffixes();
@@ -656,7 +656,7 @@ fn late_exit_code_after_conmon_exit_counts_once() {
     s.plan(&specs, t0, &mut sfx);
     s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
     run(&mut s, "ci-00000001", 1, t0);
-    // conmon's exit: code unknown, the verdict waits.
+    // The container process ended: code unknown, the verdict waits.
     s.container_exited("ci-00000001", None, t0);
     assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Pending);
     assert_eq!(s.pools["p"].failures, 0);

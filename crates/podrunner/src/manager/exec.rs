@@ -147,7 +147,7 @@ impl Ctx {
                     secret_dir: secrets.clone(),
                     work_dir: work.clone(),
                     log_path: log_path(&self.cfg, &name),
-                    conmon_pidfile: Some(super::watch::conmon_pidfile(
+                    container_pidfile: Some(super::watch::container_pidfile(
                         &self.cfg.manager.state_dir,
                         &name,
                     )),
@@ -176,9 +176,12 @@ impl Ctx {
             Ok(cid) => {
                 tracing::info!(pool = %pool.name, "runner {name} started (id {runner_id}, container {})", short(&cid));
                 self.send(Outcome::Started {
-                    name,
+                    name: name.clone(),
                     container_id: cid,
                 });
+                // Report the container's end as soon as its process is gone.
+                let pidfile = super::watch::container_pidfile(&self.cfg.manager.state_dir, &name);
+                super::watch::watch_container_pid(pidfile, name, self.tx.clone()).await;
             }
             Err(why) => {
                 tracing::error!(pool = %pool.name, "cannot start runner {name}: {why}");

@@ -75,8 +75,8 @@ pub enum Outcome {
     },
     Resynced(Result<Vec<ContainerSeen>, String>),
     Event(crate::podman::Event),
-    /// The runner's conmon exited: its container is gone (exit code follows in an event).
-    ConmonExited {
+    /// The runner container's main process ended (the exit code follows in an event).
+    ContainerPidExited {
         name: String,
     },
 }
@@ -244,7 +244,7 @@ impl Manager {
                 }
                 self.state.cleanup_done(&name, outcome, now);
             }
-            Outcome::ConmonExited { name } => self.state.container_exited(&name, None, now),
+            Outcome::ContainerPidExited { name } => self.state.container_exited(&name, None, now),
             Outcome::OrphanDone { id, gone } => self.state.orphan_done(id, gone, now),
             Outcome::EventsRestarted => self.state.resync_wanted = true,
             Outcome::SweepFailed { scope, why } => {

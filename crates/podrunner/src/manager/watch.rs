@@ -1,7 +1,8 @@
-//! Fast exit detection: podrunner asks podman to write each runner's conmon pid to a file and
-//! waits on a pidfd of that conmon. Conmon exits right after its container does, so the
-//! replacement can start before the `died` event has made its way through Podman's event log
-//! (100-300 ms later on the hosts measured). The event still arrives and carries the exit code.
+//! Fast exit detection: podrunner asks podman to write each runner container's main process id
+//! to a file (`podman run --pidfile`) and waits on a pidfd of that process. Its end is the
+//! container's end, seen at once; Podman's `died` event reaches a `podman events` reader about
+//! 150 ms later on the hosts measured (conmon itself lingers a second longer, so watching it
+//! would be slower still). The event still arrives and carries the exit code.
 
 use super::Outcome;
 use std::path::{Path, PathBuf};
@@ -12,25 +13,25 @@ use tokio::sync::mpsc::UnboundedSender;
 /// How long to wait for podman to write the pid file after `podman run -d` returned.
 const PIDFILE_WAIT: Duration = Duration::from_secs(2);
 
-/// The conmon pid file of a runner, next to its container log.
-pub fn conmon_pidfile(state_dir: &Path, name: &str) -> PathBuf {
-    state_dir.join("pids").join(format!("{name}.conmon.pid"))
+/// The pid file of a runner's container process.
+pub fn container_pidfile(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("pids").join(format!("{name}.pid"))
 }
 
 fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Waits until the conmon whose pid is in `pidfile` exits, then reports `Outcome::Exited`.
+/// Waits until the process whose pid is in `pidfile` exits, then reports it.
 /// Without a pid file or pidfd support it returns quietly: events and resyncs still tell.
-pub async fn watch_conmon(pidfile: PathBuf, name: String, tx: UnboundedSender<Outcome>) {
+pub async fn watch_container_pid(pidfile: PathBuf, name: String, tx: UnboundedSender<Outcome>) {
     let mut waited = Duration::ZERO;
     let pid = loop {
         if let Some(p) = read_pid(&pidfile) {
             break p;
         }
         if waited >= PIDFILE_WAIT {
-            tracing::debug!("no conmon pid file for {name}; relying on podman events");
+            tracing::debug!("no pid file for {name}; relying on podman events");
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -42,7 +43,8 @@ pub async fn watch_conmon(pidfile: PathBuf, name: String, tx: UnboundedSender<Ou
     let fd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::SRCH) => {
-            let _ = tx.send(Outcome::ConmonExited { name });
+            tracing::debug!("container process of {name} ended");
+            let _ = tx.send(Outcome::ContainerPidExited { name });
             return;
         }
         Err(e) => {
@@ -58,7 +60,8 @@ pub async fn watch_conmon(pidfile: PathBuf, name: String, tx: UnboundedSender<Ou
         return;
     };
     if afd.readable().await.is_ok() {
-        let _ = tx.send(Outcome::ConmonExited { name });
+        tracing::debug!("container process of {name} ended");
+        let _ = tx.send(Outcome::ContainerPidExited { name });
     }
     let _ = std::fs::remove_file(&pidfile);
 }

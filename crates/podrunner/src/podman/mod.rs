@@ -78,8 +78,8 @@ pub struct RunSpec {
     pub work_dir: PathBuf,
     /// The container's log file (k8s-file driver); it outlives the container.
     pub log_path: PathBuf,
-    /// Where podman writes the pid of the container's conmon (watched for a fast exit signal).
-    pub conmon_pidfile: Option<PathBuf>,
+    /// Where podman writes the container's main process id (watched for a fast exit signal).
+    pub container_pidfile: Option<PathBuf>,
     pub extra_args: Vec<String>,
 }
 
@@ -107,8 +107,8 @@ impl RunSpec {
         a.push(format!("--stop-timeout={}", self.stop_timeout_secs));
         a.push("--log-driver=k8s-file".into());
         a.push(format!("--log-opt=path={}", self.log_path.display()));
-        if let Some(p) = &self.conmon_pidfile {
-            a.push(format!("--conmon-pidfile={}", p.display()));
+        if let Some(p) = &self.container_pidfile {
+            a.push(format!("--pidfile={}", p.display()));
         }
         a.push("-v".into());
         a.push(format!("{}:{SECRET_MOUNT}:Z", self.secret_dir.display()));
@@ -296,12 +296,12 @@ mod tests {
             secret_dir: "/run/s".into(),
             work_dir: "/w/r-1".into(),
             log_path: "/st/r-1.log".into(),
-            conmon_pidfile: Some("/st/r-1.pid".into()),
+            container_pidfile: Some("/st/r-1.pid".into()),
             extra_args: vec!["--network=host".into()],
         };
         let a = spec.to_args();
         let joined = a.join(" ");
-        assert!(joined.starts_with("run -d --rm --name r-1 --label podrunner.pool=p --cpus=1.5 --memory=536870912b --pids-limit=4096 --stop-timeout=60 --log-driver=k8s-file --log-opt=path=/st/r-1.log --conmon-pidfile=/st/r-1.pid -v /run/s:/run/podrunner:Z -v /w/r-1:/w/r-1:Z --entrypoint="), "{joined}");
+        assert!(joined.starts_with("run -d --rm --name r-1 --label podrunner.pool=p --cpus=1.5 --memory=536870912b --pids-limit=4096 --stop-timeout=60 --log-driver=k8s-file --log-opt=path=/st/r-1.log --pidfile=/st/r-1.pid -v /run/s:/run/podrunner:Z -v /w/r-1:/w/r-1:Z --entrypoint="), "{joined}");
         assert!(
             joined.ends_with("--network=host img /home/runner/run.sh"),
             "{joined}"
