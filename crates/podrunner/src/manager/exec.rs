@@ -274,6 +274,11 @@ impl Ctx {
         if let Err(e) = remove_tree(&secrets) {
             errors.push(format!("secret folder {}: {e}", secrets.display()));
         }
+        // Usually already gone (the exit watch removes it); not for adopted runners.
+        let _ = std::fs::remove_file(super::watch::container_pidfile(
+            &self.cfg.manager.state_dir,
+            &name,
+        ));
         if remove_container {
             if let Err(e) = self.podman.rm_force(&name).await {
                 errors.push(format!("container: {e}"));
