@@ -112,15 +112,6 @@ pub async fn dispatch(cli: Cli) -> i32 {
     }
 }
 
-/// Tells systemd the manager is ready (no-op outside systemd).
-pub fn notify_ready() {
-    if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-            tracing::warn!("cannot notify systemd: {e}");
-        }
-    }
-}
-
 /// Formats seconds as a short age: `42s`, `5m`, `3h`, `2d`.
 pub fn age(secs: u64) -> String {
     match secs {

@@ -81,7 +81,7 @@ impl Serialize for Memory {
 impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mib = self.0 / (1024 * 1024);
-        if mib >= 1024 && mib % 1024 == 0 {
+        if mib >= 1024 && mib.is_multiple_of(1024) {
             write!(f, "{}g", mib / 1024)
         } else {
             write!(f, "{mib}m")

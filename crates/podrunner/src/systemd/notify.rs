@@ -5,6 +5,10 @@
 //! [`Notifier`] takes the socket and the watchdog interval as values, so tests point it at a
 //! real datagram socket; [`Notifier::from_env`] is the only place that reads the environment.
 //! Outside systemd every method is a no-op.
+//!
+//! The sd-notify crate reads `NOTIFY_SOCKET` from the environment at every call; podrunner
+//! must remove it from its environment at start-up (podman passes it on to conmon and the
+//! containers otherwise), so the one-datagram send lives here, with the address as a value.
 
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
