@@ -8,8 +8,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const LABELS: &[&str] = &["self-hosted", "linux"];
-const SCOPE: &str = "repos/octo/hello";
 /// A job that starts containers, builds an image and tears down takes a few seconds; a loaded
 /// 2-core CI host needs more.
 const JOB_TIMEOUT: Duration = Duration::from_secs(180);

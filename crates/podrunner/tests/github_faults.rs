@@ -9,22 +9,6 @@ use common::*;
 use fake_github::FaultRule;
 use std::time::{Duration, Instant};
 
-const LABELS: &[&str] = &["self-hosted", "linux"];
-const SCOPE: &str = "repos/octo/hello";
-
-/// A bench pool without a Docker engine per runner: these tests are about podrunner's own
-/// recovery, and stay independent of the engine feature (docs/docker.md has its own tests).
-fn pool(name: &'static str, count: u32) -> Pool {
-    Pool::new(name, count).extra("docker = \"none\"")
-}
-
-fn pool_error(b: &Bench) -> String {
-    b.status_json()["status"]["pools"][0]["last_error"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
-}
-
 /// Times one `podrunner status --json` call.
 fn timed_status(b: &Bench) -> (Duration, serde_json::Value) {
     let t = Instant::now();
@@ -36,7 +20,7 @@ fn timed_status(b: &Bench) -> (Duration, serde_json::Value) {
 /// runs, status answers fast while GitHub is slow, and nothing is left after a stop.
 #[tokio::test(flavor = "multi_thread")]
 async fn bursts_of_5xx_429_403_and_slow_answers() {
-    let mut b = Bench::new("ghburst", vec![pool("gb", 2)]).await;
+    let mut b = Bench::new("ghburst", vec![Pool::no_engine("gb", 2)]).await;
     let jit = "generate-jitconfig";
     b.gh.add_fault(FaultRule::new(503).path_contains(jit).times(3));
     b.gh.add_fault(FaultRule::new(502).method("GET").times(2));
@@ -96,7 +80,7 @@ async fn bursts_of_5xx_429_403_and_slow_answers() {
 /// leaves for the next 60 s, however often status asks for fresh data, and runners are kept.
 #[tokio::test(flavor = "multi_thread")]
 async fn secondary_rate_limit_pauses_every_call() {
-    let mut b = Bench::new("ghsecondary", vec![pool("gs", 1)]).await;
+    let mut b = Bench::new("ghsecondary", vec![Pool::no_engine("gs", 1)]).await;
     b.start_manager();
     b.wait_until("1 idle runner", Duration::from_secs(60), |b| {
         b.runners_in("idle").len() == 1
@@ -135,7 +119,7 @@ async fn secondary_rate_limit_pauses_every_call() {
 /// `x-ratelimit-reset`, then fills the pool; status shows the remaining budget.
 #[tokio::test(flavor = "multi_thread")]
 async fn exhausted_budget_waits_for_reset_and_status_shows_it() {
-    let mut b = Bench::new("ghbudget", vec![pool("gk", 1)]).await;
+    let mut b = Bench::new("ghbudget", vec![Pool::no_engine("gk", 1)]).await;
     b.gh.set_rate_limit(0, 15);
     b.start_manager();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -167,7 +151,7 @@ async fn exhausted_budget_waits_for_reset_and_status_shows_it() {
 /// token is valid again the error clears and a stop cleans up.
 #[tokio::test(flavor = "multi_thread")]
 async fn revoked_token_is_reported_runners_kept_retries_bounded() {
-    let mut b = Bench::new("ghrevoked", vec![pool("gr", 2)]).await;
+    let mut b = Bench::new("ghrevoked", vec![Pool::no_engine("gr", 2)]).await;
     b.start_manager();
     b.wait_until("2 idle runners", Duration::from_secs(60), |b| {
         b.runners_in("idle").len() == 2
@@ -177,10 +161,10 @@ async fn revoked_token_is_reported_runners_kept_retries_bounded() {
     b.gh.with_state(|st| st.token = "ghp_revokedREVOKEDrevoked".into());
     b.gh.reset_stats();
     b.wait_until("a 401 in status", Duration::from_secs(30), |b| {
-        pool_error(b).contains("401")
+        b.pool_error().contains("401")
     })
     .await;
-    let err = pool_error(&b);
+    let err = b.pool_error();
     assert!(
         err.contains("rejected the token")
             && err.contains("revoked or expired")
@@ -201,7 +185,7 @@ async fn revoked_token_is_reported_runners_kept_retries_bounded() {
     // A new valid token: the error clears at the next list.
     b.gh.with_state(|st| st.token = TOKEN.into());
     b.wait_until("the error cleared", Duration::from_secs(90), |b| {
-        pool_error(b).is_empty()
+        b.pool_error().is_empty()
     })
     .await;
     let (code, out, err) = b.cli(&["stop"]);
@@ -215,7 +199,7 @@ async fn revoked_token_is_reported_runners_kept_retries_bounded() {
 /// status, says it cannot reach GitHub, and its calls stay bounded.
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_refused_is_reported_and_bounded() {
-    let mut b = Bench::new("ghrefused", vec![pool("gc", 2)]).await;
+    let mut b = Bench::new("ghrefused", vec![Pool::no_engine("gc", 2)]).await;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
@@ -226,7 +210,7 @@ async fn connection_refused_is_reported_and_bounded() {
     b.wait_until(
         "cannot reach GitHub in status",
         Duration::from_secs(60),
-        |b| pool_error(b).contains("cannot reach GitHub"),
+        |b| b.pool_error().contains("cannot reach GitHub"),
     )
     .await;
     let v = b.status_json();

@@ -7,37 +7,21 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-const LABELS: &[&str] = &["self-hosted", "linux"];
-const SCOPE: &str = "repos/octo/hello";
-
-/// A bench pool without a Docker engine per runner: these tests are about podrunner's own
-/// recovery, and stay independent of the engine feature (docs/docker.md has its own tests).
-fn pool(name: &'static str, count: u32) -> Pool {
-    Pool::new(name, count).extra("docker = \"none\"")
-}
-
-fn pool_error(b: &Bench) -> String {
-    b.status_json()["status"]["pools"][0]["last_error"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
-}
-
 /// The image does not exist: a clear error in status, backoff (one probe at a time, growing
 /// pauses), and every registration made by a JIT call whose container never started deleted.
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_image_backs_off_and_deletes_its_registrations() {
     let mut b = Bench::new(
         "noimage",
-        vec![pool("ni", 2).image("localhost/podrunner-no-such-image:latest")],
+        vec![Pool::no_engine("ni", 2).image("localhost/podrunner-no-such-image:latest")],
     )
     .await;
     b.start_manager();
     b.wait_until("the image error in status", Duration::from_secs(60), |b| {
-        pool_error(b).contains("is not available")
+        b.pool_error().contains("is not available")
     })
     .await;
-    let err = pool_error(&b);
+    let err = b.pool_error();
     assert!(
         err.contains("localhost/podrunner-no-such-image:latest") && err.contains("fix:"),
         "{err}"
@@ -71,7 +55,11 @@ async fn oom_killed_job_is_reported_as_out_of_memory() {
         eprintln!("skipped: rootless Podman on this cgroup v1 host ignores memory limits (podman-on-this-machine.md), so nothing is OOM-killed");
         return;
     }
-    let mut b = Bench::new("oom", vec![pool("om", 1).extra("memory = \"32m\"")]).await;
+    let mut b = Bench::new(
+        "oom",
+        vec![Pool::no_engine("om", 1).extra("memory = \"32m\"")],
+    )
+    .await;
     b.start_manager();
     b.wait_until("1 idle runner", Duration::from_secs(60), |b| {
         b.runners_in("idle").len() == 1
@@ -91,10 +79,10 @@ async fn oom_killed_job_is_reported_as_out_of_memory() {
         "{out}"
     );
     b.wait_until("out of memory in status", Duration::from_secs(20), |b| {
-        pool_error(b).contains("out of memory")
+        b.pool_error().contains("out of memory")
     })
     .await;
-    let err = pool_error(&b);
+    let err = b.pool_error();
     let runner = j.runner_name.unwrap();
     assert!(err.contains(&runner), "{err}");
     assert!(b
@@ -115,13 +103,13 @@ async fn oom_killed_job_is_reported_as_out_of_memory() {
 /// registration is deleted, status says why, and the next attempt starts the runner.
 #[tokio::test(flavor = "multi_thread")]
 async fn hanging_podman_run_times_out_and_recovers() {
-    let mut b = Bench::new("hang", vec![pool("hg", 1)]).await;
+    let mut b = Bench::new("hang", vec![Pool::no_engine("hg", 1)]).await;
     b.podman_wrapper(
         r#"case " $* " in *" run -d "*) mkdir "$BENCH/hung-once" 2>/dev/null && echo $$ > "$BENCH/hung-once/pid" && exec sleep 3600 ;; esac"#,
     );
     b.start_manager_env(&[("PODRUNNER_PODMAN_RUN_TIMEOUT_SECS", "4")]);
     b.wait_until("the timeout in status", Duration::from_secs(30), |b| {
-        pool_error(b).contains("did not finish within 4s")
+        b.pool_error().contains("did not finish within 4s")
     })
     .await;
     b.wait_until(
@@ -156,7 +144,7 @@ async fn full_work_disk_fails_the_job_not_the_manager() {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     }
-    let mut b = Bench::new("diskfull", vec![pool("df", 1)]).await;
+    let mut b = Bench::new("diskfull", vec![Pool::no_engine("df", 1)]).await;
     let work = b.dir.path().join("work/df");
     std::fs::create_dir_all(&work).unwrap();
     let ok = std::process::Command::new("mount")
@@ -214,7 +202,7 @@ async fn full_work_disk_fails_the_job_not_the_manager() {
 /// starts it again, looks at `podman ps` for what it missed, and jobs keep flowing.
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_events_killed_is_restarted_and_resynced() {
-    let mut b = Bench::new("events", vec![pool("ev", 1)]).await;
+    let mut b = Bench::new("events", vec![Pool::no_engine("ev", 1)]).await;
     b.start_manager();
     b.wait_until("1 idle runner", Duration::from_secs(60), |b| {
         b.runners_in("idle").len() == 1

@@ -5,9 +5,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-const LABELS: &[&str] = &["self-hosted", "linux"];
-const SCOPE: &str = "repos/octo/hello";
-
 /// N jobs through a pool of M: every job gets a fresh container, every registration is gone
 /// at the end, and `podrunner stop` leaves nothing behind.
 #[tokio::test(flavor = "multi_thread")]
@@ -183,21 +180,6 @@ async fn secrets_never_leak() {
             "secret in the state folder"
         );
     }
-}
-
-fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                v.extend(walk(&path));
-            } else {
-                v.push(path);
-            }
-        }
-    }
-    v
 }
 
 /// A manager killed with SIGKILL and started again adopts its containers instead of starting

@@ -8,15 +8,6 @@ use common::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-const LABELS: &[&str] = &["self-hosted", "linux"];
-const SCOPE: &str = "repos/octo/hello";
-
-/// A bench pool without a Docker engine per runner: these tests are about podrunner's own
-/// recovery, and stay independent of the engine feature (docs/docker.md has its own tests).
-fn pool(name: &'static str, count: u32) -> Pool {
-    Pool::new(name, count).extra("docker = \"none\"")
-}
-
 fn set(v: Vec<String>) -> BTreeSet<String> {
     v.into_iter().collect()
 }
@@ -62,7 +53,7 @@ async fn assert_nothing_left(b: &mut Bench, pool: &str) {
 /// and a stop leaves nothing behind.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_while_idle_starting_and_busy() {
-    let mut b = Bench::new("crash", vec![pool("rc", 3)]).await;
+    let mut b = Bench::new("crash", vec![Pool::no_engine("rc", 3)]).await;
     // While $BENCH/slow-run exists, every `podman run` waits 6 s first.
     b.podman_wrapper(r#"case " $* " in *" run -d "*) [ -e "$BENCH/slow-run" ] && sleep 6 ;; esac"#);
     b.start_manager();
@@ -153,7 +144,7 @@ async fn sigkill_while_idle_starting_and_busy() {
 /// GitHub refuses (422) and deleted once it is not busy. Foreign names are never touched.
 #[tokio::test(flavor = "multi_thread")]
 async fn reaper_deletes_registrations_without_container_but_never_a_busy_one() {
-    let mut b = Bench::new("reaper", vec![pool("rp", 1)]).await;
+    let mut b = Bench::new("reaper", vec![Pool::no_engine("rp", 1)]).await;
     let prefix = b.prefix("rp");
     let make = |b: &Bench, name: String, busy: bool| -> u64 {
         b.gh.with_state(|st| {

@@ -6,9 +6,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-const LABELS: &[&str] = &["self-hosted", "linux"];
-const SCOPE: &str = "repos/octo/hello";
-
 fn pool_runners(b: &Bench, pool: &str) -> usize {
     b.status_json()["status"]["runners"]
         .as_array()
@@ -35,7 +32,7 @@ fn sighup(b: &Bench) {
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_and_reload_never_touch_a_busy_runner() {
     // The per-runner Docker engine is not what this test is about: leave it out for speed.
-    let mut b = Bench::new("reload", vec![Pool::new("a", 2).extra("docker = \"none\"")]).await;
+    let mut b = Bench::new("reload", vec![Pool::no_engine("a", 2)]).await;
     b.start_manager();
     b.wait_until("2 idle runners", Duration::from_secs(60), |b| {
         b.runners_in("idle").len() == 2

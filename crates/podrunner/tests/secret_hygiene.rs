@@ -16,15 +16,6 @@ use common::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const LABELS: &[&str] = &["self-hosted", "linux"];
-const SCOPE: &str = "repos/octo/hello";
-
-/// A bench pool without a Docker engine per runner: these tests are about podrunner's own
-/// recovery, and stay independent of the engine feature (docs/docker.md has its own tests).
-fn pool(name: &'static str, count: u32) -> Pool {
-    Pool::new(name, count).extra("docker = \"none\"")
-}
-
 struct Proc {
     pid: i32,
     cmdline: String,
@@ -69,25 +60,12 @@ fn container_ids(b: &Bench) -> BTreeMap<String, String> {
     m
 }
 
-fn walk(p: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_anywhere_on_the_host() {
     if !is_root() {
         eprintln!("note: without root, other users' /proc/PID/environ cannot be read; the scan covers this user's processes");
     }
-    let mut b = Bench::new("hygiene", vec![pool("hy", 3)]).await;
+    let mut b = Bench::new("hygiene", vec![Pool::no_engine("hy", 3)]).await;
     b.start_manager();
     b.wait_until("3 idle runners", Duration::from_secs(90), |b| {
         b.runners_in("idle").len() == 3
@@ -199,8 +177,8 @@ async fn no_secret_anywhere_on_the_host() {
     let logs = b.all_logs();
     assert!(logs.contains("DEBUG"), "the manager ran at debug level");
     let mut files = Vec::new();
-    walk(&b.state_dir(), &mut files);
-    walk(&b.dir.path().join("run"), &mut files);
+    files.extend(walk(&b.state_dir()));
+    files.extend(walk(&b.dir.path().join("run")));
     assert!(
         files
             .iter()

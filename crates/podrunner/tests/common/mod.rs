@@ -14,6 +14,10 @@ pub const TEST_IMAGE: &str = "localhost/podrunner-test-runner:latest";
 pub const BROKEN_IMAGE: &str = "localhost/podrunner-test-broken:latest";
 pub const TOKEN: &str = "ghp_testTOKENdoNotLeak0123456789abcdef";
 pub const REPO: &str = "octo/hello";
+/// The scope of the bench's pools, as the fake GitHub's job queue names it.
+pub const SCOPE: &str = "repos/octo/hello";
+/// `runs-on` labels every bench pool's runners carry.
+pub const LABELS: &[&str] = &["self-hosted", "linux"];
 
 /// The binary under test; `PODRUNNER_BIN` overrides it when the compiled tests run elsewhere
 /// (the rootless pass copies them to a folder the test user can read).
@@ -57,6 +61,11 @@ impl Pool {
             image: TEST_IMAGE,
             extra: String::new(),
         }
+    }
+    /// A pool without a Docker engine per runner, for tests about podrunner's own behaviour
+    /// (the engine has its own tests in docker_e2e.rs).
+    pub fn no_engine(name: &'static str, count: u32) -> Pool {
+        Pool::new(name, count).extra("docker = \"none\"")
     }
     pub fn image(mut self, image: &'static str) -> Pool {
         self.image = image;
@@ -405,4 +414,30 @@ pub fn all_cmdlines() -> Vec<(i32, String)> {
         }
     }
     v
+}
+
+/// Every file below `p`.
+pub fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                v.extend(walk(&path));
+            } else {
+                v.push(path);
+            }
+        }
+    }
+    v
+}
+
+impl Bench {
+    /// The first pool's `last_error` in `status --json`.
+    pub fn pool_error(&self) -> String {
+        self.status_json()["status"]["pools"][0]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
 }
