@@ -1,5 +1,6 @@
 //! Faults from Podman and the host (issue 6): a missing image, a runner killed by the OOM
-//! killer, a podman command that hangs, a full work folder, and `podman events` dying under
+//! killer, a podman command that hangs, a full work folder, runner containers removed and
+//! `podman events` dying under
 //! the manager.
 
 mod common;
@@ -261,5 +262,52 @@ async fn podman_events_killed_is_restarted_and_resynced() {
     b.cli(&["stop"]);
     assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
     assert!(b.gh.live_runners().is_empty());
+    assert!(b.containers().is_empty());
+}
+
+/// Podman's storage loses the runner containers under a running manager (someone runs
+/// `podman rm -f`, or resets storage): the manager notices, deletes the registrations they
+/// leave behind, refills the pool with fresh runners, and still drains to nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_removed_under_the_manager_are_replaced() {
+    let mut b = Bench::new("rmunder", vec![Pool::no_engine("ru", 2)]).await;
+    b.start_manager();
+    b.wait_until("2 idle runners", Duration::from_secs(60), |b| {
+        b.runners_in("idle").len() == 2
+    })
+    .await;
+    let before: Vec<String> = b.containers();
+    assert_eq!(before.len(), 2);
+    let out = std::process::Command::new("podman")
+        .args(["rm", "-f", "-t", "0"])
+        .args(&before)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two new runners, none of the old names, and the old registrations gone at GitHub.
+    b.wait_until("2 fresh idle runners", Duration::from_secs(60), |b| {
+        let idle = b.runners_in("idle");
+        idle.len() == 2 && idle.iter().all(|n| !before.contains(n))
+    })
+    .await;
+    b.wait_until("old registrations deleted", Duration::from_secs(60), |b| {
+        b.gh.live_runners()
+            .iter()
+            .all(|r| !before.contains(&r.name))
+    })
+    .await;
+    let id = b.gh.enqueue_job(SCOPE, LABELS, "echo after-reset").id;
+    let j =
+        b.gh.wait_job_completed(id, Duration::from_secs(60))
+            .await
+            .expect("a fresh runner takes the job");
+    assert!(j.output.unwrap_or_default().contains("after-reset"));
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
+    assert!(b.gh.live_runners().is_empty(), "{:?}", b.gh.live_runners());
     assert!(b.containers().is_empty());
 }
