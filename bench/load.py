@@ -8,37 +8,18 @@ runners, and after the drain: nothing left), and the manager's peak RSS and CPU 
 Run it from the repository root: `bench/load.py`. Options: --count N (50), --docker MODE
 (none: podrunner's own cost, without an engine per runner), --debug (use the debug build).
 """
-import argparse, json, os, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, signal, socket, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGE = "localhost/podrunner-test-runner:latest"
+from benchlib import IMAGE, ROOT, http, pct, proc_stats, run_args, start_fake_github
 TOKEN = "ghp_loadTOKEN0123456789"
 
 
-def run_args():
-    a = ["--network=host"]
-    if os.geteuid() == 0:
-        a += ["--ulimit=nofile=20000:20000", "--ulimit=nproc=20000:20000"]
-    return a
 
 
-def http(url):
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.loads(r.read())
 
 
-def proc_stats(pid):
-    with open(f"/proc/{pid}/status") as f:
-        hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return hwm / 1024.0, cpu
 
 
-def pct(values, p):
-    v = sorted(values)
-    return v[max(0, min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1)))))] if v else float("nan")
 
 
 def socket_status(path):
@@ -76,19 +57,7 @@ def main():
     target = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug" if a.debug else "release")
     podrunner = os.path.join(target, "podrunner")
 
-    d = tempfile.mkdtemp(prefix="podrunner-load-")
-    os.chmod(d, 0o755)
-    tok = os.path.join(d, "token")
-    with open(tok, "w") as f:
-        f.write(TOKEN)
-    os.chmod(tok, 0o600)
-    port_file = os.path.join(d, "port")
-    fg = subprocess.Popen([os.path.join(target, "fake-github"), "--listen", "127.0.0.1:0", "--token-file", tok, "--port-file", port_file], stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        if os.path.exists(port_file) and open(port_file).read().strip():
-            break
-        time.sleep(0.1)
-    base = f"http://127.0.0.1:{open(port_file).read().strip()}"
+    d, tok, fg, base = start_fake_github(target, "podrunner-load-", TOKEN)
     instance = f"load{os.getpid()}"
     cfg = os.path.join(d, "config.toml")
     with open(cfg, "w") as f:

@@ -8,10 +8,9 @@ seconds, and GitHub API calls per job. Run it from the repository root: `bench/r
 Options: --jobs N (100), --pool N (4), --docker MODE (none) for the pool's docker mode,
 --skip-bare (no bare loop), --json (one JSON object instead of the table; bench/docker-cost.sh).
 """
-import argparse, json, os, signal, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, signal, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGE = "localhost/podrunner-test-runner:latest"
+from benchlib import IMAGE, ROOT, http, pct, proc_stats, run_args, start_fake_github
 TOKEN = "ghp_benchTOKEN0123456789"
 
 
@@ -19,11 +18,6 @@ def sh(*args, **kw):
     return subprocess.run(args, check=True, **kw)
 
 
-def run_args():
-    a = ["--network=host"]
-    if os.geteuid() == 0:
-        a += ["--ulimit=nofile=20000:20000", "--ulimit=nproc=20000:20000"]
-    return a
 
 
 def bare_loop(jobs, parallel):
@@ -38,21 +32,8 @@ def bare_loop(jobs, parallel):
     return per * parallel, time.monotonic() - t0
 
 
-def http(url, data=None):
-    req = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None, method="POST" if data is not None else "GET")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        body = r.read()
-        return json.loads(body) if body else None
 
 
-def proc_stats(pid):
-    with open(f"/proc/{pid}/status") as f:
-        hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    return hwm / 1024.0, cpu
 
 
 def host_cpu_s():
@@ -62,28 +43,10 @@ def host_cpu_s():
     return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
 
 
-def pct(values, p):
-    if not values:
-        return float("nan")
-    v = sorted(values)
-    k = max(0, min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1)))))
-    return v[k]
 
 
 def podrunner_run(jobs, pool, docker, target):
-    d = tempfile.mkdtemp(prefix="podrunner-bench-")
-    os.chmod(d, 0o755)
-    tok = os.path.join(d, "token")
-    with open(tok, "w") as f:
-        f.write(TOKEN)
-    os.chmod(tok, 0o600)
-    port_file = os.path.join(d, "port")
-    fg = subprocess.Popen([os.path.join(target, "fake-github"), "--listen", "127.0.0.1:0", "--token-file", tok, "--port-file", port_file], stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        if os.path.exists(port_file) and open(port_file).read().strip():
-            break
-        time.sleep(0.1)
-    base = f"http://127.0.0.1:{open(port_file).read().strip()}"
+    d, tok, fg, base = start_fake_github(target, "podrunner-bench-", TOKEN)
     cfg = os.path.join(d, "config.toml")
     docker_line = f'docker = "{docker}"\n' if docker else ""
     with open(cfg, "w") as f:

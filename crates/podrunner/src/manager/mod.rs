@@ -497,7 +497,8 @@ impl Manager {
             &specs(&self.ctx.cfg, &self.overrides),
         )
         .await;
-        let oom_task = tokio::spawn(oom::watch(self.ctx.tx.clone()));
+        let (oom_ids, oom_rx) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
+        let oom_task = tokio::spawn(oom::watch(oom_rx, self.ctx.tx.clone()));
 
         let (ev_tx, mut ev_rx) = mpsc::channel(256);
         let podman = self.ctx.podman.clone();
@@ -547,6 +548,19 @@ impl Manager {
                 notifier.status(&crate::systemd::notify::status_line(&self.snapshot()));
                 notifier.watchdog_tick(Instant::now());
             }
+            // The OOM watcher reads the counters of exactly our running containers.
+            oom_ids.send_if_modified(|ids| {
+                let now_ids: std::collections::BTreeSet<String> = self
+                    .state
+                    .runners
+                    .values()
+                    .filter(|r| r.phase == crate::core::Phase::Running)
+                    .filter_map(|r| r.container_id.clone())
+                    .collect();
+                let changed = *ids != now_ids;
+                *ids = now_ids;
+                changed
+            });
             if self.state.is_drained() {
                 break;
             }

@@ -4,12 +4,14 @@
 //! 137 with `OOMKilled: false`), and never when the OOM killer takes a job's process while the
 //! runner lives on. The kernel counts every kill in the container's memory cgroup
 //! (`oom_kill` in `memory.oom_control` on v1, `memory.events` on v2); this task polls those
-//! counters for every `libpod-<id>` cgroup and reports increases by container id.
+//! counters for the manager's own running containers and reports increases by container id.
+//! The cgroup tree is walked only when a container's cgroup has not been found yet; in steady
+//! state a poll reads one small file per runner, and nothing at all without runners.
 //!
 //! It only reads `/sys/fs/cgroup`; the manager's loop maps the id to a runner.
 
 use super::Outcome;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
@@ -49,14 +51,17 @@ pub fn parse_oom_kill(text: &str) -> Option<u64> {
     })
 }
 
-/// Every container cgroup under `root` with its OOM-kill count.
-pub fn scan(root: &Path, v2: bool) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let file = if v2 {
+fn counter_file(v2: bool) -> &'static str {
+    if v2 {
         "memory.events"
     } else {
         "memory.oom_control"
-    };
+    }
+}
+
+/// Every container cgroup under `root`: container id -> its OOM counter file.
+pub fn locate(root: &Path, v2: bool) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
     let mut stack = vec![(root.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -69,13 +74,7 @@ pub fn scan(root: &Path, v2: bool) -> BTreeMap<String, u64> {
             let name = e.file_name();
             let name = name.to_string_lossy();
             if let Some(id) = container_id_of(&name) {
-                if let Some(n) = std::fs::read_to_string(e.path().join(file))
-                    .ok()
-                    .as_deref()
-                    .and_then(parse_oom_kill)
-                {
-                    out.insert(id.to_string(), n);
-                }
+                out.insert(id.to_string(), e.path().join(counter_file(v2)));
             } else if depth + 1 < MAX_DEPTH {
                 stack.push((e.path(), depth + 1));
             }
@@ -84,19 +83,73 @@ pub fn scan(root: &Path, v2: bool) -> BTreeMap<String, u64> {
     out
 }
 
-/// Polls the counters until the manager's loop goes away; reports each container whose count
-/// grew (or that shows a kill when first seen).
-pub async fn watch(tx: UnboundedSender<Outcome>) {
+/// Every container cgroup under `root` with its OOM-kill count.
+#[cfg(test)]
+fn scan(root: &Path, v2: bool) -> BTreeMap<String, u64> {
+    read_counts(&locate(root, v2))
+}
+
+fn read_counts(files: &BTreeMap<String, PathBuf>) -> BTreeMap<String, u64> {
+    files
+        .iter()
+        .filter_map(|(id, f)| {
+            let n = parse_oom_kill(&std::fs::read_to_string(f).ok()?)?;
+            Some((id.clone(), n))
+        })
+        .collect()
+}
+
+/// Whether a full container id matches one of `ids` (podman may report short ids).
+fn wanted(id: &str, ids: &BTreeSet<String>) -> bool {
+    ids.iter()
+        .any(|w| !w.is_empty() && (id.starts_with(w.as_str()) || w.starts_with(id)))
+}
+
+/// Polls the counters of the containers in `ids` (kept current by the manager's loop) until
+/// the loop goes away; reports each container whose count grew (or that shows a kill when
+/// first seen).
+pub async fn watch(
+    mut ids: tokio::sync::watch::Receiver<BTreeSet<String>>,
+    tx: UnboundedSender<Outcome>,
+) {
     let Some((root, v2)) = memory_root() else {
         tracing::debug!("no memory cgroup hierarchy found; OOM kills are seen from podman only");
         return;
     };
+    let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut last: BTreeMap<String, u64> = BTreeMap::new();
     loop {
-        let r = root.clone();
-        let Ok(seen) = tokio::task::spawn_blocking(move || scan(&r, v2)).await else {
+        let ours = ids.borrow_and_update().clone();
+        files.retain(|id, _| wanted(id, &ours));
+        last.retain(|id, _| wanted(id, &ours));
+        if ours.is_empty() {
+            // Nothing to watch: sleep until the set of containers changes.
+            if ids.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let need_walk = ours
+            .iter()
+            .any(|w| !files.keys().any(|id| id.starts_with(w.as_str())));
+        let (r, known) = (root.clone(), files.clone());
+        let Ok((found, seen)) = tokio::task::spawn_blocking(move || {
+            let mut f = known;
+            if need_walk {
+                f.extend(
+                    locate(&r, v2)
+                        .into_iter()
+                        .filter(|(id, _)| wanted(id, &ours)),
+                );
+            }
+            let counts = read_counts(&f);
+            (f, counts)
+        })
+        .await
+        else {
             return;
         };
+        files = found;
         for (id, n) in &seen {
             let grew = *n > last.get(id).copied().unwrap_or(0);
             if grew
@@ -163,5 +216,10 @@ mod tests {
         assert_eq!(seen.get(&id1), Some(&3));
         assert_eq!(seen.get(&id2), Some(&0));
         assert_eq!(seen.len(), 2);
+        let files = locate(d.path(), false);
+        assert_eq!(files[&id1], a.join("memory.oom_control"));
+        let ours: BTreeSet<String> = [id1[..12].to_string()].into();
+        assert!(wanted(&id1, &ours));
+        assert!(!wanted(&id2, &ours));
     }
 }
