@@ -8,6 +8,10 @@
 # listener then cancels its job (no draining).
 
 LISTENER="${FAKE_RUNNER_BIN:-/usr/local/bin/fake-runner}"
+# The runner's root is the folder holding run.sh; a configured runner's settings files
+# (.runner, .credentials) are there.
+FAKE_RUNNER_ROOT="${FAKE_RUNNER_ROOT:-$(cd "$(dirname "$0")" && pwd)}"
+export FAKE_RUNNER_ROOT
 RESTART_DELAY="${FAKE_RUNNER_RESTART_DELAY:-5}"
 stopping=0
 PID=

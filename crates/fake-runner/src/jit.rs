@@ -88,21 +88,35 @@ struct CredentialsFile {
     data: BTreeMap<String, String>,
 }
 
-fn file<'a>(files: &'a BTreeMap<String, String>, name: &'static str) -> Result<Vec<u8>, JitError> {
-    let content: &'a String = files.get(name).ok_or(JitError::MissingFile(name))?;
-    B64.decode(content.trim())
-        .map_err(|_| JitError::FileBase64(name))
-}
-
 /// Decodes an `encoded_jit_config` value.
 pub fn decode(encoded: &str) -> Result<JitConfig, JitError> {
     let outer = B64.decode(encoded.trim()).map_err(|_| JitError::Base64)?;
     let files: BTreeMap<String, String> =
         serde_json::from_slice(&outer).map_err(|e| JitError::Outer(e.to_string()))?;
+    let file = |name: &'static str| -> Result<Vec<u8>, JitError> {
+        let content = files.get(name).ok_or(JitError::MissingFile(name))?;
+        B64.decode(content.trim())
+            .map_err(|_| JitError::FileBase64(name))
+    };
+    from_settings(&file(".runner")?, &file(".credentials")?)
+}
 
-    let runner: RunnerFile = serde_json::from_slice(&file(&files, ".runner")?)
-        .map_err(|e| JitError::FileJson(".runner", e.to_string()))?;
-    let creds: CredentialsFile = serde_json::from_slice(&file(&files, ".credentials")?)
+/// Reads the settings files a configured runner keeps in its root folder: what the runner
+/// wrote from a JIT config, or what podrunner's entrypoint put there for it. `None` when the
+/// folder holds no `.runner` (not configured).
+pub fn load_dir(root: &std::path::Path) -> Option<Result<JitConfig, JitError>> {
+    let runner = std::fs::read(root.join(".runner")).ok()?;
+    Some(match std::fs::read(root.join(".credentials")) {
+        Err(_) => Err(JitError::MissingFile(".credentials")),
+        Ok(creds) => from_settings(&runner, &creds),
+    })
+}
+
+/// Parses the contents of `.runner` and `.credentials`.
+fn from_settings(runner: &[u8], credentials: &[u8]) -> Result<JitConfig, JitError> {
+    let runner: RunnerFile =
+        serde_json::from_slice(runner).map_err(|e| JitError::FileJson(".runner", e.to_string()))?;
+    let creds: CredentialsFile = serde_json::from_slice(credentials)
         .map_err(|e| JitError::FileJson(".credentials", e.to_string()))?;
     let token = creds
         .data
@@ -165,6 +179,25 @@ mod tests {
                 ephemeral: true,
                 token: "s3cret".to_string(),
             }
+        );
+    }
+
+    #[test]
+    fn loads_the_settings_files_of_a_root_folder() {
+        let root = std::env::temp_dir().join(format!("fake-runner-jit-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        assert_eq!(load_dir(&root), None, "no .runner: not configured");
+        std::fs::write(root.join(".runner"), RUNNER).unwrap();
+        assert_eq!(
+            load_dir(&root),
+            Some(Err(JitError::MissingFile(".credentials")))
+        );
+        std::fs::write(root.join(".credentials"), CREDS).unwrap();
+        let from_files = load_dir(&root).unwrap().unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(
+            from_files,
+            decode(&encode_for_tests(RUNNER, CREDS)).unwrap()
         );
     }
 

@@ -29,6 +29,8 @@ pub const EXIT_SESSION_CONFLICT: i32 = 5;
 /// The environment variable the runner reads `--jitconfig` from.
 pub const JITCONFIG_ENV: &str = "ACTIONS_RUNNER_INPUT_JITCONFIG";
 const INPUT_ENV_PREFIX: &str = "ACTIONS_RUNNER_INPUT_";
+/// Where the runner's settings files are (see [`runner_root`]).
+pub const ROOT_ENV: &str = "FAKE_RUNNER_ROOT";
 
 /// What the main thread waits for.
 pub enum Event {
@@ -89,6 +91,16 @@ fn pick_jitconfig(arg: Option<String>, env: Option<String>) -> Option<String> {
     arg.into_iter().chain(env).find(|v| !v.trim().is_empty())
 }
 
+/// The runner's root folder, where its settings files live: `FAKE_RUNNER_ROOT` (the test
+/// image's run.sh sets it to its own folder, as the real runner's root holds run.sh), else the
+/// current folder.
+fn runner_root() -> PathBuf {
+    std::env::var_os(ROOT_ENV)
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 fn main() {
     // Read and scrub ACTIONS_RUNNER_INPUT_* first, before any thread exists, like the runner
     // does: the job must never see the JIT config.
@@ -120,16 +132,24 @@ fn run(args: &[String], env_jit: Option<String>) -> i32 {
             return EXIT_TERMINATED;
         }
     };
-    let Some(encoded) = pick_jitconfig(jit_arg, env_jit) else {
-        println!("An error occurred: Not configured. Run config.(sh/cmd) to configure the runner.");
-        return EXIT_TERMINATED;
+    // Like Runner.Listener: a JIT config given on the command line or in the environment wins;
+    // without one, the runner runs from the settings files in its root folder.
+    let loaded = match pick_jitconfig(jit_arg, env_jit) {
+        Some(encoded) => Some(jit::decode(&encoded)),
+        None => jit::load_dir(&runner_root()),
     };
-    let cfg = match jit::decode(&encoded) {
-        Ok(c) => c,
-        Err(e) => {
+    let cfg = match loaded {
+        None => {
+            println!(
+                "An error occurred: Not configured. Run config.(sh/cmd) to configure the runner."
+            );
+            return EXIT_TERMINATED;
+        }
+        Some(Err(e)) => {
             println!("An error occurred: Invalid JIT configuration: {e}.");
             return EXIT_TERMINATED;
         }
+        Some(Ok(c)) => c,
     };
 
     let (tx, rx) = mpsc::channel::<Event>();

@@ -1,14 +1,13 @@
-//! Secret hygiene (issue 6): with a pool running jobs at debug log level, the PAT and every
-//! JIT config issued are searched for in every process's argv and environment on the host,
-//! `podman inspect` of every container, every log, `status --json` and the state folder.
+//! Secret hygiene (issue 6): with a pool running jobs at debug log level, the PAT, every JIT
+//! config issued and the runner token inside each of them are searched for in every process's
+//! argv and environment on the host (the manager's own environment aside, which holds no
+//! secret either), `podman inspect` of every container, every log, `status --json` and the
+//! state folder: zero hits.
 //!
-//! One exception is asserted precisely instead of skipped: GitHub's runner reads its JIT
-//! config only from argv or from `ACTIONS_RUNNER_INPUT_JITCONFIG` in its environment
-//! (runner-contract.md), so the environment block of the runner's own processes, inside that
-//! runner's own container, holds that runner's own JIT config (/proc/PID/environ shows the
-//! block a process was started with, whatever it unsets later). docs/reliability.md explains
-//! why this is the smallest exposure the runner allows. Any other process, any other
-//! container, a job's processes, and any other place: zero hits.
+//! This holds for the runner's own processes too: podrunner unpacks the JIT config into the
+//! runner's settings files (github/jit.rs) instead of handing it over in
+//! `ACTIONS_RUNNER_INPUT_JITCONFIG`, which `/proc/PID/environ` would keep for the life of
+//! run.sh and the listener.
 
 mod common;
 
@@ -77,7 +76,7 @@ async fn no_secret_anywhere_on_the_host() {
         .enqueue_job(
             SCOPE,
             LABELS,
-            "env; echo ARGS: \"$@\"; ls -la /run/podrunner/ 2>&1; cat /run/podrunner/jitconfig 2>&1; echo probe-done",
+            "env; echo ARGS: \"$@\"; ls -la /run/podrunner/ 2>&1; cat /run/podrunner/jitconfig /run/podrunner/.credentials 2>&1; echo probe-done",
         )
         .id;
     let j =
@@ -113,10 +112,26 @@ async fn no_secret_anywhere_on_the_host() {
     }
     assert!(!probe_out.contains(TOKEN));
 
+    let runner_tokens: Vec<String> = owner
+        .iter()
+        .map(|(j, _)| {
+            let files = fake_github::decode_jit_config(j).unwrap();
+            files[".credentials"]["data"]["token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // The runners really run from the unpacked settings: every container is a live runner.
     let ids = container_ids(&b);
+    assert!(ids.len() >= 3, "{ids:?}");
     let manager = b.manager_pid().unwrap() as i32;
     let host = procs();
-    let mut allowed_hits = 0;
+    let in_runners = host
+        .iter()
+        .filter(|p| ids.values().any(|id| p.cgroup.contains(id.as_str())))
+        .count();
+    assert!(in_runners >= 3, "the scan sees the runners' own processes");
     for p in &host {
         assert!(!p.cmdline.contains(TOKEN), "PAT in argv of pid {}", p.pid);
         if p.pid != manager {
@@ -129,35 +144,31 @@ async fn no_secret_anywhere_on_the_host() {
         }
         for (j, runner) in &owner {
             assert!(
-                !p.cmdline.contains(j.as_str()),
-                "JIT config of {runner} in argv of pid {}: {}",
-                p.pid,
-                p.cmdline
-            );
-            if p.pid == manager || !p.environ.contains(j.as_str()) {
-                continue;
-            }
-            // Only the runner's own processes in its own container, never a job's.
-            let own = ids
-                .get(runner)
-                .is_some_and(|id| p.cgroup.contains(id.as_str()));
-            let is_job = p.cmdline.starts_with("sleep") || p.cmdline.contains("slept");
-            assert!(
-                own && !is_job,
-                "JIT config of {runner} in the environment of pid {} ({}), cgroup {}",
+                !p.cmdline.contains(j.as_str()) && !p.environ.contains(j.as_str()),
+                "JIT config of {runner} in argv or environment of pid {} ({}), cgroup {}",
                 p.pid,
                 p.cmdline,
                 p.cgroup.trim()
             );
-            assert!(
-                p.environ.contains("ACTIONS_RUNNER_INPUT_JITCONFIG="),
-                "only as the runner's input variable"
-            );
-            allowed_hits += 1;
         }
+        for t in &runner_tokens {
+            assert!(
+                !p.cmdline.contains(t.as_str()) && !p.environ.contains(t.as_str()),
+                "a runner token in argv or environment of pid {} ({})",
+                p.pid,
+                p.cmdline
+            );
+        }
+        assert!(
+            !p.environ.contains("ACTIONS_RUNNER_INPUT_JITCONFIG"),
+            "pid {} ({}) was given the JIT config in its environment",
+            p.pid,
+            p.cmdline
+        );
     }
     eprintln!(
-        "JIT configs found only where the runner must read them: {allowed_hits} runner processes"
+        "{} processes searched ({in_runners} inside runner containers): no secret",
+        host.len()
     );
 
     let inspect = std::process::Command::new("podman")
@@ -193,6 +204,7 @@ async fn no_secret_anywhere_on_the_host() {
     }
     let runner_logs = b.cli(&["logs", "-n", "1000"]).1;
     let mut secrets: Vec<&str> = jits.iter().map(String::as_str).collect();
+    secrets.extend(runner_tokens.iter().map(String::as_str));
     secrets.push(TOKEN);
     for s in secrets {
         assert!(!inspect.contains(s), "secret in podman inspect");

@@ -20,6 +20,9 @@ pub const DEFAULT_API_URL: &str = "https://api.github.com";
 pub const DEFAULT_IMAGE: &str = "ghcr.io/actions/actions-runner:latest";
 /// The image has no ENTRYPOINT or CMD; callers run this (runner-contract.md, the image).
 pub const DEFAULT_COMMAND: &str = "/home/runner/run.sh";
+/// The runner's root folder in that image: run.sh is there, and the runner reads its settings
+/// files (`.runner`, `.credentials`) from it.
+pub const DEFAULT_RUNNER_DIR: &str = "/home/runner";
 /// The token file of the original module.
 pub const DEFAULT_TOKEN_FILE: &str = "~/.github-runner-token";
 /// Labels every self-hosted Linux x64 runner carries; GitHub adds them as read-only labels.
@@ -110,6 +113,7 @@ struct RawPool {
     runner_name: Option<RunnerPrefix>,
     image: Option<String>,
     command: Option<Command>,
+    runner_dir: Option<Spanned<String>>,
     labels: Option<Spanned<Vec<Label>>>,
     count: Option<u32>,
     cpus: Option<Spanned<f64>>,
@@ -198,6 +202,9 @@ pub struct PoolConfig {
     pub runner_name: RunnerPrefix,
     pub image: String,
     pub command: Vec<String>,
+    /// The runner's root folder inside the image: its settings files from the JIT config go
+    /// there (podman::ENTRYPOINT_SCRIPT).
+    pub runner_dir: String,
     /// All labels, the defaults first.
     pub labels: Vec<String>,
     pub count: u32,
@@ -501,6 +508,19 @@ impl Config {
                     )
                 })?,
             };
+            let runner_dir = match p.runner_dir {
+                None => DEFAULT_RUNNER_DIR.to_string(),
+                Some(d) if d.get_ref().starts_with('/') && !d.get_ref().contains(char::is_whitespace) => {
+                    d.into_inner()
+                }
+                Some(d) => {
+                    return Err(at(
+                        d.span(),
+                        format!("runner_dir {:?} is not an absolute path without spaces", d.get_ref()),
+                        "write the folder inside the image that holds the runner's run.sh, e.g. runner_dir = \"/home/runner\"",
+                    ))
+                }
+            };
             let work_dir = p
                 .work_dir
                 .map(|w| expand_home(&w, &env.home))
@@ -513,6 +533,7 @@ impl Config {
                     .command
                     .map(|c| c.0)
                     .unwrap_or_else(|| vec![DEFAULT_COMMAND.into()]),
+                runner_dir,
                 labels,
                 count: p.count.unwrap_or(1),
                 cpus: p.cpus.map(|c| c.into_inner()),

@@ -4,6 +4,7 @@
 //! The token lives only inside [`Client`]; it is sent in the `Authorization` header and never
 //! logged. JIT configs come back wrapped in [`Secret`], whose `Debug` prints nothing.
 
+pub mod jit;
 pub mod retry;
 
 use crate::config::names::Scope;

@@ -6,7 +6,7 @@ use crate::config::names::Scope;
 use crate::config::{Config, PoolConfig};
 use crate::core::{CleanupOutcome, ContainerSeen, RegistrationSeen, RetireOutcome};
 use crate::github::{self, Client};
-use crate::podman::{labels, Podman, RunSpec, SECRET_FILE};
+use crate::podman::{labels, Podman, RunSpec, SECRET_FILE, SETTINGS_INDEX};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -50,14 +50,32 @@ fn mkdir_mode(p: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
 }
 
-/// Writes the JIT config where the container's entrypoint reads it. The folder is open to the
-/// container's user (it must delete the file after reading) but sits inside the runtime
+/// Writes the runner's settings, unpacked from the JIT config (github/jit.rs), where the
+/// container's entrypoint moves them into the runner's root folder. The folder is open to the
+/// container's user (it must delete the files after moving them) but sits inside the runtime
 /// directory, which only the manager's user can enter.
 fn write_secret(dir: &Path, secret: &github::Secret) -> std::io::Result<()> {
     mkdir_mode(dir, 0o733)?;
-    let f = dir.join(SECRET_FILE);
-    std::fs::write(&f, secret.expose())?;
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o444))
+    let write = |name: &str, content: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, content)?;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o444))
+    };
+    match github::jit::settings_files(secret) {
+        Ok(files) => {
+            files
+                .iter()
+                .try_for_each(|f| write(&f.name, f.content.expose()))?;
+            let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+            // Written last: the entrypoint finds either everything or nothing.
+            write(SETTINGS_INDEX, &(names.join("\n") + "\n"))
+        }
+        Err(e) => {
+            // The runner understands any shape it is given whole (podman::ENTRYPOINT_SCRIPT).
+            tracing::warn!("{e}; handing it to the runner whole, through its environment");
+            write(SECRET_FILE, secret.expose())
+        }
+    }
 }
 
 impl Ctx {
@@ -139,6 +157,7 @@ impl Ctx {
                     name: name.clone(),
                     image: pool.image.clone(),
                     command: pool.command.clone(),
+                    runner_dir: pool.runner_dir.clone(),
                     labels: self.labels_for(&pool, &name, runner_id),
                     cpus: pool.cpus,
                     memory_bytes: pool.memory.map(|m| m.0),
@@ -521,6 +540,55 @@ fn prune_logs(dir: &Path, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read_dir(d: &Path) -> Vec<(String, String, u32)> {
+        let mut v: Vec<(String, String, u32)> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                (e.file_name().to_string_lossy().into_owned(), text, mode)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn jit_config_is_unpacked_into_settings_files() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("r-1");
+        let cfg = format!(
+            "{{\".runner\":\"{}\",\".credentials\":\"{}\"}}",
+            b64("{\"agentId\":1}"),
+            b64("{\"data\":{}}")
+        );
+        write_secret(&dir, &github::Secret::new(b64(&cfg))).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o733, "the container's user may enter, not list");
+        assert_eq!(
+            read_dir(&dir),
+            vec![
+                (".credentials".into(), "{\"data\":{}}".into(), 0o444),
+                (".runner".into(), "{\"agentId\":1}".into(), 0o444),
+                ("settings".into(), ".credentials\n.runner\n".into(), 0o444),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_jit_config_of_unknown_shape_is_handed_over_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("r-2");
+        write_secret(&dir, &github::Secret::new("opaque-v2-config".into())).unwrap();
+        assert_eq!(
+            read_dir(&dir),
+            vec![("jitconfig".into(), "opaque-v2-config".into(), 0o444)]
+        );
+    }
 
     #[test]
     fn k8s_log_lines() {

@@ -41,16 +41,33 @@ fn timeout_from_env(var: &str, default: Duration) -> Duration {
 
 /// Where the JIT config file is mounted inside a runner container.
 pub const SECRET_MOUNT: &str = "/run/podrunner";
-/// The file inside [`SECRET_MOUNT`] holding the JIT config.
+/// The file inside [`SECRET_MOUNT`] holding a JIT config of a shape podrunner cannot unpack
+/// (see [`ENTRYPOINT_SCRIPT`]); normally absent.
 pub const SECRET_FILE: &str = "jitconfig";
+/// The file inside [`SECRET_MOUNT`] naming the settings files there, one per line: the
+/// container's user may not list the folder.
+pub const SETTINGS_INDEX: &str = "settings";
 
-/// The entrypoint wrapper: moves the JIT config from the mounted file into the environment
-/// variable the runner reads (runner-contract.md: `ACTIONS_RUNNER_INPUT_JITCONFIG`), deletes
-/// the file so the job cannot read it, then runs the pool's command. Nothing of the secret
-/// reaches argv or `podman inspect`, and it costs no extra podman call.
-pub const ENTRYPOINT_SCRIPT: &str = "f=/run/podrunner/jitconfig; \
-ACTIONS_RUNNER_INPUT_JITCONFIG=$(cat \"$f\") || exit 1; rm -f \"$f\"; \
-export ACTIONS_RUNNER_INPUT_JITCONFIG; exec \"$@\"";
+/// The entrypoint wrapper, run as `sh -c SCRIPT podrunner-entry RUNNER_DIR COMMAND...`.
+///
+/// Normally [`SECRET_MOUNT`] holds the runner's settings files unpacked from the JIT config
+/// (`.runner`, `.credentials`, `.credentials_rsaparams`; github/jit.rs): the wrapper moves
+/// them into the runner's root folder, which is all the runner itself does with
+/// `--jitconfig`, and then runs the pool's command. The config is then in no process's argv
+/// or environment, not in `podman inspect`, and it costs no extra podman call. The files are
+/// deleted from the mount, so a job cannot find them there.
+///
+/// Only when GitHub's config could not be unpacked does the mount hold it whole, as
+/// [`SECRET_FILE`]; it then goes to the runner as `ACTIONS_RUNNER_INPUT_JITCONFIG`
+/// (runner-contract.md), which the runner understands whatever the config's shape.
+pub const ENTRYPOINT_SCRIPT: &str = "d=/run/podrunner; root=$1; shift; \
+if [ -f \"$d/jitconfig\" ]; then \
+ACTIONS_RUNNER_INPUT_JITCONFIG=$(cat \"$d/jitconfig\") || exit 1; rm -f \"$d/jitconfig\"; \
+export ACTIONS_RUNNER_INPUT_JITCONFIG; \
+elif [ -f \"$d/settings\" ]; then for n in $(cat \"$d/settings\"); do \
+(umask 077; cat \"$d/$n\" > \"$root/$n\") || { \
+echo \"podrunner: cannot write the runner's settings into $root: set the pool's runner_dir to the folder holding run.sh\" >&2; exit 1; }; \
+rm -f \"$d/$n\"; done; rm -f \"$d/settings\"; fi; exec \"$@\"";
 
 /// How to reach podman: the program and the arguments that precede every subcommand.
 #[derive(Debug, Clone)]
@@ -67,6 +84,8 @@ pub struct RunSpec {
     pub name: String,
     pub image: String,
     pub command: Vec<String>,
+    /// The runner's root folder inside the image (where its settings files go).
+    pub runner_dir: String,
     pub labels: BTreeMap<String, String>,
     pub cpus: Option<f64>,
     pub memory_bytes: Option<u64>,
@@ -121,6 +140,7 @@ impl RunSpec {
         ));
         a.extend(self.extra_args.iter().cloned());
         a.push(self.image.clone());
+        a.push(self.runner_dir.clone());
         a.extend(self.command.iter().cloned());
         a
     }
@@ -288,6 +308,7 @@ mod tests {
             name: "r-1".into(),
             image: "img".into(),
             command: vec!["/home/runner/run.sh".into()],
+            runner_dir: "/home/runner".into(),
             labels: [("podrunner.pool".to_string(), "p".to_string())].into(),
             cpus: Some(1.5),
             memory_bytes: Some(536870912),
@@ -303,7 +324,7 @@ mod tests {
         let joined = a.join(" ");
         assert!(joined.starts_with("run -d --rm --name r-1 --label podrunner.pool=p --cpus=1.5 --memory=536870912b --pids-limit=4096 --stop-timeout=60 --log-driver=k8s-file --log-opt=path=/st/r-1.log --pidfile=/st/r-1.pid -v /run/s:/run/podrunner:Z -v /w/r-1:/w/r-1:Z --entrypoint="), "{joined}");
         assert!(
-            joined.ends_with("--network=host img /home/runner/run.sh"),
+            joined.ends_with("--network=host img /home/runner /home/runner/run.sh"),
             "{joined}"
         );
         let ep = a.iter().find(|s| s.starts_with("--entrypoint=")).unwrap();
