@@ -2,6 +2,7 @@
 //! `exec` that returns the process exit code.
 
 pub mod config_check;
+pub mod docker_proxy;
 pub mod doctor;
 pub mod install;
 pub mod logs;
@@ -69,6 +70,9 @@ pub enum Command {
     /// Work with the config file
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// (internal) The Docker API proxy in front of a runner's engine; the manager starts it
+    #[command(hide = true)]
+    DockerProxy(docker_proxy::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +113,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Uninstall(a) => uninstall::exec(&cli, a).await,
         Command::Doctor(a) => doctor::exec(&cli, a).await,
         Command::Config(ConfigCommand::Check(a)) => config_check::exec(&cli, a).await,
+        Command::DockerProxy(a) => docker_proxy::exec(&cli, a).await,
     }
 }
 

@@ -6,6 +6,8 @@
 //! and the API version check. [`service`] is the thin layer that starts, probes and tears down
 //! the engine processes. Neither touches the runner containers themselves (manager::exec does).
 
+pub mod caps;
+pub mod proxy;
 pub mod service;
 
 use crate::config::{DockerMode, PodmanConfig};
@@ -79,8 +81,17 @@ impl EngineDirs {
         }
         Ok(d)
     }
+    /// The socket mounted into the runner: the Docker API proxy's ([`proxy`]).
     pub fn socket(&self) -> PathBuf {
         self.run.join("docker.sock")
+    }
+    /// The engine's own socket, reachable only through the proxy (same length as
+    /// [`Self::socket`], so the length check covers both).
+    pub fn engine_socket(&self) -> PathBuf {
+        self.run.join("engine.sock")
+    }
+    pub fn proxy_pid_file(&self) -> PathBuf {
+        self.run.join("proxy.pid")
     }
     pub fn runroot(&self) -> PathBuf {
         self.run.join("rr")
@@ -194,9 +205,33 @@ pub fn service_args(podman: &PodmanConfig, d: &EngineDirs, host: &HostStore) -> 
         "system".to_string(),
         "service".into(),
         "--time=0".into(),
-        format!("unix://{}", d.socket().display()),
+        format!("unix://{}", d.engine_socket().display()),
     ]);
     a
+}
+
+/// The arguments of `podrunner docker-proxy` for runner engine `d`, holding job containers to
+/// the pool's limits.
+pub fn proxy_args(d: &EngineDirs, pool: &crate::config::PoolConfig) -> Vec<String> {
+    let mut a = vec![
+        "docker-proxy".to_string(),
+        format!("--listen={}", d.socket().display()),
+        format!("--upstream={}", d.engine_socket().display()),
+        format!("--pids={}", pool.pids_limit.min(i64::MAX as u64)),
+    ];
+    if let Some(m) = pool.memory {
+        a.push(format!("--memory={}", m.0.min(i64::MAX as u64)));
+    }
+    if let Some(c) = pool.cpus {
+        a.push(format!("--cpus={c}"));
+    }
+    a
+}
+
+/// Whether `/proc/PID/cmdline` is the Docker API proxy listening on `socket`.
+pub fn is_proxy_cmdline(cmdline: &str, socket: &Path) -> bool {
+    let want = format!("--listen={}", socket.display());
+    cmdline.contains("docker-proxy") && cmdline.split_whitespace().any(|w| w == want)
 }
 
 /// What `podman run` of a runner gets for its pool's docker mode: the socket at
@@ -492,9 +527,42 @@ mod tests {
                 "system",
                 "service",
                 "--time=0",
-                "unix:///run/pr/e/0ee801953a/docker.sock",
+                "unix:///run/pr/e/0ee801953a/engine.sock",
             ]
         );
+    }
+
+    #[test]
+    fn proxy_arguments_exact() {
+        let env = crate::config::Env {
+            home: "/home/u".into(),
+            uid: 1000,
+            xdg_state_home: None,
+            xdg_data_home: None,
+            xdg_runtime_dir: Some("/run/user/1000".into()),
+        };
+        let cfg = crate::config::Config::parse(
+            "[[pool]]\nname = \"p\"\nrepository = \"o/r\"\ncpus = 1.5\nmemory = \"256m\"\npids_limit = 300\n",
+            Path::new("/c.toml"),
+            &env,
+        )
+        .unwrap();
+        let a = proxy_args(&dirs(), &cfg.pools[0]);
+        assert_eq!(
+            a,
+            vec![
+                "docker-proxy",
+                "--listen=/run/pr/e/0ee801953a/docker.sock",
+                "--upstream=/run/pr/e/0ee801953a/engine.sock",
+                "--pids=300",
+                "--memory=268435456",
+                "--cpus=1.5",
+            ]
+        );
+        let line = format!("/usr/bin/podrunner {}", a.join(" "));
+        assert!(is_proxy_cmdline(&line, &dirs().socket()));
+        assert!(!is_proxy_cmdline(&line, &dirs_named("other").socket()));
+        assert!(!is_engine_cmdline(&line, &dirs().engine_socket()));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 
 use super::{
     cmdline_in_engine, containers_conf, engine_args, host_socket, host_socket_missing,
-    is_engine_cmdline, mounts_under, parse_ping, runner_args, service_args, EngineDirs, HostStore,
-    Store, ENGINES_DIR, ENGINES_RUN_DIR, NAME_FILE, PRIVATE_DIR_MODE, SOCKET_MODE,
+    is_engine_cmdline, is_proxy_cmdline, mounts_under, parse_ping, proxy_args, runner_args,
+    service_args, EngineDirs, HostStore, Store, ENGINES_DIR, ENGINES_RUN_DIR, NAME_FILE,
+    PRIVATE_DIR_MODE, SOCKET_MODE,
 };
 use crate::cmd;
 use crate::config::{Config, DockerMode, PoolConfig};
@@ -139,35 +140,53 @@ async fn start_isolated(
     drop(child);
     std::fs::write(d.pid_file(), format!("{pid}\n"))
         .map_err(|e| format!("cannot write {}: {e}", d.pid_file().display()))?;
-    wait_ready(&d, pid).await?;
+    wait_ready(&d.engine_socket(), pid, &d.log()).await?;
+    // The runner reaches the engine only through the proxy, which holds job containers to
+    // the pool's limits (engine/caps.rs).
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find podrunner's own binary for the docker proxy: {e}"))?;
+    let proxy = cmd::spawn_detached_env(
+        &exe,
+        &proxy_args(&d, pool),
+        &d.log(),
+        &cmd::SERVICE_MANAGER_ENV,
+        &[],
+    )
+    .map_err(|e| format!("cannot start the docker proxy of {name}: {e}"))?;
+    let proxy_pid = proxy.id() as i32;
+    drop(proxy);
+    std::fs::write(d.proxy_pid_file(), format!("{proxy_pid}\n"))
+        .map_err(|e| format!("cannot write {}: {e}", d.proxy_pid_file().display()))?;
+    wait_ready(&d.socket(), proxy_pid, &d.log()).await?;
     std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(SOCKET_MODE))
         .map_err(|e| format!("cannot open the engine socket to the runner: {e}"))?;
     tracing::debug!(
-        "engine of {name} ready (pid {pid}, {})",
+        "engine of {name} ready (pid {pid}, proxy pid {proxy_pid}, {})",
         d.socket().display()
     );
     Ok(d.socket())
 }
 
-async fn wait_ready(d: &EngineDirs, pid: i32) -> Result<(), String> {
+/// Waits until `sock` answers `/_ping`, while process `pid` (the engine or its proxy) lives.
+async fn wait_ready(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
     let start = Instant::now();
     loop {
         crate::sys::reap(pid);
         if !alive(pid) {
             return Err(format!(
-                "the engine (podman system service) exited at once: {}",
-                log_tail(&d.log())
+                "the engine (podman system service) or its docker proxy exited at once: {}",
+                log_tail(log)
             ));
         }
-        if ping(&d.socket()).await.is_ok() {
+        if ping(sock).await.is_ok() {
             return Ok(());
         }
         if start.elapsed() > READY_TIMEOUT {
             return Err(format!(
                 "the engine's socket {} did not answer within {}s: {}",
-                d.socket().display(),
+                sock.display(),
                 READY_TIMEOUT.as_secs(),
-                log_tail(&d.log())
+                log_tail(log)
             ));
         }
         tokio::time::sleep(READY_POLL).await;
@@ -269,6 +288,15 @@ pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> 
         return Vec::new();
     }
     let mut errors = Vec::new();
+    // 0. The proxy first: nothing reaches the engine any more.
+    if let Some(pid) = read_pid(&d.proxy_pid_file()) {
+        crate::sys::reap(pid);
+        if alive(pid) && is_proxy_cmdline(&cmdline(pid), &d.socket()) {
+            if let Err(e) = terminate_group(pid, STOP_GRACE).await {
+                errors.push(format!("docker proxy: {e}"));
+            }
+        }
+    }
     // 1. Containers first, while the service still runs: `rm` stops them (SIGKILL: the job
     //    is over), their networks are torn down and their conmon processes exit.
     if d.root().exists() {
@@ -286,7 +314,7 @@ pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> 
     // 2. The service: its process group (spawn_detached made it the leader).
     if let Some(pid) = read_pid(&d.pid_file()) {
         crate::sys::reap(pid);
-        if alive(pid) && is_engine_cmdline(&cmdline(pid), &d.socket()) {
+        if alive(pid) && is_engine_cmdline(&cmdline(pid), &d.engine_socket()) {
             if let Err(e) = terminate_group(pid, STOP_GRACE).await {
                 errors.push(format!("engine process: {e}"));
             }

@@ -1,0 +1,43 @@
+//! `podrunner docker-proxy` (hidden): the Docker API proxy between one runner and its private
+//! engine (engine/proxy.rs). The manager starts it detached next to the engine, so that both
+//! outlive a manager restart with the runner that uses them, and stops it in the engine's
+//! teardown. Not meant to be run by hand.
+
+use super::Cli;
+use crate::engine::caps::Caps;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The socket to listen on (mounted into the runner)
+    #[arg(long)]
+    pub listen: PathBuf,
+    /// The engine's own socket
+    #[arg(long)]
+    pub upstream: PathBuf,
+    /// Most memory a job container may have, in bytes
+    #[arg(long)]
+    pub memory: Option<i64>,
+    /// Most CPUs a job container may use
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Most processes a job container may have
+    #[arg(long)]
+    pub pids: i64,
+}
+
+pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+    crate::logging::init_cli(cli.log_level.as_deref().or(Some("info")));
+    let caps = Caps {
+        memory: args.memory,
+        cpus: args.cpus,
+        pids: args.pids,
+    };
+    match crate::engine::proxy::serve(&args.listen, &args.upstream, caps).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: docker-proxy on {}: {e}", args.listen.display());
+            1
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! What the Docker API proxy in front of a runner's engine decides (docs/docker.md,
+//! Resources). Pure: it classifies a request and rewrites its body or query so that a
+//! container a job creates gets at most the runner's own `cpus`, `memory` and `pids_limit`.
+//! [`super::proxy`] does the socket work.
+//!
+//! Why a proxy: the engine's containers are not in the runner's cgroup (Podman places them
+//! under its own cgroup parent, and a runner's cgroup cannot take children on cgroup v2 or with
+//! the systemd cgroup manager), and Podman's Docker API takes each container's limits from the
+//! request, ignoring containers.conf (`pids_limit` measured: `max`). Rewriting the request is
+//! the one place every container passes through.
+
+use serde_json::{Map, Value};
+
+/// CFS period Docker and Podman use when a request gives none (100 ms).
+pub const DEFAULT_CPU_PERIOD: i64 = 100_000;
+/// Podman gives a container with a memory limit and no swap setting a memory+swap limit of
+/// twice its memory; the runner container gets exactly that, so job containers get the same.
+pub const SWAP_FACTOR: i64 = 2;
+
+/// The runner's limits, which every job container is held to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Caps {
+    /// Bytes.
+    pub memory: Option<i64>,
+    /// CPUs (1.5 = one and a half cores).
+    pub cpus: Option<f64>,
+    pub pids: i64,
+}
+
+impl Caps {
+    fn nano_cpus(&self) -> Option<i64> {
+        self.cpus.map(|c| (c * 1e9).round() as i64)
+    }
+    fn quota_for(&self, period: i64) -> Option<i64> {
+        self.cpus.map(|c| (c * period as f64).round() as i64)
+    }
+}
+
+/// What the proxy does with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Passed on untouched.
+    Forward,
+    /// `POST /containers/create`: cap `HostConfig`.
+    DockerCreate,
+    /// `POST /containers/{id}/update`: cap the top-level resource fields.
+    DockerUpdate,
+    /// `POST /build`: cap the `memory`, `cpuquota` query parameters.
+    DockerBuild,
+    /// `POST /libpod/containers/create`: cap `resource_limits`.
+    LibpodCreate,
+    /// Refused with this message: the request would create containers the proxy cannot cap.
+    Refuse(String),
+}
+
+/// Strips a `/vX.Y` (Docker) or `/vX.Y.Z` (libpod) version prefix.
+fn unversioned(path: &str) -> &str {
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some(i) = rest.find('/') {
+            let v = &rest[..i];
+            if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return &rest[i..];
+            }
+        }
+    }
+    path
+}
+
+/// Classifies a request by method and target (path and query).
+pub fn route(method: &str, target: &str) -> Route {
+    if method != "POST" {
+        return Route::Forward;
+    }
+    let path = target.split('?').next().unwrap_or("");
+    let path = unversioned(path).trim_end_matches('/');
+    let parts: Vec<&str> = path.split('/').skip(1).collect();
+    match parts.as_slice() {
+        ["containers", "create"] => Route::DockerCreate,
+        ["containers", _, "update"] => Route::DockerUpdate,
+        ["build"] => Route::DockerBuild,
+        ["libpod", "containers", "create"] => Route::LibpodCreate,
+        ["libpod", "containers", _, "update"]
+        | ["libpod", "play", "kube"]
+        | ["libpod", "kube", "play"]
+        | ["libpod", "pods", "create"]
+        | ["libpod", "build"] => Route::Refuse(format!(
+            "podrunner: {path} is not available to jobs: the runner's engine holds every container to the runner's cpus, memory and pids limits, which it can do for the Docker API and `podman --remote create/run` only"
+        )),
+        _ => Route::Forward,
+    }
+}
+
+fn int(v: Option<&Value>) -> i64 {
+    v.and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// Lowers `obj[key]` to `cap` when it is unset, 0 or negative ("unlimited"), or above `cap`.
+fn cap_field(obj: &mut Map<String, Value>, key: &str, cap: i64) {
+    let v = int(obj.get(key));
+    if v <= 0 || v > cap {
+        obj.insert(key.into(), cap.into());
+    }
+}
+
+/// Docker's `HostConfig` (create) or the update body, which use the same field names.
+/// `create` says whether an absent field means "unlimited" (create) or "unchanged" (update).
+fn cap_docker_resources(h: &mut Map<String, Value>, caps: &Caps, create: bool) {
+    let touch = |h: &Map<String, Value>, k: &str| create || h.contains_key(k);
+    if let Some(mem) = caps.memory {
+        if touch(h, "Memory") {
+            cap_field(h, "Memory", mem);
+        }
+        let memory = int(h.get("Memory"));
+        if int(h.get("MemoryReservation")) > mem {
+            h.insert("MemoryReservation".into(), mem.into());
+        }
+        // Memory + swap: at most what the runner has; never below the memory limit, which
+        // the engine would refuse.
+        let swap = int(h.get("MemorySwap"));
+        let swap_cap = SWAP_FACTOR * mem;
+        if swap < 0 || swap > swap_cap {
+            h.insert("MemorySwap".into(), swap_cap.into());
+        } else if swap > 0 && memory > 0 && swap < memory {
+            h.insert("MemorySwap".into(), memory.into());
+        }
+    }
+    if caps.cpus.is_some() {
+        let quota = int(h.get("CpuQuota"));
+        if quota > 0 {
+            // The quota form; Docker refuses NanoCpus next to it.
+            let period = match int(h.get("CpuPeriod")) {
+                p if p > 0 => p,
+                _ => DEFAULT_CPU_PERIOD,
+            };
+            let cap = caps.quota_for(period).unwrap_or(quota);
+            if quota > cap {
+                h.insert("CpuQuota".into(), cap.into());
+            }
+        } else if let Some(nano) = caps.nano_cpus() {
+            if touch(h, "NanoCpus") {
+                cap_field(h, "NanoCpus", nano);
+            }
+        }
+    }
+    if touch(h, "PidsLimit") {
+        cap_field(h, "PidsLimit", caps.pids);
+    }
+}
+
+/// Why a body could not be capped; the proxy answers 400 with it (the engine could not have
+/// read the body either).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("podrunner: the request body is not the JSON object the engine expects: {0}")]
+pub struct BadBody(String);
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, BadBody> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(BadBody("not an object".into())),
+        Err(e) => Err(BadBody(e.to_string())),
+    }
+}
+
+fn sub_object<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let slot = m
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    slot.as_object_mut().expect("made an object above")
+}
+
+/// The body of a capped request.
+pub fn cap_body(route: &Route, body: &[u8], caps: &Caps) -> Result<Vec<u8>, BadBody> {
+    let mut m = parse_object(body)?;
+    match route {
+        Route::DockerCreate => cap_docker_resources(sub_object(&mut m, "HostConfig"), caps, true),
+        Route::DockerUpdate => cap_docker_resources(&mut m, caps, false),
+        Route::LibpodCreate => cap_libpod(sub_object(&mut m, "resource_limits"), caps),
+        _ => {}
+    }
+    Ok(serde_json::to_vec(&Value::Object(m)).expect("a JSON value serializes"))
+}
+
+/// libpod's spec: `resource_limits.{memory.{limit,swap}, cpu.{quota,period}, pids.limit}` (the
+/// OCI runtime spec's LinuxResources).
+fn cap_libpod(r: &mut Map<String, Value>, caps: &Caps) {
+    if let Some(mem) = caps.memory {
+        let m = sub_object(r, "memory");
+        cap_field(m, "limit", mem);
+        let swap = int(m.get("swap"));
+        if swap < 0 || swap > SWAP_FACTOR * mem {
+            m.insert("swap".into(), (SWAP_FACTOR * mem).into());
+        }
+    }
+    if caps.cpus.is_some() {
+        let c = sub_object(r, "cpu");
+        let period = match int(c.get("period")) {
+            p if p > 0 => p,
+            _ => DEFAULT_CPU_PERIOD,
+        };
+        let cap = caps.quota_for(period).unwrap_or(0);
+        let quota = int(c.get("quota"));
+        if quota <= 0 || quota > cap {
+            c.insert("quota".into(), cap.into());
+            c.insert("period".into(), period.into());
+        }
+    }
+    cap_field(sub_object(r, "pids"), "limit", caps.pids);
+}
+
+/// The target of a capped `POST /build`: `memory` and `cpuquota` (with `cpuperiod`) lowered to
+/// the runner's limits, other parameters kept as they came.
+pub fn cap_build_target(target: &str, caps: &Caps) -> String {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let get = |pairs: &[(String, String)], k: &str| -> i64 {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    };
+    fn set(pairs: &mut Vec<(String, String)>, k: &str, v: i64) {
+        pairs.retain(|(key, _)| key != k);
+        pairs.push((k.to_string(), v.to_string()));
+    }
+    if let Some(mem) = caps.memory {
+        let m = get(&pairs, "memory");
+        if m <= 0 || m > mem {
+            set(&mut pairs, "memory", mem);
+        }
+        let s = get(&pairs, "memswap");
+        if s < 0 || s > SWAP_FACTOR * mem {
+            set(&mut pairs, "memswap", SWAP_FACTOR * mem);
+        }
+    }
+    let period = match get(&pairs, "cpuperiod") {
+        p if p > 0 => p,
+        _ => DEFAULT_CPU_PERIOD,
+    };
+    if let Some(cap) = caps.quota_for(period) {
+        let q = get(&pairs, "cpuquota");
+        if q <= 0 || q > cap {
+            set(&mut pairs, "cpuquota", cap);
+            set(&mut pairs, "cpuperiod", period);
+        }
+    }
+    if pairs.is_empty() {
+        return path.to_string();
+    }
+    let q: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{path}?{}", q.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const CAPS: Caps = Caps {
+        memory: Some(256 << 20),
+        cpus: Some(1.5),
+        pids: 512,
+    };
+
+    fn capped(route: Route, body: Value) -> Value {
+        serde_json::from_slice(&cap_body(&route, body.to_string().as_bytes(), &CAPS).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            route("POST", "/v1.41/containers/create?name=x"),
+            Route::DockerCreate
+        );
+        assert_eq!(route("POST", "/containers/create"), Route::DockerCreate);
+        assert_eq!(
+            route("POST", "/v1.41/containers/abc/update"),
+            Route::DockerUpdate
+        );
+        assert_eq!(
+            route("POST", "/v1.41/build?t=x&memory=1"),
+            Route::DockerBuild
+        );
+        assert_eq!(
+            route("POST", "/v4.3.1/libpod/containers/create"),
+            Route::LibpodCreate
+        );
+        assert!(matches!(
+            route("POST", "/v4.3.1/libpod/play/kube"),
+            Route::Refuse(_)
+        ));
+        assert!(matches!(
+            route("POST", "/v4.3.1/libpod/containers/x/update"),
+            Route::Refuse(_)
+        ));
+        assert_eq!(route("GET", "/v1.41/containers/create"), Route::Forward);
+        assert_eq!(route("POST", "/v1.41/containers/abc/start"), Route::Forward);
+        assert_eq!(
+            route("POST", "/v1.41/containers/abc/attach?stream=1"),
+            Route::Forward
+        );
+        assert_eq!(route("GET", "/_ping"), Route::Forward);
+        // A container may be named "create": only the exact shapes match.
+        assert_eq!(
+            route("POST", "/v1.41/containers/create/start"),
+            Route::Forward
+        );
+    }
+
+    #[test]
+    fn create_without_limits_gets_the_runners() {
+        let v = capped(
+            Route::DockerCreate,
+            json!({"Image": "alpine", "Cmd": ["true"]}),
+        );
+        assert_eq!(
+            v,
+            json!({"Image": "alpine", "Cmd": ["true"], "HostConfig": {
+                "Memory": 268435456, "NanoCpus": 1500000000, "PidsLimit": 512}})
+        );
+    }
+
+    #[test]
+    fn create_asking_more_is_lowered_and_less_is_kept() {
+        let v = capped(
+            Route::DockerCreate,
+            json!({"HostConfig": {"Memory": 1i64 << 34, "MemorySwap": -1, "NanoCpus": 4_000_000_000i64,
+                   "PidsLimit": -1, "MemoryReservation": 1i64 << 33, "Binds": ["/w:/w"]}}),
+        );
+        assert_eq!(
+            v["HostConfig"],
+            json!({"Memory": 268435456, "MemorySwap": 536870912, "NanoCpus": 1500000000,
+                   "PidsLimit": 512, "MemoryReservation": 268435456, "Binds": ["/w:/w"]})
+        );
+        let v = capped(
+            Route::DockerCreate,
+            json!({"HostConfig": {"Memory": 64 << 20, "MemorySwap": 100 << 20, "NanoCpus": 500_000_000, "PidsLimit": 100}}),
+        );
+        assert_eq!(
+            v["HostConfig"],
+            json!({"Memory": 67108864, "MemorySwap": 104857600, "NanoCpus": 500000000, "PidsLimit": 100})
+        );
+    }
+
+    #[test]
+    fn create_with_a_cpu_quota_keeps_the_quota_form() {
+        let v = capped(
+            Route::DockerCreate,
+            json!({"HostConfig": {"CpuQuota": 400000, "CpuPeriod": 200000}}),
+        );
+        assert_eq!(v["HostConfig"]["CpuQuota"], json!(300000));
+        assert_eq!(v["HostConfig"]["CpuPeriod"], json!(200000));
+        assert!(v["HostConfig"].get("NanoCpus").is_none());
+        let v = capped(
+            Route::DockerCreate,
+            json!({"HostConfig": {"CpuQuota": 50000}}),
+        );
+        assert_eq!(v["HostConfig"]["CpuQuota"], json!(50000));
+    }
+
+    #[test]
+    fn swap_never_below_memory() {
+        let v = capped(
+            Route::DockerCreate,
+            json!({"HostConfig": {"Memory": 1i64 << 34, "MemorySwap": 200 << 20}}),
+        );
+        assert_eq!(v["HostConfig"]["Memory"], json!(268435456));
+        assert_eq!(v["HostConfig"]["MemorySwap"], json!(268435456));
+    }
+
+    #[test]
+    fn update_caps_only_what_it_changes() {
+        let v = capped(
+            Route::DockerUpdate,
+            json!({"RestartPolicy": {"Name": "no"}}),
+        );
+        assert_eq!(v, json!({"RestartPolicy": {"Name": "no"}}));
+        let v = capped(
+            Route::DockerUpdate,
+            json!({"Memory": 1i64 << 34, "PidsLimit": 0, "NanoCpus": 8_000_000_000i64}),
+        );
+        assert_eq!(
+            v,
+            json!({"Memory": 268435456, "PidsLimit": 512, "NanoCpus": 1500000000})
+        );
+    }
+
+    #[test]
+    fn libpod_create() {
+        let v = capped(Route::LibpodCreate, json!({"image": "alpine"}));
+        assert_eq!(
+            v,
+            json!({"image": "alpine", "resource_limits": {
+                "memory": {"limit": 268435456},
+                "cpu": {"quota": 150000, "period": 100000},
+                "pids": {"limit": 512}}})
+        );
+        let v = capped(
+            Route::LibpodCreate,
+            json!({"resource_limits": {"memory": {"limit": 1024}, "cpu": {"quota": 20000, "period": 100000}, "pids": {"limit": 9}}}),
+        );
+        assert_eq!(
+            v["resource_limits"],
+            json!({"memory": {"limit": 1024}, "cpu": {"quota": 20000, "period": 100000}, "pids": {"limit": 9}})
+        );
+    }
+
+    #[test]
+    fn no_cpu_or_memory_cap_leaves_those_alone() {
+        let caps = Caps {
+            memory: None,
+            cpus: None,
+            pids: 7,
+        };
+        let out = cap_body(
+            &Route::DockerCreate,
+            br#"{"HostConfig":{"Memory":5}}"#,
+            &caps,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).unwrap(),
+            json!({"HostConfig": {"Memory": 5, "PidsLimit": 7}})
+        );
+        assert_eq!(
+            cap_build_target("/v1.41/build?t=a", &caps),
+            "/v1.41/build?t=a"
+        );
+    }
+
+    #[test]
+    fn bad_bodies() {
+        assert!(cap_body(&Route::DockerCreate, b"[1]", &CAPS).is_err());
+        assert!(cap_body(&Route::DockerCreate, b"{", &CAPS).is_err());
+        // A HostConfig that is not an object is replaced, never passed on uncapped.
+        let v = capped(Route::DockerCreate, json!({"HostConfig": "x"}));
+        assert_eq!(v["HostConfig"]["PidsLimit"], json!(512));
+    }
+
+    #[test]
+    fn build_query() {
+        assert_eq!(
+            cap_build_target("/v1.41/build?t=img&memory=0&cpuquota=900000", &CAPS),
+            "/v1.41/build?t=img&memory=268435456&cpuquota=150000&cpuperiod=100000"
+        );
+        assert_eq!(
+            cap_build_target("/build?memswap=-1", &CAPS),
+            "/build?memory=268435456&memswap=536870912&cpuquota=150000&cpuperiod=100000"
+        );
+        assert_eq!(
+            cap_build_target(
+                "/build?memory=1024&memswap=2048&cpuquota=1000&cpuperiod=10000",
+                &CAPS
+            ),
+            "/build?memory=1024&memswap=2048&cpuquota=1000&cpuperiod=10000"
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! The Docker API proxy between a runner and its engine (`podrunner docker-proxy`, started by
+//! [`super::service`]): it listens on the socket mounted into the runner and passes each
+//! request to the engine's own socket, capping the requests that create containers
+//! ([`super::caps`]). Everything else goes through byte for byte: streams, attach and exec
+//! (connection upgrades), image uploads.
+//!
+//! One request per connection: the proxy asks the engine to close the connection after its
+//! answer (`Connection: close`), so a second request can never ride on an inspected one
+//! unseen. Docker's client opens a new connection when the old one closes. Only attach and
+//! exec-start keep their `Upgrade`, and only when the engine really switches to a raw stream.
+
+use super::caps::{self, Caps, Route};
+use std::path::Path;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Largest request head read (Go's `http.DefaultMaxHeaderBytes`, which the engine uses too).
+pub const MAX_HEAD: usize = 1 << 20;
+/// Largest body of a request the proxy rewrites (create and update bodies are a few KiB; labels
+/// and environment of a big compose file stay far below this).
+pub const MAX_BODY: usize = 16 << 20;
+
+/// Accepts connections on `listen` until the process is stopped.
+pub async fn serve(listen: &Path, upstream: &Path, caps: Caps) -> std::io::Result<()> {
+    match std::fs::remove_file(listen) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(listen)?;
+    tracing::info!(
+        "docker-proxy: {} -> {}, caps {caps:?}",
+        listen.display(),
+        upstream.display()
+    );
+    loop {
+        let (client, _) = listener.accept().await?;
+        let upstream = upstream.to_path_buf();
+        tokio::spawn(async move {
+            if let Err(e) = handle(client, &upstream, caps).await {
+                tracing::debug!("docker-proxy: connection ended: {e}");
+            }
+        });
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A short answer of the proxy's own, in the engine's error shape (`{"message": ...}`), which
+/// the Docker CLI prints as "Error response from daemon: ...".
+async fn answer(c: &mut UnixStream, status: &str, message: &str) -> std::io::Result<()> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await?;
+    c.write_all(body.as_bytes()).await?;
+    c.shutdown().await
+}
+
+/// Bytes read from the client so far and the stream, for reading a body after the head.
+struct Incoming {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Incoming {
+    async fn more(&mut self) -> std::io::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+    async fn take(&mut self, n: usize) -> std::io::Result<Vec<u8>> {
+        while self.buf.len() - self.pos < n {
+            self.more().await?;
+        }
+        let v = self.buf[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        Ok(v)
+    }
+    async fn line(&mut self) -> std::io::Result<String> {
+        loop {
+            if let Some(i) = find(&self.buf[self.pos..], b"\r\n") {
+                let l = String::from_utf8_lossy(&self.buf[self.pos..self.pos + i]).into_owned();
+                self.pos += i + 2;
+                return Ok(l);
+            }
+            if self.buf.len() - self.pos > MAX_HEAD {
+                return Err(std::io::ErrorKind::InvalidData.into());
+            }
+            self.more().await?;
+        }
+    }
+    /// A chunked body, decoded.
+    async fn chunked(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.line().await?;
+            let size = line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size, 16)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                while !self.line().await?.is_empty() {}
+                return Ok(body);
+            }
+            if body.len() + size > MAX_BODY {
+                return Err(std::io::ErrorKind::InvalidData.into());
+            }
+            body.extend(self.take(size).await?);
+            self.take(2).await?;
+        }
+    }
+}
+
+/// How the request's body is framed.
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+}
+
+/// Attach and exec-start switch the connection to a raw stream (hijack); nothing else may keep
+/// an `Upgrade`.
+fn may_upgrade(method: &str, target: &str) -> bool {
+    if method != "POST" {
+        return false;
+    }
+    let path = target.split('?').next().unwrap_or("");
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let parts: &[&str] = match parts.first() {
+        Some(v)
+            if v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit() || b == b'.') =>
+        {
+            &parts[1..]
+        }
+        _ => &parts[..],
+    };
+    let parts = parts.strip_prefix(&["libpod"]).unwrap_or(parts);
+    matches!(parts, ["containers", _, "attach"] | ["exec", _, "start"])
+}
+
+async fn handle(client: UnixStream, upstream: &Path, caps: Caps) -> std::io::Result<()> {
+    let mut inc = Incoming {
+        stream: client,
+        buf: Vec::with_capacity(8192),
+        pos: 0,
+    };
+    let head_len = loop {
+        if let Some(i) = find(&inc.buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if inc.buf.len() > MAX_HEAD {
+            return answer(
+                &mut inc.stream,
+                "431 Request Header Fields Too Large",
+                "podrunner: request head too large",
+            )
+            .await;
+        }
+        match inc.more().await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    };
+    inc.pos = head_len;
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_in = inc.buf[..head_len].to_vec();
+    let parsed = req.parse(&head_in);
+    let (Ok(httparse::Status::Complete(_)), Some(method), Some(target), Some(version)) =
+        (parsed, req.method, req.path, req.version)
+    else {
+        return answer(
+            &mut inc.stream,
+            "400 Bad Request",
+            "podrunner: malformed request",
+        )
+        .await;
+    };
+    let method = method.to_string();
+    let mut target = target.to_string();
+    let route = caps::route(&method, &target);
+    if let Route::Refuse(msg) = &route {
+        tracing::info!(
+            "docker-proxy: refused {method} {}",
+            target.split('?').next().unwrap_or("")
+        );
+        return answer(&mut inc.stream, "403 Forbidden", msg).await;
+    }
+    let upgrade = may_upgrade(&method, &target)
+        && req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection")
+                && String::from_utf8_lossy(h.value)
+                    .to_ascii_lowercase()
+                    .contains("upgrade")
+        });
+    let mut framing = Framing::None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok());
+            match n {
+                Some(n) => framing = Framing::Length(n),
+                None => {
+                    return answer(
+                        &mut inc.stream,
+                        "400 Bad Request",
+                        "podrunner: bad Content-Length",
+                    )
+                    .await
+                }
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding")
+            && String::from_utf8_lossy(h.value)
+                .to_ascii_lowercase()
+                .contains("chunked")
+        {
+            framing = Framing::Chunked;
+        }
+    }
+    let rewrite_body = matches!(
+        route,
+        Route::DockerCreate | Route::DockerUpdate | Route::LibpodCreate
+    );
+    let mut body = None;
+    if rewrite_body {
+        let raw = match framing {
+            Framing::None => b"{}".to_vec(),
+            Framing::Length(n) if n > MAX_BODY => {
+                return answer(
+                    &mut inc.stream,
+                    "413 Payload Too Large",
+                    "podrunner: request body too large",
+                )
+                .await
+            }
+            Framing::Length(n) => inc.take(n).await?,
+            Framing::Chunked => inc.chunked().await?,
+        };
+        match caps::cap_body(&route, &raw, &caps) {
+            Ok(b) => body = Some(b),
+            Err(e) => return answer(&mut inc.stream, "400 Bad Request", &e.to_string()).await,
+        }
+    }
+    if route == Route::DockerBuild {
+        target = caps::cap_build_target(&target, &caps);
+    }
+
+    // The head as the engine gets it.
+    let mut head = format!("{method} {target} HTTP/1.{version}\r\n").into_bytes();
+    for h in req.headers.iter() {
+        let n = h.name.to_ascii_lowercase();
+        let drop = matches!(n.as_str(), "connection" | "keep-alive" | "proxy-connection")
+            || (n == "upgrade" && !upgrade)
+            || (body.is_some() && (n == "content-length" || n == "transfer-encoding"));
+        if drop {
+            continue;
+        }
+        head.extend_from_slice(h.name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(h.value);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(if upgrade {
+        b"Connection: Upgrade\r\n".as_slice()
+    } else {
+        b"Connection: close\r\n".as_slice()
+    });
+    if let Some(b) = &body {
+        head.extend_from_slice(format!("Content-Length: {}\r\n", b.len()).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+
+    let mut up = match UnixStream::connect(upstream).await {
+        Ok(u) => u,
+        Err(e) => {
+            return answer(
+                &mut inc.stream,
+                "502 Bad Gateway",
+                &format!("podrunner: the runner's engine does not answer: {e}"),
+            )
+            .await
+        }
+    };
+    up.write_all(&head).await?;
+    match &body {
+        Some(b) => up.write_all(b).await?,
+        // What came after the head (a body, or stdin of an attach) goes on unchanged.
+        None => up.write_all(&inc.buf[inc.pos..]).await?,
+    }
+    let mut client = inc.stream;
+    if upgrade {
+        // Raw both ways only if the engine switched; after an error answer the client may not
+        // send a second request over this connection.
+        let mut first = vec![0u8; 16 * 1024];
+        let n = up.read(&mut first).await?;
+        let status_ok = first[..n].starts_with(b"HTTP/1.1 101")
+            || first[..n].starts_with(b"HTTP/1.1 200")
+            || first[..n].starts_with(b"HTTP/1.0 200");
+        client.write_all(&first[..n]).await?;
+        if !status_ok {
+            up.shutdown().await?;
+            tokio::io::copy(&mut up, &mut client).await?;
+            return client.shutdown().await;
+        }
+    }
+    tokio::io::copy_bidirectional(&mut client, &mut up).await?;
+    Ok(())
+}
