@@ -317,3 +317,140 @@ async fn handle(client: UnixStream, upstream: &Path, caps: Caps) -> std::io::Res
     tokio::io::copy_bidirectional(&mut client, &mut up).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const CAPS: Caps = Caps {
+        memory: Some(1000),
+        cpus: None,
+        pids: 7,
+    };
+
+    /// An engine stand-in: answers each connection with 200 "ok" once it has the head and
+    /// its Content-Length body, and returns what it received.
+    async fn upstream(l: UnixListener) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Ok(Ok((mut s, _))) =
+            tokio::time::timeout(Duration::from_millis(500), l.accept()).await
+        {
+            let mut buf = Vec::new();
+            loop {
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some(i) = text.find("\r\n\r\n") {
+                    let len = text[..i]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .map_or(0, |v| v.parse::<usize>().unwrap());
+                    if buf.len() >= i + 4 + len || n == 0 {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await
+                .unwrap();
+            s.shutdown().await.unwrap();
+            seen.push(String::from_utf8_lossy(&buf).into_owned());
+        }
+        seen
+    }
+
+    async fn exchange(listen: &Path, request: &[u8]) -> String {
+        let mut c = UnixStream::connect(listen).await.unwrap();
+        c.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn caps_creates_and_passes_the_rest_one_request_per_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (listen, engine) = (
+            dir.path().join("docker.sock"),
+            dir.path().join("engine.sock"),
+        );
+        let up = tokio::spawn(upstream(UnixListener::bind(&engine).unwrap()));
+        let (l2, e2) = (listen.clone(), engine.clone());
+        let proxy = tokio::spawn(async move { serve(&l2, &e2, CAPS).await });
+        while UnixStream::connect(&listen).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        let body = r#"{"Image":"x","HostConfig":{"Memory":5000}}"#;
+        let create = format!(
+            "POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\nConnection: keep-alive\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert!(exchange(&listen, create.as_bytes())
+            .await
+            .ends_with("\r\n\r\nok"));
+        let chunked = "POST /containers/create HTTP/1.1\r\nHost: docker\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"Ima\r\nb\r\nge\":\"y\"}   \r\n0\r\n\r\n";
+        assert!(exchange(&listen, chunked.as_bytes()).await.ends_with("ok"));
+        let ping =
+            "GET /_ping HTTP/1.1\r\nHost: docker\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\n";
+        assert!(exchange(&listen, ping.as_bytes()).await.ends_with("ok"));
+        let kube =
+            "POST /v4.3.1/libpod/play/kube HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\n\r\n";
+        let refused = exchange(&listen, kube.as_bytes()).await;
+        assert!(
+            refused.starts_with("HTTP/1.1 403 Forbidden\r\n"),
+            "{refused}"
+        );
+        assert!(refused.contains("is not available to jobs"), "{refused}");
+        let bad = "POST /containers/create HTTP/1.1\r\nContent-Length: 3\r\n\r\n[1]";
+        assert!(exchange(&listen, bad.as_bytes())
+            .await
+            .starts_with("HTTP/1.1 400 Bad Request\r\n"));
+
+        let seen = up.await.unwrap();
+        proxy.abort();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        let capped = r#"{"HostConfig":{"Memory":1000,"PidsLimit":7},"Image":"x"}"#;
+        assert_eq!(
+            seen[0],
+            format!(
+                "POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{capped}",
+                capped.len()
+            )
+        );
+        let capped = r#"{"HostConfig":{"Memory":1000,"PidsLimit":7},"Image":"y"}"#;
+        assert_eq!(
+            seen[1],
+            format!(
+                "POST /containers/create HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{capped}",
+                capped.len()
+            )
+        );
+        // An upgrade is only kept for attach and exec-start.
+        assert_eq!(
+            seen[2],
+            "GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn upgrades_only_for_attach_and_exec() {
+        assert!(may_upgrade(
+            "POST",
+            "/v1.41/containers/abc/attach?stream=1&stdin=1"
+        ));
+        assert!(may_upgrade("POST", "/v1.41/exec/abc/start"));
+        assert!(may_upgrade("POST", "/v4.3.1/libpod/containers/abc/attach"));
+        assert!(!may_upgrade("GET", "/v1.41/containers/abc/attach"));
+        assert!(!may_upgrade("POST", "/v1.41/containers/create"));
+        assert!(!may_upgrade("POST", "/_ping"));
+    }
+}
