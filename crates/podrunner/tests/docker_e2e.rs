@@ -459,3 +459,93 @@ async fn engines_survive_a_manager_restart() {
     assert_eq!(entries(&engines_run(&b)), Vec::<String>::new());
     assert_eq!(entries(&engines_state(&b)), Vec::<String>::new());
 }
+
+/// The user's Podman API service, started by the test as `podman.socket` would (this machine
+/// has no systemd): at the path `docker = "host"` mounts, with the socket unit's mode 0660.
+/// Stopped on drop.
+struct HostService {
+    /// None when the user's service already ran (then it is left alone).
+    child: Option<std::process::Child>,
+    sock: PathBuf,
+}
+
+impl HostService {
+    fn start(b: &Bench) -> HostService {
+        let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        let sock = podrunner::engine::host_socket(podrunner::sys::uid(), xdg.as_deref());
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            return HostService { child: None, sock };
+        }
+        // A socket file nobody answers on is left from an earlier run.
+        let _ = std::fs::remove_file(&sock);
+        std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+        let child = std::process::Command::new("podman")
+            .args(["--runtime=runc", "system", "service", "--time=0"])
+            .arg(format!("unix://{}", sock.display()))
+            .env("CONTAINERS_CONF", engine_conf(b))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the service did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o660))
+            .unwrap();
+        HostService {
+            child: Some(child),
+            sock,
+        }
+    }
+}
+
+impl Drop for HostService {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = std::fs::remove_file(&self.sock);
+        }
+    }
+}
+
+/// `docker = "host"`: the runner gets the user's own Podman socket, so a job's containers are
+/// the user's containers (the documented trade-off: one engine shared by every job), and no
+/// private engine is started.
+#[tokio::test(flavor = "multi_thread")]
+async fn host_mode_uses_the_users_podman_socket() {
+    let mut b = Bench::new(
+        "dockerhost",
+        vec![Pool::new("dh", 1).extra("docker = \"host\"")],
+    )
+    .await;
+    let _service = HostService::start(&b);
+    b.start_manager();
+    let name = format!("podrunner-hostmode-{}", std::process::id());
+    let script = format!(
+        "set -e
+docker run --rm {TEST_IMAGE} echo hello-from-the-users-engine
+docker run -d --name {name} {TEST_IMAGE} sleep 300 >/dev/null
+echo job-done"
+    );
+    let (out, _) = run_job(&b, &script).await;
+    assert!(out.contains("hello-from-the-users-engine"), "{out}");
+    // The job's container is the user's: `podman ps` on the host lists it.
+    let listed = host_has(&["ps", "--format", "{{.Names}}"], &name);
+    let _ = std::process::Command::new("podman")
+        .args(["rm", "-f", "-t0", &name])
+        .output();
+    assert!(listed, "the job's container runs in the user's engine");
+    assert_eq!(
+        entries(&engines_run(&b)),
+        Vec::<String>::new(),
+        "no private engine"
+    );
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
+}
