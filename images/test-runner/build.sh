@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds podrunner's test runner images without any registry (docs/test-bench.md):
 #   localhost/podrunner-test-runner:latest  FROM scratch: busybox-static, fake-runner, a run.sh
-#                                          that mimics GitHub's run.sh/run-helper.sh, the host's
+#                                          that mimics GitHub's run.sh/run-helper.sh, an
+#                                          externals folder with a marker file, the host's
 #                                          static docker CLI when there is one.
 #   localhost/podrunner-test-broken:latest  the same, but run.sh prints "broken image for tests"
 #                                          and exits 3 at once (for back-off tests).
@@ -155,6 +156,10 @@ printf 'hosts: files dns\n' >"$R/etc/nsswitch.conf"
 
 cp "$HERE/run.sh" "$CTX/home-runner/run.sh"
 chmod 755 "$CTX/home-runner/run.sh"
+# Like the runner's externals folder (node for JavaScript actions), which the runner mounts into
+# container jobs at /__e: podrunner maps it to a host copy (docs/docker.md).
+mkdir -p "$CTX/home-runner/externals"
+echo "externals-of-the-test-image" >"$CTX/home-runner/externals/podrunner-marker"
 cat >"$CTX/broken-run.sh" <<'EOF'
 #!/bin/sh
 echo "broken image for tests"

@@ -549,3 +549,42 @@ echo job-done"
     b.cli(&["stop"]);
     assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
 }
+
+/// What GitHub's runner does for a `container:` job or a service container: it mounts
+/// `/var/run/docker.sock` and its own `externals` folder (at `/__e`), named as the runner sees
+/// them. The proxy maps both to host paths, so the job container gets the runner's own engine
+/// (not the host's, whatever `/var/run/docker.sock` is on the host) and the image's externals.
+#[tokio::test(flavor = "multi_thread")]
+async fn container_jobs_get_their_runners_engine_and_externals() {
+    let mut b = isolated_bench("dockerctr", "dx", 1).await;
+    b.wait_until("an idle runner", Duration::from_secs(90), |b| {
+        b.runners_in("idle").len() == 1
+    })
+    .await;
+    let runner = b.runners_in("idle").pop().unwrap();
+    let script = format!(
+        "set -e
+docker run -d --name sibling-of-the-job {TEST_IMAGE} sleep 300 >/dev/null
+echo in-the-work-folder > marker.txt
+docker run --rm -v /var/run/docker.sock:/var/run/docker.sock -v /home/runner/externals:/__e:ro \\
+  -v \"$PWD:/__w\" -w /__w {TEST_IMAGE} \\
+  sh -c 'cat /__e/podrunner-marker; cat /__w/marker.txt; docker ps --format \"seen={{{{.Names}}}}\"'
+echo job-done"
+    );
+    let (out, ran_on) = run_job(&b, &script).await;
+    assert_eq!(ran_on, runner);
+    for want in [
+        "externals-of-the-test-image",
+        "in-the-work-folder",
+        "seen=sibling-of-the-job",
+        "job-done",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in:\n{out}");
+    }
+    // The runner's own engine: the host's containers (the runner itself) are not in it.
+    assert!(!out.contains(&format!("seen={runner}")), "{out}");
+    let copies = entries(&b.state_dir().join("externals"));
+    assert_eq!(copies.len(), 1, "one host copy per image id: {copies:?}");
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+}

@@ -4,7 +4,7 @@
 //! teardown. Not meant to be run by hand.
 
 use super::Cli;
-use crate::engine::caps::Caps;
+use crate::engine::caps::{Caps, PathMap};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -24,6 +24,9 @@ pub struct Args {
     /// Most processes a job container may have
     #[arg(long)]
     pub pids: i64,
+    /// A bind-mount source as the runner names it, and where it is on the host: INSIDE=HOST
+    #[arg(long = "map")]
+    pub maps: Vec<String>,
 }
 
 pub async fn exec(cli: &Cli, args: &Args) -> i32 {
@@ -33,7 +36,14 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
         cpus: args.cpus,
         pids: args.pids,
     };
-    match crate::engine::proxy::serve(&args.listen, &args.upstream, caps).await {
+    let paths = match PathMap::parse(&args.maps) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    match crate::engine::proxy::serve(&args.listen, &args.upstream, caps, paths).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: docker-proxy on {}: {e}", args.listen.display());

@@ -173,14 +173,110 @@ fn sub_object<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<Strin
 
 /// The body of a capped request.
 pub fn cap_body(route: &Route, body: &[u8], caps: &Caps) -> Result<Vec<u8>, BadBody> {
+    rewrite_body(route, body, caps, &PathMap::default())
+}
+
+/// The body of a capped request whose bind mounts are also translated ([`PathMap`]).
+pub fn rewrite_body(
+    route: &Route,
+    body: &[u8],
+    caps: &Caps,
+    paths: &PathMap,
+) -> Result<Vec<u8>, BadBody> {
     let mut m = parse_object(body)?;
     match route {
-        Route::DockerCreate => cap_docker_resources(sub_object(&mut m, "HostConfig"), caps, true),
+        Route::DockerCreate => {
+            let h = sub_object(&mut m, "HostConfig");
+            cap_docker_resources(h, caps, true);
+            paths.docker_mounts(h);
+        }
         Route::DockerUpdate => cap_docker_resources(&mut m, caps, false),
-        Route::LibpodCreate => cap_libpod(sub_object(&mut m, "resource_limits"), caps),
+        Route::LibpodCreate => {
+            cap_libpod(sub_object(&mut m, "resource_limits"), caps);
+            paths.libpod_mounts(&mut m);
+        }
         _ => {}
     }
     Ok(serde_json::to_vec(&Value::Object(m)).expect("a JSON value serializes"))
+}
+
+/// Paths inside the runner that a job's containers name as bind-mount sources, and where they
+/// are on the host. The engine resolves bind sources on the host, so the runner's own view must
+/// be translated: GitHub's runner mounts `/var/run/docker.sock` into every job and service
+/// container and its `externals` folder (node for JavaScript actions) at `/__e`
+/// (actions/runner, ContainerOperationProvider). The work folder needs no entry: it is at the
+/// same path on both sides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathMap(Vec<(String, String)>);
+
+impl PathMap {
+    /// From `INSIDE=HOST` pairs (the proxy's `--map` arguments); the longest prefix wins.
+    pub fn parse(pairs: &[String]) -> Result<PathMap, String> {
+        let mut v = Vec::new();
+        for p in pairs {
+            let Some((inside, host)) = p.split_once('=') else {
+                return Err(format!("--map {p:?}: expected INSIDE=HOST"));
+            };
+            if !inside.starts_with('/') || !host.starts_with('/') {
+                return Err(format!("--map {p:?}: both paths must be absolute"));
+            }
+            v.push((inside.trim_end_matches('/').to_string(), host.to_string()));
+        }
+        v.sort_by_key(|(inside, _)| std::cmp::Reverse(inside.len()));
+        Ok(PathMap(v))
+    }
+
+    /// The host path of `source`, when it is at or below a mapped path.
+    pub fn translate(&self, source: &str) -> Option<String> {
+        self.0.iter().find_map(|(inside, host)| {
+            let rest = source.strip_prefix(inside.as_str())?;
+            (rest.is_empty() || rest.starts_with('/')).then(|| format!("{host}{rest}"))
+        })
+    }
+
+    /// Docker's `HostConfig.Binds` (`SRC:DST[:OPTS]`) and `HostConfig.Mounts` of type bind.
+    fn docker_mounts(&self, h: &mut Map<String, Value>) {
+        if self.0.is_empty() {
+            return;
+        }
+        if let Some(Value::Array(binds)) = h.get_mut("Binds") {
+            for b in binds.iter_mut() {
+                let Some(text) = b.as_str() else { continue };
+                let (src, rest) = text.split_once(':').unwrap_or((text, ""));
+                if let Some(host) = self.translate(src) {
+                    *b = Value::String(if rest.is_empty() {
+                        host
+                    } else {
+                        format!("{host}:{rest}")
+                    });
+                }
+            }
+        }
+        self.mount_list(h.get_mut("Mounts"), "Type", "Source");
+    }
+
+    /// libpod's `mounts` (`type`, `source`, `destination`).
+    fn libpod_mounts(&self, m: &mut Map<String, Value>) {
+        self.mount_list(m.get_mut("mounts"), "type", "source");
+    }
+
+    fn mount_list(&self, list: Option<&mut Value>, type_key: &str, source_key: &str) {
+        let Some(Value::Array(mounts)) = list else {
+            return;
+        };
+        for mount in mounts.iter_mut().filter_map(Value::as_object_mut) {
+            if mount.get(type_key).and_then(Value::as_str) != Some("bind") {
+                continue;
+            }
+            let host = mount
+                .get(source_key)
+                .and_then(Value::as_str)
+                .and_then(|s| self.translate(s));
+            if let Some(host) = host {
+                mount.insert(source_key.into(), Value::String(host));
+            }
+        }
+    }
 }
 
 /// libpod's spec: `resource_limits.{memory.{limit,swap}, cpu.{quota,period}, pids.limit}` (the
@@ -446,6 +542,69 @@ mod tests {
         // A HostConfig that is not an object is replaced, never passed on uncapped.
         let v = capped(Route::DockerCreate, json!({"HostConfig": "x"}));
         assert_eq!(v["HostConfig"]["PidsLimit"], json!(512));
+    }
+
+    #[test]
+    fn bind_sources_inside_the_runner_become_host_paths() {
+        let paths = PathMap::parse(&[
+            "/var/run/docker.sock=/run/pr/e/k/docker.sock".into(),
+            "/home/runner/externals=/var/lib/pr/externals/abc".into(),
+            "/home/runner=/nowhere".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            paths.translate("/home/runner/externals/node20"),
+            Some("/var/lib/pr/externals/abc/node20".into())
+        );
+        assert_eq!(
+            paths.translate("/home/runner/externalsX"),
+            Some("/nowhere/externalsX".into())
+        );
+        assert_eq!(paths.translate("/var/run/docker.sockX"), None);
+        let caps = Caps {
+            memory: None,
+            cpus: None,
+            pids: 9,
+        };
+        let body = json!({"HostConfig": {
+            "Binds": ["/var/run/docker.sock:/var/run/docker.sock", "/home/runner/externals:/__e:ro",
+                      "/w/r-1/_work:/__w", "myvolume:/data"],
+            "Mounts": [{"Type": "bind", "Source": "/home/runner/externals/node20", "Target": "/n"},
+                       {"Type": "volume", "Source": "/home/runner/externals", "Target": "/v"}]}});
+        let out = rewrite_body(
+            &Route::DockerCreate,
+            body.to_string().as_bytes(),
+            &caps,
+            &paths,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["HostConfig"]["Binds"],
+            json!([
+                "/run/pr/e/k/docker.sock:/var/run/docker.sock",
+                "/var/lib/pr/externals/abc:/__e:ro",
+                "/w/r-1/_work:/__w",
+                "myvolume:/data"
+            ])
+        );
+        assert_eq!(
+            v["HostConfig"]["Mounts"],
+            json!([{"Type": "bind", "Source": "/var/lib/pr/externals/abc/node20", "Target": "/n"},
+                   {"Type": "volume", "Source": "/home/runner/externals", "Target": "/v"}])
+        );
+        let body = json!({"mounts": [{"type": "bind", "source": "/var/run/docker.sock", "destination": "/d"}]});
+        let out = rewrite_body(
+            &Route::LibpodCreate,
+            body.to_string().as_bytes(),
+            &caps,
+            &paths,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["mounts"][0]["source"], json!("/run/pr/e/k/docker.sock"));
+        assert!(PathMap::parse(&["relative=/x".into()]).is_err());
+        assert!(PathMap::parse(&["/x".into()]).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! the engine processes. Neither touches the runner containers themselves (manager::exec does).
 
 pub mod caps;
+pub mod externals;
 pub mod proxy;
 pub mod service;
 
@@ -212,7 +213,11 @@ pub fn service_args(podman: &PodmanConfig, d: &EngineDirs, host: &HostStore) -> 
 
 /// The arguments of `podrunner docker-proxy` for runner engine `d`, holding job containers to
 /// the pool's limits.
-pub fn proxy_args(d: &EngineDirs, pool: &crate::config::PoolConfig) -> Vec<String> {
+pub fn proxy_args(
+    d: &EngineDirs,
+    pool: &crate::config::PoolConfig,
+    externals: Option<&Path>,
+) -> Vec<String> {
     let mut a = vec![
         "docker-proxy".to_string(),
         format!("--listen={}", d.socket().display()),
@@ -224,6 +229,18 @@ pub fn proxy_args(d: &EngineDirs, pool: &crate::config::PoolConfig) -> Vec<Strin
     }
     if let Some(c) = pool.cpus {
         a.push(format!("--cpus={c}"));
+    }
+    // Bind sources the runner names for its job containers (engine/caps.rs, PathMap): the
+    // Docker socket, under both names of /var/run, is the runner's own proxy.
+    for inside in [DOCKER_SOCK_IN_RUNNER, "/run/docker.sock"] {
+        a.push(format!("--map={inside}={}", d.socket().display()));
+    }
+    if let Some(e) = externals {
+        a.push(format!(
+            "--map={}={}",
+            externals::inside_path(pool),
+            e.display()
+        ));
     }
     a
 }
@@ -547,7 +564,11 @@ mod tests {
             &env,
         )
         .unwrap();
-        let a = proxy_args(&dirs(), &cfg.pools[0]);
+        let a = proxy_args(
+            &dirs(),
+            &cfg.pools[0],
+            Some(Path::new("/var/lib/pr/externals/abc")),
+        );
         assert_eq!(
             a,
             vec![
@@ -557,6 +578,9 @@ mod tests {
                 "--pids=300",
                 "--memory=268435456",
                 "--cpus=1.5",
+                "--map=/var/run/docker.sock=/run/pr/e/0ee801953a/docker.sock",
+                "--map=/run/docker.sock=/run/pr/e/0ee801953a/docker.sock",
+                "--map=/home/runner/externals=/var/lib/pr/externals/abc",
             ]
         );
         let line = format!("/usr/bin/podrunner {}", a.join(" "));

@@ -9,8 +9,9 @@
 //! unseen. Docker's client opens a new connection when the old one closes. Only attach and
 //! exec-start keep their `Upgrade`, and only when the engine really switches to a raw stream.
 
-use super::caps::{self, Caps, Route};
+use super::caps::{self, Caps, PathMap, Route};
 use std::path::Path;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -21,22 +22,29 @@ pub const MAX_HEAD: usize = 1 << 20;
 pub const MAX_BODY: usize = 16 << 20;
 
 /// Accepts connections on `listen` until the process is stopped.
-pub async fn serve(listen: &Path, upstream: &Path, caps: Caps) -> std::io::Result<()> {
+pub async fn serve(
+    listen: &Path,
+    upstream: &Path,
+    caps: Caps,
+    paths: PathMap,
+) -> std::io::Result<()> {
     match std::fs::remove_file(listen) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     let listener = UnixListener::bind(listen)?;
     tracing::info!(
-        "docker-proxy: {} -> {}, caps {caps:?}",
+        "docker-proxy: {} -> {}, caps {caps:?}, {paths:?}",
         listen.display(),
         upstream.display()
     );
+    let paths = Arc::new(paths);
     loop {
         let (client, _) = listener.accept().await?;
         let upstream = upstream.to_path_buf();
+        let paths = Arc::clone(&paths);
         tokio::spawn(async move {
-            if let Err(e) = handle(client, &upstream, caps).await {
+            if let Err(e) = handle(client, &upstream, caps, &paths).await {
                 tracing::debug!("docker-proxy: connection ended: {e}");
             }
         });
@@ -147,7 +155,12 @@ fn may_upgrade(method: &str, target: &str) -> bool {
     matches!(parts, ["containers", _, "attach"] | ["exec", _, "start"])
 }
 
-async fn handle(client: UnixStream, upstream: &Path, caps: Caps) -> std::io::Result<()> {
+async fn handle(
+    client: UnixStream,
+    upstream: &Path,
+    caps: Caps,
+    paths: &PathMap,
+) -> std::io::Result<()> {
     let mut inc = Incoming {
         stream: client,
         buf: Vec::with_capacity(8192),
@@ -247,7 +260,7 @@ async fn handle(client: UnixStream, upstream: &Path, caps: Caps) -> std::io::Res
             Framing::Length(n) => inc.take(n).await?,
             Framing::Chunked => inc.chunked().await?,
         };
-        match caps::cap_body(&route, &raw, &caps) {
+        match caps::rewrite_body(&route, &raw, &caps, paths) {
             Ok(b) => body = Some(b),
             Err(e) => return answer(&mut inc.stream, "400 Bad Request", &e.to_string()).await,
         }
@@ -384,7 +397,7 @@ mod tests {
         );
         let up = tokio::spawn(upstream(UnixListener::bind(&engine).unwrap()));
         let (l2, e2) = (listen.clone(), engine.clone());
-        let proxy = tokio::spawn(async move { serve(&l2, &e2, CAPS).await });
+        let proxy = tokio::spawn(async move { serve(&l2, &e2, CAPS, PathMap::default()).await });
         while UnixStream::connect(&listen).await.is_err() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -145,9 +145,10 @@ async fn start_isolated(
     // the pool's limits (engine/caps.rs).
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find podrunner's own binary for the docker proxy: {e}"))?;
+    let externals = super::externals::host_copy(cfg, pool, podman).await;
     let proxy = cmd::spawn_detached_env(
         &exe,
-        &proxy_args(&d, pool),
+        &proxy_args(&d, pool, externals.as_deref()),
         &d.log(),
         &cmd::SERVICE_MANAGER_ENV,
         &[],

@@ -1,0 +1,141 @@
+//! A host copy of the runner image's `externals` folder, for `container:` jobs.
+//!
+//! GitHub's runner mounts its `externals` folder (the node versions that run JavaScript actions)
+//! into every job container at `/__e` (actions/runner, ContainerOperationProvider). It names
+//! the folder as it sees it, `/home/runner/externals`, but a runner's engine resolves bind
+//! sources on the host, where that folder is inside the runner image. So podrunner copies it out
+//! of the image once per image id into `state_dir/externals/ID`, and the Docker API proxy maps
+//! the runner's path to that copy ([`super::caps::PathMap`]).
+//!
+//! Copies are kept per image id and not pruned (a runner adopted after a restart may still use
+//! an older one); docs/docker.md says how to clear them.
+
+use crate::config::{Config, PoolConfig};
+use crate::podman::{Podman, QUICK_TIMEOUT};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Folder under the state dir holding one copy per image id.
+pub const EXTERNALS_DIR: &str = "externals";
+/// How long an image's id is trusted before it is read again (an image may be re-pulled under
+/// the same name); reading it costs one podman call, which a runner start should not pay
+/// every time.
+pub const ID_RECHECK: Duration = Duration::from_secs(300);
+/// Copying GitHub's externals (a few hundred MB of node builds) out of the image.
+const COPY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The runner's own path of its externals folder.
+pub fn inside_path(pool: &PoolConfig) -> String {
+    format!("{}/externals", pool.runner_dir.trim_end_matches('/'))
+}
+
+/// The copy's folder for an image id (first 12 hex digits, as podman shows ids).
+pub fn copy_dir(state_dir: &Path, image_id: &str) -> PathBuf {
+    let short: String = image_id
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect();
+    state_dir.join(EXTERNALS_DIR).join(short)
+}
+
+struct Known {
+    dir: Option<PathBuf>,
+    checked: Instant,
+}
+
+/// Per image name: what was found, and a lock so that runners starting together copy once.
+type Cache = Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Option<Known>>>>>;
+static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+
+/// The host copy of `pool`'s externals folder, made on first use; `None` when the image has no
+/// such folder (then nothing is mapped, and a `container:` job's JavaScript actions fail as
+/// they would without podrunner).
+pub async fn host_copy(cfg: &Config, pool: &PoolConfig, podman: &Podman) -> Option<PathBuf> {
+    let slot = {
+        let mut m = CACHE
+            .get_or_init(Default::default)
+            .lock()
+            .expect("no panic holds this lock");
+        Arc::clone(m.entry(pool.image.clone()).or_default())
+    };
+    let mut known = slot.lock().await;
+    if let Some(k) = known.as_ref() {
+        if k.checked.elapsed() < ID_RECHECK && k.dir.as_ref().is_none_or(|d| d.exists()) {
+            return k.dir.clone();
+        }
+    }
+    let dir = match make_copy(cfg, pool, podman).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(pool = %pool.name, "no host copy of the image's externals folder for container jobs: {e}");
+            None
+        }
+    };
+    *known = Some(Known {
+        dir: dir.clone(),
+        checked: Instant::now(),
+    });
+    dir
+}
+
+async fn make_copy(
+    cfg: &Config,
+    pool: &PoolConfig,
+    podman: &Podman,
+) -> Result<Option<PathBuf>, String> {
+    let out = podman
+        .call(
+            &["image", "inspect", "--format", "{{.Id}}", &pool.image],
+            QUICK_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = String::from_utf8_lossy(&out).trim().to_string();
+    let dir = copy_dir(&cfg.manager.state_dir, &id);
+    let none_marker = dir.with_extension("none");
+    if dir.exists() {
+        return Ok(Some(dir));
+    }
+    if none_marker.exists() {
+        return Ok(None);
+    }
+    let parent = cfg.manager.state_dir.join(EXTERNALS_DIR);
+    std::fs::create_dir_all(&parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let name = format!(
+        "podrunner-externals-{}-{}",
+        dir.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    );
+    // A created (never started) container gives `podman cp` the image's files.
+    podman
+        .call(
+            &["create", "--name", &name, &pool.image, "true"],
+            QUICK_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let src = format!("{name}:{}", inside_path(pool));
+    let tmp_s = tmp.display().to_string();
+    let copied = podman.call(&["cp", &src, &tmp_s], COPY_TIMEOUT).await;
+    if let Err(e) = podman.rm_force(&name).await {
+        tracing::warn!("cannot remove the helper container {name}: {e}");
+    }
+    match copied {
+        Ok(_) => {
+            std::fs::rename(&tmp, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            tracing::info!(pool = %pool.name, "copied {} of {} to {} for container jobs", inside_path(pool), pool.image, dir.display());
+            Ok(Some(dir))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            tracing::debug!("{} has no {}: {e}", pool.image, inside_path(pool));
+            let _ = std::fs::write(&none_marker, b"");
+            Ok(None)
+        }
+    }
+}
