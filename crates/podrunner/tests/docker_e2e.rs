@@ -588,3 +588,85 @@ echo job-done"
     b.cli(&["stop"]);
     assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
 }
+
+/// `docker_policy = "contained"` (the default): a job cannot ask its engine, which runs as the
+/// manager's user, for what reaches the host: a privileged container or exec, a bind mount of
+/// a host path outside its work folder (also through a symlink it planted there), the host's
+/// PID namespace, a host-administering capability. Its own work folder still binds.
+/// `"open"` lets a trusted pool's jobs do all of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn contained_jobs_cannot_reach_the_host_through_their_engine() {
+    let mut b = isolated_bench("dockerpolicy", "dp", 1).await;
+    let attempts = [
+        (
+            "privileged",
+            format!("docker run --rm --privileged {TEST_IMAGE} true"),
+        ),
+        (
+            "host-path",
+            format!("docker run --rm -v /etc:/host-etc:ro {TEST_IMAGE} true"),
+        ),
+        (
+            "symlink",
+            format!(
+                "ln -s / root-link; docker run --rm -v \"$PWD/root-link:/x\" {TEST_IMAGE} true"
+            ),
+        ),
+        (
+            "dotdot",
+            format!("docker run --rm -v \"$PWD/../..:/x\" {TEST_IMAGE} true"),
+        ),
+        (
+            "pid-host",
+            format!("docker run --rm --pid host {TEST_IMAGE} true"),
+        ),
+        (
+            "sys-admin",
+            format!("docker run --rm --cap-add SYS_ADMIN {TEST_IMAGE} true"),
+        ),
+        (
+            "exec-privileged",
+            "docker exec --privileged keeper true".to_string(),
+        ),
+    ];
+    let mut script = format!("docker run -d --name keeper {TEST_IMAGE} sleep 300 >/dev/null\n");
+    for (tag, cmd) in &attempts {
+        script.push_str(&format!(
+            "if {cmd} 2>err-{tag}.txt; then echo ALLOWED-{tag}; else echo refused-{tag}: $(cat err-{tag}.txt); fi\n"
+        ));
+    }
+    script.push_str(&format!(
+        "echo own > own.txt; docker run --rm -v \"$PWD:$PWD\" -w \"$PWD\" {TEST_IMAGE} cat own.txt\necho job-done\n"
+    ));
+    let (out, _) = run_job(&b, &script).await;
+    assert!(out.contains("job-done"), "{out}");
+    assert!(
+        out.lines().any(|l| l.trim() == "own"),
+        "the work folder binds:\n{out}"
+    );
+    for (tag, _) in &attempts {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("-{tag}")))
+            .unwrap_or_else(|| panic!("no line for {tag}:\n{out}"));
+        assert!(
+            line.starts_with(&format!("refused-{tag}:"))
+                && line.contains("is refused")
+                && line.contains("docker_policy = \"open\" in pool dp"),
+            "{tag}: {line}"
+        );
+    }
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+
+    // The same pool with docker_policy = "open".
+    let mut b = isolated_bench_with("dockeropen", "do", 1, "docker_policy = \"open\"\n").await;
+    let script = format!(
+        "docker run --rm --privileged {TEST_IMAGE} echo privileged-ran\ndocker run --rm -v /etc/hostname:/h:ro {TEST_IMAGE} cat /h >/dev/null && echo host-path-ran\n"
+    );
+    let (out, _) = run_job(&b, &script).await;
+    assert!(out.contains("privileged-ran"), "{out}");
+    assert!(out.contains("host-path-ran"), "{out}");
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+}

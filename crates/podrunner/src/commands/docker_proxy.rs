@@ -4,7 +4,8 @@
 //! teardown. Not meant to be run by hand.
 
 use super::Cli;
-use crate::engine::caps::{Caps, PathMap};
+use crate::engine::caps::{Caps, PathMap, Rules};
+use crate::engine::policy::Policy;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -27,6 +28,15 @@ pub struct Args {
     /// A bind-mount source as the runner names it, and where it is on the host: INSIDE=HOST
     #[arg(long = "map")]
     pub maps: Vec<String>,
+    /// A host folder job containers may bind (repeatable); binds elsewhere are refused
+    #[arg(long = "allow")]
+    pub allowed: Vec<PathBuf>,
+    /// Apply no policy (docker_policy = "open")
+    #[arg(long)]
+    pub open: bool,
+    /// The pool, named in refusals
+    #[arg(long)]
+    pub pool: Option<String>,
 }
 
 pub async fn exec(cli: &Cli, args: &Args) -> i32 {
@@ -43,7 +53,24 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             return 2;
         }
     };
-    match crate::engine::proxy::serve(&args.listen, &args.upstream, caps, paths).await {
+    // Canonical, as the proxy compares them with canonical bind sources.
+    let allowed = args
+        .allowed
+        .iter()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+        .map(|p| p.display().to_string())
+        .collect();
+    let rules = Rules {
+        caps,
+        paths,
+        policy: (!args.open).then_some(Policy { allowed }),
+        pool_hint: args
+            .pool
+            .as_ref()
+            .map(|p| format!(" in pool {p}"))
+            .unwrap_or_default(),
+    };
+    match crate::engine::proxy::serve(&args.listen, &args.upstream, rules).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: docker-proxy on {}: {e}", args.listen.display());

@@ -126,6 +126,7 @@ struct RawPool {
     #[serde(default)]
     run_args: Vec<String>,
     docker: Option<Spanned<String>>,
+    docker_policy: Option<Spanned<String>>,
     engine_containers_conf: Option<String>,
 }
 
@@ -152,6 +153,17 @@ impl DockerMode {
             )),
         }
     }
+}
+
+/// What a job may ask of its runner's engine (docs/docker.md, "What a job may ask").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerPolicy {
+    /// No privileged containers, no host paths outside the work folder, no host namespaces,
+    /// devices or host-administering capabilities.
+    Contained,
+    /// Whatever the engine allows: the job is as powerful as the manager's user.
+    Open,
 }
 
 /// The whole validated configuration.
@@ -220,6 +232,8 @@ pub struct PoolConfig {
     pub run_args: Vec<String>,
     /// Where jobs' `docker` goes (default isolated).
     pub docker: DockerMode,
+    /// What a job may ask of its isolated engine (default contained; engine/policy.rs).
+    pub docker_policy: DockerPolicy,
     /// A containers.conf for the per-runner engines (isolated mode), e.g. a runtime or
     /// default ulimits the host needs; podrunner adds the pool's pids_limit to it.
     pub engine_containers_conf: Option<PathBuf>,
@@ -508,6 +522,20 @@ impl Config {
                     )
                 })?,
             };
+            let docker_policy = match &p.docker_policy {
+                None => DockerPolicy::Contained,
+                Some(d) => match d.get_ref().as_str() {
+                    "contained" => DockerPolicy::Contained,
+                    "open" => DockerPolicy::Open,
+                    other => {
+                        return Err(at(
+                            d.span(),
+                            format!("docker_policy = {other:?} is not a policy"),
+                            "write docker_policy = \"contained\" (jobs cannot reach the host through their engine) or \"open\" (trusted jobs only)",
+                        ))
+                    }
+                },
+            };
             let runner_dir = match p.runner_dir {
                 None => DEFAULT_RUNNER_DIR.to_string(),
                 Some(d) if d.get_ref().starts_with('/') && !d.get_ref().contains(char::is_whitespace) => {
@@ -548,6 +576,7 @@ impl Config {
                 runner_group_id: p.runner_group_id.unwrap_or(1),
                 run_args: p.run_args,
                 docker,
+                docker_policy,
                 engine_containers_conf: p
                     .engine_containers_conf
                     .map(|c| expand_home(&c, &env.home)),

@@ -9,6 +9,7 @@
 //! request, ignoring containers.conf (`pids_limit` measured: `max`). Rewriting the request is
 //! the one place every container passes through.
 
+use super::policy::{refusal, Policy};
 use serde_json::{Map, Value};
 
 /// CFS period Docker and Podman use when a request gives none (100 ms).
@@ -49,6 +50,8 @@ pub enum Route {
     DockerBuild,
     /// `POST /libpod/containers/create`: cap `resource_limits`.
     LibpodCreate,
+    /// `POST /containers/{id}/exec` (Docker or libpod): checked, not changed.
+    Exec,
     /// Refused with this message: the request would create containers the proxy cannot cap.
     Refuse(String),
 }
@@ -79,6 +82,7 @@ pub fn route(method: &str, target: &str) -> Route {
         ["containers", _, "update"] => Route::DockerUpdate,
         ["build"] => Route::DockerBuild,
         ["libpod", "containers", "create"] => Route::LibpodCreate,
+        ["containers", _, "exec"] | ["libpod", "containers", _, "exec"] => Route::Exec,
         ["libpod", "containers", _, "update"]
         | ["libpod", "play", "kube"]
         | ["libpod", "kube", "play"]
@@ -147,17 +151,25 @@ fn cap_docker_resources(h: &mut Map<String, Value>, caps: &Caps, create: bool) {
     }
 }
 
-/// Why a body could not be capped; the proxy answers 400 with it (the engine could not have
-/// read the body either).
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("podrunner: the request body is not the JSON object the engine expects: {0}")]
-pub struct BadBody(String);
+/// Why the proxy answers a request itself.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// 400: the engine could not have read the body either.
+    BadBody(String),
+    /// 403: the policy refuses it ([`Policy`]).
+    Forbidden(String),
+}
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, BadBody> {
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Rejected> {
+    let bad = |why: String| {
+        Rejected::BadBody(format!(
+            "podrunner: the request body is not the JSON object the engine expects: {why}"
+        ))
+    };
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(BadBody("not an object".into())),
-        Err(e) => Err(BadBody(e.to_string())),
+        Ok(_) => Err(bad("not an object".into())),
+        Err(e) => Err(bad(e.to_string())),
     }
 }
 
@@ -171,33 +183,115 @@ fn sub_object<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<Strin
     slot.as_object_mut().expect("made an object above")
 }
 
-/// The body of a capped request.
-pub fn cap_body(route: &Route, body: &[u8], caps: &Caps) -> Result<Vec<u8>, BadBody> {
-    rewrite_body(route, body, caps, &PathMap::default())
+/// Everything the proxy applies to one runner's requests.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub caps: Caps,
+    pub paths: PathMap,
+    /// `None`: `docker_policy = "open"`.
+    pub policy: Option<Policy>,
+    /// Names the pool in refusals, e.g. ` in pool ci`.
+    pub pool_hint: String,
 }
 
-/// The body of a capped request whose bind mounts are also translated ([`PathMap`]).
+/// The body of a capped request (no path map, no policy).
+pub fn cap_body(route: &Route, body: &[u8], caps: &Caps) -> Result<Vec<u8>, Rejected> {
+    let rules = Rules {
+        caps: *caps,
+        paths: PathMap::default(),
+        policy: None,
+        pool_hint: String::new(),
+    };
+    rewrite_body(route, body, &rules, &|p| Some(p.to_string()))
+}
+
+/// The body of a request as the engine gets it: bind sources translated ([`PathMap`]), checked
+/// against the policy with `resolve` (the host's real path of a bind source, `None` when it
+/// cannot be resolved) and replaced by what `resolve` gave, so that the engine mounts the path
+/// that was checked; resources capped.
 pub fn rewrite_body(
     route: &Route,
     body: &[u8],
-    caps: &Caps,
-    paths: &PathMap,
-) -> Result<Vec<u8>, BadBody> {
+    rules: &Rules,
+    resolve: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<u8>, Rejected> {
     let mut m = parse_object(body)?;
+    let forbid = |what: String| Rejected::Forbidden(refusal(&what, &rules.pool_hint));
     match route {
         Route::DockerCreate => {
             let h = sub_object(&mut m, "HostConfig");
-            cap_docker_resources(h, caps, true);
-            paths.docker_mounts(h);
+            map_docker_sources(h, &|s| rules.paths.translate(s));
+            if let Some(p) = &rules.policy {
+                p.check_docker_create(&m, resolve).map_err(forbid)?;
+                map_docker_sources(sub_object(&mut m, "HostConfig"), &|s| {
+                    s.starts_with('/').then(|| resolve(s)).flatten()
+                });
+            }
+            cap_docker_resources(sub_object(&mut m, "HostConfig"), &rules.caps, true);
         }
-        Route::DockerUpdate => cap_docker_resources(&mut m, caps, false),
+        Route::DockerUpdate => cap_docker_resources(&mut m, &rules.caps, false),
         Route::LibpodCreate => {
-            cap_libpod(sub_object(&mut m, "resource_limits"), caps);
-            paths.libpod_mounts(&mut m);
+            map_libpod_sources(&mut m, &|s| rules.paths.translate(s));
+            if let Some(p) = &rules.policy {
+                p.check_libpod_create(&m, resolve).map_err(forbid)?;
+                map_libpod_sources(&mut m, &|s| {
+                    s.starts_with('/').then(|| resolve(s)).flatten()
+                });
+            }
+            cap_libpod(sub_object(&mut m, "resource_limits"), &rules.caps);
+        }
+        Route::Exec => {
+            if let Some(p) = &rules.policy {
+                p.check_exec(&m).map_err(forbid)?;
+            }
         }
         _ => {}
     }
     Ok(serde_json::to_vec(&Value::Object(m)).expect("a JSON value serializes"))
+}
+
+/// Replaces each bind source of a Docker `HostConfig` (`Binds` entries `SRC:DST[:OPTS]`,
+/// `Mounts` of type bind) for which `f` gives a new path.
+fn map_docker_sources(h: &mut Map<String, Value>, f: &dyn Fn(&str) -> Option<String>) {
+    if let Some(Value::Array(binds)) = h.get_mut("Binds") {
+        for b in binds.iter_mut() {
+            let Some(text) = b.as_str() else { continue };
+            let (src, rest) = text.split_once(':').unwrap_or((text, ""));
+            if let Some(new) = f(src) {
+                *b = Value::String(if rest.is_empty() {
+                    new
+                } else {
+                    format!("{new}:{rest}")
+                });
+            }
+        }
+    }
+    map_mount_list(h.get_mut("Mounts"), "Type", "Source", f);
+}
+
+/// The same for libpod's `mounts` (`type`, `source`, `destination`).
+fn map_libpod_sources(m: &mut Map<String, Value>, f: &dyn Fn(&str) -> Option<String>) {
+    map_mount_list(m.get_mut("mounts"), "type", "source", f);
+}
+
+fn map_mount_list(
+    list: Option<&mut Value>,
+    type_key: &str,
+    source_key: &str,
+    f: &dyn Fn(&str) -> Option<String>,
+) {
+    let Some(Value::Array(mounts)) = list else {
+        return;
+    };
+    for mount in mounts.iter_mut().filter_map(Value::as_object_mut) {
+        if mount.get(type_key).and_then(Value::as_str) != Some("bind") {
+            continue;
+        }
+        let new = mount.get(source_key).and_then(Value::as_str).and_then(f);
+        if let Some(new) = new {
+            mount.insert(source_key.into(), Value::String(new));
+        }
+    }
 }
 
 /// Paths inside the runner that a job's containers name as bind-mount sources, and where they
@@ -232,50 +326,6 @@ impl PathMap {
             let rest = source.strip_prefix(inside.as_str())?;
             (rest.is_empty() || rest.starts_with('/')).then(|| format!("{host}{rest}"))
         })
-    }
-
-    /// Docker's `HostConfig.Binds` (`SRC:DST[:OPTS]`) and `HostConfig.Mounts` of type bind.
-    fn docker_mounts(&self, h: &mut Map<String, Value>) {
-        if self.0.is_empty() {
-            return;
-        }
-        if let Some(Value::Array(binds)) = h.get_mut("Binds") {
-            for b in binds.iter_mut() {
-                let Some(text) = b.as_str() else { continue };
-                let (src, rest) = text.split_once(':').unwrap_or((text, ""));
-                if let Some(host) = self.translate(src) {
-                    *b = Value::String(if rest.is_empty() {
-                        host
-                    } else {
-                        format!("{host}:{rest}")
-                    });
-                }
-            }
-        }
-        self.mount_list(h.get_mut("Mounts"), "Type", "Source");
-    }
-
-    /// libpod's `mounts` (`type`, `source`, `destination`).
-    fn libpod_mounts(&self, m: &mut Map<String, Value>) {
-        self.mount_list(m.get_mut("mounts"), "type", "source");
-    }
-
-    fn mount_list(&self, list: Option<&mut Value>, type_key: &str, source_key: &str) {
-        let Some(Value::Array(mounts)) = list else {
-            return;
-        };
-        for mount in mounts.iter_mut().filter_map(Value::as_object_mut) {
-            if mount.get(type_key).and_then(Value::as_str) != Some("bind") {
-                continue;
-            }
-            let host = mount
-                .get(source_key)
-                .and_then(Value::as_str)
-                .and_then(|s| self.translate(s));
-            if let Some(host) = host {
-                mount.insert(source_key.into(), Value::String(host));
-            }
-        }
     }
 }
 
@@ -561,6 +611,10 @@ mod tests {
             Some("/nowhere/externalsX".into())
         );
         assert_eq!(paths.translate("/var/run/docker.sockX"), None);
+        assert_eq!(
+            paths.translate("/var/run/docker.sock"),
+            Some("/run/pr/e/k/docker.sock".into())
+        );
         let caps = Caps {
             memory: None,
             cpus: None,
@@ -571,11 +625,18 @@ mod tests {
                       "/w/r-1/_work:/__w", "myvolume:/data"],
             "Mounts": [{"Type": "bind", "Source": "/home/runner/externals/node20", "Target": "/n"},
                        {"Type": "volume", "Source": "/home/runner/externals", "Target": "/v"}]}});
+        let rules = Rules {
+            caps,
+            paths,
+            policy: None,
+            pool_hint: String::new(),
+        };
+        let same = |p: &str| Some(p.to_string());
         let out = rewrite_body(
             &Route::DockerCreate,
             body.to_string().as_bytes(),
-            &caps,
-            &paths,
+            &rules,
+            &same,
         )
         .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -597,14 +658,59 @@ mod tests {
         let out = rewrite_body(
             &Route::LibpodCreate,
             body.to_string().as_bytes(),
-            &caps,
-            &paths,
+            &rules,
+            &same,
         )
         .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["mounts"][0]["source"], json!("/run/pr/e/k/docker.sock"));
         assert!(PathMap::parse(&["relative=/x".into()]).is_err());
         assert!(PathMap::parse(&["/x".into()]).is_err());
+    }
+
+    #[test]
+    fn contained_policy_checks_after_translation_and_binds_what_it_checked() {
+        let rules = Rules {
+            caps: CAPS,
+            paths: PathMap::parse(&["/var/run/docker.sock=/run/pr/e/k/docker.sock".into()])
+                .unwrap(),
+            policy: Some(Policy {
+                allowed: vec!["/w/r-1".into(), "/run/pr/e/k/docker.sock".into()],
+            }),
+            pool_hint: " in pool ci".into(),
+        };
+        let resolve = |p: &str| Some(p.replace("/w/r-1/link", "/w/r-1/real"));
+        let body = json!({"HostConfig": {"Binds": ["/var/run/docker.sock:/var/run/docker.sock",
+                                                   "/w/r-1/link/src:/src"]}});
+        let out = rewrite_body(
+            &Route::DockerCreate,
+            body.to_string().as_bytes(),
+            &rules,
+            &resolve,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["HostConfig"]["Binds"],
+            json!([
+                "/run/pr/e/k/docker.sock:/var/run/docker.sock",
+                "/w/r-1/real/src:/src"
+            ])
+        );
+        let body = json!({"HostConfig": {"Privileged": true}});
+        match rewrite_body(&Route::DockerCreate, body.to_string().as_bytes(), &rules, &resolve) {
+            Err(Rejected::Forbidden(why)) => assert_eq!(
+                why,
+                "podrunner: a privileged container is refused: the runner's engine keeps job containers contained (docker_policy = \"contained\"). If this pool's jobs are trusted with the host, set docker_policy = \"open\" in pool ci"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let exec = json!({"Cmd": ["sh"], "Privileged": true});
+        assert!(matches!(
+            rewrite_body(&Route::Exec, exec.to_string().as_bytes(), &rules, &resolve),
+            Err(Rejected::Forbidden(_))
+        ));
+        assert_eq!(route("POST", "/v1.41/containers/abc/exec"), Route::Exec);
     }
 
     #[test]

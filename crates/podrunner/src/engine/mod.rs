@@ -8,6 +8,7 @@
 
 pub mod caps;
 pub mod externals;
+pub mod policy;
 pub mod proxy;
 pub mod service;
 
@@ -216,12 +217,14 @@ pub fn service_args(podman: &PodmanConfig, d: &EngineDirs, host: &HostStore) -> 
 pub fn proxy_args(
     d: &EngineDirs,
     pool: &crate::config::PoolConfig,
+    work_dir: &Path,
     externals: Option<&Path>,
 ) -> Vec<String> {
     let mut a = vec![
         "docker-proxy".to_string(),
         format!("--listen={}", d.socket().display()),
         format!("--upstream={}", d.engine_socket().display()),
+        format!("--pool={}", pool.name),
         format!("--pids={}", pool.pids_limit.min(i64::MAX as u64)),
     ];
     if let Some(m) = pool.memory {
@@ -241,6 +244,17 @@ pub fn proxy_args(
             externals::inside_path(pool),
             e.display()
         ));
+    }
+    match pool.docker_policy {
+        crate::config::DockerPolicy::Open => a.push("--open".into()),
+        crate::config::DockerPolicy::Contained => {
+            // What a job container may bind: the runner's work folder and what is mapped.
+            a.push(format!("--allow={}", work_dir.display()));
+            a.push(format!("--allow={}", d.socket().display()));
+            if let Some(e) = externals {
+                a.push(format!("--allow={}", e.display()));
+            }
+        }
     }
     a
 }
@@ -567,6 +581,7 @@ mod tests {
         let a = proxy_args(
             &dirs(),
             &cfg.pools[0],
+            Path::new("/w/ci-0a1b2c3d"),
             Some(Path::new("/var/lib/pr/externals/abc")),
         );
         assert_eq!(
@@ -575,12 +590,16 @@ mod tests {
                 "docker-proxy",
                 "--listen=/run/pr/e/0ee801953a/docker.sock",
                 "--upstream=/run/pr/e/0ee801953a/engine.sock",
+                "--pool=p",
                 "--pids=300",
                 "--memory=268435456",
                 "--cpus=1.5",
                 "--map=/var/run/docker.sock=/run/pr/e/0ee801953a/docker.sock",
                 "--map=/run/docker.sock=/run/pr/e/0ee801953a/docker.sock",
                 "--map=/home/runner/externals=/var/lib/pr/externals/abc",
+                "--allow=/w/ci-0a1b2c3d",
+                "--allow=/run/pr/e/0ee801953a/docker.sock",
+                "--allow=/var/lib/pr/externals/abc",
             ]
         );
         let line = format!("/usr/bin/podrunner {}", a.join(" "));

@@ -9,7 +9,7 @@
 //! unseen. Docker's client opens a new connection when the old one closes. Only attach and
 //! exec-start keep their `Upgrade`, and only when the engine really switches to a raw stream.
 
-use super::caps::{self, Caps, PathMap, Route};
+use super::caps::{self, Rejected, Route, Rules};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,29 +22,24 @@ pub const MAX_HEAD: usize = 1 << 20;
 pub const MAX_BODY: usize = 16 << 20;
 
 /// Accepts connections on `listen` until the process is stopped.
-pub async fn serve(
-    listen: &Path,
-    upstream: &Path,
-    caps: Caps,
-    paths: PathMap,
-) -> std::io::Result<()> {
+pub async fn serve(listen: &Path, upstream: &Path, rules: Rules) -> std::io::Result<()> {
     match std::fs::remove_file(listen) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     let listener = UnixListener::bind(listen)?;
     tracing::info!(
-        "docker-proxy: {} -> {}, caps {caps:?}, {paths:?}",
+        "docker-proxy: {} -> {}, {rules:?}",
         listen.display(),
         upstream.display()
     );
-    let paths = Arc::new(paths);
+    let rules = Arc::new(rules);
     loop {
         let (client, _) = listener.accept().await?;
         let upstream = upstream.to_path_buf();
-        let paths = Arc::clone(&paths);
+        let rules = Arc::clone(&rules);
         tokio::spawn(async move {
-            if let Err(e) = handle(client, &upstream, caps, &paths).await {
+            if let Err(e) = handle(client, &upstream, &rules).await {
                 tracing::debug!("docker-proxy: connection ended: {e}");
             }
         });
@@ -155,12 +150,15 @@ fn may_upgrade(method: &str, target: &str) -> bool {
     matches!(parts, ["containers", _, "attach"] | ["exec", _, "start"])
 }
 
-async fn handle(
-    client: UnixStream,
-    upstream: &Path,
-    caps: Caps,
-    paths: &PathMap,
-) -> std::io::Result<()> {
+/// The host's real path of a bind source: symlinks (which a job can plant in its work folder)
+/// and `..` resolved. `None` when it does not exist.
+fn resolve_on_host(p: &str) -> Option<String> {
+    std::fs::canonicalize(p)
+        .ok()
+        .map(|r| r.display().to_string())
+}
+
+async fn handle(client: UnixStream, upstream: &Path, rules: &Rules) -> std::io::Result<()> {
     let mut inc = Incoming {
         stream: client,
         buf: Vec::with_capacity(8192),
@@ -243,7 +241,7 @@ async fn handle(
     }
     let rewrite_body = matches!(
         route,
-        Route::DockerCreate | Route::DockerUpdate | Route::LibpodCreate
+        Route::DockerCreate | Route::DockerUpdate | Route::LibpodCreate | Route::Exec
     );
     let mut body = None;
     if rewrite_body {
@@ -260,13 +258,22 @@ async fn handle(
             Framing::Length(n) => inc.take(n).await?,
             Framing::Chunked => inc.chunked().await?,
         };
-        match caps::rewrite_body(&route, &raw, &caps, paths) {
+        match caps::rewrite_body(&route, &raw, rules, &resolve_on_host) {
             Ok(b) => body = Some(b),
-            Err(e) => return answer(&mut inc.stream, "400 Bad Request", &e.to_string()).await,
+            Err(Rejected::BadBody(why)) => {
+                return answer(&mut inc.stream, "400 Bad Request", &why).await
+            }
+            Err(Rejected::Forbidden(why)) => {
+                tracing::info!(
+                    "docker-proxy: refused {method} {}: {why}",
+                    target.split('?').next().unwrap_or("")
+                );
+                return answer(&mut inc.stream, "403 Forbidden", &why).await;
+            }
         }
     }
     if route == Route::DockerBuild {
-        target = caps::cap_build_target(&target, &caps);
+        target = caps::cap_build_target(&target, &rules.caps);
     }
 
     // The head as the engine gets it.
@@ -334,13 +341,21 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::caps::{Caps, PathMap};
     use std::time::Duration;
 
-    const CAPS: Caps = Caps {
-        memory: Some(1000),
-        cpus: None,
-        pids: 7,
-    };
+    fn rules() -> Rules {
+        Rules {
+            caps: Caps {
+                memory: Some(1000),
+                cpus: None,
+                pids: 7,
+            },
+            paths: PathMap::default(),
+            policy: None,
+            pool_hint: String::new(),
+        }
+    }
 
     /// An engine stand-in: answers each connection with 200 "ok" once it has the head and
     /// its Content-Length body, and returns what it received.
@@ -397,7 +412,7 @@ mod tests {
         );
         let up = tokio::spawn(upstream(UnixListener::bind(&engine).unwrap()));
         let (l2, e2) = (listen.clone(), engine.clone());
-        let proxy = tokio::spawn(async move { serve(&l2, &e2, CAPS, PathMap::default()).await });
+        let proxy = tokio::spawn(async move { serve(&l2, &e2, rules()).await });
         while UnixStream::connect(&listen).await.is_err() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

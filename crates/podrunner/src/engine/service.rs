@@ -148,7 +148,7 @@ async fn start_isolated(
     let externals = super::externals::host_copy(cfg, pool, podman).await;
     let proxy = cmd::spawn_detached_env(
         &exe,
-        &proxy_args(&d, pool, externals.as_deref()),
+        &proxy_args(&d, pool, &pool.work_dir.join(name), externals.as_deref()),
         &d.log(),
         &cmd::SERVICE_MANAGER_ENV,
         &[],
