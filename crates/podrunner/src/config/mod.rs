@@ -835,6 +835,28 @@ command = ["/bin/sh", "-c", "run"]
     }
 
     #[test]
+    fn docker_policy_and_runner_dir() {
+        let base = "[[pool]]\nname = \"p\"\nrepository = \"o/r\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.pools[0].docker_policy, DockerPolicy::Contained);
+        assert_eq!(c.pools[0].runner_dir, "/home/runner");
+        let c = parse(&format!(
+            "{base}docker_policy = \"open\"\nrunner_dir = \"/actions-runner\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.pools[0].docker_policy, DockerPolicy::Open);
+        assert_eq!(c.pools[0].runner_dir, "/actions-runner");
+        assert_eq!(
+            err(&format!("{base}docker_policy = \"lax\"\n")),
+            "/c.toml:4:17: docker_policy = \"lax\" is not a policy\n  fix: write docker_policy = \"contained\" (jobs cannot reach the host through their engine) or \"open\" (trusted jobs only)"
+        );
+        assert_eq!(
+            err(&format!("{base}runner_dir = \"home/runner\"\n")),
+            "/c.toml:4:14: runner_dir \"home/runner\" is not an absolute path without spaces\n  fix: write the folder inside the image that holds the runner's run.sh, e.g. runner_dir = \"/home/runner\""
+        );
+    }
+
+    #[test]
     fn line_col_counts_from_one() {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
