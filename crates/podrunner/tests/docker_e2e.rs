@@ -102,13 +102,14 @@ fn entries(p: &Path) -> Vec<String> {
     v
 }
 
-fn engine_pid(b: &Bench, runner: &str) -> i32 {
+/// The pid in `runner`'s engine folder's pid file `file` (`engine.pid`, `proxy.pid`), if any.
+fn pid_in(b: &Bench, runner: &str, file: &str) -> Option<i32> {
     let key = podrunner::engine::short_key(runner);
-    std::fs::read_to_string(engines_run(b).join(key).join("engine.pid"))
-        .unwrap_or_else(|e| panic!("no engine pid file for {runner}: {e}"))
+    std::fs::read_to_string(engines_run(b).join(key).join(file))
+        .ok()?
         .trim()
         .parse()
-        .unwrap()
+        .ok()
 }
 
 /// Alive and not a zombie.
@@ -159,8 +160,14 @@ async fn docker_run_build_and_bind_then_nothing_left() {
     .await;
     let runner = entries(&engines_state(&b)).pop().expect("an engine folder");
     assert_eq!(engine_names(&b), vec![runner.clone()]);
-    let pid = engine_pid(&b, &runner);
-    assert!(process_running(pid), "engine {pid} runs");
+    // The proxy waits; the engine starts only when the job first calls docker.
+    let proxy = pid_in(&b, &runner, "proxy.pid").expect("a proxy pid file");
+    assert!(process_running(proxy), "proxy {proxy} runs");
+    assert_eq!(
+        pid_in(&b, &runner, "engine.pid"),
+        None,
+        "no engine before the job"
+    );
     let data_dir = engines_state(&b).join(&runner);
     let run_dir = engines_run(&b)
         .join(podrunner::engine::short_key(&runner))
@@ -180,8 +187,21 @@ docker volume create podrunner-jobvol-{runner} >/dev/null
 docker run -d --name podrunner-leftover-{runner} {TEST_IMAGE} sleep 1000 >/dev/null
 echo job-done"
     );
-    let (out, ran_on) = run_job(&b, &script).await;
-    assert_eq!(ran_on, runner);
+    // The job ends with a pause, so that the engine it started can be seen running.
+    let script = format!("{PRELOAD}{script}\nsleep 3");
+    let id = b.gh.enqueue_job(SCOPE, LABELS, &script).id;
+    b.wait_until("the engine started by the job", JOB_TIMEOUT, |b| {
+        pid_in(b, &runner, "engine.pid").is_some_and(process_running)
+    })
+    .await;
+    let pid = pid_in(&b, &runner, "engine.pid").unwrap();
+    let j =
+        b.gh.wait_job_completed(id, JOB_TIMEOUT)
+            .await
+            .expect("job done");
+    let out = j.output.clone().unwrap_or_default();
+    assert_eq!(format!("{:?}", j.conclusion), "Some(Success)", "{out}");
+    assert_eq!(j.runner_name.as_deref(), Some(runner.as_str()));
     for want in [
         "DOCKER_HOST=unix:///var/run/docker.sock",
         "hello-from-a-job-container",
@@ -199,6 +219,7 @@ echo job-done"
     )
     .await;
     assert!(!process_running(pid), "engine process {pid} left");
+    assert!(!process_running(proxy), "proxy process {proxy} left");
     let data = data_dir.display().to_string();
     let left: Vec<(i32, String)> = all_cmdlines()
         .into_iter()
@@ -417,8 +438,9 @@ async fn none_mode_has_no_engine() {
     assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
 }
 
-/// A manager killed with SIGKILL and started again adopts its runners, and their engines keep
-/// serving: an adopted runner's job still runs containers; after the stop nothing is left.
+/// A manager killed with SIGKILL and started again adopts its runners, and their Docker
+/// proxies keep serving: an adopted runner's job still runs containers; after the stop nothing
+/// is left.
 #[tokio::test(flavor = "multi_thread")]
 async fn engines_survive_a_manager_restart() {
     let mut b = isolated_bench("dockeradopt", "da", 1).await;
@@ -427,9 +449,12 @@ async fn engines_survive_a_manager_restart() {
     })
     .await;
     let runner = entries(&engines_state(&b)).pop().expect("an engine folder");
-    let pid = engine_pid(&b, &runner);
+    let pid = pid_in(&b, &runner, "proxy.pid").expect("a proxy pid file");
     b.kill_manager_hard();
-    assert!(process_running(pid), "the engine outlives its manager");
+    assert!(
+        process_running(pid),
+        "the docker proxy outlives its manager"
+    );
     b.start_manager();
     b.wait_until("the runner adopted", Duration::from_secs(30), |b| {
         b.status_json()["status"]["runners"]
@@ -437,10 +462,8 @@ async fn engines_survive_a_manager_restart() {
             .is_some_and(|a| a.len() == 1 && a[0]["adopted"] == true)
     })
     .await;
-    assert!(
-        process_running(pid),
-        "the restarted manager kept the engine"
-    );
+    assert!(process_running(pid), "the restarted manager kept the proxy");
+    // The adopted runner's first docker call starts its engine through the same proxy.
     let (out, ran_on) = run_job(
         &b,
         &format!("docker run --rm {TEST_IMAGE} echo engine-survived-restart"),
@@ -449,9 +472,9 @@ async fn engines_survive_a_manager_restart() {
     assert_eq!(ran_on, runner);
     assert!(out.contains("engine-survived-restart"), "{out}");
     b.wait_until(
-        "the adopted runner's engine removed",
+        "the adopted runner's proxy and engine removed",
         Duration::from_secs(60),
-        |_| !process_running(pid),
+        |b| !process_running(pid) && !engine_names(b).contains(&runner),
     )
     .await;
     b.cli(&["stop"]);

@@ -6,6 +6,7 @@
 use super::Cli;
 use crate::engine::caps::{Caps, PathMap, Rules};
 use crate::engine::policy::Policy;
+use crate::engine::proxy::Launcher;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +38,18 @@ pub struct Args {
     /// The pool, named in refusals
     #[arg(long)]
     pub pool: Option<String>,
+    /// The engine's containers.conf, for starting it on first use
+    #[arg(long)]
+    pub engine_conf: Option<PathBuf>,
+    /// Where to write the engine's pid
+    #[arg(long)]
+    pub engine_pid_file: Option<PathBuf>,
+    /// The engine's log
+    #[arg(long)]
+    pub engine_log: Option<PathBuf>,
+    /// The engine's command line (`podman ... system service ...`), started on first use
+    #[arg(last = true)]
+    pub engine: Vec<String>,
 }
 
 pub async fn exec(cli: &Cli, args: &Args) -> i32 {
@@ -70,7 +83,28 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             .map(|p| format!(" in pool {p}"))
             .unwrap_or_default(),
     };
-    match crate::engine::proxy::serve(&args.listen, &args.upstream, rules).await {
+    let launcher = match (
+        args.engine.split_first(),
+        &args.engine_conf,
+        &args.engine_pid_file,
+        &args.engine_log,
+    ) {
+        (None, ..) => None,
+        (Some((program, rest)), Some(conf), Some(pid_file), Some(log)) => Some(Launcher {
+            program: program.into(),
+            args: rest.to_vec(),
+            conf: conf.clone(),
+            pid_file: pid_file.clone(),
+            log: log.clone(),
+        }),
+        _ => {
+            eprintln!(
+                "error: an engine command needs --engine-conf, --engine-pid-file and --engine-log"
+            );
+            return 2;
+        }
+    };
+    match crate::engine::proxy::serve(&args.listen, &args.upstream, rules, launcher).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: docker-proxy on {}: {e}", args.listen.display());

@@ -259,6 +259,20 @@ pub fn proxy_args(
     a
 }
 
+/// The proxy's arguments that let it start engine `d` on first use ([`proxy::Launcher`]):
+/// the engine's files, then `--` and the engine's own command line.
+pub fn launcher_args(d: &EngineDirs, podman_path: &str, service: &[String]) -> Vec<String> {
+    let mut a = vec![
+        format!("--engine-conf={}", d.containers_conf().display()),
+        format!("--engine-pid-file={}", d.pid_file().display()),
+        format!("--engine-log={}", d.log().display()),
+        "--".to_string(),
+        podman_path.to_string(),
+    ];
+    a.extend(service.iter().cloned());
+    a
+}
+
 /// Whether `/proc/PID/cmdline` is the Docker API proxy listening on `socket`.
 pub fn is_proxy_cmdline(cmdline: &str, socket: &Path) -> bool {
     let want = format!("--listen={}", socket.display());
@@ -336,7 +350,10 @@ pub fn containers_conf(user: Option<&str>, pids_limit: u64) -> Result<String, St
 /// never makes podrunner signal a reused pid.
 pub fn is_engine_cmdline(cmdline: &str, socket: &Path) -> bool {
     let want = format!("unix://{}", socket.display());
-    cmdline.contains("system service") && cmdline.split_whitespace().any(|w| w == want)
+    // The proxy carries the engine's command line after `--`; it is not the engine.
+    !cmdline.contains("docker-proxy")
+        && cmdline.contains("system service")
+        && cmdline.split_whitespace().any(|w| w == want)
 }
 
 /// The mount points at or below `dir` in `/proc/self/mountinfo` text, deepest first (the order
@@ -602,7 +619,26 @@ mod tests {
                 "--allow=/var/lib/pr/externals/abc",
             ]
         );
-        let line = format!("/usr/bin/podrunner {}", a.join(" "));
+        let service = service_args(&pc(Some("runc"), &[]), &dirs(), &store());
+        let l = launcher_args(&dirs(), "/usr/bin/podman", &service);
+        assert_eq!(
+            l[..5],
+            [
+                "--engine-conf=/var/lib/pr/engines/ci-0a1b2c3d/containers.conf",
+                "--engine-pid-file=/run/pr/e/0ee801953a/engine.pid",
+                "--engine-log=/var/lib/pr/engines/ci-0a1b2c3d/engine.log",
+                "--",
+                "/usr/bin/podman",
+            ]
+        );
+        assert_eq!(l[5..], service[..]);
+        let line = format!("/usr/bin/podrunner {} {}", a.join(" "), l.join(" "));
+        // The proxy carries the engine's command line but is not the engine.
+        assert!(!is_engine_cmdline(&line, &dirs().engine_socket()));
+        assert!(is_engine_cmdline(
+            &format!("/usr/bin/podman {}", service.join(" ")),
+            &dirs().engine_socket()
+        ));
         assert!(is_proxy_cmdline(&line, &dirs().socket()));
         assert!(!is_proxy_cmdline(&line, &dirs_named("other").socket()));
         assert!(!is_engine_cmdline(&line, &dirs().engine_socket()));

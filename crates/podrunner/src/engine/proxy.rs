@@ -8,6 +8,9 @@
 //! answer (`Connection: close`), so a second request can never ride on an inspected one
 //! unseen. Docker's client opens a new connection when the old one closes. Only attach and
 //! exec-start keep their `Upgrade`, and only when the engine really switches to a raw stream.
+//!
+//! The engine starts on the first request that needs it ([`Launcher`]): a job that never calls
+//! `docker` costs no engine at all, and an idle runner holds no 45 MB engine process.
 
 use super::caps::{self, Rejected, Route, Rules};
 use std::path::Path;
@@ -21,8 +24,68 @@ pub const MAX_HEAD: usize = 1 << 20;
 /// and environment of a big compose file stay far below this).
 pub const MAX_BODY: usize = 16 << 20;
 
+/// How the proxy starts the engine when nothing answers on its socket.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// `podman` and the arguments of `system service` ([`super::service_args`]).
+    pub program: std::path::PathBuf,
+    pub args: Vec<String>,
+    /// The engine's containers.conf (`CONTAINERS_CONF`).
+    pub conf: std::path::PathBuf,
+    pub pid_file: std::path::PathBuf,
+    pub log: std::path::PathBuf,
+}
+
+/// Connects to the engine, starting it first when it does not answer (one start at a time).
+async fn connect_engine(
+    upstream: &Path,
+    launcher: Option<&Launcher>,
+    starting: &tokio::sync::Mutex<()>,
+) -> Result<UnixStream, String> {
+    if let Ok(s) = UnixStream::connect(upstream).await {
+        return Ok(s);
+    }
+    let Some(l) = launcher else {
+        return Err("podrunner: the runner's engine does not answer".into());
+    };
+    let _one = starting.lock().await;
+    if let Ok(s) = UnixStream::connect(upstream).await {
+        return Ok(s);
+    }
+    let pid = match super::service::running_engine(&l.pid_file, upstream) {
+        Some(pid) => pid,
+        None => {
+            let child = crate::cmd::spawn_detached_env(
+                &l.program,
+                &l.args,
+                &l.log,
+                &crate::cmd::SERVICE_MANAGER_ENV,
+                &[("CONTAINERS_CONF", l.conf.as_os_str())],
+            )
+            .map_err(|e| format!("podrunner: cannot start the runner's engine: {e}"))?;
+            let pid = child.id() as i32;
+            drop(child);
+            std::fs::write(&l.pid_file, format!("{pid}\n"))
+                .map_err(|e| format!("podrunner: cannot write {}: {e}", l.pid_file.display()))?;
+            tracing::info!("docker-proxy: started the engine (pid {pid})");
+            pid
+        }
+    };
+    super::service::wait_ready(upstream, pid, &l.log)
+        .await
+        .map_err(|e| format!("podrunner: {e}"))?;
+    UnixStream::connect(upstream)
+        .await
+        .map_err(|e| format!("podrunner: the runner's engine does not answer: {e}"))
+}
+
 /// Accepts connections on `listen` until the process is stopped.
-pub async fn serve(listen: &Path, upstream: &Path, rules: Rules) -> std::io::Result<()> {
+pub async fn serve(
+    listen: &Path,
+    upstream: &Path,
+    rules: Rules,
+    launcher: Option<Launcher>,
+) -> std::io::Result<()> {
     match std::fs::remove_file(listen) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
@@ -34,12 +97,21 @@ pub async fn serve(listen: &Path, upstream: &Path, rules: Rules) -> std::io::Res
         upstream.display()
     );
     let rules = Arc::new(rules);
+    let launcher = Arc::new(launcher);
+    let starting = Arc::new(tokio::sync::Mutex::new(()));
     loop {
         let (client, _) = listener.accept().await?;
         let upstream = upstream.to_path_buf();
         let rules = Arc::clone(&rules);
+        let launcher = Arc::clone(&launcher);
+        let starting = Arc::clone(&starting);
         tokio::spawn(async move {
-            if let Err(e) = handle(client, &upstream, &rules).await {
+            let engine = Engine {
+                socket: &upstream,
+                launcher: launcher.as_ref().as_ref(),
+                starting: &starting,
+            };
+            if let Err(e) = handle(client, &engine, &rules).await {
                 tracing::debug!("docker-proxy: connection ended: {e}");
             }
         });
@@ -158,7 +230,14 @@ fn resolve_on_host(p: &str) -> Option<String> {
         .map(|r| r.display().to_string())
 }
 
-async fn handle(client: UnixStream, upstream: &Path, rules: &Rules) -> std::io::Result<()> {
+/// The engine as one connection sees it.
+struct Engine<'a> {
+    socket: &'a Path,
+    launcher: Option<&'a Launcher>,
+    starting: &'a tokio::sync::Mutex<()>,
+}
+
+async fn handle(client: UnixStream, engine: &Engine<'_>, rules: &Rules) -> std::io::Result<()> {
     let mut inc = Incoming {
         stream: client,
         buf: Vec::with_capacity(8192),
@@ -301,16 +380,9 @@ async fn handle(client: UnixStream, upstream: &Path, rules: &Rules) -> std::io::
     }
     head.extend_from_slice(b"\r\n");
 
-    let mut up = match UnixStream::connect(upstream).await {
+    let mut up = match connect_engine(engine.socket, engine.launcher, engine.starting).await {
         Ok(u) => u,
-        Err(e) => {
-            return answer(
-                &mut inc.stream,
-                "502 Bad Gateway",
-                &format!("podrunner: the runner's engine does not answer: {e}"),
-            )
-            .await
-        }
+        Err(why) => return answer(&mut inc.stream, "502 Bad Gateway", &why).await,
     };
     up.write_all(&head).await?;
     match &body {
@@ -412,7 +484,7 @@ mod tests {
         );
         let up = tokio::spawn(upstream(UnixListener::bind(&engine).unwrap()));
         let (l2, e2) = (listen.clone(), engine.clone());
-        let proxy = tokio::spawn(async move { serve(&l2, &e2, rules()).await });
+        let proxy = tokio::spawn(async move { serve(&l2, &e2, rules(), None).await });
         while UnixStream::connect(&listen).await.is_err() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -4,9 +4,9 @@
 
 use super::{
     cmdline_in_engine, containers_conf, engine_args, host_socket, host_socket_missing,
-    is_engine_cmdline, is_proxy_cmdline, mounts_under, parse_ping, proxy_args, runner_args,
-    service_args, EngineDirs, HostStore, Store, ENGINES_DIR, ENGINES_RUN_DIR, NAME_FILE,
-    PRIVATE_DIR_MODE, SOCKET_MODE,
+    is_engine_cmdline, is_proxy_cmdline, launcher_args, mounts_under, parse_ping, proxy_args,
+    runner_args, service_args, EngineDirs, HostStore, Store, ENGINES_DIR, ENGINES_RUN_DIR,
+    NAME_FILE, PRIVATE_DIR_MODE, SOCKET_MODE,
 };
 use crate::cmd;
 use crate::config::{Config, DockerMode, PoolConfig};
@@ -125,57 +125,42 @@ async fn start_isolated(
         std::fs::write(d.containers_conf(), conf)
     })();
     prepared.map_err(|e| format!("cannot prepare the engine folders of {name}: {e}"))?;
-    let args = service_args(&cfg.podman, &d, &store);
-    let conf_path = d.containers_conf();
-    let child = cmd::spawn_detached_env(
-        Path::new(&cfg.podman.path),
-        &args,
-        &d.log(),
-        &cmd::SERVICE_MANAGER_ENV,
-        &[("CONTAINERS_CONF", conf_path.as_os_str())],
-    )
-    .map_err(|e| format!("cannot start the engine of {name}: {e}"))?;
-    let pid = child.id() as i32;
-    // Not waited for here: it outlives this call (and a manager restart); teardown reaps it.
-    drop(child);
-    std::fs::write(d.pid_file(), format!("{pid}\n"))
-        .map_err(|e| format!("cannot write {}: {e}", d.pid_file().display()))?;
-    wait_ready(&d.engine_socket(), pid, &d.log()).await?;
     // The runner reaches the engine only through the proxy, which holds job containers to
-    // the pool's limits (engine/caps.rs).
+    // the pool's limits (engine/caps.rs) and starts the engine when a job first needs it.
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find podrunner's own binary for the docker proxy: {e}"))?;
     let externals = super::externals::host_copy(cfg, pool, podman).await;
-    let proxy = cmd::spawn_detached_env(
-        &exe,
-        &proxy_args(&d, pool, &pool.work_dir.join(name), externals.as_deref()),
-        &d.log(),
-        &cmd::SERVICE_MANAGER_ENV,
-        &[],
-    )
-    .map_err(|e| format!("cannot start the docker proxy of {name}: {e}"))?;
+    let mut args = proxy_args(&d, pool, &pool.work_dir.join(name), externals.as_deref());
+    args.extend(launcher_args(
+        &d,
+        &cfg.podman.path,
+        &service_args(&cfg.podman, &d, &store),
+    ));
+    let proxy = cmd::spawn_detached_env(&exe, &args, &d.log(), &cmd::SERVICE_MANAGER_ENV, &[])
+        .map_err(|e| format!("cannot start the docker proxy of {name}: {e}"))?;
     let proxy_pid = proxy.id() as i32;
+    // Not waited for here: it outlives this call (and a manager restart); teardown reaps it.
     drop(proxy);
     std::fs::write(d.proxy_pid_file(), format!("{proxy_pid}\n"))
         .map_err(|e| format!("cannot write {}: {e}", d.proxy_pid_file().display()))?;
-    wait_ready(&d.socket(), proxy_pid, &d.log()).await?;
+    wait_listening(&d.socket(), proxy_pid, &d.log()).await?;
     std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(SOCKET_MODE))
         .map_err(|e| format!("cannot open the engine socket to the runner: {e}"))?;
     tracing::debug!(
-        "engine of {name} ready (pid {pid}, proxy pid {proxy_pid}, {})",
+        "docker proxy of {name} ready (pid {proxy_pid}, {}); its engine starts on first use",
         d.socket().display()
     );
     Ok(d.socket())
 }
 
-/// Waits until `sock` answers `/_ping`, while process `pid` (the engine or its proxy) lives.
-async fn wait_ready(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
+/// Waits until `sock` answers `/_ping`, while process `pid` (the engine) lives.
+pub(crate) async fn wait_ready(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
     let start = Instant::now();
     loop {
         crate::sys::reap(pid);
         if !alive(pid) {
             return Err(format!(
-                "the engine (podman system service) or its docker proxy exited at once: {}",
+                "the engine (podman system service) exited at once: {}",
                 log_tail(log)
             ));
         }
@@ -185,6 +170,33 @@ async fn wait_ready(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
         if start.elapsed() > READY_TIMEOUT {
             return Err(format!(
                 "the engine's socket {} did not answer within {}s: {}",
+                sock.display(),
+                READY_TIMEOUT.as_secs(),
+                log_tail(log)
+            ));
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+/// Waits until the proxy accepts connections on `sock` (without a request, which would start
+/// the engine).
+async fn wait_listening(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        crate::sys::reap(pid);
+        if !alive(pid) {
+            return Err(format!(
+                "the docker proxy exited at once: {}",
+                log_tail(log)
+            ));
+        }
+        if tokio::net::UnixStream::connect(sock).await.is_ok() {
+            return Ok(());
+        }
+        if start.elapsed() > READY_TIMEOUT {
+            return Err(format!(
+                "the docker proxy's socket {} did not open within {}s: {}",
                 sock.display(),
                 READY_TIMEOUT.as_secs(),
                 log_tail(log)
@@ -239,6 +251,14 @@ fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
         .unwrap_or_default()
+}
+
+/// The engine's pid from its pid file, when that process is alive and is the engine of
+/// `socket` (a pid file never makes podrunner trust a reused pid).
+pub(crate) fn running_engine(pid_file: &Path, socket: &Path) -> Option<i32> {
+    let pid = read_pid(pid_file)?;
+    crate::sys::reap(pid);
+    (alive(pid) && is_engine_cmdline(&cmdline(pid), socket)).then_some(pid)
 }
 
 fn read_pid(p: &Path) -> Option<i32> {
