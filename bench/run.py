@@ -45,7 +45,7 @@ def host_cpu_s():
 
 
 
-def podrunner_run(jobs, pool, docker, target):
+def podrunner_run(jobs, pool, docker, target, script="true"):
     d, tok, fg, base = start_fake_github(target, "podrunner-bench-", TOKEN)
     cfg = os.path.join(d, "config.toml")
     docker_line = f'docker = "{docker}"\n' if docker else ""
@@ -84,7 +84,7 @@ work_dir = "{d}/work"
         t0 = time.monotonic()
         cpu0 = host_cpu_s()
         for _ in range(jobs):
-            http(base + "/_fake/jobs", {"scope": "repos/octo/bench", "labels": ["self-hosted"], "script": "true"})
+            http(base + "/_fake/jobs", {"scope": "repos/octo/bench", "labels": ["self-hosted"], "script": script})
         while True:
             js = http(base + "/_fake/jobs")
             js = js["jobs"] if isinstance(js, dict) else js
@@ -122,6 +122,7 @@ def main():
     ap.add_argument("--docker", default="none")
     ap.add_argument("--skip-bare", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--script", default="true", help="what each job runs (sh -c)")
     a = ap.parse_args()
     os.chdir(ROOT)
     sh("cargo", "build", "--release", "-q", "-p", "podrunner", "-p", "fake-github")
@@ -130,10 +131,10 @@ def main():
     if not a.skip_bare:
         n, bare_s = bare_loop(a.jobs, a.pool)
         bare_jpm = n / bare_s * 60
-    r = podrunner_run(a.jobs, a.pool, a.docker, target)
+    r = podrunner_run(a.jobs, a.pool, a.docker, target, a.script)
     jpm = a.jobs / r["elapsed"] * 60
     if a.json:
-        print(json.dumps({"docker": a.docker, "jobs": a.jobs, "pool": a.pool, "elapsed_s": r["elapsed"], "jobs_per_min": jpm, "host_cpu_s": r["host_cpu_s"], "manager_cpu_s": r["cpu_s"], "failed": r["failed"]}))
+        print(json.dumps({"docker": a.docker, "script": a.script, "jobs": a.jobs, "pool": a.pool, "elapsed_s": r["elapsed"], "jobs_per_min": jpm, "host_cpu_s": r["host_cpu_s"], "manager_cpu_s": r["cpu_s"], "failed": r["failed"]}))
         return
     print(f"\n| measure | value |\n|---|---|")
     if not a.skip_bare:

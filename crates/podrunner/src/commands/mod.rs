@@ -72,7 +72,7 @@ pub enum Command {
     Config(ConfigCommand),
     /// (internal) The Docker API proxy in front of a runner's engine; the manager starts it
     #[command(hide = true)]
-    DockerProxy(docker_proxy::Args),
+    DockerProxy(Box<docker_proxy::Args>),
 }
 
 #[derive(Debug, Subcommand)]
