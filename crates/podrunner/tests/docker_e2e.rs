@@ -693,3 +693,40 @@ async fn contained_jobs_cannot_reach_the_host_through_their_engine() {
     b.cli(&["stop"]);
     assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
 }
+
+/// An engine that cannot start (here: a containers.conf Podman refuses) fails the job's
+/// `docker` call with Podman's own reason, through the proxy's 502; the runner and the
+/// manager carry on, and nothing of the engine is left after the runner.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_engine_that_cannot_start_says_why_in_the_job() {
+    let mut b = Bench::new("dockerbroken", vec![Pool::new("db", 1)]).await;
+    let conf = b.dir.path().join("broken.conf");
+    std::fs::write(&conf, "[containers]\npids_limit = \"many\"\n").unwrap();
+    let text = std::fs::read_to_string(&b.config).unwrap();
+    std::fs::write(
+        &b.config,
+        format!(
+            "{text}docker = \"isolated\"\nengine_containers_conf = \"{}\"\n",
+            conf.display()
+        ),
+    )
+    .unwrap();
+    b.start_manager();
+    let (out, runner) = run_job(
+        &b,
+        "docker version >/dev/null 2>err.txt || echo docker-failed: $(cat err.txt)",
+    )
+    .await;
+    assert!(out.contains("docker-failed:"), "{out}");
+    assert!(
+        out.contains("the engine (podman system service) exited at once")
+            && out.contains("pids_limit"),
+        "the reason reaches the job:\n{out}"
+    );
+    b.wait_until("the engine folders removed", Duration::from_secs(60), |b| {
+        !engine_names(b).contains(&runner) && !entries(&engines_state(b)).contains(&runner)
+    })
+    .await;
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+}
