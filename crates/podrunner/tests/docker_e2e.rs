@@ -249,6 +249,11 @@ echo job-done"
     assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
     assert_eq!(entries(&engines_run(&b)), Vec::<String>::new());
     assert_eq!(entries(&engines_state(&b)), Vec::<String>::new());
+    assert_eq!(
+        instance_cgroups(&b),
+        Vec::<PathBuf>::new(),
+        "cgroup budgets left"
+    );
 }
 
 /// A second runner's job can neither list nor remove the first runner's containers.
@@ -729,4 +734,116 @@ async fn an_engine_that_cannot_start_says_why_in_the_job() {
     .await;
     b.cli(&["stop"]);
     assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+}
+
+/// Every cgroup folder of the bench's instance, in every hierarchy (v1) or the v2 tree.
+fn instance_cgroups(b: &Bench) -> Vec<PathBuf> {
+    let name = format!("podrunner.{}", b.instance);
+    let mut v: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .flat_map(|h| [h.join(&name), h.clone()])
+        .filter(|p| p.ends_with(&name) && p.exists())
+        .collect();
+    let v2 = Path::new("/sys/fs/cgroup").join(&name);
+    if v2.exists() && !v.contains(&v2) {
+        v.push(v2);
+    }
+    v
+}
+
+fn cgroup_manager() -> String {
+    let out = std::process::Command::new("podman")
+        .args(["info", "--format", "{{.Host.CgroupManager}}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Where the cgroup layout allows it (rootful Podman with the cgroupfs manager, as on this
+/// VM), a runner and the containers its job starts share one cgroup budget holding the pool's
+/// limits: two job containers that each fit the runner's memory cannot together exceed it.
+/// The budget is removed with the runner.
+#[tokio::test(flavor = "multi_thread")]
+async fn job_containers_share_the_runners_cgroup_budget() {
+    let mut b = isolated_bench_with(
+        "dockerbudget",
+        "dg",
+        1,
+        "memory = \"256m\"\npids_limit = 300\n",
+    )
+    .await;
+    let v1 = !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let budgets = if v1 {
+        PathBuf::from("/sys/fs/cgroup/memory").join(format!("podrunner.{}", b.instance))
+    } else {
+        PathBuf::from("/sys/fs/cgroup").join(format!("podrunner.{}", b.instance))
+    };
+    b.wait_until("an idle runner", Duration::from_secs(90), |b| {
+        b.runners_in("idle").len() == 1
+    })
+    .await;
+    let runner = b.runners_in("idle").pop().unwrap();
+    if !is_root() || cgroup_manager() != "cgroupfs" {
+        // The systemd cgroup manager or rootless Podman: no budget; each job container is
+        // capped (job_containers_are_held_to_the_runners_limits).
+        assert!(!budgets.exists(), "no budget on this host");
+        eprintln!("no cgroup budget here (rootless or systemd cgroup manager)");
+        b.cli(&["stop"]);
+        assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+        return;
+    }
+    let budget = budgets.join(&runner);
+    let limit_file = if v1 {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    assert_eq!(
+        std::fs::read_to_string(budget.join(limit_file))
+            .unwrap()
+            .trim(),
+        "268435456"
+    );
+    // awk holds a 180 MB string for 3 s: alone it fits the runner's 256 MB (this host has no
+    // swap); two at once do not fit one budget.
+    let hog = "awk 'BEGIN{s=sprintf(\"%180000000s\",\"\"); system(\"sleep 3\")}'";
+    let script = format!(
+        "set -e
+echo runner-cgroup=$(grep -m1 -E 'memory|^0::' /proc/self/cgroup)
+docker run --rm {TEST_IMAGE} sh -c 'echo job-cgroup=$(grep -m1 -E \"memory|^0::\" /proc/self/cgroup)'
+docker run --rm {TEST_IMAGE} {hog} && echo one-hog-alone-fits
+docker run -d --name hog1 {TEST_IMAGE} {hog} >/dev/null
+docker run -d --name hog2 {TEST_IMAGE} {hog} >/dev/null
+echo exits=$(docker wait hog1 hog2 | tr '\\n' ' ')
+echo job-done"
+    );
+    let (out, _) = run_job(&b, &script).await;
+    let parent = format!("/podrunner.{}/{runner}/", b.instance);
+    let line = |tag: &str| {
+        out.lines()
+            .find(|l| l.starts_with(tag))
+            .unwrap_or_else(|| panic!("no {tag} in:\n{out}"))
+            .to_string()
+    };
+    assert!(line("runner-cgroup=").contains(&parent), "{out}");
+    assert!(line("job-cgroup=").contains(&parent), "{out}");
+    assert!(out.contains("one-hog-alone-fits"), "{out}");
+    // 2 x 180 MB at once against one budget of 256 MB: one is OOM-killed.
+    let exits = line("exits=");
+    assert!(
+        exits.contains("137"),
+        "one hog OOM-killed by the shared budget: {exits}\n{out}"
+    );
+    b.wait_until(
+        "the budget removed with the runner",
+        Duration::from_secs(60),
+        |_| !budget.exists(),
+    )
+    .await;
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+    // In every hierarchy Podman touched, not only the limited ones.
+    assert_eq!(instance_cgroups(&b), Vec::<PathBuf>::new());
 }

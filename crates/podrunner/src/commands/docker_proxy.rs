@@ -38,6 +38,9 @@ pub struct Args {
     /// The pool, named in refusals
     #[arg(long)]
     pub pool: Option<String>,
+    /// The runner's cgroup budget: the cgroup parent of every job container
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
     /// The engine's containers.conf, for starting it on first use
     #[arg(long)]
     pub engine_conf: Option<PathBuf>,
@@ -82,6 +85,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             .as_ref()
             .map(|p| format!(" in pool {p}"))
             .unwrap_or_default(),
+        cgroup_parent: args.cgroup_parent.clone(),
     };
     let launcher = match (
         args.engine.split_first(),

@@ -41,6 +41,8 @@ pub struct PodmanInfo {
 pub struct InfoHost {
     /// `v1` or `v2`.
     pub cgroup_version: String,
+    /// `cgroupfs` or `systemd`.
+    pub cgroup_manager: String,
     #[serde(deserialize_with = "null_default")]
     pub cgroup_controllers: Vec<String>,
     pub oci_runtime: InfoHelper,

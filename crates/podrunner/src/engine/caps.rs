@@ -192,6 +192,8 @@ pub struct Rules {
     pub policy: Option<Policy>,
     /// Names the pool in refusals, e.g. ` in pool ci`.
     pub pool_hint: String,
+    /// The runner's cgroup budget ([`super::budget`]): every job container's cgroup parent.
+    pub cgroup_parent: Option<String>,
 }
 
 /// The body of a capped request (no path map, no policy).
@@ -201,6 +203,7 @@ pub fn cap_body(route: &Route, body: &[u8], caps: &Caps) -> Result<Vec<u8>, Reje
         paths: PathMap::default(),
         policy: None,
         pool_hint: String::new(),
+        cgroup_parent: None,
     };
     rewrite_body(route, body, &rules, &|p| Some(p.to_string()))
 }
@@ -227,7 +230,11 @@ pub fn rewrite_body(
                     s.starts_with('/').then(|| resolve(s)).flatten()
                 });
             }
-            cap_docker_resources(sub_object(&mut m, "HostConfig"), &rules.caps, true);
+            let h = sub_object(&mut m, "HostConfig");
+            cap_docker_resources(h, &rules.caps, true);
+            if let Some(p) = &rules.cgroup_parent {
+                h.insert("CgroupParent".into(), Value::String(p.clone()));
+            }
         }
         Route::DockerUpdate => cap_docker_resources(&mut m, &rules.caps, false),
         Route::LibpodCreate => {
@@ -239,6 +246,9 @@ pub fn rewrite_body(
                 });
             }
             cap_libpod(sub_object(&mut m, "resource_limits"), &rules.caps);
+            if let Some(p) = &rules.cgroup_parent {
+                m.insert("cgroup_parent".into(), Value::String(p.clone()));
+            }
         }
         Route::Exec => {
             if let Some(p) = &rules.policy {
@@ -630,6 +640,7 @@ mod tests {
             paths,
             policy: None,
             pool_hint: String::new(),
+            cgroup_parent: None,
         };
         let same = |p: &str| Some(p.to_string());
         let out = rewrite_body(
@@ -678,6 +689,7 @@ mod tests {
                 allowed: vec!["/w/r-1".into(), "/run/pr/e/k/docker.sock".into()],
             }),
             pool_hint: " in pool ci".into(),
+            cgroup_parent: Some("/podrunner.ci/r-1".into()),
         };
         let resolve = |p: &str| Some(p.replace("/w/r-1/link", "/w/r-1/real"));
         let body = json!({"HostConfig": {"Binds": ["/var/run/docker.sock:/var/run/docker.sock",

@@ -6,6 +6,7 @@
 //! and the API version check. [`service`] is the thin layer that starts, probes and tears down
 //! the engine processes. Neither touches the runner containers themselves (manager::exec does).
 
+pub mod budget;
 pub mod caps;
 pub mod externals;
 pub mod policy;
@@ -144,6 +145,8 @@ pub struct HostStore {
     /// `overlay.mount_program` (fuse-overlayfs): a `--storage-opt` replaces storage.conf's
     /// options, so it has to be passed again.
     pub mount_program: Option<String>,
+    /// Where per-runner cgroup budgets work on this host ([`budget`]).
+    pub budget: Option<budget::Layout>,
 }
 
 impl HostStore {
@@ -505,6 +508,7 @@ mod tests {
             graph_root: "/var/lib/containers/storage".into(),
             driver: "overlay".into(),
             mount_program: None,
+            budget: None,
         }
     }
 
@@ -670,6 +674,7 @@ mod tests {
             graph_root: "/home/u/.local/share/containers/storage".into(),
             driver: "vfs".into(),
             mount_program: None,
+            budget: None,
         };
         assert!(!vfs.shareable());
         assert_eq!(

@@ -352,6 +352,8 @@ async fn handle(client: UnixStream, engine: &Engine<'_>, rules: &Rules) -> std::
         }
     }
     if route == Route::DockerBuild {
+        // Not the budget's cgroup parent: Podman 4.3's builder then runs a step's container in
+        // the parent's `conmon` cgroup, next to conmon, and runc refuses it (measured).
         target = caps::cap_build_target(&target, &rules.caps);
     }
 
@@ -426,6 +428,7 @@ mod tests {
             paths: PathMap::default(),
             policy: None,
             pool_hint: String::new(),
+            cgroup_parent: None,
         }
     }
 

@@ -45,6 +45,11 @@ pub async fn host_store(podman: &Podman) -> Result<HostStore, String> {
                 .map_err(|e| format!("cannot read the host's image store: {e}"))?;
             let info = crate::doctor::podman::parse_info(&out)?;
             Ok::<_, String>(HostStore {
+                budget: super::budget::detect(
+                    &info.host.cgroup_version,
+                    &info.host.cgroup_manager,
+                    info.host.security.rootless,
+                ),
                 mount_program: info.store.mount_program(),
                 graph_root: info.store.graph_root,
                 driver: info.store.graph_driver_name,
@@ -77,8 +82,12 @@ pub async fn prepare(
             Ok(runner_args(DockerMode::Host, Some(&sock)))
         }
         DockerMode::Isolated => {
-            let sock = start_isolated(cfg, pool, name, podman).await?;
-            Ok(runner_args(DockerMode::Isolated, Some(&sock)))
+            let (sock, budget) = start_isolated(cfg, pool, name, podman).await?;
+            let mut a = runner_args(DockerMode::Isolated, Some(&sock));
+            if let Some(parent) = budget {
+                a.push(format!("--cgroup-parent={parent}"));
+            }
+            Ok(a)
         }
     }
 }
@@ -88,12 +97,14 @@ fn mkdir_private(p: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE))
 }
 
+/// Starts runner `name`'s Docker proxy; returns its socket and the runner's cgroup budget
+/// (the `--cgroup-parent` of the runner and its job containers), where the host has one.
 async fn start_isolated(
     cfg: &Config,
     pool: &PoolConfig,
     name: &str,
     podman: &Podman,
-) -> Result<PathBuf, String> {
+) -> Result<(PathBuf, Option<String>), String> {
     let d = EngineDirs::for_runner(&cfg.manager.runtime_dir, &cfg.manager.state_dir, name)?;
     let store = host_store(podman).await?;
     if !store.shareable() {
@@ -125,12 +136,29 @@ async fn start_isolated(
         std::fs::write(d.containers_conf(), conf)
     })();
     prepared.map_err(|e| format!("cannot prepare the engine folders of {name}: {e}"))?;
+    let budget = match &store.budget {
+        None => None,
+        Some(layout) => {
+            let parent = super::budget::parent(cfg.manager.instance.as_str(), name);
+            match super::budget::create(layout, &parent, pool) {
+                Ok(()) => Some(parent),
+                Err(e) => {
+                    // Each container is still capped (engine/caps.rs).
+                    tracing::warn!(pool = %pool.name, "no shared cgroup budget for runner {name}: {e}");
+                    None
+                }
+            }
+        }
+    };
     // The runner reaches the engine only through the proxy, which holds job containers to
     // the pool's limits (engine/caps.rs) and starts the engine when a job first needs it.
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find podrunner's own binary for the docker proxy: {e}"))?;
     let externals = super::externals::host_copy(cfg, pool, podman).await;
     let mut args = proxy_args(&d, pool, &pool.work_dir.join(name), externals.as_deref());
+    if let Some(parent) = &budget {
+        args.push(format!("--cgroup-parent={parent}"));
+    }
     args.extend(launcher_args(
         &d,
         &cfg.podman.path,
@@ -150,7 +178,7 @@ async fn start_isolated(
         "docker proxy of {name} ready (pid {proxy_pid}, {}); its engine starts on first use",
         d.socket().display()
     );
-    Ok(d.socket())
+    Ok((d.socket(), budget))
 }
 
 /// Waits until `sock` answers `/_ping`, while process `pid` (the engine) lives.
@@ -301,6 +329,18 @@ async fn terminate_group(pid: i32, grace: Duration) -> Result<(), String> {
 /// No `podman system reset`: on Podman 4.3 it can loop forever on a layer a killed build left
 /// mounted; removing the folders after unmounting does the same and cannot hang.
 pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> {
+    let mut errors = teardown_engine(cfg, podman, name).await;
+    // Last, once the runner and its job containers are gone: the runner's cgroup budget.
+    if let Ok(Some(layout)) = host_store(podman).await.map(|s| s.budget) {
+        let parent = super::budget::parent(cfg.manager.instance.as_str(), name);
+        if let Err(e) = super::budget::remove(&layout, &parent).await {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
+async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> {
     let Ok(d) = EngineDirs::for_runner(&cfg.manager.runtime_dir, &cfg.manager.state_dir, name)
     else {
         return Vec::new();
