@@ -1,8 +1,11 @@
-//! The Docker API check: can the Docker CLI in each pool's image talk to this Podman
-//! (docs/docker.md)? The decision is [`crate::engine::api_warning`]; this only phrases it.
+//! The Docker checks (docs/docker.md): can the Docker CLI in each pool's image talk to this
+//! Podman (the decision is [`crate::engine::api_warning`]; this only phrases it), and what
+//! bounds each isolated pool's job containers.
 
+use super::podman::PodmanInfo;
 use super::{Check, Facts, Status};
-use crate::config::{Config, DockerMode};
+use crate::config::{Config, DockerMode, DockerPolicy, PoolConfig};
+use crate::engine::budget;
 
 /// One check per pool whose jobs get an engine (`docker` is not `"none"`).
 pub fn check_docker_api(cfg: &Config, facts: &Facts) -> Vec<Check> {
@@ -41,4 +44,115 @@ pub fn check_docker_api(cfg: &Config, facts: &Facts) -> Vec<Check> {
         out.push(c);
     }
     out
+}
+
+/// One check per isolated pool: what holds its jobs' containers (docs/docker.md, Resources and
+/// "What a job may ask"). A pool with `docker_policy = "open"` is a warning: its jobs can reach
+/// the host, or the PAT, through their engine.
+pub fn check_docker_bounds(cfg: &Config, facts: &Facts) -> Vec<Check> {
+    cfg.pools
+        .iter()
+        .filter(|p| p.docker == DockerMode::Isolated)
+        .map(|p| bounds(p, facts.info.as_ref().ok(), &facts.user))
+        .collect()
+}
+
+fn bounds(pool: &PoolConfig, info: Option<&PodmanInfo>, user: &str) -> Check {
+    let c = Check::new(
+        format!("docker-bounds:{}", pool.name),
+        format!("What bounds the Docker jobs of pool {}", pool.name),
+        Status::Pass,
+    );
+    if pool.docker_policy == DockerPolicy::Open {
+        return c
+            .with_status(Status::Warn)
+            .found(format!(
+                "docker_policy = \"open\": a job may run privileged containers and bind any host path through its engine, which runs as {user}"
+            ))
+            .why("a job can then take over the host (rootful) or read the PAT and podrunner's state (rootless)")
+            .fix(format!(
+                "set docker_policy = \"contained\" in pool {} unless its jobs are trusted with the host",
+                pool.name
+            ));
+    }
+    let budget = info.and_then(|i| {
+        budget::detect(
+            &i.host.cgroup_version,
+            &i.host.cgroup_manager,
+            i.host.security.rootless,
+        )
+    });
+    let sum = match (budget, info) {
+        (Some(_), _) => "and the runner with its job containers share one cgroup budget (rootful, cgroupfs)".to_string(),
+        (None, Some(i)) if i.host.security.rootless => {
+            "no shared budget (rootless: bound the sum with the user's systemd slice)".to_string()
+        }
+        (None, Some(i)) => format!(
+            "no shared budget ({} cgroup manager: bound the sum with a systemd slice for the service)",
+            if i.host.cgroup_manager.is_empty() { "unknown" } else { &i.host.cgroup_manager }
+        ),
+        (None, None) => "shared budget unknown (podman does not answer)".to_string(),
+    };
+    c.found(format!(
+        "contained (no privileged containers, no host paths outside the work folder); each job container capped at the runner's cpus, memory and pids, {sum}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(extra: &str) -> PoolConfig {
+        let env = crate::config::Env {
+            home: "/home/u".into(),
+            uid: 0,
+            xdg_state_home: None,
+            xdg_data_home: None,
+            xdg_runtime_dir: None,
+        };
+        Config::parse(
+            &format!("[[pool]]\nname = \"ci\"\nrepository = \"o/r\"\n{extra}"),
+            std::path::Path::new("/c.toml"),
+            &env,
+        )
+        .unwrap()
+        .pools
+        .remove(0)
+    }
+
+    fn info(version: &str, manager: &str, rootless: bool) -> PodmanInfo {
+        let mut i = PodmanInfo::default();
+        i.host.cgroup_version = version.into();
+        i.host.cgroup_manager = manager.into();
+        i.host.security.rootless = rootless;
+        i
+    }
+
+    #[test]
+    fn what_bounds_docker_jobs() {
+        let c = bounds(&pool(""), Some(&info("v1", "cgroupfs", false)), "root");
+        assert_eq!(c.status, Status::Pass);
+        assert!(
+            c.found
+                .ends_with("share one cgroup budget (rootful, cgroupfs)"),
+            "{}",
+            c.found
+        );
+        let c = bounds(&pool(""), Some(&info("v2", "systemd", false)), "root");
+        assert!(c.found.ends_with("no shared budget (systemd cgroup manager: bound the sum with a systemd slice for the service)"), "{}", c.found);
+        let c = bounds(&pool(""), Some(&info("v2", "systemd", true)), "ci");
+        assert!(
+            c.found
+                .ends_with("(rootless: bound the sum with the user's systemd slice)"),
+            "{}",
+            c.found
+        );
+        let c = bounds(&pool("docker_policy = \"open\"\n"), None, "ci");
+        assert_eq!(c.status, Status::Warn);
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("set docker_policy = \"contained\" in pool ci unless its jobs are trusted with the host")
+        );
+        assert!(c.found.contains("which runs as ci"), "{}", c.found);
+    }
 }
