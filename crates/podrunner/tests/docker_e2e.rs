@@ -44,6 +44,17 @@ async fn isolated_bench(test: &str, pool: &'static str, count: u32) -> Bench {
 
 /// [`isolated_bench`] with more pool keys (`pool_keys`, TOML lines).
 async fn isolated_bench_with(test: &str, pool: &'static str, count: u32, pool_keys: &str) -> Bench {
+    isolated_bench_before(test, pool, count, pool_keys, |_| {}).await
+}
+
+/// [`isolated_bench_with`], running `before` on the bench just before the manager starts.
+async fn isolated_bench_before(
+    test: &str,
+    pool: &'static str,
+    count: u32,
+    pool_keys: &str,
+    before: impl FnOnce(&Bench),
+) -> Bench {
     // The conf path is known before the bench exists: it lives in the bench's folder.
     let mut b = Bench::new(test, vec![Pool::new(pool, count)]).await;
     let conf = engine_conf(&b);
@@ -68,6 +79,7 @@ async fn isolated_bench_with(test: &str, pool: &'static str, count: u32, pool_ke
     }
     let text = std::fs::read_to_string(&b.config).unwrap();
     std::fs::write(&b.config, format!("{text}{extra}")).unwrap();
+    before(&b);
     b.start_manager();
     b
 }
@@ -584,7 +596,14 @@ echo job-done"
 /// (not the host's, whatever `/var/run/docker.sock` is on the host) and the image's externals.
 #[tokio::test(flavor = "multi_thread")]
 async fn container_jobs_get_their_runners_engine_and_externals() {
-    let mut b = isolated_bench("dockerctr", "dx", 1).await;
+    // An older copy of the image's externals, as an earlier image id left it: replaced and
+    // removed when the current id is copied (no proxy maps it).
+    let mut b = isolated_bench_before("dockerctr", "dx", 1, "", |b| {
+        let old = b.state_dir().join("externals");
+        std::fs::create_dir_all(old.join("0123456789ab/node20")).unwrap();
+        std::fs::write(old.join("0123456789ab.image"), TEST_IMAGE).unwrap();
+    })
+    .await;
     b.wait_until("an idle runner", Duration::from_secs(90), |b| {
         b.runners_in("idle").len() == 1
     })
@@ -612,7 +631,11 @@ echo job-done"
     // The runner's own engine: the host's containers (the runner itself) are not in it.
     assert!(!out.contains(&format!("seen={runner}")), "{out}");
     let copies = entries(&b.state_dir().join("externals"));
-    assert_eq!(copies.len(), 1, "one host copy per image id: {copies:?}");
+    assert_eq!(copies.len(), 2, "one host copy and its record: {copies:?}");
+    assert!(
+        copies.iter().all(|c| !c.starts_with("0123456789ab")),
+        "the older copy was pruned: {copies:?}"
+    );
     b.cli(&["stop"]);
     assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
 }

@@ -7,8 +7,9 @@
 //! of the image once per image id into `state_dir/externals/ID`, and the Docker API proxy maps
 //! the runner's path to that copy ([`super::caps::PathMap`]).
 //!
-//! Copies are kept per image id and not pruned (a runner adopted after a restart may still use
-//! an older one); docs/docker.md says how to clear them.
+//! Each copy records its image name beside it (`ID.image`). When a new id of an image is copied,
+//! the older copies of that image that no running Docker proxy maps any more are removed (a
+//! runner adopted after a restart may still use an older one).
 
 use crate::config::{Config, PoolConfig};
 use crate::podman::{Podman, QUICK_TIMEOUT};
@@ -128,7 +129,9 @@ async fn make_copy(
     match copied {
         Ok(_) => {
             std::fs::rename(&tmp, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let _ = std::fs::write(dir.with_extension("image"), &pool.image);
             tracing::info!(pool = %pool.name, "copied {} of {} to {} for container jobs", inside_path(pool), pool.image, dir.display());
+            prune(&parent, &pool.image, &dir);
             Ok(Some(dir))
         }
         Err(e) => {
@@ -137,5 +140,90 @@ async fn make_copy(
             let _ = std::fs::write(&none_marker, b"");
             Ok(None)
         }
+    }
+}
+
+/// The copies (folder names) to remove: older copies of `image` (by their `.image` record)
+/// other than `current`, that no running proxy uses.
+pub fn stale_copies(
+    records: &[(String, String)],
+    image: &str,
+    current: &str,
+    in_use: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    records
+        .iter()
+        .filter(|(stem, img)| img == image && stem != current && !in_use(stem))
+        .map(|(stem, _)| stem.clone())
+        .collect()
+}
+
+/// Removes the stale copies of `image` under `parent` ([`stale_copies`]); a copy is in use when
+/// a running process's command line names its folder (a Docker proxy's `--map`).
+fn prune(parent: &Path, image: &str, current: &Path) {
+    let records: Vec<(String, String)> = std::fs::read_dir(parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            let stem = p.file_stem()?.to_string_lossy().into_owned();
+            (p.extension()? == "image")
+                .then(|| std::fs::read_to_string(&p).ok())
+                .flatten()
+                .map(|img| (stem, img.trim().to_string()))
+        })
+        .collect();
+    let cmdlines: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .collect();
+    let current = current
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let in_use = |stem: &str| {
+        let dir = parent.join(stem).display().to_string();
+        cmdlines.iter().any(|c| c.contains(&dir))
+    };
+    for stem in stale_copies(&records, image, &current, &in_use) {
+        let dir = parent.join(&stem);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(dir.with_extension("image"));
+                tracing::info!(
+                    "removed {}, an older copy of {image}'s externals",
+                    dir.display()
+                );
+            }
+            Err(e) => tracing::warn!("cannot remove {}: {e}", dir.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unused_older_copies_of_the_same_image_go() {
+        let records = vec![
+            ("aaa".to_string(), "img:latest".to_string()),
+            ("bbb".to_string(), "img:latest".to_string()),
+            ("ccc".to_string(), "img:latest".to_string()),
+            ("ddd".to_string(), "other:1".to_string()),
+        ];
+        let in_use = |s: &str| s == "bbb";
+        assert_eq!(
+            stale_copies(&records, "img:latest", "ccc", &in_use),
+            vec!["aaa".to_string()]
+        );
+        assert_eq!(
+            copy_dir(Path::new("/s"), "sha256:0123456789abcdef"),
+            PathBuf::from("/s/externals/0123456789ab")
+        );
     }
 }
