@@ -43,6 +43,35 @@ def containers(instance):
     return [l for l in out.splitlines() if l]
 
 
+def proxy_memory(instance):
+    """The idle pool's Docker proxies: how many, their summed proportional set size (shared
+    pages of the one binary counted once), and how many engines run (none until a job calls
+    docker)."""
+    n, pss_kb, engines = 0, 0, 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if instance not in cmd and f"/{instance}" not in cmd and "podrunner" not in cmd:
+            continue
+        if "docker-proxy" in cmd and "--listen=" in cmd:
+            n += 1
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    for line in f:
+                        if line.startswith("Pss:"):
+                            pss_kb += int(line.split()[1])
+            except OSError:
+                pass
+        elif "system service" in cmd and "engine.sock" in cmd:
+            engines += 1
+    return n, pss_kb / 1024, engines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=50)
@@ -130,6 +159,7 @@ docker = "{a.docker}"
         stats = http(base + "/_fake/stats")
         stats["runners_created"] = http(base + "/_fake/runners")["created_total"]
         n_containers = len(containers(instance))
+        proxies = proxy_memory(instance)
         # Idle for 10 s: what does a full idle pool cost?
         _, cpu_before = proc_stats(mgr.pid)
         time.sleep(10)
@@ -158,6 +188,9 @@ docker = "{a.docker}"
     print(f"| containers / runners idle at the end | {n_containers} / {sum(1 for r in (last or {}).get('runners', []) if r['state'] == 'idle')} |")
     print(f"| GitHub API calls to fill the pool | {stats['api_calls']} |")
     print(f"| manager peak RSS | {rss:.1f} MB |")
+    if a.docker == "isolated":
+        n, pss, engines = proxies
+        print(f"| Docker proxies of the idle pool: count / total PSS / engines running | {n} / {pss:.1f} MB / {engines} |")
     print(f"| manager CPU time to fill the pool | {cpu:.2f} s |")
     print(f"| manager CPU with {a.count} idle runners | {idle_cpu:.1f} % of a core |")
     print(f"| drain (SIGTERM) of {a.count} idle runners | {drain_s:.1f} s; left: {left_regs} registrations, {left_containers} containers |")
