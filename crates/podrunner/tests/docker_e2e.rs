@@ -835,7 +835,8 @@ async fn job_containers_share_the_runners_cgroup_budget() {
     let script = format!(
         "set -e
 echo runner-cgroup=$(grep -m1 -E 'memory|^0::' /proc/self/cgroup)
-docker run --rm {TEST_IMAGE} sh -c 'echo job-cgroup=$(grep -m1 -E \"memory|^0::\" /proc/self/cgroup)'
+docker run --rm {TEST_IMAGE} sh -c 'echo job-cgroup=$(grep -m1 -E \"memory|^0::\" /proc/self/cgroup) oom=$(cat /proc/self/oom_score_adj)'
+echo runner-oom=$(cat /proc/self/oom_score_adj)
 docker run --rm {TEST_IMAGE} {hog} && echo one-hog-alone-fits
 docker run -d --name hog1 {TEST_IMAGE} {hog} >/dev/null
 docker run -d --name hog2 {TEST_IMAGE} {hog} >/dev/null
@@ -852,6 +853,9 @@ echo job-done"
     };
     assert!(line("runner-cgroup=").contains(&parent), "{out}");
     assert!(line("job-cgroup=").contains(&parent), "{out}");
+    // When the budget runs out, the kernel kills a job container before the runner.
+    assert!(line("job-cgroup=").ends_with(" oom=500"), "{out}");
+    assert_eq!(line("runner-oom="), "runner-oom=0");
     assert!(out.contains("one-hog-alone-fits"), "{out}");
     // 2 x 180 MB at once against one budget of 256 MB: one is OOM-killed.
     let exits = line("exits=");

@@ -37,6 +37,12 @@ impl Caps {
     }
 }
 
+/// The least `oom_score_adj` of a job container inside a runner's shared budget
+/// ([`super::budget`]): when the budget runs out, the kernel then kills a job container's
+/// process before the runner's own listener (score 0), so the runner survives to report the
+/// job. A job cannot lower it: an unkillable container would leave only the runner to kill.
+pub const JOB_OOM_SCORE_ADJ: i64 = 500;
+
 /// What the proxy does with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -234,6 +240,8 @@ pub fn rewrite_body(
             cap_docker_resources(h, &rules.caps, true);
             if let Some(p) = &rules.cgroup_parent {
                 h.insert("CgroupParent".into(), Value::String(p.clone()));
+                let adj = int(h.get("OomScoreAdj")).max(JOB_OOM_SCORE_ADJ);
+                h.insert("OomScoreAdj".into(), adj.into());
             }
         }
         Route::DockerUpdate => cap_docker_resources(&mut m, &rules.caps, false),
@@ -248,6 +256,8 @@ pub fn rewrite_body(
             cap_libpod(sub_object(&mut m, "resource_limits"), &rules.caps);
             if let Some(p) = &rules.cgroup_parent {
                 m.insert("cgroup_parent".into(), Value::String(p.clone()));
+                let adj = int(m.get("oom_score_adj")).max(JOB_OOM_SCORE_ADJ);
+                m.insert("oom_score_adj".into(), adj.into());
             }
         }
         Route::Exec => {
