@@ -101,6 +101,11 @@ pub struct RunnerStatus {
     pub state: String,
     pub age_secs: u64,
     pub adopted: bool,
+    /// What the runner's jobs get for Docker: `none`, `host`, `ready` (isolated: the proxy
+    /// waits, no engine yet) or `engine` (isolated: the engine runs). Absent from managers
+    /// before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<String>,
 }
 
 /// Parses one request line; the error is what the manager answers.

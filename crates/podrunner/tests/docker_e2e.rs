@@ -180,6 +180,8 @@ async fn docker_run_build_and_bind_then_nothing_left() {
         None,
         "no engine before the job"
     );
+    let docker_state = |b: &Bench| b.status_json()["status"]["runners"][0]["docker"].clone();
+    assert_eq!(docker_state(&b), "ready");
     let data_dir = engines_state(&b).join(&runner);
     let run_dir = engines_run(&b)
         .join(podrunner::engine::short_key(&runner))
@@ -207,6 +209,7 @@ echo job-done"
     })
     .await;
     let pid = pid_in(&b, &runner, "engine.pid").unwrap();
+    assert_eq!(docker_state(&b), "engine", "status shows the job's engine");
     let j =
         b.gh.wait_job_completed(id, JOB_TIMEOUT)
             .await

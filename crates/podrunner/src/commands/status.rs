@@ -129,11 +129,12 @@ pub fn render(s: &StatusSnapshot) -> String {
             out.push_str(&format!("  last failure: {e}\n"));
         }
     }
-    let mut rows: Vec<[String; 5]> = vec![[
+    let mut rows: Vec<[String; 6]> = vec![[
         "POOL".into(),
         "RUNNER".into(),
         "CONTAINER".into(),
         "STATE".into(),
+        "DOCKER".into(),
         "AGE".into(),
     ]];
     for r in &s.runners {
@@ -142,6 +143,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             r.name.clone(),
             r.container.clone().unwrap_or_else(|| "-".into()),
             r.state.clone(),
+            r.docker.clone().unwrap_or_else(|| "-".into()),
             age(r.age_secs),
         ]);
     }
@@ -152,11 +154,12 @@ pub fn render(s: &StatusSnapshot) -> String {
                 "-".into(),
                 "-".into(),
                 "backing-off".into(),
+                "-".into(),
                 format!("next in {secs}s"),
             ]);
         }
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..6)
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();
     for r in rows {
@@ -208,6 +211,7 @@ mod tests {
                 state: "idle".into(),
                 age_secs: 30,
                 adopted: false,
+                docker: Some("engine".into()),
             }],
         };
         assert_eq!(
@@ -216,9 +220,9 @@ mod tests {
              GitHub API: 7 calls made, rate limit 4990/5000 left\n\
              pool ci (o/r): 1/2 runners, 3 jobs done, backing off 9s after 2 failure(s)\n  \
              last failure: runner ci-1 exited with code 3\n\
-             POOL  RUNNER       CONTAINER     STATE        AGE\n\
-             ci    ci-0000000a  abcdef012345  idle         30s\n\
-             ci    -            -             backing-off  next in 9s\n"
+             POOL  RUNNER       CONTAINER     STATE        DOCKER  AGE\n\
+             ci    ci-0000000a  abcdef012345  idle         engine  30s\n\
+             ci    -            -             backing-off  -       next in 9s\n"
         );
     }
 }

@@ -15,6 +15,7 @@
 use super::caps::{self, Rejected, Route, Rules};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -237,6 +238,75 @@ struct Engine<'a> {
     starting: &'a tokio::sync::Mutex<()>,
 }
 
+/// Starting a container: `POST /containers/{id}/start` (Docker or libpod).
+fn is_start(method: &str, target: &str) -> bool {
+    if method != "POST" {
+        return false;
+    }
+    let path = target.split('?').next().unwrap_or("");
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let parts: &[&str] = match parts.first() {
+        Some(v)
+            if v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit() || b == b'.') =>
+        {
+            &parts[1..]
+        }
+        _ => &parts[..],
+    };
+    let parts = parts.strip_prefix(&["libpod"]).unwrap_or(parts);
+    matches!(parts, ["containers", _, "start"])
+}
+
+/// Attempts of a container start or attach that failed on a firewall race ([`firewall_race`]).
+pub const START_ATTEMPTS: u32 = 4;
+/// Pause before the next attempt, times the attempt's number.
+const START_RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// Whether a start's or attach's answer is the firewall race between engines: rootful engines share the
+/// host's iptables, and netavark creating its chains in two engines at once fails one of them
+/// with "Chain already exists" (seen here when two jobs start their first container together).
+/// The container is only created, not started, so starting it again is safe.
+pub fn firewall_race(response: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(response);
+    (text.starts_with("HTTP/1.1 500") || text.starts_with("HTTP/1.1 409"))
+        && text.contains("Chain already exists")
+}
+
+/// Passes a container start on, and starts again after the firewall race ([`firewall_race`]).
+async fn start_with_retries(
+    mut client: UnixStream,
+    engine: &Engine<'_>,
+    head: &[u8],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut attempt = 1;
+    loop {
+        let mut up = match connect_engine(engine.socket, engine.launcher, engine.starting).await {
+            Ok(u) => u,
+            Err(why) => return answer(&mut client, "502 Bad Gateway", &why).await,
+        };
+        up.write_all(head).await?;
+        up.write_all(body).await?;
+        // The engine closes after its answer (`Connection: close`); a start's answer is small.
+        let mut response = Vec::new();
+        (&mut up)
+            .take(MAX_BODY as u64)
+            .read_to_end(&mut response)
+            .await?;
+        if firewall_race(&response) && attempt < START_ATTEMPTS {
+            tracing::info!(
+                "docker-proxy: container start hit the firewall race; attempt {}",
+                attempt + 1
+            );
+            tokio::time::sleep(START_RETRY_PAUSE * attempt).await;
+            attempt += 1;
+            continue;
+        }
+        client.write_all(&response).await?;
+        return client.shutdown().await;
+    }
+}
+
 async fn handle(client: UnixStream, engine: &Engine<'_>, rules: &Rules) -> std::io::Result<()> {
     let mut inc = Incoming {
         stream: client,
@@ -382,18 +452,33 @@ async fn handle(client: UnixStream, engine: &Engine<'_>, rules: &Rules) -> std::
     }
     head.extend_from_slice(b"\r\n");
 
-    let mut up = match connect_engine(engine.socket, engine.launcher, engine.starting).await {
-        Ok(u) => u,
-        Err(why) => return answer(&mut inc.stream, "502 Bad Gateway", &why).await,
-    };
-    up.write_all(&head).await?;
-    match &body {
-        Some(b) => up.write_all(b).await?,
-        // What came after the head (a body, or stdin of an attach) goes on unchanged.
-        None => up.write_all(&inc.buf[inc.pos..]).await?,
+    if is_start(&method, &target) && body.is_none() {
+        let start_body = match framing {
+            Framing::None => Some(Vec::new()),
+            Framing::Length(n) if n <= MAX_BODY => Some(inc.take(n).await?),
+            _ => None,
+        };
+        if let Some(b) = start_body {
+            return start_with_retries(inc.stream, engine, &head, &b).await;
+        }
     }
     let mut client = inc.stream;
-    if upgrade {
+    let sent_after_head = match &body {
+        Some(b) => b.clone(),
+        // What came after the head (a body, or stdin of an attach) goes on unchanged.
+        None => inc.buf[inc.pos..].to_vec(),
+    };
+    let mut attempt = 1;
+    let mut up = loop {
+        let mut up = match connect_engine(engine.socket, engine.launcher, engine.starting).await {
+            Ok(u) => u,
+            Err(why) => return answer(&mut client, "502 Bad Gateway", &why).await,
+        };
+        up.write_all(&head).await?;
+        up.write_all(&sent_after_head).await?;
+        if !upgrade {
+            break up;
+        }
         // Raw both ways only if the engine switched; after an error answer the client may not
         // send a second request over this connection.
         let mut first = vec![0u8; 16 * 1024];
@@ -401,13 +486,31 @@ async fn handle(client: UnixStream, engine: &Engine<'_>, rules: &Rules) -> std::
         let status_ok = first[..n].starts_with(b"HTTP/1.1 101")
             || first[..n].starts_with(b"HTTP/1.1 200")
             || first[..n].starts_with(b"HTTP/1.0 200");
-        client.write_all(&first[..n]).await?;
-        if !status_ok {
-            up.shutdown().await?;
-            tokio::io::copy(&mut up, &mut client).await?;
-            return client.shutdown().await;
+        if status_ok {
+            client.write_all(&first[..n]).await?;
+            break up;
         }
-    }
+        // An error answer: the engine closes once it sees the end of the request.
+        up.shutdown().await?;
+        let mut response = first[..n].to_vec();
+        (&mut up)
+            .take(MAX_BODY as u64)
+            .read_to_end(&mut response)
+            .await?;
+        // Attaching to a created container initialises it, network included: the same
+        // firewall race as a start.
+        if firewall_race(&response) && attempt < START_ATTEMPTS {
+            tracing::info!(
+                "docker-proxy: attach hit the firewall race; attempt {}",
+                attempt + 1
+            );
+            tokio::time::sleep(START_RETRY_PAUSE * attempt).await;
+            attempt += 1;
+            continue;
+        }
+        client.write_all(&response).await?;
+        return client.shutdown().await;
+    };
     tokio::io::copy_bidirectional(&mut client, &mut up).await?;
     Ok(())
 }
@@ -542,6 +645,23 @@ mod tests {
             seen[2],
             "GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn the_firewall_race_is_retried_and_nothing_else() {
+        assert!(is_start("POST", "/v1.41/containers/abc/start"));
+        assert!(is_start("POST", "/v4.3.1/libpod/containers/abc/start"));
+        assert!(!is_start("POST", "/v1.41/containers/abc/stop"));
+        assert!(!is_start("GET", "/v1.41/containers/abc/start"));
+        let race = b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\r\n{\"message\":\"netavark: code: 1, msg: iptables: Chain already exists.\\n\"}";
+        assert!(firewall_race(race));
+        assert!(firewall_race(
+            b"HTTP/1.1 409 Conflict\r\n\r\n{\"cause\":\"iptables: Chain already exists.\"}"
+        ));
+        assert!(!firewall_race(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        assert!(!firewall_race(
+            b"HTTP/1.1 500 Internal Server Error\r\n\r\n{\"message\":\"no such image\"}"
+        ));
     }
 
     #[test]

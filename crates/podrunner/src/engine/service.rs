@@ -281,6 +281,23 @@ fn cmdline(pid: i32) -> String {
         .unwrap_or_default()
 }
 
+/// What runner `name`'s jobs get for Docker right now, for `status`: `none`, `host`, `ready`
+/// (the proxy waits, no engine yet) or `engine` (the engine's pid file is there: a job started
+/// it). Two file checks, no podman call.
+pub fn docker_state(cfg: &Config, pool: &PoolConfig, name: &str) -> String {
+    match pool.docker {
+        DockerMode::None => "none".into(),
+        DockerMode::Host => "host".into(),
+        DockerMode::Isolated => {
+            match EngineDirs::for_runner(&cfg.manager.runtime_dir, &cfg.manager.state_dir, name) {
+                Ok(d) if d.pid_file().exists() => "engine".into(),
+                Ok(d) if d.proxy_pid_file().exists() => "ready".into(),
+                _ => "-".into(),
+            }
+        }
+    }
+}
+
 /// The engine's pid from its pid file, when that process is alive and is the engine of
 /// `socket` (a pid file never makes podrunner trust a reused pid).
 pub(crate) fn running_engine(pid_file: &Path, socket: &Path) -> Option<i32> {

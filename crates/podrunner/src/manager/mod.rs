@@ -359,6 +359,11 @@ impl Manager {
                 state: r.display_state().to_string(),
                 age_secs: now.duration_since(r.created).as_secs(),
                 adopted: r.adopted,
+                docker: self
+                    .ctx
+                    .cfg
+                    .pool(&r.pool)
+                    .map(|p| crate::engine::service::docker_state(&self.ctx.cfg, p, &r.name)),
             })
             .collect();
         StatusSnapshot {
