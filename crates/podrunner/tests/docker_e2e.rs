@@ -832,9 +832,16 @@ async fn job_containers_share_the_runners_cgroup_budget() {
             .trim(),
         "268435456"
     );
-    // awk holds a 180 MB string for 3 s: alone it fits the runner's 256 MB (this host has no
-    // swap); two at once do not fit one budget.
-    let hog = "awk 'BEGIN{s=sprintf(\"%180000000s\",\"\"); system(\"sleep 3\")}'";
+    // awk holds a string for 3 s: alone it fits what one container may use, two at once do
+    // not fit one budget. Without swap that is 256 MB; with swap, 256 MB + as much swap.
+    let swap = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("SwapTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let hog_bytes = if swap > 0 { 300_000_000 } else { 180_000_000 };
+    let hog = format!("awk 'BEGIN{{s=sprintf(\"%{hog_bytes}s\",\"\"); system(\"sleep 3\")}}'");
     let script = format!(
         "set -e
 echo runner-cgroup=$(grep -m1 -E 'memory|^0::' /proc/self/cgroup)
@@ -860,7 +867,7 @@ echo job-done"
     assert!(line("job-cgroup=").ends_with(" oom=500"), "{out}");
     assert_eq!(line("runner-oom="), "runner-oom=0");
     assert!(out.contains("one-hog-alone-fits"), "{out}");
-    // 2 x 180 MB at once against one budget of 256 MB: one is OOM-killed.
+    // Two at once against one budget: one is OOM-killed.
     let exits = line("exits=");
     assert!(
         exits.contains("137"),
