@@ -75,14 +75,33 @@ fn unversioned(path: &str) -> &str {
     path
 }
 
+/// The segments of a request target's path without its API version:
+/// `/v1.41/containers/abc/start?x=1` → `["containers", "abc", "start"]`.
+pub fn api_path(target: &str) -> Vec<&str> {
+    let path = target.split('?').next().unwrap_or("");
+    unversioned(path)
+        .trim_end_matches('/')
+        .split('/')
+        .skip(1)
+        .collect()
+}
+
+/// [`api_path`] with libpod's `libpod/` prefix dropped, for the endpoints both APIs share.
+pub fn shared_api_path(target: &str) -> Vec<&str> {
+    let mut parts = api_path(target);
+    if parts.first() == Some(&"libpod") {
+        parts.remove(0);
+    }
+    parts
+}
+
 /// Classifies a request by method and target (path and query).
 pub fn route(method: &str, target: &str) -> Route {
     if method != "POST" {
         return Route::Forward;
     }
-    let path = target.split('?').next().unwrap_or("");
-    let path = unversioned(path).trim_end_matches('/');
-    let parts: Vec<&str> = path.split('/').skip(1).collect();
+    let parts = api_path(target);
+    let path = format!("/{}", parts.join("/"));
     match parts.as_slice() {
         ["containers", "create"] => Route::DockerCreate,
         ["containers", _, "update"] => Route::DockerUpdate,
@@ -441,6 +460,24 @@ mod tests {
     fn capped(route: Route, body: Value) -> Value {
         serde_json::from_slice(&cap_body(&route, body.to_string().as_bytes(), &CAPS).unwrap())
             .unwrap()
+    }
+
+    #[test]
+    fn api_paths() {
+        assert_eq!(
+            api_path("/v1.41/containers/abc/start?x=1"),
+            ["containers", "abc", "start"]
+        );
+        assert_eq!(api_path("/v4.3.1/libpod/info"), ["libpod", "info"]);
+        assert_eq!(
+            shared_api_path("/v4.3.1/libpod/exec/e/start"),
+            ["exec", "e", "start"]
+        );
+        assert_eq!(api_path("/_ping"), ["_ping"]);
+        assert_eq!(
+            api_path("/vx/containers/json"),
+            ["vx", "containers", "json"]
+        );
     }
 
     #[test]

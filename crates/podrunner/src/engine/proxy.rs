@@ -206,21 +206,11 @@ enum Framing {
 /// Attach and exec-start switch the connection to a raw stream (hijack); nothing else may keep
 /// an `Upgrade`.
 fn may_upgrade(method: &str, target: &str) -> bool {
-    if method != "POST" {
-        return false;
-    }
-    let path = target.split('?').next().unwrap_or("");
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    let parts: &[&str] = match parts.first() {
-        Some(v)
-            if v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit() || b == b'.') =>
-        {
-            &parts[1..]
-        }
-        _ => &parts[..],
-    };
-    let parts = parts.strip_prefix(&["libpod"]).unwrap_or(parts);
-    matches!(parts, ["containers", _, "attach"] | ["exec", _, "start"])
+    method == "POST"
+        && matches!(
+            caps::shared_api_path(target).as_slice(),
+            ["containers", _, "attach"] | ["exec", _, "start"]
+        )
 }
 
 /// The host's real path of a bind source: symlinks (which a job can plant in its work folder)
@@ -240,21 +230,11 @@ struct Engine<'a> {
 
 /// Starting a container: `POST /containers/{id}/start` (Docker or libpod).
 fn is_start(method: &str, target: &str) -> bool {
-    if method != "POST" {
-        return false;
-    }
-    let path = target.split('?').next().unwrap_or("");
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    let parts: &[&str] = match parts.first() {
-        Some(v)
-            if v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit() || b == b'.') =>
-        {
-            &parts[1..]
-        }
-        _ => &parts[..],
-    };
-    let parts = parts.strip_prefix(&["libpod"]).unwrap_or(parts);
-    matches!(parts, ["containers", _, "start"])
+    method == "POST"
+        && matches!(
+            caps::shared_api_path(target).as_slice(),
+            ["containers", _, "start"]
+        )
 }
 
 /// Attempts of a container start or attach that failed on a firewall race ([`firewall_race`]).

@@ -301,9 +301,14 @@ pub fn docker_state(cfg: &Config, pool: &PoolConfig, name: &str) -> String {
 /// The engine's pid from its pid file, when that process is alive and is the engine of
 /// `socket` (a pid file never makes podrunner trust a reused pid).
 pub(crate) fn running_engine(pid_file: &Path, socket: &Path) -> Option<i32> {
+    live_pid(pid_file, |c| is_engine_cmdline(c, socket))
+}
+
+/// The pid in `pid_file` when that process is alive and its command line is ours.
+fn live_pid(pid_file: &Path, ours: impl Fn(&str) -> bool) -> Option<i32> {
     let pid = read_pid(pid_file)?;
     crate::sys::reap(pid);
-    (alive(pid) && is_engine_cmdline(&cmdline(pid), socket)).then_some(pid)
+    (alive(pid) && ours(&cmdline(pid))).then_some(pid)
 }
 
 fn read_pid(p: &Path) -> Option<i32> {
@@ -367,12 +372,9 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
     }
     let mut errors = Vec::new();
     // 0. The proxy first: nothing reaches the engine any more.
-    if let Some(pid) = read_pid(&d.proxy_pid_file()) {
-        crate::sys::reap(pid);
-        if alive(pid) && is_proxy_cmdline(&cmdline(pid), &d.socket()) {
-            if let Err(e) = terminate_group(pid, STOP_GRACE).await {
-                errors.push(format!("docker proxy: {e}"));
-            }
+    if let Some(pid) = live_pid(&d.proxy_pid_file(), |c| is_proxy_cmdline(c, &d.socket())) {
+        if let Err(e) = terminate_group(pid, STOP_GRACE).await {
+            errors.push(format!("docker proxy: {e}"));
         }
     }
     // 1. Containers first, while the service still runs: `rm` stops them (SIGKILL: the job
@@ -390,12 +392,9 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
         }
     }
     // 2. The service: its process group (spawn_detached made it the leader).
-    if let Some(pid) = read_pid(&d.pid_file()) {
-        crate::sys::reap(pid);
-        if alive(pid) && is_engine_cmdline(&cmdline(pid), &d.engine_socket()) {
-            if let Err(e) = terminate_group(pid, STOP_GRACE).await {
-                errors.push(format!("engine process: {e}"));
-            }
+    if let Some(pid) = running_engine(&d.pid_file(), &d.engine_socket()) {
+        if let Err(e) = terminate_group(pid, STOP_GRACE).await {
+            errors.push(format!("engine process: {e}"));
         }
     }
     // 3. Whatever still runs from its folders (a conmon `rm` could not stop, a build step's
