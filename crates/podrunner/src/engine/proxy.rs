@@ -252,39 +252,10 @@ pub fn firewall_race(response: &[u8]) -> bool {
         && text.contains("Chain already exists")
 }
 
-/// Passes a container start on, and starts again after the firewall race ([`firewall_race`]).
-async fn start_with_retries(
-    mut client: UnixStream,
-    engine: &Engine<'_>,
-    head: &[u8],
-    body: &[u8],
-) -> std::io::Result<()> {
-    let mut attempt = 1;
-    loop {
-        let mut up = match connect_engine(engine.socket, engine.launcher, engine.starting).await {
-            Ok(u) => u,
-            Err(why) => return answer(&mut client, "502 Bad Gateway", &why).await,
-        };
-        up.write_all(head).await?;
-        up.write_all(body).await?;
-        // The engine closes after its answer (`Connection: close`); a start's answer is small.
-        let mut response = Vec::new();
-        (&mut up)
-            .take(MAX_BODY as u64)
-            .read_to_end(&mut response)
-            .await?;
-        if firewall_race(&response) && attempt < START_ATTEMPTS {
-            tracing::info!(
-                "docker-proxy: container start hit the firewall race; attempt {}",
-                attempt + 1
-            );
-            tokio::time::sleep(START_RETRY_PAUSE * attempt).await;
-            attempt += 1;
-            continue;
-        }
-        client.write_all(&response).await?;
-        return client.shutdown().await;
-    }
+/// The rest of an answer the engine ends by closing the connection, after `got`.
+async fn whole_answer(up: &mut UnixStream, mut got: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    up.take(MAX_BODY as u64).read_to_end(&mut got).await?;
+    Ok(got)
 }
 
 async fn handle(client: UnixStream, engine: &Engine<'_>, rules: &Rules) -> std::io::Result<()> {
@@ -432,14 +403,16 @@ async fn handle(client: UnixStream, engine: &Engine<'_>, rules: &Rules) -> std::
     }
     head.extend_from_slice(b"\r\n");
 
+    // A start is retried after the firewall race (below), so its whole body is kept.
+    let mut retry_start = false;
     if is_start(&method, &target) && body.is_none() {
-        let start_body = match framing {
-            Framing::None => Some(Vec::new()),
-            Framing::Length(n) if n <= MAX_BODY => Some(inc.take(n).await?),
-            _ => None,
-        };
-        if let Some(b) = start_body {
-            return start_with_retries(inc.stream, engine, &head, &b).await;
+        match framing {
+            Framing::None => retry_start = true,
+            Framing::Length(n) if n <= MAX_BODY => {
+                body = Some(inc.take(n).await?);
+                retry_start = true;
+            }
+            _ => {}
         }
     }
     let mut client = inc.stream;
@@ -456,32 +429,34 @@ async fn handle(client: UnixStream, engine: &Engine<'_>, rules: &Rules) -> std::
         };
         up.write_all(&head).await?;
         up.write_all(&sent_after_head).await?;
-        if !upgrade {
+        let response = if retry_start {
+            // The engine closes after its answer (`Connection: close`); a start's is small.
+            whole_answer(&mut up, Vec::new()).await?
+        } else if upgrade {
+            // Raw both ways only if the engine switched; after an error answer the client may
+            // not send a second request over this connection.
+            let mut first = vec![0u8; 16 * 1024];
+            let n = up.read(&mut first).await?;
+            first.truncate(n);
+            let switched = first.starts_with(b"HTTP/1.1 101")
+                || first.starts_with(b"HTTP/1.1 200")
+                || first.starts_with(b"HTTP/1.0 200");
+            if switched {
+                client.write_all(&first).await?;
+                break up;
+            }
+            // An error answer: the engine closes once it sees the end of the request.
+            up.shutdown().await?;
+            whole_answer(&mut up, first).await?
+        } else {
             break up;
-        }
-        // Raw both ways only if the engine switched; after an error answer the client may not
-        // send a second request over this connection.
-        let mut first = vec![0u8; 16 * 1024];
-        let n = up.read(&mut first).await?;
-        let status_ok = first[..n].starts_with(b"HTTP/1.1 101")
-            || first[..n].starts_with(b"HTTP/1.1 200")
-            || first[..n].starts_with(b"HTTP/1.0 200");
-        if status_ok {
-            client.write_all(&first[..n]).await?;
-            break up;
-        }
-        // An error answer: the engine closes once it sees the end of the request.
-        up.shutdown().await?;
-        let mut response = first[..n].to_vec();
-        (&mut up)
-            .take(MAX_BODY as u64)
-            .read_to_end(&mut response)
-            .await?;
-        // Attaching to a created container initialises it, network included: the same
-        // firewall race as a start.
+        };
+        // Starting a container, or attaching to a created one (which initialises it, network
+        // included), can meet the firewall race; the container is left created, so again.
         if firewall_race(&response) && attempt < START_ATTEMPTS {
             tracing::info!(
-                "docker-proxy: attach hit the firewall race; attempt {}",
+                "docker-proxy: {method} {} hit the firewall race; attempt {}",
+                target.split('?').next().unwrap_or(""),
                 attempt + 1
             );
             tokio::time::sleep(START_RETRY_PAUSE * attempt).await;
