@@ -237,19 +237,33 @@ fn is_start(method: &str, target: &str) -> bool {
         )
 }
 
-/// Attempts of a container start or attach that failed on a firewall race ([`firewall_race`]).
+/// Attempts of a container start or attach that failed transiently ([`transient_setup_failure`]).
 pub const START_ATTEMPTS: u32 = 4;
 /// Pause before the next attempt, times the attempt's number.
 const START_RETRY_PAUSE: Duration = Duration::from_millis(250);
 
-/// Whether a start's or attach's answer is the firewall race between engines: rootful engines share the
-/// host's iptables, and netavark creating its chains in two engines at once fails one of them
-/// with "Chain already exists" (seen here when two jobs start their first container together).
-/// The container is only created, not started, so starting it again is safe.
-pub fn firewall_race(response: &[u8]) -> bool {
+/// Whether a start's or attach's answer is a transient failure to set the container up, after
+/// which the container is still only created and setting it up again is safe:
+/// - the firewall race between engines: rootful engines share the host's iptables, and netavark
+///   creating its chains in two engines at once fails one of them with "Chain already exists"
+///   (seen here when two jobs start their first container together);
+/// - an attach whose container Podman could not initialise (409 "preparing container ... for
+///   attach"; seen about once in five full suite runs, with several engines setting up
+///   containers at the same moment).
+pub fn transient_setup_failure(response: &[u8]) -> bool {
     let text = String::from_utf8_lossy(response);
-    (text.starts_with("HTTP/1.1 500") || text.starts_with("HTTP/1.1 409"))
-        && text.contains("Chain already exists")
+    let status_500_or_409 = text.starts_with("HTTP/1.1 500") || text.starts_with("HTTP/1.1 409");
+    (status_500_or_409 && text.contains("Chain already exists"))
+        || (text.starts_with("HTTP/1.1 409") && text.contains("for attach"))
+}
+
+/// The message of an error answer, shortened, for the log.
+fn answer_summary(response: &[u8]) -> String {
+    let text = String::from_utf8_lossy(response);
+    let status = text.lines().next().unwrap_or("").trim().to_string();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+    let body: String = body.chars().take(300).collect();
+    format!("{status}: {body}")
 }
 
 /// The rest of an answer the engine ends by closing the connection, after `got`.
@@ -452,11 +466,12 @@ async fn handle(client: UnixStream, engine: &Engine<'_>, rules: &Rules) -> std::
             break up;
         };
         // Starting a container, or attaching to a created one (which initialises it, network
-        // included), can meet the firewall race; the container is left created, so again.
-        if firewall_race(&response) && attempt < START_ATTEMPTS {
+        // included), can fail transiently; the container is left created, so again.
+        if transient_setup_failure(&response) && attempt < START_ATTEMPTS {
             tracing::info!(
-                "docker-proxy: {method} {} hit the firewall race; attempt {}",
+                "docker-proxy: {method} {} failed ({}); attempt {}",
                 target.split('?').next().unwrap_or(""),
+                answer_summary(&response),
                 attempt + 1
             );
             tokio::time::sleep(START_RETRY_PAUSE * attempt).await;
@@ -603,18 +618,27 @@ mod tests {
     }
 
     #[test]
-    fn the_firewall_race_is_retried_and_nothing_else() {
+    fn transient_setup_failures_are_retried_and_nothing_else() {
+        let attach = b"HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\n\r\n{\"cause\":\"x\",\"message\":\"preparing container abc for attach: x\",\"response\":409}";
+        assert!(transient_setup_failure(attach));
+        assert_eq!(
+            answer_summary(attach),
+            "HTTP/1.1 409 Conflict: {\"cause\":\"x\",\"message\":\"preparing container abc for attach: x\",\"response\":409}"
+        );
+        assert!(!transient_setup_failure(
+            b"HTTP/1.1 409 Conflict\r\n\r\n{\"message\":\"name already in use\"}"
+        ));
         assert!(is_start("POST", "/v1.41/containers/abc/start"));
         assert!(is_start("POST", "/v4.3.1/libpod/containers/abc/start"));
         assert!(!is_start("POST", "/v1.41/containers/abc/stop"));
         assert!(!is_start("GET", "/v1.41/containers/abc/start"));
         let race = b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\r\n{\"message\":\"netavark: code: 1, msg: iptables: Chain already exists.\\n\"}";
-        assert!(firewall_race(race));
-        assert!(firewall_race(
+        assert!(transient_setup_failure(race));
+        assert!(transient_setup_failure(
             b"HTTP/1.1 409 Conflict\r\n\r\n{\"cause\":\"iptables: Chain already exists.\"}"
         ));
-        assert!(!firewall_race(b"HTTP/1.1 204 No Content\r\n\r\n"));
-        assert!(!firewall_race(
+        assert!(!transient_setup_failure(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        assert!(!transient_setup_failure(
             b"HTTP/1.1 500 Internal Server Error\r\n\r\n{\"message\":\"no such image\"}"
         ));
     }
