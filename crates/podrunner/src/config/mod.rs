@@ -662,6 +662,23 @@ pub fn read_token(path: &Path) -> anyhow::Result<String> {
     Ok(token.to_string())
 }
 
+/// The first pool of a config text, parsed as user 1000 with a home of `/home/u`: for tests of
+/// the modules that take a [`PoolConfig`].
+#[cfg(test)]
+pub(crate) fn test_pool(text: &str) -> PoolConfig {
+    let env = Env {
+        home: "/home/u".into(),
+        uid: 1000,
+        xdg_state_home: None,
+        xdg_data_home: None,
+        xdg_runtime_dir: Some("/run/user/1000".into()),
+    };
+    Config::parse(text, Path::new("/c.toml"), &env)
+        .expect("a valid test config")
+        .pools
+        .remove(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,21 +103,9 @@ mod tests {
     use super::*;
 
     fn pool(extra: &str) -> PoolConfig {
-        let env = crate::config::Env {
-            home: "/home/u".into(),
-            uid: 0,
-            xdg_state_home: None,
-            xdg_data_home: None,
-            xdg_runtime_dir: None,
-        };
-        Config::parse(
-            &format!("[[pool]]\nname = \"ci\"\nrepository = \"o/r\"\n{extra}"),
-            std::path::Path::new("/c.toml"),
-            &env,
-        )
-        .unwrap()
-        .pools
-        .remove(0)
+        crate::config::test_pool(&format!(
+            "[[pool]]\nname = \"ci\"\nrepository = \"o/r\"\n{extra}"
+        ))
     }
 
     fn info(version: &str, manager: &str, rootless: bool) -> PodmanInfo {

@@ -200,21 +200,9 @@ mod tests {
     use super::*;
 
     fn pool() -> PoolConfig {
-        let env = crate::config::Env {
-            home: "/home/u".into(),
-            uid: 0,
-            xdg_state_home: None,
-            xdg_data_home: None,
-            xdg_runtime_dir: None,
-        };
-        crate::config::Config::parse(
+        crate::config::test_pool(
             "[[pool]]\nname = \"p\"\nrepository = \"o/r\"\ncpus = 1.5\nmemory = \"256m\"\npids_limit = 300\n",
-            Path::new("/c.toml"),
-            &env,
         )
-        .unwrap()
-        .pools
-        .remove(0)
     }
 
     #[test]

@@ -586,22 +586,12 @@ mod tests {
 
     #[test]
     fn proxy_arguments_exact() {
-        let env = crate::config::Env {
-            home: "/home/u".into(),
-            uid: 1000,
-            xdg_state_home: None,
-            xdg_data_home: None,
-            xdg_runtime_dir: Some("/run/user/1000".into()),
-        };
-        let cfg = crate::config::Config::parse(
+        let pool = crate::config::test_pool(
             "[[pool]]\nname = \"p\"\nrepository = \"o/r\"\ncpus = 1.5\nmemory = \"256m\"\npids_limit = 300\n",
-            Path::new("/c.toml"),
-            &env,
-        )
-        .unwrap();
+        );
         let a = proxy_args(
             &dirs(),
-            &cfg.pools[0],
+            &pool,
             Path::new("/w/ci-0a1b2c3d"),
             Some(Path::new("/var/lib/pr/externals/abc")),
         );
