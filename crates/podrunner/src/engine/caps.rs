@@ -457,6 +457,17 @@ mod tests {
         pids: 512,
     };
 
+    /// [`rewrite_body`] of a JSON body, its result parsed back.
+    fn rewritten(
+        route: &Route,
+        body: &Value,
+        rules: &Rules,
+        resolve: &dyn Fn(&str) -> Option<String>,
+    ) -> Value {
+        let out = rewrite_body(route, body.to_string().as_bytes(), rules, resolve).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
     fn capped(route: Route, body: Value) -> Value {
         serde_json::from_slice(&cap_body(&route, body.to_string().as_bytes(), &CAPS).unwrap())
             .unwrap()
@@ -690,14 +701,7 @@ mod tests {
             cgroup_parent: None,
         };
         let same = |p: &str| Some(p.to_string());
-        let out = rewrite_body(
-            &Route::DockerCreate,
-            body.to_string().as_bytes(),
-            &rules,
-            &same,
-        )
-        .unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
+        let v = rewritten(&Route::DockerCreate, &body, &rules, &same);
         assert_eq!(
             v["HostConfig"]["Binds"],
             json!([
@@ -713,14 +717,7 @@ mod tests {
                    {"Type": "volume", "Source": "/home/runner/externals", "Target": "/v"}])
         );
         let body = json!({"mounts": [{"type": "bind", "source": "/var/run/docker.sock", "destination": "/d"}]});
-        let out = rewrite_body(
-            &Route::LibpodCreate,
-            body.to_string().as_bytes(),
-            &rules,
-            &same,
-        )
-        .unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
+        let v = rewritten(&Route::LibpodCreate, &body, &rules, &same);
         assert_eq!(v["mounts"][0]["source"], json!("/run/pr/e/k/docker.sock"));
         assert!(PathMap::parse(&["relative=/x".into()]).is_err());
         assert!(PathMap::parse(&["/x".into()]).is_err());
@@ -741,14 +738,7 @@ mod tests {
         let resolve = |p: &str| Some(p.replace("/w/r-1/link", "/w/r-1/real"));
         let body = json!({"HostConfig": {"Binds": ["/var/run/docker.sock:/var/run/docker.sock",
                                                    "/w/r-1/link/src:/src"]}});
-        let out = rewrite_body(
-            &Route::DockerCreate,
-            body.to_string().as_bytes(),
-            &rules,
-            &resolve,
-        )
-        .unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
+        let v = rewritten(&Route::DockerCreate, &body, &rules, &resolve);
         assert_eq!(
             v["HostConfig"]["Binds"],
             json!([
@@ -756,6 +746,23 @@ mod tests {
                 "/w/r-1/real/src:/src"
             ])
         );
+        // In the runner's budget, and killed before the runner when it runs out.
+        assert_eq!(v["HostConfig"]["CgroupParent"], json!("/podrunner.ci/r-1"));
+        assert_eq!(v["HostConfig"]["OomScoreAdj"], json!(JOB_OOM_SCORE_ADJ));
+        for (asked, got) in [(-1000, JOB_OOM_SCORE_ADJ), (900, 900)] {
+            let body = json!({"HostConfig": {"OomScoreAdj": asked, "CgroupParent": "/elsewhere"}});
+            let v = rewritten(&Route::DockerCreate, &body, &rules, &resolve);
+            assert_eq!(v["HostConfig"]["OomScoreAdj"], json!(got), "{asked}");
+            assert_eq!(v["HostConfig"]["CgroupParent"], json!("/podrunner.ci/r-1"));
+        }
+        let v = rewritten(
+            &Route::LibpodCreate,
+            &json!({"image": "x"}),
+            &rules,
+            &resolve,
+        );
+        assert_eq!(v["cgroup_parent"], json!("/podrunner.ci/r-1"));
+        assert_eq!(v["oom_score_adj"], json!(JOB_OOM_SCORE_ADJ));
         let body = json!({"HostConfig": {"Privileged": true}});
         match rewrite_body(&Route::DockerCreate, body.to_string().as_bytes(), &rules, &resolve) {
             Err(Rejected::Forbidden(why)) => assert_eq!(

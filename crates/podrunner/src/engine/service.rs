@@ -183,48 +183,41 @@ async fn start_isolated(
 
 /// Waits until `sock` answers `/_ping`, while process `pid` (the engine) lives.
 pub(crate) async fn wait_ready(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        crate::sys::reap(pid);
-        if !alive(pid) {
-            return Err(format!(
-                "the engine (podman system service) exited at once: {}",
-                log_tail(log)
-            ));
-        }
-        if ping(sock).await.is_ok() {
-            return Ok(());
-        }
-        if start.elapsed() > READY_TIMEOUT {
-            return Err(format!(
-                "the engine's socket {} did not answer within {}s: {}",
-                sock.display(),
-                READY_TIMEOUT.as_secs(),
-                log_tail(log)
-            ));
-        }
-        tokio::time::sleep(READY_POLL).await;
-    }
+    wait_for(sock, pid, log, "the engine (podman system service)", true).await
 }
 
 /// Waits until the proxy accepts connections on `sock` (without a request, which would start
 /// the engine).
 async fn wait_listening(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
+    wait_for(sock, pid, log, "the docker proxy", false).await
+}
+
+/// Polls `sock` until it answers `/_ping` (`ping`) or accepts a connection, while process
+/// `pid` (`who`) lives, for at most [`READY_TIMEOUT`].
+async fn wait_for(
+    sock: &Path,
+    pid: i32,
+    log: &Path,
+    who: &str,
+    ping_it: bool,
+) -> Result<(), String> {
     let start = Instant::now();
     loop {
         crate::sys::reap(pid);
         if !alive(pid) {
-            return Err(format!(
-                "the docker proxy exited at once: {}",
-                log_tail(log)
-            ));
+            return Err(format!("{who} exited at once: {}", log_tail(log)));
         }
-        if tokio::net::UnixStream::connect(sock).await.is_ok() {
+        let up = if ping_it {
+            ping(sock).await.is_ok()
+        } else {
+            tokio::net::UnixStream::connect(sock).await.is_ok()
+        };
+        if up {
             return Ok(());
         }
         if start.elapsed() > READY_TIMEOUT {
             return Err(format!(
-                "the docker proxy's socket {} did not open within {}s: {}",
+                "the socket {} of {who} did not answer within {}s: {}",
                 sock.display(),
                 READY_TIMEOUT.as_secs(),
                 log_tail(log)
