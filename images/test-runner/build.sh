@@ -10,7 +10,8 @@
 # group docker (123), WORKDIR /home/runner, no ENTRYPOINT/CMD: callers run /home/runner/run.sh.
 #
 # Usage: images/test-runner/build.sh [--tag IMAGE] [--broken-tag IMAGE] [--binary PATH] [--force]
-# Env:   PODMAN (default podman; may carry global flags), CARGO_TARGET_DIR (default
+# Env:   PODRUNNER_TEST_IMAGE / PODRUNNER_TEST_BROKEN_IMAGE (default tags; the tests read the
+#        same variables at compile time), PODMAN (default podman; may carry global flags), CARGO_TARGET_DIR (default
 #        <workspace>/target), TEST_RUNNER_BUILD_DIR (default images/test-runner/build).
 # Idempotent: when nothing that goes into the images changed, it only checks and exits.
 # Run it as the user whose image storage should hold the images (root or rootless); a user
@@ -20,8 +21,8 @@ set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 PODMAN=${PODMAN:-podman}
-TAG=localhost/podrunner-test-runner:latest
-BROKEN_TAG=localhost/podrunner-test-broken:latest
+TAG=${PODRUNNER_TEST_IMAGE:-localhost/podrunner-test-runner:latest}
+BROKEN_TAG=${PODRUNNER_TEST_BROKEN_IMAGE:-localhost/podrunner-test-broken:latest}
 BINARY=
 FORCE=0
 TRIPLE=x86_64-unknown-linux-gnu

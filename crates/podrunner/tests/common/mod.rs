@@ -8,10 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Built by `images/test-runner/build.sh` (the test script runs it first).
-pub const TEST_IMAGE: &str = "localhost/podrunner-test-runner:latest";
+/// Built by `images/test-runner/build.sh` (the test script runs it first). A build may name
+/// other tags at compile time (`PODRUNNER_TEST_IMAGE`, `PODRUNNER_TEST_BROKEN_IMAGE`, given to
+/// `build.sh --tag/--broken-tag` too) so that two checkouts on one host do not share an image.
+pub const TEST_IMAGE: &str = match option_env!("PODRUNNER_TEST_IMAGE") {
+    Some(tag) => tag,
+    None => "localhost/podrunner-test-runner:latest",
+};
 /// The same image whose run.sh exits 3 at once.
-pub const BROKEN_IMAGE: &str = "localhost/podrunner-test-broken:latest";
+pub const BROKEN_IMAGE: &str = match option_env!("PODRUNNER_TEST_BROKEN_IMAGE") {
+    Some(tag) => tag,
+    None => "localhost/podrunner-test-broken:latest",
+};
 pub const TOKEN: &str = "ghp_testTOKENdoNotLeak0123456789abcdef";
 pub const REPO: &str = "octo/hello";
 /// The scope of the bench's pools, as the fake GitHub's job queue names it.
