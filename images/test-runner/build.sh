@@ -6,7 +6,7 @@
 #                                          static docker CLI when there is one.
 #   localhost/podrunner-test-broken:latest  the same, but run.sh prints "broken image for tests"
 #                                          and exits 3 at once (for back-off tests).
-# Shaped like ghcr.io/actions/actions-runner (shared/runner-contract.md): user runner (1001) in
+# Shaped like ghcr.io/actions/actions-runner (docs/github-runner.md): user runner (1001) in
 # group docker (123), WORKDIR /home/runner, no ENTRYPOINT/CMD: callers run /home/runner/run.sh.
 #
 # Usage: images/test-runner/build.sh [--tag IMAGE] [--broken-tag IMAGE] [--binary PATH] [--force]

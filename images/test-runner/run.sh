@@ -1,7 +1,7 @@
 #!/bin/sh
 # Test stand-in for GitHub's /home/runner/run.sh + run-helper.sh (actions/runner), POSIX sh.
 # Runs the listener (here: fake-runner) and maps its exit code like run-helper.sh does
-# (shared/runner-contract.md, "Exit codes"):
+# (docs/github-runner.md, "Exit codes"):
 #   0, 1, 5 and unknown codes -> stop, exit 0;  2, 3, 4 -> start the listener again.
 # With RUNNER_MANUALLY_TRAP_SIG set (the image sets it, like GitHub's), SIGINT/SIGTERM are
 # trapped and forwarded to the listener as SIGINT, as run.sh's runWithManualTrap does; the

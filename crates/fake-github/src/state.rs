@@ -19,16 +19,16 @@ use serde_json::{json, Value};
 pub const READ_ONLY_LABELS: [&str; 3] = ["self-hosted", "linux", "x64"];
 /// GitHub's default page size for list endpoints.
 pub const DEFAULT_PER_PAGE: u64 = 30;
-/// GitHub's largest accepted `per_page` (runner-contract.md: "per_page (max 100)").
+/// GitHub's largest accepted `per_page` (docs/github-runner.md: "per_page (max 100)").
 pub const MAX_PER_PAGE: u64 = 100;
-/// Primary rate limit of a PAT: 5,000 requests per hour (runner-contract.md).
+/// Primary rate limit of a PAT: 5,000 requests per hour (docs/github-runner.md).
 pub const RATE_LIMIT: u64 = 5000;
 /// Length of the primary rate-limit window, in seconds (one hour).
 pub const RATE_WINDOW_SECS: u64 = 3600;
 /// How far ahead a 403/429 fault without `retry_after` puts `x-ratelimit-reset`: short, so a
 /// client's "wait until reset" path is tested without slowing the suite down.
 pub const FAULT_RESET_IN_SECS: u64 = 2;
-/// Registration tokens are valid one hour (runner-contract.md).
+/// Registration tokens are valid one hour (docs/github-runner.md).
 pub const REGISTRATION_TOKEN_TTL_SECS: u64 = 3600;
 /// Job timeout handed to the fake runner when the test does not set one.
 pub const DEFAULT_JOB_TIMEOUT_SECS: u64 = 600;

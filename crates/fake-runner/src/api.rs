@@ -63,7 +63,7 @@ impl ApiError {
         matches!(self, ApiError::Network(_) | ApiError::Server(..))
     }
 
-    /// The listener exit code for a final error (shared/runner-contract.md, "Exit codes"):
+    /// The listener exit code for a final error (docs/github-runner.md, "Exit codes"):
     /// 1 terminated error, 2 retryable error (the retry window ran out), 5 session conflict.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -1,6 +1,6 @@
 //! Decoding of the JIT runner configuration.
 //!
-//! Format (docs/test-bench.md, "The JIT config"; shared/runner-contract.md): base64 (standard,
+//! Format (docs/test-bench.md, "The JIT config"; docs/github-runner.md): base64 (standard,
 //! padded) of a JSON object mapping file names (`.runner`, `.credentials`,
 //! `.credentials_rsaparams`) to base64 file contents.
 

@@ -1,7 +1,7 @@
 //! `fake-runner`: stands in for GitHub's `run.sh` (Runner.Listener) in JIT mode inside
 //! podrunner's test image. It takes exactly one job from fake-github over the fake runner
 //! protocol (docs/test-bench.md), runs it with `sh -c`, reports it and exits, printing the lines
-//! the real runner prints. Exit codes and signal behaviour follow shared/runner-contract.md.
+//! the real runner prints. Exit codes and signal behaviour follow docs/github-runner.md.
 
 mod api;
 mod jit;
@@ -20,7 +20,7 @@ use api::{ApiError, Client, Completion, Job};
 
 pub const VERSION: &str = "2.999.0-fake";
 
-/// Listener exit codes (shared/runner-contract.md, "Exit codes").
+/// Listener exit codes (docs/github-runner.md, "Exit codes").
 pub const EXIT_SUCCESS: i32 = 0;
 pub const EXIT_TERMINATED: i32 = 1;
 pub const EXIT_RETRYABLE: i32 = 2;

@@ -13,7 +13,7 @@ use std::time::Duration;
 const JOB_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The engine's containers.conf this host needs: rootful containers here must stay within the
-/// host's hard rlimits (podman-on-this-machine.md). A test-host need, not a product default.
+/// host's hard rlimits (docs/test-bench.md). A test-host need, not a product default.
 fn engine_conf(b: &Bench) -> PathBuf {
     let p = b.dir.path().join("engine-containers.conf");
     let mut s = String::from("[containers]\n");

@@ -18,7 +18,7 @@ use std::time::Duration;
 /// The lead's test image, when built; otherwise a busybox image made here.
 const TEST_IMAGE: &str = "localhost/podrunner-test-runner:latest";
 const FALLBACK_IMAGE: &str = "localhost/doctor-test:latest";
-/// This host's rootful containers need rlimits within the hard limits (podman-on-this-machine.md).
+/// This host's rootful containers need rlimits within the hard limits (docs/test-bench.md).
 const ULIMITS: &str = r#"["--ulimit=nofile=20000:20000", "--ulimit=nproc=20000:20000"]"#;
 const TOKEN: &str = "ghp_doctortesttoken";
 
@@ -331,7 +331,7 @@ async fn runtime_check_starts_a_container_with_the_configs_arguments() {
         assert_eq!(c.status, Status::Skip, "{c:#?}");
         assert!(doctor::BLOCKING.contains(&"podman"));
 
-        // podman-on-this-machine.md: rootful default rlimits exceed this host's hard limits.
+        // docs/test-bench.md: rootful default rlimits exceed this host's hard limits.
         let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
         let (nofile, _) = doctor::podman::hard_limits(&limits);
         let conf_sets_ulimits = std::env::var_os("CONTAINERS_CONF").is_some()

@@ -53,7 +53,7 @@ async fn missing_image_backs_off_and_deletes_its_registrations() {
 #[tokio::test(flavor = "multi_thread")]
 async fn oom_killed_job_is_reported_as_out_of_memory() {
     if !is_root() {
-        eprintln!("skipped: rootless Podman on this cgroup v1 host ignores memory limits (podman-on-this-machine.md), so nothing is OOM-killed");
+        eprintln!("skipped: rootless Podman on this cgroup v1 host ignores memory limits (docs/test-bench.md), so nothing is OOM-killed");
         return;
     }
     let mut b = Bench::new(

@@ -102,7 +102,7 @@ async fn cpu_and_memory_limits_visible_inside() {
     .await;
     let cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     if !is_root() && !cgroup_v2 {
-        // Rootless on a cgroup v1 host Podman ignores limits (podman-on-this-machine.md): what
+        // Rootless on a cgroup v1 host Podman ignores limits (docs/test-bench.md): what
         // podrunner owes the user then is the warning, which doctor gives for this very config.
         let (_, out, err) = b.cli(&["doctor", "--json"]);
         let checks: serde_json::Value =

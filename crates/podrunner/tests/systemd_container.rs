@@ -111,7 +111,7 @@ impl Machine {
                 &m.name,
                 "--systemd=always",
                 "--network=host",
-                // Rootful rlimits within the host's hard limits (shared/podman-on-this-machine).
+                // Rootful rlimits within the host's hard limits (docs/test-bench.md, "The machines the tests run on").
                 "--ulimit=nofile=20000:20000",
                 "--ulimit=nproc=20000:20000",
                 "-v",

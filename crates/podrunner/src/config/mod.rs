@@ -14,11 +14,11 @@ use std::time::Duration;
 use toml::Spanned;
 use values::{Command, Memory, Secs};
 
-/// GitHub's public API; GHES uses `https://HOST/api/v3` (runner-contract.md, REST conventions).
+/// GitHub's public API; GHES uses `https://HOST/api/v3` (docs/github-runner.md, REST conventions).
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 /// GitHub's official runner image.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/actions/actions-runner:latest";
-/// The image has no ENTRYPOINT or CMD; callers run this (runner-contract.md, the image).
+/// The image has no ENTRYPOINT or CMD; callers run this (docs/github-runner.md, the image).
 pub const DEFAULT_COMMAND: &str = "/home/runner/run.sh";
 /// The runner's root folder in that image: run.sh is there, and the runner reads its settings
 /// files (`.runner`, `.credentials`) from it.
@@ -28,7 +28,7 @@ pub const DEFAULT_TOKEN_FILE: &str = "~/.github-runner-token";
 /// Labels every self-hosted Linux x64 runner carries; GitHub adds them as read-only labels.
 pub const DEFAULT_LABELS: [&str; 3] = ["self-hosted", "linux", "x64"];
 /// `podman stop` must give the runner time: the listener waits up to 30 s when cancelling a
-/// job (runner-contract.md, Signals), so at least 60 s.
+/// job (docs/github-runner.md, Signals), so at least 60 s.
 pub const MIN_STOP_TIMEOUT_SECS: u64 = 60;
 /// Enough processes for a real build (compilers, test runners), low enough to stop a fork bomb.
 pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
@@ -36,7 +36,7 @@ pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 /// The default pause before a replacement runner starts after one exits normally.
 pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
-/// GitHub refuses more than 100 labels on a runner (runner-contract.md, JIT body).
+/// GitHub refuses more than 100 labels on a runner (docs/github-runner.md, JIT body).
 pub const MAX_LABELS: usize = 100;
 
 /// Where a problem in the config file sits.

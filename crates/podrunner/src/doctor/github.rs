@@ -1,5 +1,5 @@
 //! The GitHub side: the token file, and whether GitHub at `api_url` accepts the token for each
-//! pool's repository or organization (runner-contract.md, REST conventions: permissions).
+//! pool's repository or organization (docs/github-runner.md, REST conventions: permissions).
 
 use super::{Check, Status};
 use crate::config::names::Scope;

@@ -33,7 +33,7 @@ pub const DOCKER_HOST_IN_RUNNER: &str = "unix:///var/run/docker.sock";
 /// A unix socket path must fit `sun_path`: 108 bytes including the terminating NUL.
 pub const MAX_SOCKET_PATH: usize = 107;
 /// Docker CLI 29, in GitHub's runner image, refuses a server API below this
-/// (runner-contract.md, the runner image).
+/// (docs/github-runner.md, the runner image).
 pub const DOCKER_CLI_29_API: &str = "1.44";
 /// GitHub's official runner image, whatever the tag: it ships Docker CLI 29.
 pub const OFFICIAL_IMAGE_REPO: &str = "ghcr.io/actions/actions-runner";
@@ -438,7 +438,7 @@ pub fn api_version_ok(podman_api: &str, needed: &str) -> bool {
 }
 
 /// The Docker API version Podman `version` (e.g. "4.3.1") serves: 1.41 up to 5.7, 1.44 from
-/// 5.8 (runner-contract.md). `podman version` itself prints the libpod API version, which is
+/// 5.8 (docs/github-runner.md). `podman version` itself prints the libpod API version, which is
 /// the Podman version, not this.
 pub fn docker_api_of_podman(version: &str) -> &'static str {
     if api_version_ok(version, "5.8") {

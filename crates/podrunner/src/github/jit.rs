@@ -1,6 +1,6 @@
 //! Unpacks a JIT config into the settings files the runner reads at start-up.
 //!
-//! runner-contract.md: the encoded config is base64 of a JSON object mapping file names
+//! docs/github-runner.md: the encoded config is base64 of a JSON object mapping file names
 //! (`.runner`, `.credentials`, `.credentials_rsaparams`) to base64 file contents. Given
 //! `--jitconfig`, the runner does nothing more than write each of those files into its root
 //! folder and start as a configured runner (actions/runner, `Runner.ExecuteCommand`). podrunner
@@ -12,7 +12,7 @@ use super::Secret;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-/// The files a JIT config must hold for the runner to start (runner-contract.md).
+/// The files a JIT config must hold for the runner to start (docs/github-runner.md).
 pub const REQUIRED_FILES: [&str; 2] = [".runner", ".credentials"];
 
 /// One settings file: its name inside the runner's root folder and its bytes.

@@ -1,5 +1,5 @@
 //! The GitHub adapter: the runner endpoints of the REST API, for repository and organization
-//! scope, with the retry and rate-limit rules of runner-contract.md (REST conventions).
+//! scope, with the retry and rate-limit rules of docs/github-runner.md (REST conventions).
 //!
 //! The token lives only inside [`Client`]; it is sent in the `Authorization` header and never
 //! logged. JIT configs come back wrapped in [`Secret`], whose `Debug` prints nothing.
@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// runner-contract.md, REST conventions: the media type and API version GitHub documents.
+/// docs/github-runner.md, REST conventions: the media type and API version GitHub documents.
 const ACCEPT: &str = "application/vnd.github+json";
 const API_VERSION: &str = "2022-11-28";
-/// Largest page GitHub serves (runner-contract.md, Pagination).
+/// Largest page GitHub serves (docs/github-runner.md, Pagination).
 pub const PER_PAGE: u32 = 100;
 /// A single request that takes longer than this is treated as failed and retried.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,7 +28,7 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// [`Error::RateLimited`] and the manager's loop decides what to do meanwhile.
 pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(90);
 /// With no `retry-after` and no exhausted primary limit, wait at least this long after a
-/// rate-limit answer (runner-contract.md: "else ≥ 60 s with exponential backoff").
+/// rate-limit answer (docs/github-runner.md: "else ≥ 60 s with exponential backoff").
 pub const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
 /// A string that must never be printed.

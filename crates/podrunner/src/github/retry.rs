@@ -1,5 +1,5 @@
 //! Pure retry arithmetic for the GitHub client: exponential backoff with jitter, and how long
-//! a rate-limit answer asks us to wait (runner-contract.md, Rate limits).
+//! a rate-limit answer asks us to wait (docs/github-runner.md, Rate limits).
 
 use rand::Rng;
 use std::time::Duration;

@@ -59,7 +59,7 @@ pub const SETTINGS_INDEX: &str = "settings";
 ///
 /// Only when GitHub's config could not be unpacked does the mount hold it whole, as
 /// [`SECRET_FILE`]; it then goes to the runner as `ACTIONS_RUNNER_INPUT_JITCONFIG`
-/// (runner-contract.md), which the runner understands whatever the config's shape.
+/// (docs/github-runner.md), which the runner understands whatever the config's shape.
 pub const ENTRYPOINT_SCRIPT: &str = "d=/run/podrunner; root=$1; shift; \
 if [ -f \"$d/jitconfig\" ]; then \
 ACTIONS_RUNNER_INPUT_JITCONFIG=$(cat \"$d/jitconfig\") || exit 1; rm -f \"$d/jitconfig\"; \
