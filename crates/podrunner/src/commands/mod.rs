@@ -1,6 +1,7 @@
 //! The command line: global options and one file per subcommand. Each subcommand has an
 //! `exec` that returns the process exit code.
 
+pub mod completions;
 pub mod config_check;
 pub mod docker_proxy;
 pub mod doctor;
@@ -70,6 +71,10 @@ pub enum Command {
     /// Work with the config file
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(completions::Args),
+    /// Print the manual page (roff) for `podrunner.1`
+    Man(completions::ManArgs),
     /// (internal) The Docker API proxy in front of a runner's engine; the manager starts it
     #[command(hide = true)]
     DockerProxy(Box<docker_proxy::Args>),
@@ -113,6 +118,8 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Uninstall(a) => uninstall::exec(&cli, a).await,
         Command::Doctor(a) => doctor::exec(&cli, a).await,
         Command::Config(ConfigCommand::Check(a)) => config_check::exec(&cli, a).await,
+        Command::Completions(a) => completions::exec(a),
+        Command::Man(a) => completions::exec_man(a),
         Command::DockerProxy(a) => docker_proxy::exec(&cli, a).await,
     }
 }
