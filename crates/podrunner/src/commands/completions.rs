@@ -19,10 +19,12 @@ pub struct ManArgs {}
 
 /// The completion script for `shell` on stdout.
 pub fn exec(args: &Args) -> i32 {
+    // Rendered in memory first: clap_complete panics on a failed write (a closed pipe).
     let mut cmd = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "podrunner", &mut script);
     let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut cmd, "podrunner", &mut out);
-    flushed(out.flush())
+    flushed(out.write_all(&script).and_then(|()| out.flush()))
 }
 
 /// The manual page in roff on stdout: the top-level page with a section per subcommand.
