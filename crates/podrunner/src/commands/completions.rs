@@ -73,7 +73,11 @@ mod tests {
         let mut page = Vec::new();
         render_man(&mut page).unwrap();
         let page = String::from_utf8(page).unwrap();
-        assert!(page.starts_with(".ie \\n(.g .ds Aq \\(aq"), "{}", &page[..80]);
+        assert!(
+            page.starts_with(".ie \\n(.g .ds Aq \\(aq"),
+            "{}",
+            &page[..80]
+        );
         for sub in Cli::command().get_subcommands() {
             let title = format!(".SH \"PODRUNNER {}\"", sub.get_name().to_uppercase());
             assert_eq!(
