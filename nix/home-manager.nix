@@ -30,6 +30,7 @@ let
       profile = config.home.profileDirectory;
     };
     reloadTriggers = [ configFile ];
+    kill = "${pkgs.coreutils}/bin/kill";
   };
 
   manage = pkgs.writeScriptBin "github-runner-manage" (plib.manageScript {

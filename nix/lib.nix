@@ -262,7 +262,8 @@ rec {
   #   restartSec, timeoutStopSec: from unitTimings;
   #   path: null, or the directories for PATH (Nix hosts: where podman and NixOS's setuid
   #   newuidmap are); reloadTriggers: store paths whose change should reload, not restart.
-  unit = { exe, config, scope ? "user", restartSec, timeoutStopSec, path ? null, reloadTriggers ? [ ] }:
+  #   kill: the kill program for ExecReload= (NixOS has no /bin/kill).
+  unit = { exe, config, scope ? "user", restartSec, timeoutStopSec, path ? null, reloadTriggers ? [ ], kill ? "/bin/kill" }:
     let
       system = isAttrs scope;
       uid = if system then scope.uid else null;
@@ -279,7 +280,7 @@ rec {
           [ "Type" "notify" ]
           [ "NotifyAccess" "main" ]
           [ "ExecStart" "${quoteExecArg exe} --config ${quoteExecArg config} run" ]
-          [ "ExecReload" "/bin/kill -HUP $MAINPID" ]
+          [ "ExecReload" "${kill} -HUP $MAINPID" ]
           [ "WatchdogSec" (toString unitConstants.watchdogSec) ]
           [ "TimeoutStartSec" (toString unitConstants.startTimeoutSec) ]
           [ "Restart" "on-failure" ]
@@ -349,7 +350,7 @@ rec {
     shift
     case "$verb" in
       start|stop) exec ${systemctl} "$verb" ${unitConstants.name} ;;
-      status|logs) exec ${run} ${quoteShell podrunner} --config ${quoteShell config} "$verb" "$@" ;;
+      status|logs) exec ${if run == "" then "" else "${run} "}${quoteShell podrunner} --config ${quoteShell config} "$verb" "$@" ;;
       *) usage ;;
     esac
   '';

@@ -28,6 +28,7 @@ let
     inherit (timings) restartSec timeoutStopSec;
     path = plib.servicePath { podman = cfg.podmanPackage; };
     reloadTriggers = [ configFile ];
+    kill = "${pkgs.coreutils}/bin/kill";
   };
 
   manage = pkgs.writeScriptBin "github-runner-manage" (plib.manageScript {
@@ -53,6 +54,7 @@ in
       type = lib.types.nullOr lib.types.package;
       default = config.virtualisation.podman.package;
       defaultText = lib.literalExpression "config.virtualisation.podman.package";
+      example = lib.literalExpression "pkgs.podman";
       description = "Podman for the runners (`[podman] path`).";
     };
     user = lib.mkOption {
@@ -64,6 +66,7 @@ in
     group = lib.mkOption {
       type = lib.types.str;
       default = "podrunner";
+      example = "runners";
       description = "Primary group of the dedicated user.";
     };
     uid = lib.mkOption {
@@ -75,11 +78,13 @@ in
     createUser = lib.mkOption {
       type = lib.types.bool;
       default = true;
+      example = false;
       description = "Create the dedicated user (system user, home `home`, lingering, the subordinate id ranges below).";
     };
     home = lib.mkOption {
       type = lib.types.str;
       default = "/var/lib/podrunner";
+      example = "/srv/podrunner";
       description = "Home of the dedicated user: rootless Podman's storage, podrunner's state and work folders.";
     };
     subUidRanges = lib.mkOption {
@@ -88,6 +93,7 @@ in
         options.count = lib.mkOption { type = lib.types.ints.positive; description = "How many."; };
       });
       default = [ { startUid = 1000000000; count = 65536; } ];
+      example = [ { startUid = 2000000000; count = 65536; } ];
       description = "Subordinate uids of the dedicated user (/etc/subuid), mapped into its containers. The default starts far above NixOS's automatic ranges.";
     };
     subGidRanges = lib.mkOption {
@@ -96,6 +102,7 @@ in
         options.count = lib.mkOption { type = lib.types.ints.positive; description = "How many."; };
       });
       default = [ { startGid = 1000000000; count = 65536; } ];
+      example = [ { startGid = 2000000000; count = 65536; } ];
       description = "Subordinate gids of the dedicated user (/etc/subgid).";
     };
   };

@@ -14,7 +14,7 @@ let
   nullable = t: types.nullOr t;
   duration = types.either types.ints.unsigned (types.strMatching plib.durationPattern);
   memory = types.either types.ints.positive (types.strMatching plib.memoryPattern);
-  name = types.strMatching plib.namePattern;
+  nameType = types.strMatching plib.namePattern;
   stringList = description: example: mkOption {
     type = types.listOf types.str;
     default = [ ];
@@ -30,7 +30,7 @@ let
       organization = opt (nullable types.str)
         "Organization the runners serve. Set this or `repository`."
         "your-org";
-      runner_name = opt (nullable name)
+      runner_name = opt (nullable nameType)
         "Prefix of the runner names; each runner is `PREFIX-xxxxxxxx`. Default: the pool name."
         "ci-box";
       image = opt (nullable types.str)
@@ -84,10 +84,11 @@ let
     };
   };
 
-  section = options: mkOption {
+  section = name: example: options: mkOption {
     type = types.submodule { freeformType = toml; inherit options; };
     default = { };
-    description = "See the README's configuration reference.";
+    description = "The `[${name}]` table of config.toml (the README's configuration reference).";
+    inherit example;
   };
 in
 {
@@ -95,7 +96,7 @@ in
   repository = opt (nullable (types.strMatching plib.repositoryPattern))
     "Original option: the repository (`owner/repo`) of the runner. Setting it defines the pool `${plib.defaults.legacyPool}` (one runner; `pools.${plib.defaults.legacyPool}.*` adds or overrides keys)."
     "you/your-repo";
-  runnerName = opt (nullable name)
+  runnerName = opt (nullable nameType)
     "Original option: prefix of the runner names (`runner_name` of the pool)."
     "my-laptop";
   image = opt (nullable types.str)
@@ -130,7 +131,7 @@ in
     '';
   };
 
-  github = section {
+  github = section "github" { token_file = "/run/secrets/github-runner-token"; } {
     api_url = opt (nullable (types.strMatching "https?://.*"))
       "GitHub's API. Default: `${plib.defaults.apiUrl}`; GitHub Enterprise Server: `https://HOST/api/v3`."
       "https://github.example.com/api/v3";
@@ -139,7 +140,7 @@ in
       "/run/secrets/github-runner-token";
   };
 
-  podman = section {
+  podman = section "podman" { runtime = "runc"; } {
     path = opt (nullable types.str)
       "The podman program. Default: the `podmanPackage`'s podman, else `podman` from PATH."
       "/usr/bin/podman";
@@ -150,8 +151,8 @@ in
     run_args = stringList "Extra `podman run` arguments for every runner." [ "--network=slirp4netns" ];
   };
 
-  manager = section {
-    instance = opt (nullable name)
+  manager = section "manager" { drain_timeout = "2h"; } {
+    instance = opt (nullable nameType)
       "Tells two managers on one host apart (container label, socket name). Default: `default`."
       "default";
     state_dir = opt (nullable types.str)

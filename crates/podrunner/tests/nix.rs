@@ -498,3 +498,259 @@ fn github_runner_manage_runs_podrunners_commands() {
             .starts_with("usage: github-runner-manage start|status|logs|stop"));
     }
 }
+
+/// The modules evaluated against nix/tests/modules.nix's stand-in for nixpkgs: `module` is
+/// "home-manager" or "nixos", `values` the options as a user sets them (a Nix expression
+/// with `e`, the examples, in scope).
+fn module_eval(module: &str, values: &str) -> Result<Value, String> {
+    let dir = src().join("nix");
+    let expr = format!(
+        "let e = import {ex}; in import {m} {{ module = \"{module}\"; values = {values}; }}",
+        ex = json!(dir.join("examples.nix")),
+        m = json!(dir.join("tests/modules.nix")),
+    );
+    let out = nix_instantiate(&["--eval", "--strict", "--json", "--expr", &expr]);
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+const STORE: &str = "/nix/store/00000000000000000000000000000000";
+
+#[test]
+fn home_manager_module_writes_config_unit_and_command() {
+    let d = tempfile::tempdir().unwrap();
+    let tok = token_file(d.path());
+    let v = module_eval(
+        "home-manager",
+        &format!(
+            "e.advanced // {{ enable = true; tokenFile = {}; }}",
+            json!(tok)
+        ),
+    )
+    .unwrap();
+    assert_eq!(v["failures"], json!([]));
+    // The podman of `podmanPackage`, then the original options' pool.
+    assert_eq!(
+        v["config_toml"]["podman"],
+        json!({ "path": format!("{STORE}-podman/bin/podman") })
+    );
+    assert_eq!(v["config_toml"]["pool"][0]["runner_name"], "nix-builder");
+    let (code, out, err) = config_check(d.path(), &toml_text(&v["config_toml"]));
+    assert_eq!(code, 0, "{out}{err}");
+
+    let unit = &v["unit"];
+    assert_eq!(
+        unit["Service"]["ExecStart"],
+        format!(
+            "{STORE}-podrunner/bin/podrunner --config /home/you/.config/podrunner/config.toml run"
+        )
+    );
+    assert_eq!(
+        unit["Service"]["ExecReload"],
+        format!("{STORE}-coreutils/bin/kill -HUP $MAINPID")
+    );
+    assert_eq!(unit["Service"]["Type"], "notify");
+    assert_eq!(unit["Service"]["WatchdogSec"], "60");
+    assert_eq!(unit["Service"]["KillMode"], "process");
+    assert_eq!(unit["Service"]["Restart"], "on-failure");
+    assert!(unit["Service"]["Environment"]
+        .as_str()
+        .unwrap()
+        .starts_with("PATH=/run/wrappers/bin:"));
+    // A new config reloads the manager (SIGHUP) instead of restarting it.
+    assert_eq!(unit["Unit"]["X-Reload-Triggers"], v["config_file"]);
+    assert_eq!(unit["Install"]["WantedBy"], "default.target");
+    assert_eq!(
+        v["packages"],
+        json!([format!("{STORE}-podrunner"), "github-runner-manage"])
+    );
+    assert!(v["manage"]
+        .as_str()
+        .unwrap()
+        .contains("--config '/home/you/.config/podrunner/config.toml' \"$verb\" \"$@\""));
+}
+
+#[test]
+fn nixos_module_rootful_and_as_a_dedicated_user() {
+    let d = tempfile::tempdir().unwrap();
+    let tok = token_file(d.path());
+    let base = format!(
+        "e.full // {{ enable = true; github.token_file = {}; }}",
+        json!(tok)
+    );
+
+    let root = module_eval("nixos", &base).unwrap();
+    assert_eq!(root["failures"], json!([]));
+    assert_eq!(root["users"], json!({}));
+    assert_eq!(root["podman_enabled"], true);
+    assert_eq!(root["wanted_by"], json!(["multi-user.target"]));
+    let unit = root["unit"].as_str().unwrap();
+    for line in [
+        "Wants=network-online.target\n",
+        "ExecStart=/nix/store/00000000000000000000000000000000-podrunner/bin/podrunner --config /etc/podrunner/config.toml run\n",
+        "TimeoutStopSec=7350\n",
+        "RestartSec=10\n",
+        "User=root\n",
+        "Environment=PATH=/run/wrappers/bin:",
+    ] {
+        assert!(unit.contains(line), "{line} in {unit}");
+    }
+    assert!(!unit.contains("XDG_RUNTIME_DIR"), "{unit}");
+    let (code, out, err) = config_check(d.path(), &toml_text(&root["config_toml"]));
+    assert_eq!(code, 0, "{out}{err}");
+
+    let user = module_eval(
+        "nixos",
+        &format!("{base} // {{ user = \"ci\"; uid = 990; }}"),
+    )
+    .unwrap();
+    assert_eq!(user["failures"], json!([]));
+    assert_eq!(
+        user["users"],
+        json!({
+            "groups": { "podrunner": {} },
+            "users": { "ci": {
+                "isSystemUser": true, "group": "podrunner", "uid": 990, "home": "/var/lib/podrunner",
+                "createHome": true, "linger": true,
+                "subUidRanges": [{ "startUid": 1000000000, "count": 65536 }],
+                "subGidRanges": [{ "startGid": 1000000000, "count": 65536 }]
+            } }
+        })
+    );
+    let unit = user["unit"].as_str().unwrap();
+    for line in [
+        "After=network-online.target user@990.service\n",
+        "User=ci\n",
+        "Environment=XDG_RUNTIME_DIR=/run/user/990\n",
+        // NixOS's setuid newuidmap/newgidmap come first: rootless Podman finds them on PATH.
+        "Environment=PATH=/run/wrappers/bin:/nix/store/00000000000000000000000000000000-podman/bin:",
+    ] {
+        assert!(unit.contains(line), "{line} in {unit}");
+    }
+    assert!(user["manage"]
+        .as_str()
+        .unwrap()
+        .contains("runuser -u ci -- env XDG_RUNTIME_DIR=/run/user/990 "));
+
+    let no_uid = module_eval("nixos", &format!("{base} // {{ user = \"ci\"; }}")).unwrap();
+    assert_eq!(
+        no_uid["failures"],
+        json!(["services.podrunner.uid: set a fixed uid for the user ci; the unit needs it for user@UID.service and /run/user/UID"])
+    );
+}
+
+/// Values of the wrong type stop the evaluation with the option's path; keys the module does
+/// not declare pass through to config.toml (for `podrunner config check` to judge), except at
+/// the top level.
+#[test]
+fn option_types_refuse_bad_values() {
+    for (values, want) in [
+        (
+            "{ repository = \"o/r\"; vmCpus = 4; }",
+            "programs.github-runner-container.vmCpus: 4 is not a null or string matching",
+        ),
+        (
+            "{ repository = \"o/r\"; vmMemory = \"lots\"; }",
+            "programs.github-runner-container.vmMemory: \"lots\" is not",
+        ),
+        (
+            "{ pools.a = { repository = \"o/r\"; docker = \"dind\"; }; }",
+            "programs.github-runner-container.pools.a.docker: \"dind\" is not",
+        ),
+        (
+            "{ pools.a = { repository = \"o/r\"; cpus = \"2\"; }; }",
+            "programs.github-runner-container.pools.a.cpus: \"2\" is not",
+        ),
+        (
+            "{ pools.a = { repository = \"o/r\"; stop_timeout = \"soon\"; }; }",
+            "programs.github-runner-container.pools.a.stop_timeout: \"soon\" is not",
+        ),
+        (
+            "{ repositry = \"o/r\"; }",
+            "programs.github-runner-container: no such option: repositry",
+        ),
+    ] {
+        let err =
+            module_eval("home-manager", &format!("{values} // {{ enable = true; }}")).unwrap_err();
+        assert!(err.contains(want), "{values}: {err}");
+    }
+    let v = module_eval(
+        "home-manager",
+        "{ enable = true; repository = \"o/r\"; github.app_id = 42; pools.github-runner.runner_group = \"big\"; }",
+    )
+    .unwrap();
+    assert_eq!(v["config_toml"]["github"]["app_id"], 42);
+    assert_eq!(v["config_toml"]["pool"][0]["runner_group"], "big");
+}
+
+/// Every option has a description and (but `package`) an example, and every key of the
+/// README's configuration reference is an option of both modules.
+#[test]
+fn options_are_documented_and_cover_the_config_reference() {
+    let readme = std::fs::read_to_string(src().join("README.md")).unwrap();
+    let mut keys = Vec::new();
+    for line in readme.lines().filter(|l| l.starts_with("| `[")) {
+        let cell = line.split('|').nth(1).unwrap();
+        for key in cell.split('/').map(|k| k.trim().trim_matches('`')) {
+            let (section, name) = match key.rsplit_once(' ') {
+                Some((s, n)) => (s.trim_matches('`').to_string(), n.trim_matches('`')),
+                None => (
+                    keys.last()
+                        .map(|(s, _): &(String, String)| s.clone())
+                        .unwrap(),
+                    key,
+                ),
+            };
+            keys.push((section, name.to_string()));
+        }
+    }
+    assert!(keys.len() >= 30, "{keys:?}");
+    for (module, prefix) in [
+        ("home-manager", "programs.github-runner-container"),
+        ("nixos", "services.podrunner"),
+    ] {
+        let v = module_eval(module, "e.basic // { enable = true; }").unwrap();
+        let options = v["options"].as_array().unwrap();
+        let paths: Vec<&str> = options
+            .iter()
+            .map(|o| o["path"].as_str().unwrap())
+            .collect();
+        for o in options {
+            let path = o["path"].as_str().unwrap();
+            assert_eq!(o["description"], true, "{path} has no description");
+            if !path.ends_with(".package") {
+                assert_eq!(o["example"], true, "{path} has no example");
+            }
+        }
+        for (section, key) in &keys {
+            let path = match section.as_str() {
+                "[[pool]]" if key == "name" => continue,
+                "[[pool]]" => format!("{prefix}.pools.<name>.{key}"),
+                s => format!("{prefix}.{}.{key}", s.trim_matches(['[', ']'])),
+            };
+            assert!(
+                paths.contains(&path.as_str()),
+                "{section} {key}: no option {path}"
+            );
+        }
+        for original in [
+            "enable",
+            "repository",
+            "runnerName",
+            "image",
+            "extraLabels",
+            "workDir",
+            "tokenFile",
+            "vmMemory",
+            "vmCpus",
+        ] {
+            assert!(
+                paths.contains(&format!("{prefix}.{original}").as_str()),
+                "{original}"
+            );
+        }
+    }
+}
