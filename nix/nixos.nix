@@ -111,6 +111,11 @@ in
     {
       assertions = plib.checks prefix options' ++ [
         {
+          # The setuid helpers rootless Podman runs, first on the unit's PATH.
+          assertion = rootful || config.security.wrappers ? newuidmap && config.security.wrappers ? newgidmap;
+          message = "${prefix}: rootless Podman needs NixOS's setuid newuidmap and newgidmap (security.wrappers); keep security.shadow.enable = true, or run as root (user = \"root\")";
+        }
+        {
           assertion = rootful || cfg.uid != null;
           message = "${prefix}.uid: set a fixed uid for the user ${cfg.user}; the unit needs it for user@UID.service and /run/user/UID";
         }

@@ -5,8 +5,9 @@
 # to the files and unit the modules produce); nixpkgs' own module system is only run by the
 # flake's checks (docs/nix.md). Used by crates/podrunner/tests/nix.rs.
 #
-#   module: "home-manager" or "nixos"; values: the module's options as a user sets them.
-{ module, values }:
+#   module: "home-manager" or "nixos"; values: the module's options as a user sets them;
+#   wrappers: whether NixOS provides its setuid newuidmap/newgidmap (security.wrappers).
+{ module, values, wrappers ? true }:
 let
   inherit (builtins) all attrNames elem filter foldl' isAttrs isBool isFloat isFunction isInt
     isList isPath isString listToAttrs map match substring;
@@ -109,6 +110,7 @@ let
     config = {
       services.podrunner = fill "services.podrunner" m.options.services.podrunner false values;
       virtualisation.podman.package = pkgs.podman;
+      security.wrappers = if wrappers then { newuidmap = { }; newgidmap = { }; su = { }; } else { su = { }; };
     };
     m = import ../nixos.nix { inherit config lib pkgs; };
     out = resolve m.config;

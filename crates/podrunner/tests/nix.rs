@@ -635,6 +635,19 @@ fn nixos_module_rootful_and_as_a_dedicated_user() {
         .unwrap()
         .contains("runuser -u ci -- env XDG_RUNTIME_DIR=/run/user/990 "));
 
+    // Without NixOS's setuid helpers rootless Podman cannot start a container: refused.
+    let dir = src().join("nix");
+    let expr = format!(
+        "let e = import {}; in (import {} {{ module = \"nixos\"; wrappers = false; values = {base} // {{ user = \"ci\"; uid = 990; }}; }}).failures",
+        json!(dir.join("examples.nix")),
+        json!(dir.join("tests/modules.nix")),
+    );
+    let out = nix_instantiate(&["--eval", "--strict", "--json", "--expr", &expr]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        json!(["services.podrunner: rootless Podman needs NixOS's setuid newuidmap and newgidmap (security.wrappers); keep security.shadow.enable = true, or run as root (user = \"root\")"])
+    );
+
     let no_uid = module_eval("nixos", &format!("{base} // {{ user = \"ci\"; }}")).unwrap();
     assert_eq!(
         no_uid["failures"],
