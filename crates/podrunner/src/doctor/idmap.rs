@@ -13,6 +13,9 @@ pub const MIN_SUBIDS: u64 = 65536;
 const FIRST_SUBID: u64 = 100000;
 /// NixOS puts its setuid wrappers here; they must come first on PATH.
 const NIXOS_WRAPPERS: &str = "/run/wrappers/bin";
+/// Where Nix keeps its packages. It cannot hold setuid programs, so a Podman installed with
+/// Nix on another distribution needs that distribution's newuidmap (docs/nix.md).
+const NIX_STORE: &str = "/nix/store/";
 
 /// How a helper binary may gain the privilege it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +46,8 @@ pub fn check_idmap_helper(host: &Host, facts: &Facts, prog: &str) -> Check {
     let all = host.env.which_all(prog);
     let wrapper = PathBuf::from(NIXOS_WRAPPERS).join(prog);
     let Some(first) = all.first() else {
-        let fix = match &facts.distro {
-            Distro::NixOS if wrapper.exists() => {
-                format!("put {NIXOS_WRAPPERS} first on PATH (it holds the setuid {prog})")
-            }
-            d => d.install(&[super::distro::Pkg::Uidmap]),
-        };
+        let nix_podman = podman_from_nix(host, facts.podman.program());
+        let fix = missing_helper_fix(&facts.distro, prog, wrapper.exists(), nix_podman);
         return c
             .with_status(Status::Fail)
             .found(format!("{prog} is not on PATH"))
@@ -94,6 +93,40 @@ pub fn check_idmap_helper(host: &Host, facts: &Facts, prog: &str) -> Check {
             .found(format!("cannot inspect {}: {e}", first.display()))
             .why(why)
             .fix(facts.distro.reinstall_uidmap()),
+    }
+}
+
+/// Whether the podman program (a path, or a name looked up on PATH) lives in the Nix store.
+fn podman_from_nix(host: &Host, program: &str) -> bool {
+    let found = if program.contains('/') {
+        Some(PathBuf::from(program))
+    } else {
+        host.env.which(program)
+    };
+    found
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        .is_some_and(|p| p.starts_with(NIX_STORE))
+}
+
+/// The fix when `prog` is not on PATH: NixOS has it among its setuid wrappers; a Podman from
+/// Nix on another distribution needs the distribution's package, since Nix cannot install
+/// setuid programs; otherwise the distribution's package.
+pub fn missing_helper_fix(
+    distro: &Distro,
+    prog: &str,
+    nixos_wrapper_exists: bool,
+    podman_from_nix: bool,
+) -> String {
+    let install = distro.install(&[super::distro::Pkg::Uidmap]);
+    match distro {
+        Distro::NixOS if nixos_wrapper_exists => {
+            format!("put {NIXOS_WRAPPERS} first on PATH (it holds the setuid {prog})")
+        }
+        Distro::NixOS => install,
+        _ if podman_from_nix => format!(
+            "this Podman comes from Nix, which cannot install setuid programs, so {prog} must come from the distribution: {install}; then keep /usr/bin on PATH, the service's too (podrunner's home-manager module puts it there; docs/nix.md)"
+        ),
+        _ => install,
     }
 }
 
@@ -272,6 +305,55 @@ mod tests {
             start,
             count,
         }
+    }
+
+    #[test]
+    fn missing_helper_fix_names_the_nix_specific_fix() {
+        let debian = missing_helper_fix(&Distro::Debian, "newuidmap", false, true);
+        assert_eq!(
+            debian,
+            "this Podman comes from Nix, which cannot install setuid programs, so newuidmap must come from the distribution: sudo apt-get install -y uidmap; then keep /usr/bin on PATH, the service's too (podrunner's home-manager module puts it there; docs/nix.md)"
+        );
+        let fedora = missing_helper_fix(&Distro::Fedora, "newgidmap", false, true);
+        assert!(
+            fedora.starts_with("this Podman comes from Nix, which cannot install setuid programs, so newgidmap must come from the distribution: sudo dnf install -y shadow-utils;"),
+            "{fedora}"
+        );
+        // Podman from the distribution: just its package.
+        assert_eq!(
+            missing_helper_fix(&Distro::Debian, "newuidmap", false, false),
+            "sudo apt-get install -y uidmap"
+        );
+        // NixOS: its setuid wrappers, whatever installed Podman.
+        assert_eq!(
+            missing_helper_fix(&Distro::NixOS, "newuidmap", true, true),
+            "put /run/wrappers/bin first on PATH (it holds the setuid newuidmap)"
+        );
+        assert!(missing_helper_fix(&Distro::NixOS, "newuidmap", false, true)
+            .contains("virtualisation.podman.enable = true;"));
+    }
+
+    #[test]
+    fn podman_in_the_nix_store_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = |path: &Path| Host {
+            root: PathBuf::from("/"),
+            env: super::super::HostEnv {
+                uid: 1000,
+                user: Some("u".into()),
+                path: Some(path.as_os_str().to_owned()),
+                xdg_runtime_dir: None,
+            },
+        };
+        let h = host(dir.path());
+        assert!(podman_from_nix(&h, "/nix/store/abc-podman-5.2/bin/podman"));
+        assert!(!podman_from_nix(&h, "/usr/bin/podman"));
+        // A name is looked up on PATH: here a podman that is not in the store.
+        let p = dir.path().join("podman");
+        std::fs::write(&p, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        assert!(!podman_from_nix(&h, "podman"));
+        assert!(!podman_from_nix(&host(Path::new("/nonexistent")), "podman"));
     }
 
     #[test]

@@ -165,6 +165,11 @@ impl Podman {
         Podman::new(&c.path, c.runtime.as_deref(), &c.global_args)
     }
 
+    /// The podman program: a path or a name looked up on PATH.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
     fn args(&self, rest: &[&str]) -> Vec<String> {
         self.global_args
             .iter()
