@@ -10,10 +10,14 @@
 //! the one place every container passes through.
 
 use super::policy::{refusal, Policy};
+use super::proxy::request::{Schema, Target};
 use serde_json::{Map, Value};
 
 /// CFS period Docker and Podman use when a request gives none (100 ms).
 pub const DEFAULT_CPU_PERIOD: i64 = 100_000;
+/// The kernel's bounds of a CFS period (1 ms to 1 s); a request's period is held inside them.
+pub const MIN_CPU_PERIOD: i64 = 1_000;
+pub const MAX_CPU_PERIOD: i64 = 1_000_000;
 /// Podman gives a container with a memory limit and no swap setting a memory+swap limit of
 /// twice its memory; the runner container gets exactly that, so job containers get the same.
 pub const SWAP_FACTOR: i64 = 2;
@@ -42,82 +46,6 @@ impl Caps {
 /// process before the runner's own listener (score 0), so the runner survives to report the
 /// job. A job cannot lower it: an unkillable container would leave only the runner to kill.
 pub const JOB_OOM_SCORE_ADJ: i64 = 500;
-
-/// What the proxy does with one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// Passed on untouched.
-    Forward,
-    /// `POST /containers/create`: cap `HostConfig`.
-    DockerCreate,
-    /// `POST /containers/{id}/update`: cap the top-level resource fields.
-    DockerUpdate,
-    /// `POST /build`: cap the `memory`, `cpuquota` query parameters.
-    DockerBuild,
-    /// `POST /libpod/containers/create`: cap `resource_limits`.
-    LibpodCreate,
-    /// `POST /containers/{id}/exec` (Docker or libpod): checked, not changed.
-    Exec,
-    /// Refused with this message: the request would create containers the proxy cannot cap.
-    Refuse(String),
-}
-
-/// Strips a `/vX.Y` (Docker) or `/vX.Y.Z` (libpod) version prefix.
-fn unversioned(path: &str) -> &str {
-    if let Some(rest) = path.strip_prefix("/v") {
-        if let Some(i) = rest.find('/') {
-            let v = &rest[..i];
-            if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-                return &rest[i..];
-            }
-        }
-    }
-    path
-}
-
-/// The segments of a request target's path without its API version:
-/// `/v1.41/containers/abc/start?x=1` → `["containers", "abc", "start"]`.
-pub fn api_path(target: &str) -> Vec<&str> {
-    let path = target.split('?').next().unwrap_or("");
-    unversioned(path)
-        .trim_end_matches('/')
-        .split('/')
-        .skip(1)
-        .collect()
-}
-
-/// [`api_path`] with libpod's `libpod/` prefix dropped, for the endpoints both APIs share.
-pub fn shared_api_path(target: &str) -> Vec<&str> {
-    let mut parts = api_path(target);
-    if parts.first() == Some(&"libpod") {
-        parts.remove(0);
-    }
-    parts
-}
-
-/// Classifies a request by method and target (path and query).
-pub fn route(method: &str, target: &str) -> Route {
-    if method != "POST" {
-        return Route::Forward;
-    }
-    let parts = api_path(target);
-    let path = format!("/{}", parts.join("/"));
-    match parts.as_slice() {
-        ["containers", "create"] => Route::DockerCreate,
-        ["containers", _, "update"] => Route::DockerUpdate,
-        ["build"] => Route::DockerBuild,
-        ["libpod", "containers", "create"] => Route::LibpodCreate,
-        ["containers", _, "exec"] | ["libpod", "containers", _, "exec"] => Route::Exec,
-        ["libpod", "containers", _, "update"]
-        | ["libpod", "play", "kube"]
-        | ["libpod", "kube", "play"]
-        | ["libpod", "pods", "create"]
-        | ["libpod", "build"] => Route::Refuse(format!(
-            "podrunner: {path} is not available to jobs: the runner's engine holds every container to the runner's cpus, memory and pids limits, which it can do for the Docker API and `podman --remote create/run` only"
-        )),
-        _ => Route::Forward,
-    }
-}
 
 fn int(v: Option<&Value>) -> i64 {
     v.and_then(Value::as_i64).unwrap_or(0)
@@ -153,22 +81,25 @@ fn cap_docker_resources(h: &mut Map<String, Value>, caps: &Caps, create: bool) {
             h.insert("MemorySwap".into(), memory.into());
         }
     }
-    if caps.cpus.is_some() {
+    if let Some(nano_cap) = caps.nano_cpus() {
         let quota = int(h.get("CpuQuota"));
-        if quota > 0 {
-            // The quota form; Docker refuses NanoCpus next to it.
-            let period = match int(h.get("CpuPeriod")) {
-                p if p > 0 => p,
-                _ => DEFAULT_CPU_PERIOD,
+        let period = int(h.get("CpuPeriod"));
+        if quota > 0 || period > 0 {
+            // The quota form, with both halves set: a period alone would rescale the quota
+            // the container has (a 1 ms period under a 150 ms quota is 150 CPUs), and a
+            // `NanoCpus` next to it would be turned into a quota for the default period.
+            let period = if period > 0 {
+                period.clamp(MIN_CPU_PERIOD, MAX_CPU_PERIOD)
+            } else {
+                DEFAULT_CPU_PERIOD
             };
             let cap = caps.quota_for(period).unwrap_or(quota);
-            if quota > cap {
-                h.insert("CpuQuota".into(), cap.into());
-            }
-        } else if let Some(nano) = caps.nano_cpus() {
-            if touch(h, "NanoCpus") {
-                cap_field(h, "NanoCpus", nano);
-            }
+            let quota = if quota > 0 { quota.min(cap) } else { cap };
+            h.insert("CpuQuota".into(), quota.into());
+            h.insert("CpuPeriod".into(), period.into());
+            h.remove("NanoCpus");
+        } else if touch(h, "NanoCpus") {
+            cap_field(h, "NanoCpus", nano_cap);
         }
     }
     if touch(h, "PidsLimit") {
@@ -183,19 +114,6 @@ pub enum Rejected {
     BadBody(String),
     /// 403: the policy refuses it ([`Policy`]).
     Forbidden(String),
-}
-
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Rejected> {
-    let bad = |why: String| {
-        Rejected::BadBody(format!(
-            "podrunner: the request body is not the JSON object the engine expects: {why}"
-        ))
-    };
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(bad("not an object".into())),
-        Err(e) => Err(bad(e.to_string())),
-    }
 }
 
 fn sub_object<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
@@ -221,72 +139,93 @@ pub struct Rules {
     pub cgroup_parent: Option<String>,
 }
 
-/// The body of a capped request (no path map, no policy).
-pub fn cap_body(route: &Route, body: &[u8], caps: &Caps) -> Result<Vec<u8>, Rejected> {
-    let rules = Rules {
-        caps: *caps,
-        paths: PathMap::default(),
-        policy: None,
-        pool_hint: String::new(),
-        cgroup_parent: None,
+/// A request body as the engine gets it, for one of the JSON routes: under the contained
+/// policy checked ([`Policy`]; bind sources translated by the [`PathMap`] first, checked with
+/// `resolve`, the host's real path of a source or `None` when it cannot be resolved, and
+/// replaced by what `resolve` gave so that the engine mounts the path that was checked);
+/// resources capped and the runner's cgroup budget imposed, under either policy.
+pub fn rewrite(
+    schema: Schema,
+    m: &mut Map<String, Value>,
+    rules: &Rules,
+    resolve: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), Rejected> {
+    let forbid = |what: String| Rejected::Forbidden(refusal(&what, &rules.pool_hint));
+    let policy = rules.policy.as_ref();
+    let checked = |f: &dyn Fn(&Policy) -> Result<(), String>| match policy {
+        Some(p) => f(p).map_err(forbid),
+        None => Ok(()),
     };
-    rewrite_body(route, body, &rules, &|p| Some(p.to_string()))
+    match schema {
+        Schema::ContainerCreate => {
+            if let Some(Value::Object(h)) = m.get_mut("HostConfig") {
+                map_docker_sources(h, &|s| rules.paths.translate(s));
+            }
+            if let Some(p) = policy {
+                p.check_docker_create(m, resolve).map_err(forbid)?;
+                if let Some(Value::Object(h)) = m.get_mut("HostConfig") {
+                    map_docker_sources(h, &|s| s.starts_with('/').then(|| resolve(s)).flatten());
+                }
+            }
+            let h = sub_object(m, "HostConfig");
+            cap_docker_resources(h, &rules.caps, true);
+            budget_and_oom(h, "CgroupParent", "OomScoreAdj", rules);
+        }
+        Schema::ContainerUpdate => {
+            checked(&|p| p.check_update(m))?;
+            cap_docker_resources(m, &rules.caps, false);
+            if m.contains_key("OomScoreAdj") || m.contains_key("CgroupParent") {
+                budget_and_oom(m, "CgroupParent", "OomScoreAdj", rules);
+            }
+        }
+        Schema::ExecCreate => checked(&|p| p.check_exec(m))?,
+        Schema::ExecStart => checked(&|p| p.check_exec_start(m))?,
+        Schema::NetworkCreate => checked(&|p| p.check_network_create(m))?,
+        Schema::NetworkConnect => checked(&|p| p.check_network_connect(m))?,
+        Schema::NetworkDisconnect => checked(&|p| p.check_network_disconnect(m))?,
+        Schema::VolumeCreate => checked(&|p| p.check_volume_create(m))?,
+        Schema::Opaque => {}
+    }
+    Ok(())
 }
 
-/// The body of a request as the engine gets it: bind sources translated ([`PathMap`]), checked
-/// against the policy with `resolve` (the host's real path of a bind source, `None` when it
-/// cannot be resolved) and replaced by what `resolve` gave, so that the engine mounts the path
-/// that was checked; resources capped.
-pub fn rewrite_body(
-    route: &Route,
+/// A libpod `POST /libpod/containers/create` spec (`docker_policy = "open"` only: the
+/// contained policy refuses every libpod route): resources capped, `unified` (raw cgroup
+/// files) dropped, the budget imposed.
+pub fn rewrite_libpod_create(m: &mut Map<String, Value>, rules: &Rules) {
+    map_libpod_sources(m, &|s| rules.paths.translate(s));
+    let r = sub_object(m, "resource_limits");
+    r.remove("unified");
+    cap_libpod(r, &rules.caps);
+    budget_and_oom(m, "cgroup_parent", "oom_score_adj", rules);
+}
+
+/// The runner's cgroup budget as the container's parent, when there is one, and an
+/// `oom_score_adj` no lower than 0 (no lower than [`JOB_OOM_SCORE_ADJ`] in a budget): a
+/// job container is never spared by the OOM killer at the runner's expense.
+fn budget_and_oom(h: &mut Map<String, Value>, parent: &str, oom: &str, rules: &Rules) {
+    let least = match &rules.cgroup_parent {
+        Some(p) => {
+            h.insert(parent.into(), Value::String(p.clone()));
+            JOB_OOM_SCORE_ADJ
+        }
+        None => 0,
+    };
+    let adj = int(h.get(oom)).max(least);
+    h.insert(oom.into(), adj.into());
+}
+
+/// [`rewrite`] of a body given as bytes, for tests: the result serialized again.
+#[cfg(test)]
+pub fn rewrite_bytes(
+    schema: Schema,
     body: &[u8],
     rules: &Rules,
     resolve: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<u8>, Rejected> {
-    let mut m = parse_object(body)?;
-    let forbid = |what: String| Rejected::Forbidden(refusal(&what, &rules.pool_hint));
-    match route {
-        Route::DockerCreate => {
-            let h = sub_object(&mut m, "HostConfig");
-            map_docker_sources(h, &|s| rules.paths.translate(s));
-            if let Some(p) = &rules.policy {
-                p.check_docker_create(&m, resolve).map_err(forbid)?;
-                map_docker_sources(sub_object(&mut m, "HostConfig"), &|s| {
-                    s.starts_with('/').then(|| resolve(s)).flatten()
-                });
-            }
-            let h = sub_object(&mut m, "HostConfig");
-            cap_docker_resources(h, &rules.caps, true);
-            if let Some(p) = &rules.cgroup_parent {
-                h.insert("CgroupParent".into(), Value::String(p.clone()));
-                let adj = int(h.get("OomScoreAdj")).max(JOB_OOM_SCORE_ADJ);
-                h.insert("OomScoreAdj".into(), adj.into());
-            }
-        }
-        Route::DockerUpdate => cap_docker_resources(&mut m, &rules.caps, false),
-        Route::LibpodCreate => {
-            map_libpod_sources(&mut m, &|s| rules.paths.translate(s));
-            if let Some(p) = &rules.policy {
-                p.check_libpod_create(&m, resolve).map_err(forbid)?;
-                map_libpod_sources(&mut m, &|s| {
-                    s.starts_with('/').then(|| resolve(s)).flatten()
-                });
-            }
-            cap_libpod(sub_object(&mut m, "resource_limits"), &rules.caps);
-            if let Some(p) = &rules.cgroup_parent {
-                m.insert("cgroup_parent".into(), Value::String(p.clone()));
-                let adj = int(m.get("oom_score_adj")).max(JOB_OOM_SCORE_ADJ);
-                m.insert("oom_score_adj".into(), adj.into());
-            }
-        }
-        Route::Exec => {
-            if let Some(p) = &rules.policy {
-                p.check_exec(&m).map_err(forbid)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(serde_json::to_vec(&Value::Object(m)).expect("a JSON value serializes"))
+    let mut m = super::proxy::json::parse_object(body).map_err(Rejected::BadBody)?;
+    rewrite(schema, &mut m, rules, resolve)?;
+    Ok(serde_json::to_vec(&m).expect("a JSON value serializes"))
 }
 
 /// Replaces each bind source of a Docker `HostConfig` (`Binds` entries `SRC:DST[:OPTS]`,
@@ -395,55 +334,32 @@ fn cap_libpod(r: &mut Map<String, Value>, caps: &Caps) {
     cap_field(sub_object(r, "pids"), "limit", caps.pids);
 }
 
-/// The target of a capped `POST /build`: `memory` and `cpuquota` (with `cpuperiod`) lowered to
-/// the runner's limits, other parameters kept as they came.
-pub fn cap_build_target(target: &str, caps: &Caps) -> String {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_string(), v.to_string())
-        })
-        .collect();
-    let get = |pairs: &[(String, String)], k: &str| -> i64 {
-        pairs
-            .iter()
-            .find(|(key, _)| key == k)
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0)
-    };
-    fn set(pairs: &mut Vec<(String, String)>, k: &str, v: i64) {
-        pairs.retain(|(key, _)| key != k);
-        pairs.push((k.to_string(), v.to_string()));
-    }
+/// The query of a capped `POST /build`: `memory`, `memswap` and `cpuquota` (with
+/// `cpuperiod`) lowered to the runner's limits, other parameters kept as they came.
+pub fn cap_build_query(t: &mut Target, caps: &Caps) {
+    let get = |t: &Target, k: &str| -> i64 { t.param(k).and_then(|v| v.parse().ok()).unwrap_or(0) };
     if let Some(mem) = caps.memory {
-        let m = get(&pairs, "memory");
+        let m = get(t, "memory");
         if m <= 0 || m > mem {
-            set(&mut pairs, "memory", mem);
+            t.set_param("memory", mem.to_string());
         }
-        let s = get(&pairs, "memswap");
-        if s < 0 || s > SWAP_FACTOR * mem {
-            set(&mut pairs, "memswap", SWAP_FACTOR * mem);
+        let s = get(t, "memswap");
+        if s <= 0 || s > SWAP_FACTOR * mem {
+            t.set_param("memswap", (SWAP_FACTOR * mem).to_string());
         }
     }
-    let period = match get(&pairs, "cpuperiod") {
-        p if p > 0 => p,
+    let period = match get(t, "cpuperiod") {
+        p if p > 0 => p.clamp(MIN_CPU_PERIOD, MAX_CPU_PERIOD),
         _ => DEFAULT_CPU_PERIOD,
     };
     if let Some(cap) = caps.quota_for(period) {
-        let q = get(&pairs, "cpuquota");
-        if q <= 0 || q > cap {
-            set(&mut pairs, "cpuquota", cap);
-            set(&mut pairs, "cpuperiod", period);
-        }
+        let q = get(t, "cpuquota");
+        t.set_param(
+            "cpuquota",
+            if q <= 0 || q > cap { cap } else { q }.to_string(),
+        );
+        t.set_param("cpuperiod", period.to_string());
     }
-    if pairs.is_empty() {
-        return path.to_string();
-    }
-    let q: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{path}?{}", q.join("&"))
 }
 
 #[cfg(test)]
@@ -457,136 +373,116 @@ mod tests {
         pids: 512,
     };
 
-    /// [`rewrite_body`] of a JSON body, its result parsed back.
+    /// [`rewrite`] of a JSON body, its result parsed back.
     fn rewritten(
-        route: &Route,
+        schema: Schema,
         body: &Value,
         rules: &Rules,
         resolve: &dyn Fn(&str) -> Option<String>,
     ) -> Value {
-        let out = rewrite_body(route, body.to_string().as_bytes(), rules, resolve).unwrap();
+        let out = rewrite_bytes(schema, body.to_string().as_bytes(), rules, resolve).unwrap();
         serde_json::from_slice(&out).unwrap()
     }
 
-    fn capped(route: Route, body: Value) -> Value {
-        serde_json::from_slice(&cap_body(&route, body.to_string().as_bytes(), &CAPS).unwrap())
-            .unwrap()
+    fn open_rules(caps: Caps) -> Rules {
+        Rules {
+            caps,
+            paths: PathMap::default(),
+            policy: None,
+            pool_hint: String::new(),
+            cgroup_parent: None,
+        }
     }
 
-    #[test]
-    fn api_paths() {
-        assert_eq!(
-            api_path("/v1.41/containers/abc/start?x=1"),
-            ["containers", "abc", "start"]
-        );
-        assert_eq!(api_path("/v4.3.1/libpod/info"), ["libpod", "info"]);
-        assert_eq!(
-            shared_api_path("/v4.3.1/libpod/exec/e/start"),
-            ["exec", "e", "start"]
-        );
-        assert_eq!(api_path("/_ping"), ["_ping"]);
-        assert_eq!(
-            api_path("/vx/containers/json"),
-            ["vx", "containers", "json"]
-        );
+    fn capped_with(schema: Schema, body: Value, caps: Caps) -> Value {
+        rewritten(schema, &body, &open_rules(caps), &|p| Some(p.to_string()))
     }
 
-    #[test]
-    fn routes() {
-        assert_eq!(
-            route("POST", "/v1.41/containers/create?name=x"),
-            Route::DockerCreate
-        );
-        assert_eq!(route("POST", "/containers/create"), Route::DockerCreate);
-        assert_eq!(
-            route("POST", "/v1.41/containers/abc/update"),
-            Route::DockerUpdate
-        );
-        assert_eq!(
-            route("POST", "/v1.41/build?t=x&memory=1"),
-            Route::DockerBuild
-        );
-        assert_eq!(
-            route("POST", "/v4.3.1/libpod/containers/create"),
-            Route::LibpodCreate
-        );
-        assert!(matches!(
-            route("POST", "/v4.3.1/libpod/play/kube"),
-            Route::Refuse(_)
-        ));
-        assert!(matches!(
-            route("POST", "/v4.3.1/libpod/containers/x/update"),
-            Route::Refuse(_)
-        ));
-        assert_eq!(route("GET", "/v1.41/containers/create"), Route::Forward);
-        assert_eq!(route("POST", "/v1.41/containers/abc/start"), Route::Forward);
-        assert_eq!(
-            route("POST", "/v1.41/containers/abc/attach?stream=1"),
-            Route::Forward
-        );
-        assert_eq!(route("GET", "/_ping"), Route::Forward);
-        // A container may be named "create": only the exact shapes match.
-        assert_eq!(
-            route("POST", "/v1.41/containers/create/start"),
-            Route::Forward
-        );
+    fn capped(schema: Schema, body: Value) -> Value {
+        capped_with(schema, body, CAPS)
     }
 
     #[test]
     fn create_without_limits_gets_the_runners() {
         let v = capped(
-            Route::DockerCreate,
+            Schema::ContainerCreate,
             json!({"Image": "alpine", "Cmd": ["true"]}),
         );
         assert_eq!(
             v,
             json!({"Image": "alpine", "Cmd": ["true"], "HostConfig": {
-                "Memory": 268435456, "NanoCpus": 1500000000, "PidsLimit": 512}})
+                "Memory": 268435456, "NanoCpus": 1500000000, "PidsLimit": 512, "OomScoreAdj": 0}})
         );
     }
 
     #[test]
     fn create_asking_more_is_lowered_and_less_is_kept() {
         let v = capped(
-            Route::DockerCreate,
+            Schema::ContainerCreate,
             json!({"HostConfig": {"Memory": 1i64 << 34, "MemorySwap": -1, "NanoCpus": 4_000_000_000i64,
-                   "PidsLimit": -1, "MemoryReservation": 1i64 << 33, "Binds": ["/w:/w"]}}),
+                   "PidsLimit": -1, "MemoryReservation": 1i64 << 33, "Binds": ["/w:/w"], "OomScoreAdj": -1000}}),
         );
         assert_eq!(
             v["HostConfig"],
             json!({"Memory": 268435456, "MemorySwap": 536870912, "NanoCpus": 1500000000,
-                   "PidsLimit": 512, "MemoryReservation": 268435456, "Binds": ["/w:/w"]})
+                   "PidsLimit": 512, "MemoryReservation": 268435456, "Binds": ["/w:/w"], "OomScoreAdj": 0})
         );
         let v = capped(
-            Route::DockerCreate,
+            Schema::ContainerCreate,
             json!({"HostConfig": {"Memory": 64 << 20, "MemorySwap": 100 << 20, "NanoCpus": 500_000_000, "PidsLimit": 100}}),
         );
         assert_eq!(
             v["HostConfig"],
-            json!({"Memory": 67108864, "MemorySwap": 104857600, "NanoCpus": 500000000, "PidsLimit": 100})
+            json!({"Memory": 67108864, "MemorySwap": 104857600, "NanoCpus": 500000000, "PidsLimit": 100, "OomScoreAdj": 0})
         );
     }
 
     #[test]
-    fn create_with_a_cpu_quota_keeps_the_quota_form() {
-        let v = capped(
-            Route::DockerCreate,
-            json!({"HostConfig": {"CpuQuota": 400000, "CpuPeriod": 200000}}),
-        );
-        assert_eq!(v["HostConfig"]["CpuQuota"], json!(300000));
-        assert_eq!(v["HostConfig"]["CpuPeriod"], json!(200000));
-        assert!(v["HostConfig"].get("NanoCpus").is_none());
-        let v = capped(
-            Route::DockerCreate,
-            json!({"HostConfig": {"CpuQuota": 50000}}),
-        );
-        assert_eq!(v["HostConfig"]["CpuQuota"], json!(50000));
+    fn cpu_period_and_quota_are_capped_together() {
+        // (asked, CpuQuota, CpuPeriod) for a runner of 1.5 CPUs.
+        for (asked, quota, period) in [
+            (
+                json!({"CpuQuota": 400000, "CpuPeriod": 200000}),
+                300000,
+                200000,
+            ),
+            (json!({"CpuQuota": 50000}), 50000, 100000),
+            // A period alone would rescale whatever quota there is: both are set.
+            (json!({"CpuPeriod": 1000}), 1500, 1000),
+            // NanoCpus next to a period: the quota form wins, NanoCpus goes.
+            (
+                json!({"NanoCpus": 1_500_000_000, "CpuPeriod": 1000}),
+                1500,
+                1000,
+            ),
+            // Periods outside the kernel's bounds are held to them.
+            (json!({"CpuPeriod": 10, "CpuQuota": 1_000_000}), 1500, 1000),
+            (json!({"CpuPeriod": 10_000_000}), 1_500_000, 1_000_000),
+        ] {
+            let v = capped(
+                Schema::ContainerCreate,
+                json!({"HostConfig": asked.clone()}),
+            );
+            let h = &v["HostConfig"];
+            assert_eq!(
+                (h["CpuQuota"].clone(), h["CpuPeriod"].clone()),
+                (json!(quota), json!(period)),
+                "{asked}"
+            );
+            assert!(h.get("NanoCpus").is_none(), "{asked}");
+            let v = capped(Schema::ContainerUpdate, asked.clone());
+            assert_eq!(
+                (v["CpuQuota"].clone(), v["CpuPeriod"].clone()),
+                (json!(quota), json!(period)),
+                "update {asked}"
+            );
+        }
     }
 
     #[test]
     fn swap_never_below_memory() {
         let v = capped(
-            Route::DockerCreate,
+            Schema::ContainerCreate,
             json!({"HostConfig": {"Memory": 1i64 << 34, "MemorySwap": 200 << 20}}),
         );
         assert_eq!(v["HostConfig"]["Memory"], json!(268435456));
@@ -596,36 +492,40 @@ mod tests {
     #[test]
     fn update_caps_only_what_it_changes() {
         let v = capped(
-            Route::DockerUpdate,
+            Schema::ContainerUpdate,
             json!({"RestartPolicy": {"Name": "no"}}),
         );
         assert_eq!(v, json!({"RestartPolicy": {"Name": "no"}}));
         let v = capped(
-            Route::DockerUpdate,
-            json!({"Memory": 1i64 << 34, "PidsLimit": 0, "NanoCpus": 8_000_000_000i64}),
+            Schema::ContainerUpdate,
+            json!({"Memory": 1i64 << 34, "PidsLimit": 0, "NanoCpus": 8_000_000_000i64, "MemorySwap": -1}),
         );
         assert_eq!(
             v,
-            json!({"Memory": 268435456, "PidsLimit": 512, "NanoCpus": 1500000000})
+            json!({"Memory": 268435456, "PidsLimit": 512, "NanoCpus": 1500000000, "MemorySwap": 536870912})
         );
     }
 
     #[test]
-    fn libpod_create() {
-        let v = capped(Route::LibpodCreate, json!({"image": "alpine"}));
+    fn libpod_create_under_open() {
+        let rules = open_rules(CAPS);
+        let mut m = json!({"image": "alpine"}).as_object().unwrap().clone();
+        rewrite_libpod_create(&mut m, &rules);
         assert_eq!(
-            v,
-            json!({"image": "alpine", "resource_limits": {
+            Value::Object(m),
+            json!({"image": "alpine", "oom_score_adj": 0, "resource_limits": {
                 "memory": {"limit": 268435456},
                 "cpu": {"quota": 150000, "period": 100000},
                 "pids": {"limit": 512}}})
         );
-        let v = capped(
-            Route::LibpodCreate,
-            json!({"resource_limits": {"memory": {"limit": 1024}, "cpu": {"quota": 20000, "period": 100000}, "pids": {"limit": 9}}}),
-        );
+        let mut m = json!({"resource_limits": {"memory": {"limit": 1024}, "cpu": {"quota": 20000, "period": 100000}, "pids": {"limit": 9},
+                           "unified": {"memory.max": "max", "pids.max": "max"}}})
+        .as_object()
+        .unwrap()
+        .clone();
+        rewrite_libpod_create(&mut m, &rules);
         assert_eq!(
-            v["resource_limits"],
+            m["resource_limits"],
             json!({"memory": {"limit": 1024}, "cpu": {"quota": 20000, "period": 100000}, "pids": {"limit": 9}})
         );
     }
@@ -637,28 +537,32 @@ mod tests {
             cpus: None,
             pids: 7,
         };
-        let out = cap_body(
-            &Route::DockerCreate,
-            br#"{"HostConfig":{"Memory":5}}"#,
-            &caps,
-        )
-        .unwrap();
-        assert_eq!(
-            serde_json::from_slice::<Value>(&out).unwrap(),
-            json!({"HostConfig": {"Memory": 5, "PidsLimit": 7}})
+        let v = capped_with(
+            Schema::ContainerCreate,
+            json!({"HostConfig": {"Memory": 5}}),
+            caps,
         );
         assert_eq!(
-            cap_build_target("/v1.41/build?t=a", &caps),
-            "/v1.41/build?t=a"
+            v,
+            json!({"HostConfig": {"Memory": 5, "PidsLimit": 7, "OomScoreAdj": 0}})
         );
+        let mut t = super::super::proxy::request::parse_target("/v1.41/build?t=a").unwrap();
+        cap_build_query(&mut t, &caps);
+        assert_eq!(t.encode(Some((1, 41))), "/v1.41/build?t=a");
     }
 
     #[test]
     fn bad_bodies() {
-        assert!(cap_body(&Route::DockerCreate, b"[1]", &CAPS).is_err());
-        assert!(cap_body(&Route::DockerCreate, b"{", &CAPS).is_err());
+        let r = open_rules(CAPS);
+        let same = |p: &str| Some(p.to_string());
+        for body in [&b"[1]"[..], b"{", br#"{"a":1,"A":2}"#] {
+            assert!(matches!(
+                rewrite_bytes(Schema::ContainerCreate, body, &r, &same),
+                Err(Rejected::BadBody(_))
+            ));
+        }
         // A HostConfig that is not an object is replaced, never passed on uncapped.
-        let v = capped(Route::DockerCreate, json!({"HostConfig": "x"}));
+        let v = capped(Schema::ContainerCreate, json!({"HostConfig": "x"}));
         assert_eq!(v["HostConfig"]["PidsLimit"], json!(512));
     }
 
@@ -683,25 +587,21 @@ mod tests {
             paths.translate("/var/run/docker.sock"),
             Some("/run/pr/e/k/docker.sock".into())
         );
-        let caps = Caps {
-            memory: None,
-            cpus: None,
-            pids: 9,
+        let rules = Rules {
+            paths,
+            ..open_rules(Caps {
+                memory: None,
+                cpus: None,
+                pids: 9,
+            })
         };
         let body = json!({"HostConfig": {
             "Binds": ["/var/run/docker.sock:/var/run/docker.sock", "/home/runner/externals:/__e:ro",
                       "/w/r-1/_work:/__w", "myvolume:/data"],
             "Mounts": [{"Type": "bind", "Source": "/home/runner/externals/node20", "Target": "/n"},
                        {"Type": "volume", "Source": "/home/runner/externals", "Target": "/v"}]}});
-        let rules = Rules {
-            caps,
-            paths,
-            policy: None,
-            pool_hint: String::new(),
-            cgroup_parent: None,
-        };
         let same = |p: &str| Some(p.to_string());
-        let v = rewritten(&Route::DockerCreate, &body, &rules, &same);
+        let v = rewritten(Schema::ContainerCreate, &body, &rules, &same);
         assert_eq!(
             v["HostConfig"]["Binds"],
             json!([
@@ -716,9 +616,12 @@ mod tests {
             json!([{"Type": "bind", "Source": "/var/lib/pr/externals/abc/node20", "Target": "/n"},
                    {"Type": "volume", "Source": "/home/runner/externals", "Target": "/v"}])
         );
-        let body = json!({"mounts": [{"type": "bind", "source": "/var/run/docker.sock", "destination": "/d"}]});
-        let v = rewritten(&Route::LibpodCreate, &body, &rules, &same);
-        assert_eq!(v["mounts"][0]["source"], json!("/run/pr/e/k/docker.sock"));
+        let mut m = json!({"mounts": [{"type": "bind", "source": "/var/run/docker.sock", "destination": "/d"}]})
+            .as_object()
+            .unwrap()
+            .clone();
+        rewrite_libpod_create(&mut m, &rules);
+        assert_eq!(m["mounts"][0]["source"], json!("/run/pr/e/k/docker.sock"));
         assert!(PathMap::parse(&["relative=/x".into()]).is_err());
         assert!(PathMap::parse(&["/x".into()]).is_err());
     }
@@ -738,7 +641,7 @@ mod tests {
         let resolve = |p: &str| Some(p.replace("/w/r-1/link", "/w/r-1/real"));
         let body = json!({"HostConfig": {"Binds": ["/var/run/docker.sock:/var/run/docker.sock",
                                                    "/w/r-1/link/src:/src"]}});
-        let v = rewritten(&Route::DockerCreate, &body, &rules, &resolve);
+        let v = rewritten(Schema::ContainerCreate, &body, &rules, &resolve);
         assert_eq!(
             v["HostConfig"]["Binds"],
             json!([
@@ -750,51 +653,74 @@ mod tests {
         assert_eq!(v["HostConfig"]["CgroupParent"], json!("/podrunner.ci/r-1"));
         assert_eq!(v["HostConfig"]["OomScoreAdj"], json!(JOB_OOM_SCORE_ADJ));
         for (asked, got) in [(-1000, JOB_OOM_SCORE_ADJ), (900, 900)] {
-            let body = json!({"HostConfig": {"OomScoreAdj": asked, "CgroupParent": "/elsewhere"}});
-            let v = rewritten(&Route::DockerCreate, &body, &rules, &resolve);
+            let body = json!({"HostConfig": {"OomScoreAdj": asked}});
+            let v = rewritten(Schema::ContainerCreate, &body, &rules, &resolve);
             assert_eq!(v["HostConfig"]["OomScoreAdj"], json!(got), "{asked}");
             assert_eq!(v["HostConfig"]["CgroupParent"], json!("/podrunner.ci/r-1"));
         }
+        // A parent of the job's own is refused (contained); an update cannot move it either.
+        let body = json!({"HostConfig": {"CgroupParent": "/elsewhere"}});
+        assert!(matches!(
+            rewrite_bytes(
+                Schema::ContainerCreate,
+                body.to_string().as_bytes(),
+                &rules,
+                &resolve
+            ),
+            Err(Rejected::Forbidden(_))
+        ));
+        let open = Rules {
+            policy: None,
+            ..rules.clone()
+        };
         let v = rewritten(
-            &Route::LibpodCreate,
-            &json!({"image": "x"}),
-            &rules,
+            Schema::ContainerUpdate,
+            &json!({"CgroupParent": "/elsewhere", "OomScoreAdj": -5}),
+            &open,
             &resolve,
         );
-        assert_eq!(v["cgroup_parent"], json!("/podrunner.ci/r-1"));
-        assert_eq!(v["oom_score_adj"], json!(JOB_OOM_SCORE_ADJ));
+        assert_eq!(
+            v,
+            json!({"CgroupParent": "/podrunner.ci/r-1", "OomScoreAdj": JOB_OOM_SCORE_ADJ})
+        );
         let body = json!({"HostConfig": {"Privileged": true}});
-        match rewrite_body(&Route::DockerCreate, body.to_string().as_bytes(), &rules, &resolve) {
+        match rewrite_bytes(Schema::ContainerCreate, body.to_string().as_bytes(), &rules, &resolve) {
             Err(Rejected::Forbidden(why)) => assert_eq!(
                 why,
-                "podrunner: a privileged container is refused: the runner's engine keeps job containers contained (docker_policy = \"contained\"). If this pool's jobs are trusted with the host, set docker_policy = \"open\" in pool ci"
+                "podrunner: HostConfig.Privileged = true (only its empty value is allowed) is refused: the runner's engine keeps job containers contained (docker_policy = \"contained\"). If this pool's jobs are trusted with the host, set docker_policy = \"open\" in pool ci"
             ),
             other => panic!("{other:?}"),
         }
         let exec = json!({"Cmd": ["sh"], "Privileged": true});
         assert!(matches!(
-            rewrite_body(&Route::Exec, exec.to_string().as_bytes(), &rules, &resolve),
+            rewrite_bytes(
+                Schema::ExecCreate,
+                exec.to_string().as_bytes(),
+                &rules,
+                &resolve
+            ),
             Err(Rejected::Forbidden(_))
         ));
-        assert_eq!(route("POST", "/v1.41/containers/abc/exec"), Route::Exec);
     }
 
     #[test]
     fn build_query() {
+        let capped = |t: &str| {
+            let mut t = super::super::proxy::request::parse_target(t).unwrap();
+            cap_build_query(&mut t, &CAPS);
+            t.encode(t.version)
+        };
         assert_eq!(
-            cap_build_target("/v1.41/build?t=img&memory=0&cpuquota=900000", &CAPS),
-            "/v1.41/build?t=img&memory=268435456&cpuquota=150000&cpuperiod=100000"
+            capped("/v1.41/build?t=img&memory=0&cpuquota=900000"),
+            "/v1.41/build?t=img&memory=268435456&cpuquota=150000&memswap=536870912&cpuperiod=100000"
         );
         assert_eq!(
-            cap_build_target("/build?memswap=-1", &CAPS),
-            "/build?memory=268435456&memswap=536870912&cpuquota=150000&cpuperiod=100000"
-        );
-        assert_eq!(
-            cap_build_target(
-                "/build?memory=1024&memswap=2048&cpuquota=1000&cpuperiod=10000",
-                &CAPS
-            ),
+            capped("/build?memory=1024&memswap=2048&cpuquota=1000&cpuperiod=10000"),
             "/build?memory=1024&memswap=2048&cpuquota=1000&cpuperiod=10000"
+        );
+        assert_eq!(
+            capped("/build?cpuperiod=1"),
+            "/build?cpuperiod=1000&memory=268435456&memswap=536870912&cpuquota=1500"
         );
     }
 }
