@@ -596,6 +596,7 @@ const CREATE: &[(&str, R)] = &[
 const UPDATE: &[(&str, R)] = &with_resources!(("RestartPolicy", RESTART));
 
 const EXEC: &[(&str, R)] = &[
+    ("Detach", R::Any),
     ("AttachStdin", R::Any),
     ("AttachStdout", R::Any),
     ("AttachStderr", R::Any),

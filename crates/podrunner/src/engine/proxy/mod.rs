@@ -594,6 +594,44 @@ async fn whole_answer(up: &mut UnixStream) -> std::io::Result<Vec<u8>> {
     Ok(got)
 }
 
+/// The rest of an answer whose head and first bytes were read, by its framing: the engine
+/// keeps a connection that asked for an upgrade open after an answer that is not a `101`.
+async fn framed_answer(
+    up: &mut UnixStream,
+    head: Vec<u8>,
+    mut rest: Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = text.contains("transfer-encoding: chunked");
+    let no_body = [" 204 ", " 304 "]
+        .iter()
+        .any(|c| text.starts_with(&format!("http/1.1{c}")));
+    loop {
+        let done = match (length, chunked) {
+            _ if no_body => true,
+            (Some(n), _) => rest.len() >= n,
+            (None, true) => rest.ends_with(b"0\r\n\r\n"),
+            (None, false) => false,
+        };
+        if done || rest.len() > MAX_ENGINE_ANSWER {
+            break;
+        }
+        let mut chunk = vec![0u8; PIECE];
+        let n = up.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        rest.extend_from_slice(&chunk[..n]);
+    }
+    let mut whole = head;
+    whole.extend(rest);
+    Ok(whole)
+}
+
 /// The status and decoded body of a whole answer.
 pub fn split_answer(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -698,6 +736,9 @@ fn engine_head(head: &Head, plan: &Plan, upgrade: bool, body: &Option<Vec<u8>>) 
 async fn read_head(inc: &mut Incoming) -> std::io::Result<Option<usize>> {
     loop {
         if let Some(i) = find(&inc.buf, b"\r\n\r\n") {
+            if i + 4 > MAX_HEAD {
+                return Err(std::io::ErrorKind::InvalidData.into());
+            }
             return Ok(Some(i + 4));
         }
         if inc.buf.len() > MAX_HEAD {
@@ -826,10 +867,8 @@ async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
             if resp_head.starts_with(b"HTTP/1.1 101") {
                 break Got::Switched(up, resp_head, rest);
             }
-            let mut whole = resp_head;
-            whole.extend(rest);
-            whole.extend(whole_answer(&mut up).await?);
-            whole
+            // Not switched: an ordinary answer, read as framed (the connection stays open).
+            framed_answer(&mut up, resp_head, rest).await?
         } else if whole {
             whole_answer(&mut up).await?
         } else {

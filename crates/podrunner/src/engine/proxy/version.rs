@@ -55,6 +55,22 @@ pub fn create_body_for_engine(m: &mut Map<String, Value>, client: Option<(u32, u
     if let Some(Value::Object(h)) = m.get_mut("Healthcheck") {
         h.remove("StartInterval");
     }
+    // The default network by Docker's names: Podman's is called `podman`, and it looks up
+    // endpoint keys by name ("unable to find network with name or ID bridge").
+    let mode = m
+        .get("HostConfig")
+        .and_then(|h| h.get("NetworkMode"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if matches!(mode, "" | "default" | "bridge") {
+        if let Some(Value::Object(eps)) = m
+            .get_mut("NetworkingConfig")
+            .and_then(|n| n.get_mut("EndpointsConfig"))
+        {
+            eps.remove("bridge");
+            eps.remove("default");
+        }
+    }
 }
 
 /// The `/version` body for clients: the advertised API version wherever the engine names its
@@ -101,6 +117,16 @@ mod tests {
         create_body_for_engine(&mut m, Some((1, 44)));
         assert_eq!(m["MacAddress"], "02:42:ac:11:00:02");
         assert_eq!(m["Healthcheck"], json!({"Test": ["NONE"]}));
+        let mut d =
+            json!({"NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "x"}}}})
+                .as_object()
+                .unwrap()
+                .clone();
+        create_body_for_engine(&mut d, Some((1, 44)));
+        assert_eq!(
+            Value::Object(d),
+            json!({"MacAddress": "x", "NetworkingConfig": {"EndpointsConfig": {}}})
+        );
         let before = old.clone();
         create_body_for_engine(&mut old, Some((1, 41)));
         assert_eq!(old, before);

@@ -1,0 +1,1125 @@
+//! The Docker API proxy's boundary under attack (docs/docker.md, "The proxy's boundary"): the
+//! real `podrunner docker-proxy` in front of a real Podman engine it starts on first use, the
+//! way the manager runs both for a runner of a `docker_policy = "contained"` pool. Each attack
+//! is a raw HTTP request (or a few) sent to the proxy's socket from the test process, as a
+//! hostile job could send them through `/var/run/docker.sock`; each must be answered by the
+//! proxy with a 400 or 403 naming what it refused, or be defused (capped). Afterwards nothing on
+//! the host was read, written or reached: the canary secret outside the work folder is
+//! unchanged, no file appeared where an attack aimed, and no container of the engine has a host
+//! path outside the work folder mounted. The controls show that ordinary Docker use keeps
+//! working: `docker run`, `docker build` with a `COPY` from its context, binds inside the work
+//! folder, a `container:` job and a service container created with the runner's own docker
+//! commands, a network created and removed, and a client that refuses an API below 1.44 as
+//! Docker CLI 29 does.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one request may take (a create or start on a loaded CI host).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The runner's limits in these tests.
+const MEMORY: i64 = 256 << 20;
+const CPUS: f64 = 1.5;
+const PIDS: i64 = 300;
+
+/// A runner's proxy and engine, as `engine::service` starts them, in a temporary folder:
+/// `work` is the runner's work folder (bindable), `secret` a canary file outside it, `outside`
+/// a host folder that attacks try to write into.
+struct Engine {
+    dir: tempfile::TempDir,
+    dirs: podrunner::engine::EngineDirs,
+    global: Vec<String>,
+    proxy: Child,
+    work: PathBuf,
+    secret: PathBuf,
+    outside: PathBuf,
+}
+
+const SECRET: &str = "CANARY-podrunner-attack-suite-0123456789";
+
+fn podman_info() -> podrunner::doctor::podman::PodmanInfo {
+    let out = Command::new("podman")
+        .args(["info", "--format", "json"])
+        .output()
+        .unwrap();
+    podrunner::doctor::podman::parse_info(&out.stdout).unwrap()
+}
+
+impl Engine {
+    fn start() -> Engine {
+        // Short: Podman's run root must stay within 50 characters.
+        let dir = tempfile::Builder::new()
+            .prefix("pa")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let dirs = podrunner::engine::EngineDirs {
+            run: dir.path().join("r"),
+            data: dir.path().join("d"),
+        };
+        for d in [&dirs.run, &dirs.data] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let work = dir.path().join("w");
+        let outside = dir.path().join("host");
+        std::fs::create_dir_all(work.join("_work/repo")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let secret = outside.join("token");
+        std::fs::write(&secret, SECRET).unwrap();
+        // The job's user inside a container (another uid, rootless a subordinate one) works
+        // in the work folder; the canary folder stays the manager's.
+        Command::new("chmod")
+            .args(["-R", "a+rwx"])
+            .arg(&work)
+            .status()
+            .unwrap();
+        let mut conf = String::from("[containers]\n");
+        if is_root() {
+            conf.push_str("default_ulimits = [\"nofile=20000:20000\", \"nproc=20000:20000\"]\n");
+        }
+        std::fs::write(dirs.containers_conf(), conf).unwrap();
+        let info = podman_info();
+        let host = podrunner::engine::HostStore {
+            mount_program: info.store.mount_program(),
+            graph_root: info.store.graph_root.clone(),
+            driver: info.store.graph_driver_name.clone(),
+            budget: None,
+        };
+        let podman = podrunner::config::PodmanConfig {
+            path: "podman".into(),
+            runtime: Some("runc".into()),
+            global_args: Vec::new(),
+            run_args: Vec::new(),
+        };
+        let global =
+            podrunner::engine::engine_args(&podman, &dirs, &host, podrunner::engine::Store::Shared);
+        let service = podrunner::engine::service_args(&podman, &dirs, &host);
+        let sock = dirs.socket();
+        let mut args = vec![
+            "docker-proxy".to_string(),
+            format!("--listen={}", sock.display()),
+            format!("--upstream={}", dirs.engine_socket().display()),
+            "--pool=attacks".into(),
+            format!("--pids={PIDS}"),
+            format!("--memory={MEMORY}"),
+            format!("--cpus={CPUS}"),
+            format!("--map=/var/run/docker.sock={}", sock.display()),
+            format!("--allow={}", work.display()),
+            format!("--allow={}", sock.display()),
+        ];
+        args.extend(podrunner::engine::launcher_args(&dirs, "podman", &service));
+        let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
+        let proxy = Command::new(podrunner_bin())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while UnixStream::connect(&sock).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the proxy did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let e = Engine {
+            dir,
+            dirs,
+            global,
+            proxy,
+            work,
+            secret,
+            outside,
+        };
+        if !host.shareable() {
+            // A vfs host store cannot be shared: the image comes in through the proxy.
+            let tar = e.dir.path().join("image.tar");
+            let ok = Command::new("podman")
+                .args(["save", "-q", "-o"])
+                .arg(&tar)
+                .arg(TEST_IMAGE)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            let (code, _, out) = e.docker(&["load", "-q", "-i", tar.to_str().unwrap()]);
+            assert_eq!(code, 0, "{out}");
+        }
+        e
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dirs.socket()
+    }
+
+    /// Sends `raw` on one connection and returns everything the proxy answered.
+    fn raw(&self, raw: &[u8]) -> String {
+        let mut s = UnixStream::connect(self.sock()).unwrap();
+        s.set_read_timeout(Some(REQUEST_TIMEOUT)).unwrap();
+        s.write_all(raw).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// One request; the status and the (de-chunked) body.
+    fn req(&self, method: &str, target: &str, body: Option<&str>) -> (u16, String) {
+        let body = body.unwrap_or("");
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let out = self.raw(format!("{head}{body}").as_bytes());
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let (headers, rest) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        let body = if headers
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        };
+        (status, body)
+    }
+
+    fn json(&self, method: &str, target: &str, body: &Value) -> (u16, String) {
+        self.req(method, target, Some(&body.to_string()))
+    }
+
+    /// The Docker CLI of this host against the proxy; (exit code, stdout, stderr).
+    fn docker(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new("timeout")
+            .arg("120")
+            .arg("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
+            .env("DOCKER_BUILDKIT", "0")
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// A container create the contained policy accepts, with `host_config` merged in.
+    fn create(&self, name: &str, cmd: &[&str], host_config: Value) -> (u16, String) {
+        let body = json!({"Image": TEST_IMAGE, "Cmd": cmd, "HostConfig": host_config});
+        self.json(
+            "POST",
+            &format!("/v1.44/containers/create?name={name}"),
+            &body,
+        )
+    }
+
+    /// Every container of the engine, inspected.
+    fn containers(&self) -> Vec<Value> {
+        let (code, list) = self.req("GET", "/v1.44/containers/json?all=1", None);
+        assert_eq!(code, 200, "{list}");
+        let list: Vec<Value> = serde_json::from_str(&list).unwrap();
+        list.iter()
+            .map(|c| {
+                let id = c["Id"].as_str().unwrap();
+                let (code, body) = self.req("GET", &format!("/v1.44/containers/{id}/json"), None);
+                assert_eq!(code, 200, "{body}");
+                serde_json::from_str(&body).unwrap()
+            })
+            .collect()
+    }
+
+    fn proxy_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default()
+    }
+
+    /// What the host must still look like: the canary as written, nothing new beside it, and
+    /// no container with a bind mount from outside the work folder and the runner's socket.
+    fn assert_host_untouched(&self) {
+        assert_eq!(std::fs::read_to_string(&self.secret).unwrap(), SECRET);
+        let beside: Vec<String> = std::fs::read_dir(&self.outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(beside, ["token"], "files appeared in the host folder");
+        let work = std::fs::canonicalize(&self.work).unwrap();
+        let sock = self.sock();
+        for c in self.containers() {
+            for m in c["Mounts"].as_array().cloned().unwrap_or_default() {
+                if m["Type"] == "bind" {
+                    let src = PathBuf::from(m["Source"].as_str().unwrap());
+                    assert!(
+                        src.starts_with(&work) || src == sock,
+                        "container {} binds {}",
+                        c["Name"],
+                        src.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.proxy.kill();
+        let _ = self.proxy.wait();
+        let _ = Command::new("podman")
+            .args(&self.global)
+            .args(["rm", "--all", "--force", "--time=0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Ok(pid) = std::fs::read_to_string(self.dirs.pid_file()) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+                let t = Instant::now();
+                while Path::new(&format!("/proc/{pid}")).exists()
+                    && t.elapsed() < Duration::from_secs(10)
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for m in podrunner::engine::mounts_under(&mountinfo, self.dir.path()) {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
+        if !is_root() {
+            let _ = Command::new("podman")
+                .args(["unshare", "rm", "-rf"])
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
+}
+
+/// Asserts that the proxy refused with `status` and a message containing `why` and naming the
+/// pool key that would allow it (for a 403).
+#[track_caller]
+fn refused(got: (u16, String), status: u16, why: &str) {
+    let (code, body) = got;
+    assert_eq!(code, status, "expected {status} ({why}), got: {body}");
+    assert!(body.contains(why), "expected {why:?} in: {body}");
+    if status == 403 {
+        assert!(
+            body.contains("docker_policy = \\\"open\\\" in pool attacks")
+                || body.contains("docker_policy = \"open\" in pool attacks"),
+            "no pool key in: {body}"
+        );
+    }
+}
+
+fn status_of(raw: &str) -> u16 {
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn attacks_through_the_proxy_reach_nothing_on_the_host() {
+    let e = Engine::start();
+    let secret_dir = e.outside.display().to_string();
+    let secret = e.secret.display().to_string();
+    let work = e.work.display().to_string();
+    let attacks = std::cell::Cell::new(0u32);
+    let attack = |got: (u16, String), status: u16, why: &str| {
+        refused(got, status, why);
+        attacks.set(attacks.get() + 1);
+    };
+
+    // --- The HTTP layer and request targets.
+    let raw = |r: &str| {
+        let out = e.raw(r.as_bytes());
+        (status_of(&out), out)
+    };
+    attack(
+        raw("POST http://d/v1.41/containers/create HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"),
+        400,
+        "origin-form",
+    );
+    attack(
+        raw("POST /v1.41.0-x/containers/create HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"),
+        400,
+        "/vMAJOR.MINOR",
+    );
+    attack(
+        raw("POST /v1.41/containers/%63reate HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"),
+        400,
+        "path segment",
+    );
+    attack(
+        raw("POST /v1.41/images/../containers/create HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"),
+        400,
+        "path segment",
+    );
+    attack(
+        raw("POST /v1.41/containers/create HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}"),
+        400,
+        "more than one body length",
+    );
+    attack(
+        raw("POST /v1.41/containers/create HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}"),
+        400,
+        "more than one body length",
+    );
+    // A request smuggled behind a harmless one on the same connection is never sent.
+    let smuggled =
+        json!({"Image": TEST_IMAGE, "HostConfig": {"Binds": [format!("{secret_dir}:/s")]}})
+            .to_string();
+    let two = format!(
+        "GET /_ping HTTP/1.1\r\nHost: d\r\n\r\nPOST /v1.41/containers/create?name=smuggled1 HTTP/1.1\r\nContent-Length: {}\r\n\r\n{smuggled}",
+        smuggled.len()
+    );
+    let out = e.raw(two.as_bytes());
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+    attacks.set(attacks.get() + 1);
+
+    // --- Routes outside the allowlist, libpod under "contained".
+    attack(
+        e.req(
+            "POST",
+            "/v4.3.1/libpod/secrets/create?name=s&driver=shell",
+            Some("x"),
+        ),
+        403,
+        "the libpod API",
+    );
+    attack(
+        e.json("POST", "/v4.3.1/libpod/containers/create", &json!({"image": TEST_IMAGE, "overlay_volumes": [{"source": secret_dir, "destination": "/o"}]})),
+        403,
+        "the libpod API",
+    );
+    attack(
+        e.json(
+            "POST",
+            "/v4.3.1/libpod/containers/create",
+            &json!({"image": TEST_IMAGE, "conmon_pid_file": format!("{secret_dir}/pid")}),
+        ),
+        403,
+        "the libpod API",
+    );
+    attack(
+        e.req("POST", "/v1.41/secrets/create", Some("{}")),
+        403,
+        "the route POST /secrets/create",
+    );
+    attack(
+        e.req("POST", "/v1.41/plugins/pull?remote=x", None),
+        403,
+        "the route POST /plugins/pull",
+    );
+    attack(
+        e.req("POST", "/v1.41/swarm/init", Some("{}")),
+        403,
+        "the route POST /swarm/init",
+    );
+
+    // --- JSON that Go reads differently: case, duplicates, Unicode folding.
+    let body = |s: &str| e.req("POST", "/v1.41/containers/create", Some(s));
+    attack(
+        body(&format!(
+            r#"{{"Image":"{TEST_IMAGE}","hostconfig":{{"Privileged":true}}}}"#
+        )),
+        403,
+        "the field hostconfig",
+    );
+    attack(
+        body(&format!(
+            r#"{{"Image":"{TEST_IMAGE}","HostConfig":{{}},"HostConfig":{{"Privileged":true}}}}"#
+        )),
+        400,
+        "appears twice",
+    );
+    attack(
+        body(&format!(
+            r#"{{"Image":"{TEST_IMAGE}","HostConfig":{{"Binds":[],"binds":["{secret_dir}:/s"]}}}}"#
+        )),
+        400,
+        "appears twice",
+    );
+    attack(
+        body(&format!(
+            r#"{{"Image":"{TEST_IMAGE}","HostConfig":{{"Privileged":false,"\u0050rivileged":true}}}}"#
+        )),
+        400,
+        "appears twice",
+    );
+    attack(
+        body(&format!(
+            r#"{{"Image":"{TEST_IMAGE}","HostConfig":{{"Privilegeᴅ":true}}}}"#
+        )),
+        400,
+        "not ASCII",
+    );
+    attack(
+        body(&format!(
+            r#"{{"Image":"{TEST_IMAGE}","HostConfig":{{"privileged":true}}}}"#
+        )),
+        403,
+        "the field HostConfig.privileged",
+    );
+
+    // --- Bind mounts and volumes that would reach the host's files.
+    let c = |hc: Value| e.create("attack", &["cat", "/s/token"], hc);
+    attack(
+        c(json!({"Binds": [format!("{secret_dir}:/s")]})),
+        403,
+        "a bind mount of the host path",
+    );
+    attack(
+        c(json!({"Binds": ["/:/host"]})),
+        403,
+        "a bind mount of the host path /",
+    );
+    attack(
+        c(json!({"Binds": [format!("{work}/../host:/s")]})),
+        403,
+        "a bind mount of the host path",
+    );
+    attack(
+        c(json!({"Binds": ["./host:/s"]})),
+        403,
+        "a bind source must be an absolute path",
+    );
+    attack(
+        c(json!({"Binds": ["../../../etc:/s"]})),
+        403,
+        "a bind source must be an absolute path",
+    );
+    attack(
+        c(json!({"Binds": [format!("{work}/_work:/s:U")]})),
+        403,
+        "the option \\\"U\\\"",
+    );
+    attack(
+        c(json!({"Mounts": [{"Type": "Bind", "Source": secret_dir, "Target": "/s"}]})),
+        403,
+        "HostConfig.Mounts[0].Type",
+    );
+    attack(
+        c(
+            json!({"Mounts": [{"Type": "volume", "Source": "v", "Target": format!("/s,type=bind,source={secret_dir}")}]}),
+        ),
+        403,
+        "HostConfig.Mounts[0].Target",
+    );
+    attack(
+        c(
+            json!({"Mounts": [{"Type": "volume", "Source": "v", "Target": "/s",
+                            "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {"type": "none", "o": "bind", "device": secret_dir}}}}]}),
+        ),
+        403,
+        "Options",
+    );
+    let top = json!({"Image": TEST_IMAGE, "Volumes": {format!("{secret_dir}:/s"): {}}});
+    attack(
+        e.json("POST", "/v1.41/containers/create", &top),
+        403,
+        "names a source",
+    );
+    attack(
+        e.json("POST", "/v1.41/volumes/create", &json!({"Name": "hostvol", "DriverOpts": {"type": "none", "o": "bind", "device": secret_dir}})),
+        403,
+        "driver options",
+    );
+    // A symlink in the work folder to the host folder, at create.
+    let link = e.work.join("_work/link");
+    std::os::unix::fs::symlink(&e.outside, &link).unwrap();
+    attack(
+        c(json!({"Binds": [format!("{}:/s", link.display())]})),
+        403,
+        "a bind mount of the host path",
+    );
+
+    // --- Privilege, capabilities, namespaces, devices, confinement.
+    attack(
+        c(json!({"Privileged": true})),
+        403,
+        "HostConfig.Privileged = true",
+    );
+    attack(
+        c(json!({"CapAdd": ["SYS_ADMIN"]})),
+        403,
+        "the capability SYS_ADMIN",
+    );
+    attack(
+        c(json!({"CapAdd": ["cap_dac_read_search"]})),
+        403,
+        "the capability cap_dac_read_search",
+    );
+    attack(
+        c(json!({"NetworkMode": "host", "CapAdd": ["NET_ADMIN"]})),
+        403,
+        "with HostConfig.NetworkMode = host",
+    );
+    attack(
+        c(json!({"SecurityOpt": ["seccomp=unconfined"]})),
+        403,
+        "the security option",
+    );
+    attack(
+        c(json!({"SecurityOpt": ["apparmor=unconfined"]})),
+        403,
+        "the security option",
+    );
+    attack(
+        c(json!({"SecurityOpt": ["systempaths=unconfined"]})),
+        403,
+        "the security option",
+    );
+    attack(c(json!({"MaskedPaths": []})), 403, "HostConfig.MaskedPaths");
+    attack(c(json!({"PidMode": "host"})), 403, "HostConfig.PidMode");
+    attack(
+        c(json!({"UsernsMode": "host"})),
+        403,
+        "HostConfig.UsernsMode",
+    );
+    attack(c(json!({"IpcMode": "host"})), 403, "HostConfig.IpcMode");
+    attack(
+        c(json!({"NetworkMode": "ns:/proc/1/ns/net"})),
+        403,
+        "HostConfig.NetworkMode",
+    );
+    attack(
+        c(json!({"NetworkMode": format!("pasta:--pcap,{secret_dir}/pcap")})),
+        403,
+        "HostConfig.NetworkMode",
+    );
+    attack(
+        c(
+            json!({"Devices": [{"PathOnHost": "/dev/kmsg", "PathInContainer": "/dev/kmsg", "CgroupPermissions": "rwm"}]}),
+        ),
+        403,
+        "HostConfig.Devices",
+    );
+    attack(
+        c(json!({"DeviceCgroupRules": ["c *:* rwm"]})),
+        403,
+        "HostConfig.DeviceCgroupRules",
+    );
+    attack(c(json!({"GroupAdd": ["keep-groups"]})), 403, "keep-groups");
+    attack(
+        c(json!({"Sysctls": {"kernel.core_pattern": format!("|{secret_dir}/x")}})),
+        403,
+        "the sysctl",
+    );
+    attack(
+        c(json!({"Runtime": format!("{secret_dir}/runtime")})),
+        403,
+        "HostConfig.Runtime",
+    );
+    attack(
+        c(
+            json!({"LogConfig": {"Type": "k8s-file", "Config": {"path": format!("{secret_dir}/log")}}}),
+        ),
+        403,
+        "the log option path",
+    );
+    attack(
+        c(json!({"LogConfig": {"Type": "journald"}})),
+        403,
+        "HostConfig.LogConfig",
+    );
+    attack(
+        c(json!({"Annotations": {"run.oci.keep_original_groups": "1"}})),
+        403,
+        "HostConfig.Annotations",
+    );
+    attack(
+        c(json!({"CgroupParent": "/"})),
+        403,
+        "HostConfig.CgroupParent",
+    );
+    attack(
+        c(json!({"ContainerIDFile": format!("{secret_dir}/id")})),
+        403,
+        "HostConfig.ContainerIDFile",
+    );
+
+    // --- Exec.
+    let (code, created) = e.create("target", &["sleep", "300"], json!({}));
+    assert_eq!(code, 201, "{created}");
+    let id: Value = serde_json::from_str(&created).unwrap();
+    let id = id["Id"].as_str().unwrap().to_string();
+    let (code, out) = e.req("POST", &format!("/v1.44/containers/{id}/start"), None);
+    assert_eq!(code, 204, "{out}");
+    attack(
+        e.json(
+            "POST",
+            &format!("/v1.44/containers/{id}/exec"),
+            &json!({"Cmd": ["id"], "Privileged": true}),
+        ),
+        403,
+        "a privileged exec",
+    );
+    attack(
+        e.json(
+            "POST",
+            &format!("/v1.44/containers/{id}/exec"),
+            &json!({"Cmd": ["id"], "privileged": true}),
+        ),
+        403,
+        "the field privileged",
+    );
+    // A detached exec start sent with Upgrade: the engine answers 200, not 101, so the proxy
+    // never tunnels; the request smuggled after it is never sent.
+    let (code, ex) = e.json(
+        "POST",
+        &format!("/v1.44/containers/{id}/exec"),
+        &json!({"Cmd": ["true"], "AttachStdout": false}),
+    );
+    assert_eq!(code, 201, "{ex}");
+    let ex: Value = serde_json::from_str(&ex).unwrap();
+    let start = r#"{"Detach":true,"Tty":false}"#;
+    let smuggle = format!(
+        "POST /v1.44/exec/{}/start HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {}\r\n\r\n{start}POST /v1.41/containers/create?name=smuggled2 HTTP/1.1\r\nContent-Length: {}\r\n\r\n{smuggled}",
+        ex["Id"].as_str().unwrap(),
+        start.len(),
+        smuggled.len()
+    );
+    let out = e.raw(smuggle.as_bytes());
+    assert!(!out.starts_with("HTTP/1.1 101"), "{out}");
+    attacks.set(attacks.get() + 1);
+
+    // --- Builds and imports: parameters Podman reads that Docker has not.
+    attack(
+        e.req(
+            "POST",
+            &format!("/v1.41/build?t=x&rusagelogfile={secret_dir}/rusage"),
+            None,
+        ),
+        403,
+        "rusagelogfile",
+    );
+    attack(
+        e.req(
+            "POST",
+            &format!("/v1.41/build?t=x&%73ecrets=id%3Ds%2Csrc%3D{secret}"),
+            None,
+        ),
+        403,
+        "secrets",
+    );
+    attack(
+        e.req(
+            "POST",
+            &format!("/v1.41/build?t=x&outputs=type%3Dlocal%2Cdest%3D{secret_dir}"),
+            None,
+        ),
+        403,
+        "outputs",
+    );
+    attack(
+        e.req("POST", "/v1.41/build?t=x&memory=1&memory=0", None),
+        403,
+        "given twice",
+    );
+    attack(
+        e.req(
+            "POST",
+            &format!("/v1.41/build?t=x&volume={secret_dir}:/s"),
+            None,
+        ),
+        403,
+        "volume",
+    );
+    attack(
+        e.req(
+            "POST",
+            &format!("/v1.41/images/create?fromSrc={secret}"),
+            None,
+        ),
+        403,
+        "fromSrc",
+    );
+
+    // --- Networks reaching the host's interfaces.
+    attack(
+        e.json(
+            "POST",
+            "/v1.41/networks/create",
+            &json!({"Name": "n1", "Driver": "macvlan", "Options": {"parent": "lo"}}),
+        ),
+        403,
+        "Driver",
+    );
+    attack(
+        e.json(
+            "POST",
+            "/v1.41/networks/create",
+            &json!({"Name": "n2", "Options": {"com.docker.network.bridge.name": "lo"}}),
+        ),
+        403,
+        "the network option",
+    );
+
+    // --- The proxy's own bounds.
+    let big = format!(
+        "GET /_ping HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(300 << 10)
+    );
+    assert_eq!(status_of(&e.raw(big.as_bytes())), 431);
+    attacks.set(attacks.get() + 1);
+    let huge = "POST /v1.41/containers/create HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n{";
+    assert_eq!(status_of(&e.raw(huge.as_bytes())), 413);
+    attacks.set(attacks.get() + 1);
+
+    // --- State that changes after the check: a work folder swapped for a symlink between
+    // create and start is refused at the start.
+    let swap = e.work.join("_work/swap");
+    std::fs::create_dir_all(&swap).unwrap();
+    let (code, created) = e.create(
+        "swapped",
+        &["cat", "/s/token"],
+        json!({"Binds": [format!("{}:/s", swap.display())]}),
+    );
+    assert_eq!(code, 201, "{created}");
+    let swapped: Value = serde_json::from_str(&created).unwrap();
+    std::fs::remove_dir(&swap).unwrap();
+    std::os::unix::fs::symlink(&e.outside, &swap).unwrap();
+    attack(
+        e.req(
+            "POST",
+            &format!(
+                "/v1.44/containers/{}/start",
+                swapped["Id"].as_str().unwrap()
+            ),
+            None,
+        ),
+        403,
+        "changed since it was created",
+    );
+
+    // --- Limits (issue point 5): no combination lifts a container above the runner's.
+    for (name, hc) in [
+        (
+            "lim1",
+            json!({"NanoCpus": 1_500_000_000i64, "CpuPeriod": 1000}),
+        ),
+        ("lim2", json!({"CpuPeriod": 1000})),
+        (
+            "lim3",
+            json!({"CpuQuota": 100_000_000i64, "CpuPeriod": 1_000_000}),
+        ),
+        (
+            "lim4",
+            json!({"Memory": 1i64 << 40, "MemorySwap": -1, "PidsLimit": -1, "OomScoreAdj": -1000}),
+        ),
+    ] {
+        let (code, out) = e.create(name, &["true"], hc.clone());
+        assert_eq!(code, 201, "{hc}: {out}");
+        let (_, c) = e.req("GET", &format!("/v1.44/containers/{name}/json"), None);
+        let c: Value = serde_json::from_str(&c).unwrap();
+        let h = &c["HostConfig"];
+        let (quota, period, nano) = (
+            h["CpuQuota"].as_i64().unwrap_or(0),
+            h["CpuPeriod"].as_i64().unwrap_or(0),
+            h["NanoCpus"].as_i64().unwrap_or(0),
+        );
+        let cpus = if quota > 0 {
+            quota as f64 / period.max(1) as f64
+        } else {
+            nano as f64 / 1e9
+        };
+        assert!(cpus > 0.0 && cpus <= CPUS + 1e-9, "{name} {hc}: {h}");
+        let mem = h["Memory"].as_i64().unwrap();
+        assert!(mem > 0 && mem <= MEMORY, "{name}: {h}");
+        let pids = h["PidsLimit"].as_i64().unwrap();
+        assert!(pids > 0 && pids <= PIDS, "{name}: {h}");
+        assert!(h["OomScoreAdj"].as_i64().unwrap_or(0) >= 0, "{name}: {h}");
+        attacks.set(attacks.get() + 1);
+    }
+    // An update that would raise them is capped the same way (or refused by the engine).
+    let (code, out) = e.json(
+        "POST",
+        "/v1.44/containers/lim1/update",
+        &json!({"Memory": 1i64 << 40, "CpuPeriod": 1000, "PidsLimit": 0}),
+    );
+    let (_, c) = e.req("GET", "/v1.44/containers/lim1/json", None);
+    let c: Value = serde_json::from_str(&c).unwrap();
+    let h = &c["HostConfig"];
+    assert!(
+        h["Memory"].as_i64().unwrap() <= MEMORY,
+        "update {code} {out}: {h}"
+    );
+    let (quota, period) = (
+        h["CpuQuota"].as_i64().unwrap_or(0),
+        h["CpuPeriod"].as_i64().unwrap_or(0),
+    );
+    assert!(
+        quota == 0 || quota as f64 / period.max(1) as f64 <= CPUS + 1e-9,
+        "{h}"
+    );
+    attack(
+        e.json(
+            "POST",
+            "/v1.44/containers/lim1/update",
+            &json!({"CgroupParent": "/"}),
+        ),
+        403,
+        "CgroupParent",
+    );
+
+    // Nothing of it reached the host.
+    for name in ["smuggled1", "smuggled2", "attack", "hostvol"] {
+        let (code, _) = e.req("GET", &format!("/v1.44/containers/{name}/json"), None);
+        assert_eq!(code, 404, "{name} exists");
+    }
+    e.assert_host_untouched();
+    let log = e.proxy_log();
+    assert!(!log.contains("panicked"), "{log}");
+    let attacks = attacks.get();
+    assert!(attacks >= 40, "only {attacks} attacks");
+    eprintln!("{attacks} attacks refused or defused");
+}
+
+/// Docker CLI 29 checks the engine's API version like this before anything else: `/_ping`'s
+/// `Api-Version` header, then `/version`; below 1.44 it stops ("client version 1.52 is too new.
+/// Maximum supported API version is 1.41" and "Minimum supported API version is 1.44").
+fn cli29_negotiate(e: &Engine) -> String {
+    let out = e.raw(b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\n\r\n");
+    let api = out
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("api-version")
+                .then(|| v.trim().to_string())
+        })
+        .expect("no Api-Version on /_ping");
+    let parts: Vec<u32> = api.split('.').map(|p| p.parse().unwrap()).collect();
+    assert!(
+        (parts[0], parts[1]) >= (1, 44),
+        "a Docker CLI 29 client refuses API {api}: Minimum supported API version is 1.44"
+    );
+    let negotiated = if (parts[0], parts[1]) < (1, 52) {
+        api
+    } else {
+        "1.52".into()
+    };
+    let (code, v) = e.req("GET", &format!("/v{negotiated}/version"), None);
+    assert_eq!(code, 200, "{v}");
+    let v: Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["ApiVersion"], json!(negotiated), "{v}");
+    negotiated
+}
+
+#[test]
+fn ordinary_docker_use_keeps_working() {
+    let e = Engine::start();
+    let work = e.work.join("_work/repo");
+    let w = work.display().to_string();
+
+    // A client that refuses engines below 1.44, as Docker CLI 29 does; then a job's container
+    // through it, with 1.44's per-endpoint MAC address field.
+    let v = cli29_negotiate(&e);
+    let body = json!({"Image": TEST_IMAGE, "Cmd": ["sh", "-c", "echo hello-from-1.44"],
+        "HostConfig": {"Binds": [format!("{w}:{w}")]},
+        "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": ""}}}});
+    let (code, out) = e.json(
+        "POST",
+        &format!("/v{v}/containers/create?name=cli29"),
+        &body,
+    );
+    assert_eq!(code, 201, "{out}");
+    let (code, out) = e.req("POST", &format!("/v{v}/containers/cli29/start"), None);
+    assert_eq!(code, 204, "{out}");
+    let (code, out) = e.req("POST", &format!("/v{v}/containers/cli29/wait"), None);
+    assert_eq!(code, 200, "{out}");
+    let (code, logs) = e.req(
+        "GET",
+        &format!("/v{v}/containers/cli29/logs?stdout=1"),
+        None,
+    );
+    assert_eq!(code, 200);
+    assert!(logs.contains("hello-from-1.44"), "{logs}");
+
+    // The Docker CLI of this host (it negotiates the proxy's 1.44).
+    let (code, out, err) = e.docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    assert_eq!((code, out.trim()), (0, "1.44"), "{err}");
+    std::fs::write(work.join("input.txt"), "from-the-work-folder\n").unwrap();
+    let (code, out, err) = e.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{w}:{w}"),
+        "-w",
+        &w,
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "cat input.txt && echo written > output.txt",
+    ]);
+    assert_eq!(code, 0, "{out}{err}\n{}", e.proxy_log());
+    assert!(out.contains("from-the-work-folder"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(work.join("output.txt")).unwrap(),
+        "written\n"
+    );
+
+    // docker build with a COPY from its context.
+    let ctx = work.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("payload.txt"), "copied-into-the-image\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {TEST_IMAGE}\nCOPY payload.txt /payload.txt\n"),
+    )
+    .unwrap();
+    let (code, out, err) = e.docker(&[
+        "build",
+        "-q",
+        "-t",
+        "localhost/attack-suite-built:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}\n{}", e.proxy_log());
+    let (code, out, err) = e.docker(&[
+        "run",
+        "--rm",
+        "localhost/attack-suite-built:1",
+        "cat",
+        "/payload.txt",
+    ]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "copied-into-the-image\n"),
+        "{err}"
+    );
+
+    // A container: job and a service container, with the runner's own docker commands
+    // (docs/github-runner.md): a job network, the job container kept alive with
+    // `tail -f /dev/null`, steps through `docker exec`, the service reached by its alias.
+    let net = "github_network_0123456789abcdef";
+    let (code, _, err) = e.docker(&["network", "create", "--label", "1234abcd", net]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = e.docker(&[
+        "create",
+        "--name",
+        "svc_redis",
+        "--label",
+        "1234abcd",
+        "--network",
+        net,
+        "--network-alias",
+        "redis",
+        "-e",
+        "A=b",
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "while true; do echo service-ok | busybox nc -l -p 6379; done",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = e.docker(&["start", "svc_redis"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = e.docker(&[
+        "create",
+        "--name",
+        "job_ctr",
+        "--label",
+        "1234abcd",
+        "--workdir",
+        &w,
+        "--network",
+        net,
+        "--network-alias",
+        "job",
+        "-e",
+        "HOME=/github/home",
+        "-e",
+        "GITHUB_ACTIONS=true",
+        "-e",
+        "CI=true",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-v",
+        &format!("{}:/__w", e.work.join("_work").display()),
+        "-v",
+        &format!("{w}:{w}"),
+        "--entrypoint",
+        "tail",
+        TEST_IMAGE,
+        "-f",
+        "/dev/null",
+    ]);
+    assert_eq!(code, 0, "{err}\n{}", e.proxy_log());
+    let (code, _, err) = e.docker(&["start", "job_ctr"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = e.docker(&[
+        "ps",
+        "--all",
+        "--filter",
+        "name=job_ctr",
+        "--filter",
+        "status=running",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Status}}",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(" Up"), "{out}");
+    let (code, out, err) = e.docker(&[
+        "exec", "-i", "--workdir", &w, "-e", "STEP=1", "job_ctr", "sh", "-e", "-c",
+        "cat input.txt; echo step=$STEP; test -S /var/run/docker.sock && echo socket-ok; busybox nc -w 10 redis 6379 </dev/null",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in ["from-the-work-folder", "step=1", "socket-ok", "service-ok"] {
+        assert!(out.contains(want), "{want} missing: {out}");
+    }
+    let (code, _, err) = e.docker(&["rm", "--force", "job_ctr", "svc_redis"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = e.docker(&["network", "rm", net]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = e.docker(&["network", "prune", "--force", "--filter", "label=1234abcd"]);
+    assert_eq!(code, 0, "{err}");
+
+    // Named volumes and a tmpfs volume.
+    let (code, _, err) = e.docker(&["volume", "create", "cache"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = e.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "cache:/cache",
+        "--tmpfs",
+        "/scratch:size=16m",
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "echo x > /cache/f && cat /cache/f",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "x\n"), "{err}");
+    let (code, _, err) = e.docker(&["volume", "rm", "cache"]);
+    assert_eq!(code, 0, "{err}");
+
+    e.assert_host_untouched();
+}
