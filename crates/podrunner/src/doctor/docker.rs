@@ -26,12 +26,12 @@ pub fn check_docker_api(cfg: &Config, facts: &Facts) -> Vec<Check> {
         let version = &info.version.version;
         let api = crate::engine::docker_api_of_podman(version);
         let c = match crate::engine::api_warning(p.name.as_str(), &p.image, p.docker, version) {
+            None if p.docker == DockerMode::Isolated => c.found(format!(
+                "the runner's proxy serves Docker API {} to jobs (Podman {version} serves {api}; the proxy translates)",
+                crate::engine::DOCKER_CLI_29_API
+            )),
             None => c.found(format!(
-                "Podman {version} serves Docker API {api} ({} mode)",
-                match p.docker {
-                    DockerMode::Host => "host",
-                    _ => "isolated",
-                }
+                "Podman {version} serves Docker API {api} (host mode)"
             )),
             Some(w) => {
                 let (found, fix) = w.split_once("\n  fix: ").unwrap_or((&w, ""));

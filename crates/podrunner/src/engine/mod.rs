@@ -458,14 +458,16 @@ pub fn is_official_image(image: &str) -> bool {
     repo == OFFICIAL_IMAGE_REPO || repo == format!("docker.io/{OFFICIAL_IMAGE_REPO}")
 }
 
-/// The warning for a pool whose image's Docker CLI cannot talk to this Podman, if any.
+/// The warning for a pool whose image's Docker CLI cannot talk to this Podman, if any. An
+/// isolated pool's jobs talk to the runner's proxy, which speaks API 1.44 whatever the engine
+/// serves ([`proxy::version`]); only `host` mode hands jobs Podman's own API.
 pub fn api_warning(
     pool: &str,
     image: &str,
     mode: DockerMode,
     podman_version: &str,
 ) -> Option<String> {
-    if mode == DockerMode::None || !is_official_image(image) {
+    if mode != DockerMode::Host || !is_official_image(image) {
         return None;
     }
     let api = docker_api_of_podman(podman_version);
@@ -473,7 +475,7 @@ pub fn api_warning(
         return None;
     }
     Some(format!(
-        "pool {pool}: Podman {podman_version} serves Docker API {api}, but the Docker CLI 29 in {image} needs {DOCKER_CLI_29_API}: `docker` in jobs will fail (\"client version 1.52 is too new\")\n  fix: install Podman 5.8 or newer, or use an image with a Docker CLI older than 29 (set image = in the pool)"
+        "pool {pool}: Podman {podman_version} serves Docker API {api}, but the Docker CLI 29 in {image} needs {DOCKER_CLI_29_API}: `docker` in jobs will fail (\"client version 1.52 is too new\")\n  fix: install Podman 5.8 or newer, use docker = \"isolated\" (its proxy speaks 1.44), or use an image with a Docker CLI older than 29 (set image = in the pool)"
     ))
 }
 
@@ -846,11 +848,21 @@ mod tests {
         let w = api_warning(
             "ci",
             "ghcr.io/actions/actions-runner:latest",
-            DockerMode::Isolated,
+            DockerMode::Host,
             "4.3.1",
         )
         .unwrap();
-        assert_eq!(w, "pool ci: Podman 4.3.1 serves Docker API 1.41, but the Docker CLI 29 in ghcr.io/actions/actions-runner:latest needs 1.44: `docker` in jobs will fail (\"client version 1.52 is too new\")\n  fix: install Podman 5.8 or newer, or use an image with a Docker CLI older than 29 (set image = in the pool)");
+        // Isolated pools talk to the proxy, which speaks 1.44 on any Podman.
+        assert_eq!(
+            api_warning(
+                "ci",
+                "ghcr.io/actions/actions-runner:latest",
+                DockerMode::Isolated,
+                "4.3.1"
+            ),
+            None
+        );
+        assert_eq!(w, "pool ci: Podman 4.3.1 serves Docker API 1.41, but the Docker CLI 29 in ghcr.io/actions/actions-runner:latest needs 1.44: `docker` in jobs will fail (\"client version 1.52 is too new\")\n  fix: install Podman 5.8 or newer, use docker = \"isolated\" (its proxy speaks 1.44), or use an image with a Docker CLI older than 29 (set image = in the pool)");
         assert_eq!(
             api_warning(
                 "ci",
