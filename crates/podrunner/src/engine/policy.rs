@@ -170,6 +170,15 @@ fn network_mode(v: &Value) -> Result<(), String> {
     }
 }
 
+/// An object, or `None` for `null`.
+fn object(v: &Value) -> Result<Option<&Map<String, Value>>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Object(o) => Ok(Some(o)),
+        _ => Err("not an object".into()),
+    }
+}
+
 fn strings(v: &Value) -> Result<Vec<&str>, String> {
     match v {
         Value::Null => Ok(Vec::new()),
@@ -219,14 +228,24 @@ fn cap_name(c: &str) -> String {
     c.strip_prefix("CAP_").unwrap_or(&c).to_string()
 }
 
-fn cap_add(v: &Value) -> Result<(), String> {
-    match strings(v)?
-        .into_iter()
-        .find(|c| !ALLOWED_CAPS.contains(&cap_name(c).as_str()))
-    {
-        Some(c) => Err(format!("the capability {c}")),
+/// Checks each string of a list with `ok`; the first that fails is refused with `why`.
+fn each_string(
+    v: &Value,
+    ok: impl Fn(&str) -> bool,
+    why: impl Fn(&str) -> String,
+) -> Result<(), String> {
+    match strings(v)?.into_iter().find(|s| !ok(s)) {
+        Some(s) => Err(why(s)),
         None => Ok(()),
     }
+}
+
+fn cap_add(v: &Value) -> Result<(), String> {
+    each_string(
+        v,
+        |c| ALLOWED_CAPS.contains(&cap_name(c).as_str()),
+        |c| format!("the capability {c}"),
+    )
 }
 
 /// `no-new-privileges` is the one security option a job may set; every other one (`seccomp`,
@@ -238,21 +257,20 @@ fn security_opt(v: &Value) -> Result<(), String> {
         "no-new-privileges=true",
         "no-new-privileges:false",
     ];
-    match strings(v)?.into_iter().find(|o| !ALLOWED.contains(o)) {
-        Some(o) => Err(format!("the security option {o:?}; allowed: {ALLOWED:?}")),
-        None => Ok(()),
-    }
+    each_string(
+        v,
+        |o| ALLOWED.contains(&o),
+        |o| format!("the security option {o:?}; allowed: {ALLOWED:?}"),
+    )
 }
 
 fn group_add(v: &Value) -> Result<(), String> {
     // Podman's keep-groups hands the container the engine user's supplementary groups.
-    match strings(v)?
-        .into_iter()
-        .find(|g| !plain_name(g) || *g == "keep-groups")
-    {
-        Some(g) => Err(format!("the group {g:?}")),
-        None => Ok(()),
-    }
+    each_string(
+        v,
+        |g| plain_name(g) && g != "keep-groups",
+        |g| format!("the group {g:?}"),
+    )
 }
 
 /// Namespaced sysctls (the container's own network, IPC and UTS namespaces).
@@ -265,12 +283,8 @@ fn sysctls(v: &Value) -> Result<(), String> {
         "fs.mqueue.",
         "kernel.hostname",
     ];
-    let Some(o) = v.as_object() else {
-        return if v.is_null() {
-            Ok(())
-        } else {
-            Err("not an object".into())
-        };
+    let Some(o) = object(v)? else {
+        return Ok(());
     };
     match o
         .keys()
@@ -312,12 +326,8 @@ fn option_list(opts: &str, allowed: &[&str]) -> Result<(), String> {
 }
 
 fn tmpfs(v: &Value) -> Result<(), String> {
-    let Some(o) = v.as_object() else {
-        return if v.is_null() {
-            Ok(())
-        } else {
-            Err("not an object".into())
-        };
+    let Some(o) = object(v)? else {
+        return Ok(());
     };
     for (path, opts) in o {
         container_path(path)?;
@@ -360,12 +370,8 @@ fn container_path(p: &str) -> Result<(), String> {
 /// `Config.Volumes` keys: anonymous volumes at container paths. Podman appends each key to
 /// its `-v` list, so `"/etc:/host"` would be a bind mount.
 fn anonymous_volumes(v: &Value) -> Result<(), String> {
-    let Some(o) = v.as_object() else {
-        return if v.is_null() {
-            Ok(())
-        } else {
-            Err("not an object".into())
-        };
+    let Some(o) = object(v)? else {
+        return Ok(());
     };
     for (k, x) in o {
         if k.contains(':') {
@@ -672,12 +678,8 @@ const NETWORK_DISCONNECT: &[(&str, R)] = &[("Container", R::Any), ("Force", R::A
 /// Volume driver options: none (the local driver's `type`/`device`/`o` would mount a host
 /// path or device), except a tmpfs volume (`type=tmpfs, device=tmpfs, o=size=...`).
 fn volume_options(v: &Value) -> Result<(), String> {
-    let Some(o) = v.as_object() else {
-        return if v.is_null() {
-            Ok(())
-        } else {
-            Err("not an object".into())
-        };
+    let Some(o) = object(v)? else {
+        return Ok(());
     };
     if o.is_empty() {
         return Ok(());
