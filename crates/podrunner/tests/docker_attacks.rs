@@ -762,6 +762,49 @@ fn attacks_through_the_proxy_reach_nothing_on_the_host() {
         "fromSrc",
     );
 
+    // A build context with a link out of it, and a Dockerfile bind-mounting through it: Podman
+    // unpacks the context on the host and its builder follows the link there.
+    let ctx = e.work.join("_work/evil-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::os::unix::fs::symlink(&e.outside, ctx.join("hostlink")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {TEST_IMAGE}\nCOPY hostlink/ /h/\n"),
+    )
+    .unwrap();
+    let (code, out, err) = e.docker(&["build", "-t", "localhost/evil:1", ctx.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("the link hostlink -> ") && err.contains("docker_policy"),
+        "{err}"
+    );
+    attacks.set(attacks.get() + 1);
+    std::fs::remove_file(ctx.join("hostlink")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {TEST_IMAGE}\nRUN --mount=type=bind,source=.,target=/h cat /h/Dockerfile\n"),
+    )
+    .unwrap();
+    let (code, out, err) = e.docker(&["build", "-t", "localhost/evil:1", ctx.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("RUN --mount in the Dockerfile"), "{err}");
+    assert!(!out.contains(SECRET) && !err.contains(SECRET));
+    attacks.set(attacks.get() + 1);
+    attack(
+        e.req(
+            "POST",
+            "/v1.41/build?remote=https%3A%2F%2Fexample.invalid%2Fctx.tar",
+            None,
+        ),
+        403,
+        "remote",
+    );
+    attack(
+        e.req("POST", "/v1.41/build?dockerfile=%2Fetc%2Fpasswd", None),
+        403,
+        "dockerfile",
+    );
+
     // --- Networks reaching the host's interfaces.
     attack(
         e.json(

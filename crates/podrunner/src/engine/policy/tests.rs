@@ -474,7 +474,7 @@ fn build_and_import_queries() {
         check_build_query(&q(&[
             ("t", "a"),
             ("networkmode", "host"),
-            ("remote", "https://x/y.tar")
+            ("dockerfile", "sub/Dockerfile")
         ])),
         Ok(())
     );
@@ -483,6 +483,10 @@ fn build_and_import_queries() {
         ("outputs", "type=local,dest=/etc"),
         ("cgroupparent", "/"),
         ("remote", "/etc"),
+        ("remote", "https://x/y.tar"),
+        ("dockerfile", "/etc/passwd"),
+        ("dockerfile", "../x"),
+        ("dockerfile", "Containerfile.in"),
     ] {
         assert!(check_build_query(&q(&[bad])).is_err(), "{bad:?}");
     }

@@ -25,6 +25,7 @@
 
 pub mod json;
 pub mod request;
+pub mod tar;
 pub mod version;
 
 use super::caps::{self, Rejected, Rules};
@@ -53,6 +54,11 @@ pub const MAX_JSON_AT_ONCE: usize = 8;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest answer the proxy reads whole from the engine (a start's, `/version`, an inspect).
 const MAX_ENGINE_ANSWER: usize = 4 << 20;
+/// After refusing a body mid-stream, how much more of it the proxy reads and drops, and for
+/// how long, so that the client reads the refusal (a client still writing a build context would
+/// otherwise only see a broken pipe).
+const DRAIN_LIMIT: u64 = 1 << 30;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Size of the pieces a stream is passed on in.
 const PIECE: usize = 64 << 10;
 
@@ -269,24 +275,40 @@ impl Incoming {
             }
         }
     }
-    /// Copies `n` bytes of the body to `up` in pieces.
-    async fn copy(&mut self, mut n: usize, up: &mut UnixStream) -> std::io::Result<()> {
+    /// Copies `n` bytes of the body to `up` in pieces, each checked first.
+    async fn copy(
+        &mut self,
+        mut n: usize,
+        up: &mut UnixStream,
+        check: &mut Option<tar::TarCheck>,
+    ) -> std::io::Result<()> {
         while n > 0 {
             if self.buffered() == 0 {
                 self.more().await?;
             }
             let k = n.min(self.buffered());
+            if let Some(c) = check {
+                c.feed(&self.buf[self.pos..self.pos + k]).map_err(|why| {
+                    std::io::Error::new(std::io::ErrorKind::PermissionDenied, why)
+                })?;
+            }
             up.write_all(&self.buf[self.pos..self.pos + k]).await?;
             self.pos += k;
             n -= k;
         }
         Ok(())
     }
-    /// Passes a streamed body on in its framing, chunk by chunk (trailers dropped).
-    async fn pump(&mut self, framing: Framing, up: &mut UnixStream) -> std::io::Result<()> {
+    /// Passes a streamed body on in its framing, chunk by chunk (trailers dropped), checked
+    /// by `check` if any: a refusal is an error of kind `PermissionDenied` saying why.
+    async fn pump(
+        &mut self,
+        framing: Framing,
+        up: &mut UnixStream,
+        check: &mut Option<tar::TarCheck>,
+    ) -> std::io::Result<()> {
         match framing {
             Framing::None => Ok(()),
-            Framing::Length(n) => self.copy(n, up).await,
+            Framing::Length(n) => self.copy(n, up, check).await,
             Framing::Chunked => loop {
                 let size = self.chunk_size().await?;
                 up.write_all(format!("{size:x}\r\n").as_bytes()).await?;
@@ -294,7 +316,7 @@ impl Incoming {
                     while !self.line().await?.is_empty() {}
                     return up.write_all(b"\r\n").await;
                 }
-                self.copy(size, up).await?;
+                self.copy(size, up, check).await?;
                 self.crlf().await?;
                 up.write_all(b"\r\n").await?;
             },
@@ -395,6 +417,8 @@ pub struct Plan {
     pub client_version: Option<(u32, u32)>,
     /// The container of a start, checked again before it starts.
     pub container: Option<String>,
+    /// A build context to check as it streams ([`tar::TarCheck`]): `Some(dockerfile)`.
+    pub context_check: Option<Option<String>>,
 }
 
 /// Libpod routes that create containers the proxy cannot cap (under `open`).
@@ -455,6 +479,7 @@ pub fn plan(method: &str, raw_target: &str, rules: &Rules) -> Result<Plan, (&'st
             libpod_create: create,
             client_version: None,
             container: None,
+            context_check: None,
         });
     }
     let Some(spec) = request::find(method, &t.segments) else {
@@ -471,6 +496,7 @@ pub fn plan(method: &str, raw_target: &str, rules: &Rules) -> Result<Plan, (&'st
             libpod_create: false,
             client_version: t.version,
             container: None,
+            context_check: None,
         });
     };
     request::check_query(spec, &t).map_err(forbid)?;
@@ -499,6 +525,8 @@ pub fn plan(method: &str, raw_target: &str, rules: &Rules) -> Result<Plan, (&'st
         caps::cap_build_query(&mut t, &rules.caps);
     }
     let container = (spec.special == Special::Start).then(|| t.segments[1].clone());
+    let context_check = (contained && spec.special == Special::Build)
+        .then(|| t.param("dockerfile").map(str::to_string));
     Ok(Plan {
         target: t.encode(version::engine_version(t.version)),
         body: spec.body,
@@ -506,6 +534,7 @@ pub fn plan(method: &str, raw_target: &str, rules: &Rules) -> Result<Plan, (&'st
         libpod_create: false,
         client_version: t.version,
         container,
+        context_check,
     })
 }
 
@@ -851,6 +880,10 @@ async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
     let upgrade = plan.special == Special::Upgrade && head.wants_upgrade;
     let engine_head = engine_head(&head, &plan, upgrade, &body);
     let whole = matches!(plan.special, Special::Start | Special::Version);
+    let mut context_check = plan
+        .context_check
+        .as_ref()
+        .map(|d| tar::TarCheck::new(d.as_deref()));
     let mut attempt = 1;
     let got = loop {
         let mut up = match shared.connect().await {
@@ -860,7 +893,28 @@ async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
         up.write_all(&engine_head).await?;
         match &body {
             Some(b) => up.write_all(b).await?,
-            None => inc.pump(head.framing, &mut up).await?,
+            None => match inc.pump(head.framing, &mut up, &mut context_check).await {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    // The engine gets a truncated body and builds nothing.
+                    drop(up);
+                    let why = refusal(&e.to_string(), &rules.pool_hint);
+                    tracing::info!(
+                        "docker-proxy: refused {} {}: {why}",
+                        head.method,
+                        plan.target.split('?').next().unwrap_or("")
+                    );
+                    answer(&mut inc.stream, "403 Forbidden", &why).await?;
+                    // The client is still sending: let it finish, so that it reads the answer
+                    // instead of failing on a closed connection.
+                    let mut sink = tokio::io::sink();
+                    let mut rest = (&mut inc.stream).take(DRAIN_LIMIT);
+                    let _ =
+                        tokio::time::timeout(DRAIN_TIMEOUT, tokio::io::copy(&mut rest, &mut sink))
+                            .await;
+                    return Ok(());
+                }
+                r => r?,
+            },
         }
         let response = if upgrade {
             let (resp_head, rest) = response_head(&mut up).await?;
