@@ -84,11 +84,34 @@ pub async fn run(
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Vec<u8>, CommandError> {
+    run_with(program, args, stdin, &[], timeout).await
+}
+
+/// [`run`] without stdin, with the variables `env` set (e.g. `CONTAINERS_CONF`).
+pub async fn run_env(
+    program: &str,
+    args: &[String],
+    env: &[(&str, &std::ffi::OsStr)],
+    timeout: Duration,
+) -> Result<Vec<u8>, CommandError> {
+    run_with(program, args, None, env, timeout).await
+}
+
+async fn run_with(
+    program: &str,
+    args: &[String],
+    stdin: Option<&[u8]>,
+    env: &[(&str, &std::ffi::OsStr)],
+    timeout: Duration,
+) -> Result<Vec<u8>, CommandError> {
     let cmdline = render(program, args);
     tracing::debug!(target: "podrunner::cmd", "running {cmdline}");
     let mut cmd = tokio::process::Command::new(program);
     for k in SERVICE_MANAGER_ENV {
         cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     cmd.args(args)
         .stdin(if stdin.is_some() {
@@ -161,6 +184,16 @@ pub async fn run_inherit(
         source,
     })?;
     Ok(status.code().unwrap_or(1))
+}
+
+/// Replaces this process with `program args` (same pid, process group and environment), for
+/// a launcher that only prepares what the program runs in. Returns only on failure.
+pub fn exec_replace(program: &str, args: &[String]) -> CommandError {
+    use std::os::unix::process::CommandExt;
+    let cmdline = render(program, args);
+    tracing::debug!(target: "podrunner::cmd", "executing {cmdline}");
+    let source = std::process::Command::new(program).args(args).exec();
+    CommandError::Spawn { cmdline, source }
 }
 
 /// Starts `program args` detached, to outlive this process: in its own process group (a

@@ -60,3 +60,62 @@ pub fn end_with_parent(cmd: &mut tokio::process::Command) {
         });
     }
 }
+
+/// Moves this process into the network namespace of process `pid` and into a mount namespace
+/// of its own (mounts private, so nothing propagates to the host's), then bind-mounts each
+/// `(source, target)` pair there, creating both folders. For a rootful engine before it is
+/// executed (commands/engine_exec.rs). Needs CAP_SYS_ADMIN.
+pub fn enter_netns_with_private_mounts(
+    pid: i32,
+    binds: &[(&std::path::Path, &std::path::Path)],
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let last = || Err(std::io::Error::last_os_error());
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    // SAFETY: `ns` is an open namespace file for the duration of the call.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return last();
+    }
+    // SAFETY: plain syscall on this (single-threaded, about to exec) process.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return last();
+    }
+    let root = c"/";
+    // SAFETY: valid NUL-terminated strings; null fstype and data are allowed for MS_PRIVATE.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return last();
+    }
+    for (src, dst) in binds {
+        std::fs::create_dir_all(src)?;
+        std::fs::create_dir_all(dst)?;
+        let cstr = |p: &std::path::Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        };
+        let (s, d) = (cstr(src)?, cstr(dst)?);
+        // SAFETY: valid NUL-terminated paths that outlive the call; bind mounts take no data.
+        let r = unsafe {
+            libc::mount(
+                s.as_ptr(),
+                d.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            return last();
+        }
+    }
+    Ok(())
+}

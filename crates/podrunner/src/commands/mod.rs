@@ -5,6 +5,7 @@ pub mod completions;
 pub mod config_check;
 pub mod docker_proxy;
 pub mod doctor;
+pub mod engine_exec;
 pub mod install;
 pub mod logs;
 pub mod reload;
@@ -78,6 +79,9 @@ pub enum Command {
     /// (internal) The Docker API proxy in front of a runner's engine; the manager starts it
     #[command(hide = true)]
     DockerProxy(Box<docker_proxy::Args>),
+    /// Start a runner's engine in the runner's network namespace (started by docker-proxy)
+    #[command(hide = true)]
+    EngineExec(engine_exec::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +125,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Completions(a) => completions::exec(a),
         Command::Man(a) => completions::exec_man(a),
         Command::DockerProxy(a) => docker_proxy::exec(&cli, a).await,
+        Command::EngineExec(a) => engine_exec::exec(a),
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod caps;
+pub mod conf;
 pub mod externals;
 pub mod policy;
 pub mod proxy;
@@ -108,6 +109,10 @@ impl EngineDirs {
     }
     pub fn pid_file(&self) -> PathBuf {
         self.run.join("engine.pid")
+    }
+    /// What a rootful engine sees at [`NETAVARK_RUN_DIR`] (its own mount namespace).
+    pub fn netavark_run(&self) -> PathBuf {
+        self.run.join("netavark")
     }
     pub fn root(&self) -> PathBuf {
         self.data.join("root")
@@ -263,16 +268,92 @@ pub fn proxy_args(
 }
 
 /// The proxy's arguments that let it start engine `d` on first use ([`proxy::Launcher`]):
-/// the engine's files, then `--` and the engine's own command line.
-pub fn launcher_args(d: &EngineDirs, podman_path: &str, service: &[String]) -> Vec<String> {
+/// the engine's files, then `--` and the engine's own command line, which is podrunner's
+/// `engine-exec` (`exe`) putting `podman SERVICE...` into the network namespace of the runner
+/// whose container pid is in `runner_pid_file` ([`in_netns`], docs/docker.md "Networking").
+pub fn launcher_args(
+    d: &EngineDirs,
+    exe: &Path,
+    runner_pid_file: &Path,
+    podman_path: &str,
+    service: &[String],
+) -> Vec<String> {
     let mut a = vec![
         format!("--engine-conf={}", d.containers_conf().display()),
         format!("--engine-pid-file={}", d.pid_file().display()),
         format!("--engine-log={}", d.log().display()),
         "--".to_string(),
+        exe.display().to_string(),
+        ENGINE_EXEC.to_string(),
+        format!("--runner-pid-file={}", runner_pid_file.display()),
+        format!("--netavark-run-dir={}", d.netavark_run().display()),
+        "--".to_string(),
         podman_path.to_string(),
     ];
     a.extend(service.iter().cloned());
+    a
+}
+
+/// Where rootful Podman keeps netavark's address allocations and aardvark-dns's records: one
+/// folder for every rootful Podman of the host (containers/common: they share the host's
+/// network namespace). Engines in their runners' namespaces must not share it, or one engine's
+/// DNS server answers (or fails to answer) for another's networks: each rootful engine gets
+/// its own folder mounted there, in a mount namespace of its own.
+pub const NETAVARK_RUN_DIR: &str = "/run/containers/networks";
+
+/// podrunner's hidden subcommand that starts an engine in its runner's network namespace
+/// (commands/engine_exec.rs).
+pub const ENGINE_EXEC: &str = "engine-exec";
+
+/// The namespaces a command about an engine runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Netns {
+    /// The caller's own.
+    Current,
+    /// Those of the engine's process `pid`: its network namespace (the runner's) and, rootful,
+    /// its own mount namespace ([`NETAVARK_RUN_DIR`]).
+    Of(i32),
+    /// A new, empty network namespace: for tearing down an engine whose namespace is gone, so
+    /// that nothing it removes can be the host's.
+    Fresh,
+}
+
+/// `cmd` (a podman command line, program first) run in the namespaces `ns`. Rootful:
+/// `nsenter --target PID --net --mount -- cmd`. Rootless, the runner's network namespace
+/// belongs to the user namespace of the user's Podman, which only that user's `podman unshare`
+/// enters (with the rights to join the network namespace): `podman unshare nsenter --target
+/// PID --net -- cmd`; the inner podman then runs in that user and mount namespace instead of
+/// making its own, so every rootless command about an engine goes through `podman unshare`.
+pub fn in_netns(cmd: &[String], ns: Netns, rootless: bool) -> Vec<String> {
+    let mut a = Vec::new();
+    if rootless {
+        if let Some(podman) = cmd.first() {
+            a.extend([podman.clone(), "unshare".into()]);
+        }
+    }
+    match ns {
+        Netns::Current => {}
+        Netns::Of(pid) => {
+            a.extend([
+                "nsenter".to_string(),
+                "--target".into(),
+                pid.to_string(),
+                "--net".into(),
+            ]);
+            if !rootless {
+                a.push("--mount".into());
+            }
+            a.push("--".into());
+        }
+        Netns::Fresh => {
+            a.extend(["unshare".to_string(), "--net".into()]);
+            if !rootless {
+                a.push("--mount".into());
+            }
+            a.push("--".into());
+        }
+    }
+    a.extend(cmd.iter().cloned());
     a
 }
 
@@ -326,27 +407,6 @@ pub fn host_socket_missing(sock: &Path, uid: u32) -> String {
         "docker = \"host\" needs the Podman socket {}, which does not exist\n  fix: {fix} (or set docker = \"isolated\")",
         sock.display()
     )
-}
-
-/// The engine's containers.conf: the pool's `engine_containers_conf` (if any) with
-/// `[containers] pids_limit` set to the pool's limit unless the file sets one. Job containers
-/// are not inside the runner's cgroup (docs/docker.md, Resources), so they get the same cap.
-pub fn containers_conf(user: Option<&str>, pids_limit: u64) -> Result<String, String> {
-    let mut t: toml::Table = match user {
-        Some(s) => s
-            .parse()
-            .map_err(|e| format!("engine_containers_conf is not valid TOML: {e}"))?,
-        None => toml::Table::new(),
-    };
-    let containers = t
-        .entry("containers")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    let Some(c) = containers.as_table_mut() else {
-        return Err("engine_containers_conf: `containers` must be a table".into());
-    };
-    c.entry("pids_limit")
-        .or_insert(toml::Value::Integer(pids_limit.min(i64::MAX as u64) as i64));
-    toml::to_string(&t).map_err(|e| e.to_string())
 }
 
 /// Whether `/proc/PID/cmdline` (NULs as spaces) is the engine serving `socket`, so a pid file
@@ -616,18 +676,34 @@ mod tests {
             ]
         );
         let service = service_args(&pc(Some("runc"), &[]), &dirs(), &store());
-        let l = launcher_args(&dirs(), "/usr/bin/podman", &service);
+        let l = launcher_args(
+            &dirs(),
+            Path::new("/usr/bin/podrunner"),
+            Path::new("/var/lib/pr/pids/ci-0a1b2c3d"),
+            "/usr/bin/podman",
+            &service,
+        );
         assert_eq!(
-            l[..5],
+            l[..10],
             [
                 "--engine-conf=/var/lib/pr/engines/ci-0a1b2c3d/containers.conf",
                 "--engine-pid-file=/run/pr/e/0ee801953a/engine.pid",
                 "--engine-log=/var/lib/pr/engines/ci-0a1b2c3d/engine.log",
                 "--",
+                "/usr/bin/podrunner",
+                "engine-exec",
+                "--runner-pid-file=/var/lib/pr/pids/ci-0a1b2c3d",
+                "--netavark-run-dir=/run/pr/e/0ee801953a/netavark",
+                "--",
                 "/usr/bin/podman",
             ]
         );
-        assert_eq!(l[5..], service[..]);
+        assert_eq!(l[10..], service[..]);
+        // engine-exec, before it becomes the engine, counts as the engine (its pid file).
+        assert!(is_engine_cmdline(
+            &l[4..].join(" "),
+            &dirs().engine_socket()
+        ));
         let line = format!("/usr/bin/podrunner {} {}", a.join(" "), l.join(" "));
         // The proxy carries the engine's command line but is not the engine.
         assert!(!is_engine_cmdline(&line, &dirs().engine_socket()));
@@ -732,24 +808,44 @@ mod tests {
     }
 
     #[test]
-    fn containers_conf_merges() {
+    fn commands_in_the_runners_network_namespace() {
+        let cmd: Vec<String> = ["/usr/bin/podman", "--root=/r", "rm", "--all"]
+            .map(String::from)
+            .to_vec();
+        let tail = ["/usr/bin/podman", "--root=/r", "rm", "--all"];
+        let rootful = in_netns(&cmd, Netns::Of(42), false);
         assert_eq!(
-            containers_conf(None, 4096).unwrap(),
-            "[containers]\npids_limit = 4096\n"
+            rootful[..6],
+            ["nsenter", "--target", "42", "--net", "--mount", "--"]
         );
-        let user = "[containers]\ndefault_ulimits = [\"nofile=20000:20000\"]\n[engine]\nruntime = \"runc\"\n";
+        assert_eq!(rootful[6..], tail);
+        let rootless = in_netns(&cmd, Netns::Of(42), true);
         assert_eq!(
-            containers_conf(Some(user), 100).unwrap(),
-            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\"]\npids_limit = 100\n\n[engine]\nruntime = \"runc\"\n"
+            rootless[..7],
+            [
+                "/usr/bin/podman",
+                "unshare",
+                "nsenter",
+                "--target",
+                "42",
+                "--net",
+                "--"
+            ]
+        );
+        assert_eq!(rootless[7..], tail);
+        assert_eq!(
+            in_netns(&cmd, Netns::Fresh, false)[..4],
+            ["unshare", "--net", "--mount", "--"]
         );
         assert_eq!(
-            containers_conf(Some("[containers]\npids_limit = 7\n"), 100).unwrap(),
-            "[containers]\npids_limit = 7\n"
+            in_netns(&cmd, Netns::Fresh, true)[..5],
+            ["/usr/bin/podman", "unshare", "unshare", "--net", "--"]
         );
-        assert!(containers_conf(Some("containers = 1"), 1).is_err());
-        assert!(containers_conf(Some("[x"), 1)
-            .unwrap_err()
-            .starts_with("engine_containers_conf is not valid TOML"));
+        assert_eq!(in_netns(&cmd, Netns::Current, false), cmd);
+        assert_eq!(
+            in_netns(&cmd, Netns::Current, true)[..3],
+            ["/usr/bin/podman", "unshare", "/usr/bin/podman"]
+        );
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! tears it down with everything it held. Every podman call goes through [`crate::cmd`].
 
 use super::{
-    cmdline_in_engine, containers_conf, engine_args, host_socket, host_socket_missing,
-    is_engine_cmdline, is_proxy_cmdline, launcher_args, mounts_under, parse_ping, proxy_args,
-    runner_args, service_args, EngineDirs, HostStore, Store, ENGINES_DIR, ENGINES_RUN_DIR,
-    NAME_FILE, PRIVATE_DIR_MODE, SOCKET_MODE,
+    cmdline_in_engine, engine_args, host_socket, host_socket_missing, in_netns, is_engine_cmdline,
+    is_proxy_cmdline, launcher_args, mounts_under, parse_ping, proxy_args, runner_args,
+    service_args, EngineDirs, HostStore, Netns, Store, ENGINES_DIR, ENGINES_RUN_DIR, NAME_FILE,
+    PRIVATE_DIR_MODE, SOCKET_MODE,
 };
 use crate::cmd;
 use crate::config::{Config, DockerMode, PoolConfig};
@@ -116,17 +116,7 @@ async fn start_isolated(
             )
         });
     }
-    let user_conf = match &pool.engine_containers_conf {
-        None => None,
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-            format!(
-                "cannot read engine_containers_conf {}: {e}\n  fix: correct the path in pool {}",
-                p.display(),
-                pool.name
-            )
-        })?),
-    };
-    let conf = containers_conf(user_conf.as_deref(), pool.pids_limit)?;
+    let conf = engine_conf(cfg, pool)?;
     let prepared = (|| -> std::io::Result<()> {
         mkdir_private(&cfg.manager.runtime_dir.join(ENGINES_RUN_DIR))?;
         mkdir_private(&cfg.manager.state_dir.join(ENGINES_DIR))?;
@@ -161,6 +151,8 @@ async fn start_isolated(
     }
     args.extend(launcher_args(
         &d,
+        &exe,
+        &crate::manager::watch::container_pidfile(&cfg.manager.state_dir, name),
         &cfg.podman.path,
         &service_args(&cfg.podman, &d, &store),
     ));
@@ -179,6 +171,46 @@ async fn start_isolated(
         d.socket().display()
     );
     Ok((d.socket(), budget))
+}
+
+/// The engine's merged containers.conf (engine/conf.rs): what the manager's Podman reads, the
+/// pool's `engine_containers_conf`, the `--ulimit`s of the runner's `run_args`, podrunner's own.
+fn engine_conf(cfg: &Config, pool: &PoolConfig) -> Result<String, String> {
+    let mut layers = super::conf::read_layers()?;
+    if let Some(p) = &pool.engine_containers_conf {
+        let text = std::fs::read_to_string(p).map_err(|e| {
+            format!(
+                "cannot read engine_containers_conf {}: {e}\n  fix: correct the path in pool {}",
+                p.display(),
+                pool.name
+            )
+        })?;
+        layers.push((format!("engine_containers_conf {}", p.display()), text));
+    }
+    let run_args: Vec<String> = cfg
+        .podman
+        .run_args
+        .iter()
+        .chain(pool.run_args.iter())
+        .cloned()
+        .collect();
+    let netavark = super::conf::netavark_installed(&|p| p.exists());
+    if !netavark {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            tracing::warn!(
+                "netavark and aardvark-dns are not installed: containers on a job's network cannot reach each other by name (service containers of container jobs)\n  fix: see `podrunner doctor` (docker-dns check)"
+            )
+        });
+    }
+    super::conf::merge(
+        &layers,
+        &super::conf::Ours {
+            pids_limit: pool.pids_limit,
+            ulimits: super::conf::ulimits_in(&run_args),
+            netavark,
+        },
+    )
 }
 
 /// Waits until `sock` answers `/_ping`, while process `pid` (the engine) lives.
@@ -370,40 +402,86 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
             errors.push(format!("docker proxy: {e}"));
         }
     }
-    // 1. Containers first, while the service still runs: `rm` stops them (SIGKILL: the job
+    // 1. Where the engine ran: its process group and whatever runs from its folders (conmon),
+    //    and the network namespace they are in. That is the runner's (docs/docker.md,
+    //    Networking), held open by them after the runner's container is gone; when it is the
+    //    manager's own, the runner had host networking.
+    let engine = running_engine(&d.pid_file(), &d.engine_socket());
+    let me = std::process::id() as i32;
+    let own_ns = netns_of(me);
+    let members: Vec<i32> = procs()
+        .into_iter()
+        .filter(|(p, c)| {
+            *p != me && (cmdline_in_engine(c, &d) || engine.is_some_and(|e| pgrp(*p) == Some(e)))
+        })
+        .map(|(p, _)| p)
+        .collect();
+    let runner_ns = members.iter().find_map(|p| {
+        netns_of(*p)
+            .filter(|n| Some(n) != own_ns.as_ref())
+            .map(|n| (*p, n))
+    });
+    let rootless = crate::sys::uid() != 0;
+    let ns = match (&runner_ns, members.first()) {
+        (Some((p, _)), _) => Some(Netns::Of(*p)),
+        // Rootful, the engine had its own mount namespace ([`super::NETAVARK_RUN_DIR`]).
+        (None, Some(p)) if !rootless => Some(Netns::Of(*p)),
+        (None, Some(_)) => Some(Netns::Current),
+        // Nothing holds the namespaces any more. Rootful, the job's containers, mounts and
+        // network went with them; rootless, the mounts are in the user's own namespace:
+        // remove the containers in an empty network namespace, so that no network teardown
+        // can touch the host's.
+        (None, None) if rootless => Some(Netns::Fresh),
+        (None, None) => None,
+    };
+    // 2. Containers first, while the service still runs: `rm` stops them (SIGKILL: the job
     //    is over), their networks are torn down and their conmon processes exit.
-    if d.root().exists() {
+    if let Some(ns) = ns.filter(|_| d.root().exists()) {
         match host_store(podman).await {
             Ok(s) => {
-                let mut a = engine_args(&cfg.podman, &d, &s, Store::Shared);
+                let mut a = vec![cfg.podman.path.clone()];
+                a.extend(engine_args(&cfg.podman, &d, &s, Store::Shared));
                 a.extend(["rm", "--all", "--force", "--time=0"].map(String::from));
-                if let Err(e) = cmd::run(&cfg.podman.path, &a, None, ADMIN_TIMEOUT).await {
+                let a = in_netns(&a, ns, rootless);
+                let conf = d.containers_conf();
+                let env = conf
+                    .exists()
+                    .then_some(("CONTAINERS_CONF", conf.as_os_str()));
+                if let Err(e) = cmd::run_env(&a[0], &a[1..], env.as_slice(), ADMIN_TIMEOUT).await {
                     errors.push(format!("engine containers: {e}"));
                 }
             }
             Err(e) => errors.push(e),
         }
     }
-    // 2. The service: its process group (spawn_detached made it the leader).
-    if let Some(pid) = running_engine(&d.pid_file(), &d.engine_socket()) {
+    // 3. The service: its process group (spawn_detached made it the leader).
+    if let Some(pid) = engine {
         if let Err(e) = terminate_group(pid, STOP_GRACE).await {
             errors.push(format!("engine process: {e}"));
         }
     }
-    // 3. Whatever still runs from its folders (a conmon `rm` could not stop, a build step's
-    //    runtime), and in rootless mode its own pause process, whose user and mount
-    //    namespaces hold the storage mounts: they vanish with it.
+    // 4. Whatever still runs from its folders (a conmon `rm` could not stop, a build step's
+    //    runtime) or in the runner's network namespace (rootless port forwarders and the
+    //    slirp4netns of the engine's own networks), and the pause process of an engine that
+    //    made its own user namespace (podrunner before 0.x's network change).
     let mut strays: Vec<i32> = procs()
         .into_iter()
-        .filter(|(_, c)| cmdline_in_engine(c, &d))
+        .filter(|(p, c)| {
+            cmdline_in_engine(c, &d)
+                || runner_ns
+                    .as_ref()
+                    .is_some_and(|(_, n)| netns_of(*p).as_ref() == Some(n))
+        })
         .map(|(p, _)| p)
         .collect();
     strays.extend(read_pid(&d.tmpdir().join("pause.pid")));
-    let me = std::process::id() as i32;
     for pid in strays.into_iter().filter(|p| *p != me && alive(*p)) {
         let _ = crate::sys::signal(pid, libc::SIGKILL);
     }
-    // 4. Rootful: the storage's mounts are in the host's mount namespace.
+    for pid in members {
+        crate::sys::reap(pid);
+    }
+    // 5. Rootful: the storage's mounts are in the host's mount namespace.
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for dir in [&d.data, &d.run] {
         for m in mounts_under(&mountinfo, dir) {
@@ -412,7 +490,7 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
             }
         }
     }
-    // 5. The folders; files of a rootless job belong to subordinate ids.
+    // 6. The folders; files of a rootless job belong to subordinate ids.
     for dir in [&d.run, &d.data] {
         if let Err(e) = remove_tree(dir) {
             if let Err(e2) = podman.unshare_remove(dir).await {
@@ -424,6 +502,20 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
         }
     }
     errors
+}
+
+/// The network namespace of process `pid` (`net:[INODE]`).
+fn netns_of(pid: i32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+/// The process group of process `pid`.
+fn pgrp(pid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = s.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Every process's pid and command line (NULs as spaces).

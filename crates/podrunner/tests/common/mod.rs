@@ -54,6 +54,17 @@ pub fn host_run_args() -> Vec<String> {
     v
 }
 
+/// This host's address that containers on a Podman network reach it by, without host
+/// networking: the source address of its default route (rootful bridge networks route to it
+/// through their gateway; rootless slirp4netns connects to it from the host side). A UDP
+/// "connect" sends nothing.
+pub fn host_address() -> std::net::IpAddr {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.connect("192.0.2.1:9")
+        .expect("a default route (TEST-NET-1 is routed by it)");
+    s.local_addr().unwrap().ip()
+}
+
 pub struct Pool {
     pub name: &'static str,
     pub count: u32,
@@ -105,18 +116,49 @@ fn unique(name: &str) -> String {
 
 impl Bench {
     pub async fn new(test: &str, pools: Vec<Pool>) -> Bench {
+        Bench::new_on(test, pools, false).await
+    }
+
+    /// [`Bench::new`] with runners on Podman's default network instead of the host's: the fake
+    /// GitHub listens on every interface and hands runners its URL at [`host_address`], while
+    /// the manager uses loopback.
+    pub async fn new_bridged(test: &str, pools: Vec<Pool>) -> Bench {
+        Bench::new_on(test, pools, true).await
+    }
+
+    async fn new_on(test: &str, pools: Vec<Pool>, bridged: bool) -> Bench {
         assert_image(TEST_IMAGE);
         let dir = tempfile::Builder::new()
             .prefix("podrunner-test-")
             .tempdir()
             .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let gh = FakeGithub::start(TOKEN).await.unwrap();
+        let gh = if bridged {
+            // The port is picked first: the public URL names it.
+            let port = std::net::TcpListener::bind("0.0.0.0:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            FakeGithub::start_with(fake_github::Options {
+                listen: std::net::SocketAddr::from(([0, 0, 0, 0], port)),
+                token: TOKEN.to_string(),
+                public_url: Some(format!("http://{}:{port}", host_address())),
+            })
+            .await
+            .unwrap()
+        } else {
+            FakeGithub::start(TOKEN).await.unwrap()
+        };
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
         std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let instance = unique(test);
-        let run_args: Vec<String> = host_run_args().iter().map(|a| format!("{a:?}")).collect();
+        let run_args: Vec<String> = host_run_args()
+            .iter()
+            .filter(|a| !(bridged && a.starts_with("--network")))
+            .map(|a| format!("{a:?}"))
+            .collect();
         let mut cfg = format!(
             "[github]\napi_url = \"{}\"\ntoken_file = \"{}\"\n\n[podman]\nruntime = \"runc\"\nrun_args = [{}]\n\n[manager]\ninstance = \"{instance}\"\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n",
             gh.url(),
