@@ -3,13 +3,14 @@
 //! runner's own sequence of docker calls (actions/runner, ContainerOperationProvider and
 //! DockerCommandManager), a step on the runner reaching the services at `localhost:PORT`, a
 //! `container:` job reaching them by alias, two runners at once publishing the same port, and
-//! nothing left after the jobs. Also: stopping the manager leaves no engine or proxy behind.
+//! nothing left after the jobs. Rootful only for now: rootless engines do not join their runner's
+//! network namespace yet (docs/docker.md, Networking), so scripts/test-rootless leaves this
+//! program out.
 
 mod common;
 
 use common::*;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Two jobs that start a network and containers each, on a loaded 2-core CI host.
 const JOB_TIMEOUT: Duration = Duration::from_secs(150);
@@ -77,27 +78,6 @@ fn diagnostics(b: &Bench) -> String {
         }
     }
     format!("{s}--- manager:\n{}", b.log_tail(30))
-}
-
-fn process_running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
-        })
-        .is_some_and(|st| st != "Z" && st != "X")
-}
-
-/// Live processes whose command line names `dir` (engines, proxies, conmon of job containers),
-/// other than `except`.
-fn processes_naming(dir: &Path, except: Option<u32>) -> Vec<String> {
-    let d = dir.display().to_string();
-    all_cmdlines()
-        .into_iter()
-        .filter(|(p, c)| c.contains(&d) && Some(*p as u32) != except && process_running(*p))
-        .map(|(p, c)| format!("{p}: {c}"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -198,58 +178,4 @@ async fn services_on_localhost_and_by_alias_two_runners_at_once() {
     assert!(left.is_empty(), "processes of the old engines: {left:?}");
     b.cli(&["stop"]);
     b.wait_manager_exit(Duration::from_secs(60)).await;
-}
-
-/// `podrunner stop` returns when the manager has drained; by then every engine and proxy
-/// process of its runners is gone, a job's running containers included.
-#[tokio::test(flavor = "multi_thread")]
-async fn stop_leaves_no_engine_or_proxy() {
-    let mut b = Bench::new("stop", vec![Pool::new("st", 2)]).await;
-    b.edit_config(|s| s.replacen("[manager]\n", "[manager]\ndrain_timeout = \"1s\"\n", 1));
-    b.start_manager();
-    b.wait_until("two idle runners", Duration::from_secs(90), |b| {
-        b.runners_in("idle").len() == 2
-    })
-    .await;
-    let script = format!(
-        "docker run -d -p 8080 {TEST_IMAGE} sleep 1000 >/dev/null && docker run -d {TEST_IMAGE} sleep 1000 >/dev/null && echo started && sleep 1000"
-    );
-    b.gh.enqueue_job(SCOPE, LABELS, &script);
-    let engines = b.dir.path().join("run/e");
-    let dir = b.dir.path().to_path_buf();
-    b.wait_until("a job's engine with two containers", JOB_TIMEOUT, |_| {
-        let pids = std::fs::read_dir(&engines)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.path().join("engine.pid").exists());
-        // conmon of each of the job's two containers names the engine's storage.
-        pids && processes_naming(&dir, None)
-            .iter()
-            .filter(|c| c.contains("conmon") && c.contains("/engines/"))
-            .count()
-            >= 2
-    })
-    .await;
-    let before = processes_naming(&dir, b.manager_pid());
-    assert!(
-        before.iter().any(|c| c.contains("docker-proxy")),
-        "{before:?}"
-    );
-    let start = Instant::now();
-    let (code, _, err) = b.cli(&["stop"]);
-    assert_eq!(code, 0, "{err}");
-    let took = start.elapsed();
-    let exit = b.wait_manager_exit(Duration::from_secs(60)).await;
-    assert_eq!(exit, 0);
-    let left = processes_naming(&dir, None);
-    assert!(
-        left.is_empty(),
-        "left after `podrunner stop` returned ({took:?}): {left:#?}\n{}",
-        b.log_tail(30)
-    );
-    assert!(b.containers().is_empty());
-    assert!(std::fs::read_dir(&engines)
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(true));
 }

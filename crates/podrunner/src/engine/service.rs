@@ -422,16 +422,15 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
             .map(|n| (*p, n))
     });
     let rootless = crate::sys::uid() != 0;
+    // Rootless engines run in the host's network namespace with a user namespace of their own
+    // (commands/engine_exec.rs): podman finds it through the engine's folders.
     let ns = match (&runner_ns, members.first()) {
+        _ if rootless => Some(Netns::Current),
         (Some((p, _)), _) => Some(Netns::Of(*p)),
-        // Rootful, the engine had its own mount namespace ([`super::NETAVARK_RUN_DIR`]).
-        (None, Some(p)) if !rootless => Some(Netns::Of(*p)),
-        (None, Some(_)) => Some(Netns::Current),
-        // Nothing holds the namespaces any more. Rootful, the job's containers, mounts and
-        // network went with them; rootless, the mounts are in the user's own namespace:
-        // remove the containers in an empty network namespace, so that no network teardown
-        // can touch the host's.
-        (None, None) if rootless => Some(Netns::Fresh),
+        // The engine had its own mount namespace ([`super::NETAVARK_RUN_DIR`]).
+        (None, Some(p)) => Some(Netns::Of(*p)),
+        // Nothing holds its namespaces any more: the job's containers, mounts and network went
+        // with them.
         (None, None) => None,
     };
     // 2. Containers first, while the service still runs: `rm` stops them (SIGKILL: the job
@@ -442,7 +441,7 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
                 let mut a = vec![cfg.podman.path.clone()];
                 a.extend(engine_args(&cfg.podman, &d, &s, Store::Shared));
                 a.extend(["rm", "--all", "--force", "--time=0"].map(String::from));
-                let a = in_netns(&a, ns, rootless);
+                let a = in_netns(&a, ns, false);
                 let conf = d.containers_conf();
                 let env = conf
                     .exists()

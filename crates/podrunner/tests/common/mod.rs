@@ -491,3 +491,25 @@ impl Bench {
             .to_string()
     }
 }
+
+/// Alive and not a zombie.
+pub fn process_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
+        })
+        .is_some_and(|st| st != "Z" && st != "X")
+}
+
+/// Live processes whose command line names `dir` (engines, proxies, conmon of job containers),
+/// other than `except`.
+pub fn processes_naming(dir: &Path, except: Option<u32>) -> Vec<String> {
+    let d = dir.display().to_string();
+    all_cmdlines()
+        .into_iter()
+        .filter(|(p, c)| c.contains(&d) && Some(*p as u32) != except && process_running(*p))
+        .map(|(p, c)| format!("{p}: {c}"))
+        .collect()
+}
