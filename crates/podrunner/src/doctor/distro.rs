@@ -29,6 +29,9 @@ pub enum Pkg {
     /// pasta.
     Passt,
     FuseOverlayfs,
+    /// Podman's network backend with DNS, and its DNS server (docs/docker.md, Networking).
+    Netavark,
+    AardvarkDns,
 }
 
 /// `ID` and the words of `ID_LIKE` from os-release text (quotes removed, lowercased).
@@ -94,6 +97,8 @@ impl Distro {
             (_, Pkg::Slirp4netns) => "slirp4netns",
             (_, Pkg::Passt) => "passt",
             (_, Pkg::FuseOverlayfs) => "fuse-overlayfs",
+            (_, Pkg::Netavark) => "netavark",
+            (_, Pkg::AardvarkDns) => "aardvark-dns",
         }
     }
 
@@ -105,6 +110,8 @@ impl Distro {
             Pkg::Slirp4netns => "slirp4netns",
             Pkg::Passt => "passt",
             Pkg::FuseOverlayfs => "fuse-overlayfs",
+            Pkg::Netavark => "netavark",
+            Pkg::AardvarkDns => "aardvark-dns",
         }
     }
 

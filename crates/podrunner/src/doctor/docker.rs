@@ -117,6 +117,23 @@ mod tests {
     }
 
     #[test]
+    fn dns_on_job_networks() {
+        use crate::doctor::distro::Distro;
+        let ok = dns_check(true, &Distro::Debian);
+        assert_eq!((ok.id.as_str(), ok.status), ("docker-dns", Status::Pass));
+        let missing = dns_check(false, &Distro::Debian);
+        assert_eq!(missing.status, Status::Warn);
+        assert_eq!(
+            missing.fix.as_deref(),
+            Some("sudo apt-get install -y netavark aardvark-dns")
+        );
+        assert_eq!(
+            dns_check(false, &Distro::Fedora).fix.as_deref(),
+            Some("sudo dnf install -y netavark aardvark-dns")
+        );
+    }
+
+    #[test]
     fn what_bounds_docker_jobs() {
         let c = bounds(&pool(""), Some(&info("v1", "cgroupfs", false)), "root");
         assert_eq!(c.status, Status::Pass);

@@ -282,6 +282,7 @@ pub async fn run_all(cfg: &Config, host: &Host) -> Vec<Check> {
     out.extend(podman::check_images(cfg, &facts).await);
     out.extend(docker::check_docker_api(cfg, &facts));
     out.extend(docker::check_docker_bounds(cfg, &facts));
+    out.extend(docker::check_docker_dns(cfg, &facts));
     let token = github::check_token_file(cfg);
     let token_ok = token.status == Status::Pass;
     out.push(token);
