@@ -46,6 +46,32 @@ pub fn check_docker_api(cfg: &Config, facts: &Facts) -> Vec<Check> {
     out
 }
 
+/// Whether containers on a job's network can find each other by name: isolated engines use
+/// netavark with aardvark-dns when both are installed (engine/conf.rs); without them a
+/// `container:` job cannot reach its services by alias.
+pub fn check_docker_dns(cfg: &Config, facts: &Facts) -> Vec<Check> {
+    if !cfg.pools.iter().any(|p| p.docker == DockerMode::Isolated) {
+        return Vec::new();
+    }
+    vec![dns_check(
+        crate::engine::conf::netavark_installed(&|p| p.exists()),
+        &facts.distro,
+    )]
+}
+
+fn dns_check(installed: bool, distro: &super::distro::Distro) -> Check {
+    let c = Check::new("docker-dns", "DNS on job networks", Status::Pass);
+    if installed {
+        return c.found(
+            "netavark and aardvark-dns are installed: job containers resolve each other by name and alias",
+        );
+    }
+    c.with_status(Status::Warn)
+        .found("netavark or aardvark-dns is missing: job networks have no DNS")
+        .why("a container job reaches its service containers by their alias (postgres:5432); without DNS that fails with \"bad address\"")
+        .fix(distro.install(&[super::distro::Pkg::Netavark, super::distro::Pkg::AardvarkDns]))
+}
+
 /// One check per isolated pool: what holds its jobs' containers (docs/docker.md, Resources and
 /// "What a job may ask"). A pool with `docker_policy = "open"` is a warning: its jobs can reach
 /// the host, or the PAT, through their engine.
