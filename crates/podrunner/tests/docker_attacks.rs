@@ -113,7 +113,17 @@ impl Engine {
             format!("--allow={}", work.display()),
             format!("--allow={}", sock.display()),
         ];
-        args.extend(podrunner::engine::launcher_args(&dirs, "podman", &service));
+        // No runner container here: the engine joins this test's own network namespace
+        // (engine-exec reads the "runner's" pid from this file).
+        let runner_pid = dir.path().join("runner.pid");
+        std::fs::write(&runner_pid, std::process::id().to_string()).unwrap();
+        args.extend(podrunner::engine::launcher_args(
+            &dirs,
+            Path::new(&podrunner_bin()),
+            &runner_pid,
+            "podman",
+            &service,
+        ));
         let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
         let proxy = Command::new(podrunner_bin())
             .args(&args)
