@@ -83,6 +83,8 @@ impl Engine {
         if is_root() {
             conf.push_str("default_ulimits = [\"nofile=20000:20000\", \"nproc=20000:20000\"]\n");
         }
+        // As podrunner's own engines have it (engine/conf.rs): DNS on job networks.
+        conf.push_str("[network]\nnetwork_backend = \"netavark\"\n");
         std::fs::write(dirs.containers_conf(), conf).unwrap();
         let info = podman_info();
         let host = podrunner::engine::HostStore {
