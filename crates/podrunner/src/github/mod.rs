@@ -6,6 +6,7 @@
 
 pub mod jit;
 pub mod retry;
+pub mod scaleset;
 
 use crate::config::names::Scope;
 use rand::Rng;
@@ -200,6 +201,41 @@ impl Client {
             rate: Mutex::new(RateLimit::default()),
             blocked_until: Mutex::new(None),
         })
+    }
+
+    /// The HTTP client, for adapters of GitHub's other services (github/scaleset.rs).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The API base URL, no trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Counts a request another adapter sent (they all show in `status` as API calls).
+    pub fn count_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// POST `/SCOPE/actions/runners/registration-token`: a token valid one hour, which the
+    /// runner-registration exchange of scale sets takes (github/scaleset.rs).
+    pub async fn registration_token(&self, scope: &Scope) -> Result<Secret, Error> {
+        #[derive(Deserialize)]
+        struct T {
+            token: String,
+        }
+        let url = format!(
+            "{}/{}/actions/runners/registration-token",
+            self.base,
+            scope.api_path()
+        );
+        let (status, _, bytes) = self.send(Method::POST, &url, None).await?;
+        if !status.is_success() {
+            return Err(Self::fail(status, &bytes, &scope.to_string()));
+        }
+        let t: T = serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
+        Ok(Secret(t.token))
     }
 
     /// Requests sent so far (every attempt counts).
