@@ -68,7 +68,7 @@ impl Shared {
         self.notify.notify_waiters();
     }
 
-    fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
 }
@@ -124,7 +124,9 @@ pub fn router(shared: Sh) -> Router {
         .route("/_fake/reset-stats", post(fake_reset_stats))
         .route("/_fake/rate-limit", post(fake_rate_limit));
 
-    api.merge(fake).with_state(shared)
+    api.merge(fake)
+        .merge(crate::scaleset::router())
+        .with_state(shared)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -440,9 +442,18 @@ async fn generate_jitconfig(AxState(sh): AxState<Sh>, uri: Uri, body: Bytes) -> 
     }
 }
 
-async fn registration_token() -> Response {
+async fn registration_token(AxState(sh): AxState<Sh>, uri: Uri) -> Response {
+    let token = state::random_token(29).to_ascii_uppercase();
+    if let Some(scope) = scope_of_path(uri.path()) {
+        // The scale set exchange (scaleset.rs) accepts the tokens handed out here.
+        sh.mutate(|st| {
+            st.scalesets
+                .registration_tokens
+                .insert(token.clone(), scope)
+        });
+    }
     let body = json!({
-        "token": state::random_token(29).to_ascii_uppercase(),
+        "token": token,
         "expires_at": state::rfc3339(state::now_secs() + REGISTRATION_TOKEN_TTL_SECS),
     });
     (StatusCode::CREATED, Json(body)).into_response()

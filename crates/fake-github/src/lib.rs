@@ -22,6 +22,7 @@
 //! ```
 
 pub mod http;
+pub mod scaleset;
 pub mod state;
 
 use std::collections::BTreeMap;

@@ -658,6 +658,8 @@ pub struct State {
     pub api_calls: u64,
     pub by_route: BTreeMap<String, u64>,
     pub rate: RateLimit,
+    /// The runner scale set service (scaleset.rs).
+    pub scalesets: crate::scaleset::Service,
 }
 
 impl State {
@@ -679,6 +681,7 @@ impl State {
             api_calls: 0,
             by_route: BTreeMap::new(),
             rate: RateLimit::new(now_secs()),
+            scalesets: Default::default(),
         }
     }
 
@@ -843,6 +846,8 @@ impl State {
                 completed_at: None,
             },
         );
+        let queued = self.jobs[&id].clone();
+        self.scalesets.on_enqueue(&queued);
         self.dispatch();
         self.jobs[&id].clone()
     }
@@ -883,6 +888,7 @@ impl State {
                         && r.job_id.is_none()
                         && scope_matches(&r.scope, &job.scope)
                         && labels_match(&r.label_names(), &job.labels)
+                        && self.scalesets.may_take(job_id, r.id)
                 })
                 .map(|r| r.id);
             let Some(runner_id) = pick else { continue };
@@ -897,6 +903,8 @@ impl State {
             job.runner_id = Some(runner_id);
             job.runner_name = Some(runner.name.clone());
             job.started_at = Some(now);
+            let (job, name) = (job.clone(), runner.name.clone());
+            self.scalesets.on_started(&job, runner_id, &name);
             assigned += 1;
         }
         assigned
@@ -925,6 +933,7 @@ impl State {
         job.output = output;
         job.completed_at = Some(now_ms());
         let done = job.clone();
+        self.scalesets.on_completed(&done);
         self.remove_runner(runner_id);
         Ok(done)
     }
