@@ -48,10 +48,13 @@ pub enum Report {
     Closed,
 }
 
+/// A pool's scale set client, and the set's id once it is known.
+type Entry = (Arc<ScaleSetClient>, Option<u64>);
+
 /// The scale set clients of the pools, and the ids of the sets, for starting runners.
 #[derive(Default)]
 pub struct Registry {
-    sets: Mutex<BTreeMap<String, (Arc<ScaleSetClient>, Option<u64>)>>,
+    sets: Mutex<BTreeMap<String, Entry>>,
 }
 
 impl Registry {
