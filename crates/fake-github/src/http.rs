@@ -105,6 +105,7 @@ pub fn router(shared: Sh) -> Router {
             "/orgs/:org/actions/runners/:runner_id",
             get(get_runner).delete(delete_runner),
         )
+        .merge(crate::runs::routes())
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), api_layer));
 
@@ -170,6 +171,10 @@ pub fn route_key(method: &str, path: &str) -> String {
         "registration-token"
     } else if path.contains("/actions/runners/") {
         "runners/{id}"
+    } else if path.ends_with("/actions/runs") {
+        "runs"
+    } else if path.contains("/actions/runs/") && path.ends_with("/jobs") {
+        "runs/{id}/jobs"
     } else {
         "other"
     };

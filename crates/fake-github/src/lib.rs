@@ -22,6 +22,7 @@
 //! ```
 
 pub mod http;
+pub mod runs;
 pub mod scaleset;
 pub mod state;
 
