@@ -26,7 +26,10 @@ type Sh = Arc<Shared>;
 pub fn routes() -> Router<Sh> {
     Router::new()
         .route("/repos/:owner/:repo/actions/runs", get(list_runs))
-        .route("/repos/:owner/:repo/actions/runs/:run_id/jobs", get(run_jobs))
+        .route(
+            "/repos/:owner/:repo/actions/runs/:run_id/jobs",
+            get(run_jobs),
+        )
 }
 
 /// The API status of a job (`queued`, `in_progress`, `completed`).
@@ -73,10 +76,16 @@ fn user(api: &str, login: &str) -> Value {
     m.insert("login".into(), login.into());
     m.insert("id".into(), 1.into());
     m.insert("node_id".into(), "MDQ6VXNlcjE=".into());
-    m.insert("avatar_url".into(), "https://github.com/images/error/octocat_happy.gif".into());
+    m.insert(
+        "avatar_url".into(),
+        "https://github.com/images/error/octocat_happy.gif".into(),
+    );
     m.insert("gravatar_id".into(), "".into());
     m.insert("url".into(), format!("{api}/users/{login}").into());
-    m.insert("html_url".into(), format!("https://github.com/{login}").into());
+    m.insert(
+        "html_url".into(),
+        format!("https://github.com/{login}").into(),
+    );
     m.insert("type".into(), "User".into());
     m.insert("site_admin".into(), false.into());
     Value::Object(m)
@@ -124,7 +133,10 @@ fn repository(api: &str, owner: &str, repo: &str) -> Value {
         "teams_url",
         "trees_url",
     ] {
-        m.insert(k.into(), format!("{base}/{}", k.trim_end_matches("_url")).into());
+        m.insert(
+            k.into(),
+            format!("{base}/{}", k.trim_end_matches("_url")).into(),
+        );
     }
     m.insert("id".into(), 1296269.into());
     m.insert("node_id".into(), "MDEwOlJlcG9zaXRvcnkxMjk2MjY5".into());
@@ -132,7 +144,10 @@ fn repository(api: &str, owner: &str, repo: &str) -> Value {
     m.insert("full_name".into(), format!("{owner}/{repo}").into());
     m.insert("owner".into(), user(api, owner));
     m.insert("private".into(), false.into());
-    m.insert("html_url".into(), format!("https://github.com/{owner}/{repo}").into());
+    m.insert(
+        "html_url".into(),
+        format!("https://github.com/{owner}/{repo}").into(),
+    );
     m.insert("description".into(), Value::Null);
     m.insert("fork".into(), false.into());
     m.insert("url".into(), base.into());
@@ -259,7 +274,12 @@ async fn list_runs(AxState(sh): AxState<Sh>, uri: Uri, headers: HeaderMap) -> Re
         return StatusCode::NOT_FOUND.into_response();
     };
     let query = state::parse_query(uri.query());
-    let param = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let param = |k: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     let status = param("status");
     let per_page = state::effective_per_page(param("per_page").as_deref()) as usize;
     let api = sh.lock().server_url.clone();

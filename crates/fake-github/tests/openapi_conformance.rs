@@ -932,10 +932,16 @@ const RUN_JOBS: &str = "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_runs_and_jobs_conform_and_answer_304() {
     let mut c = Checker::new().await;
-    let queued = c.gh.enqueue_job("repos/octo/hello", &["self-hosted", "gpu"], "true");
+    let queued =
+        c.gh.enqueue_job("repos/octo/hello", &["self-hosted", "gpu"], "true");
     c.gh.enqueue_job("repos/octo/other", &["self-hosted"], "true");
     let a = c
-        .ok(Method::GET, RUNS, "/repos/octo/hello/actions/runs?status=queued&per_page=100", None)
+        .ok(
+            Method::GET,
+            RUNS,
+            "/repos/octo/hello/actions/runs?status=queued&per_page=100",
+            None,
+        )
         .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["total_count"], 1);
@@ -948,7 +954,12 @@ async fn queued_runs_and_jobs_conform_and_answer_304() {
     assert_eq!(j.json()["jobs"][0]["status"], "queued");
     assert_eq!(j.json()["jobs"][0]["runner_name"], Value::Null);
     let a = c
-        .ok(Method::GET, RUN_JOBS, "/repos/octo/hello/actions/runs/999/jobs", None)
+        .ok(
+            Method::GET,
+            RUN_JOBS,
+            "/repos/octo/hello/actions/runs/999/jobs",
+            None,
+        )
         .await;
     assert_eq!(a.status, 404);
 
@@ -956,7 +967,10 @@ async fn queued_runs_and_jobs_conform_and_answer_304() {
     let before = c.gh.rate_limit().remaining;
     let resp = c
         .http
-        .get(format!("{}/repos/octo/hello/actions/runs?status=queued&per_page=100", c.gh.url()))
+        .get(format!(
+            "{}/repos/octo/hello/actions/runs?status=queued&per_page=100",
+            c.gh.url()
+        ))
         .header("Authorization", format!("Bearer {TOKEN}"))
         .header("If-None-Match", &tag)
         .send()
@@ -967,13 +981,22 @@ async fn queued_runs_and_jobs_conform_and_answer_304() {
     assert!(resp.bytes().await.unwrap().is_empty());
     assert_eq!(c.gh.rate_limit().remaining, before, "a 304 costs nothing");
     // Changed: the job was taken. A new body and a new tag.
-    c.gh.with_state(|st| st.jobs.get_mut(&queued.id).unwrap().status = fake_github::JobStatus::InProgress);
+    c.gh.with_state(|st| {
+        st.jobs.get_mut(&queued.id).unwrap().status = fake_github::JobStatus::InProgress
+    });
     let a = c
-        .ok(Method::GET, RUNS, "/repos/octo/hello/actions/runs?status=queued&per_page=100", None)
+        .ok(
+            Method::GET,
+            RUNS,
+            "/repos/octo/hello/actions/runs?status=queued&per_page=100",
+            None,
+        )
         .await;
     assert_eq!(a.json()["total_count"], 0);
     assert_ne!(a.header("etag").unwrap(), tag);
-    let a = c.ok(Method::GET, RUNS, "/repos/octo/hello/actions/runs", None).await;
+    let a = c
+        .ok(Method::GET, RUNS, "/repos/octo/hello/actions/runs", None)
+        .await;
     assert_eq!(a.json()["workflow_runs"][0]["status"], "in_progress");
     c.assert_statuses_declared();
     c.gh.shutdown().await;

@@ -427,3 +427,66 @@ impl Drop for SecondManager {
         }
     }
 }
+
+/// A label pool sized by queued jobs (polling with conditional requests): from zero, a queued
+/// job gets a runner and runs; with nothing queued the pool goes back to `min_idle` (0); an
+/// idle repository costs no rate limit (304s).
+#[tokio::test(flavor = "multi_thread")]
+async fn label_pool_from_zero_on_queued_jobs_and_back() {
+    let mut b = Bench::new(
+        "lblpool",
+        vec![Pool::demand(
+            "lp",
+            "min_idle = 0\nmax = 2\nidle_timeout = \"2s\"\npoll_interval = \"1s\"\nlabels = [\"podman\"]",
+        )],
+    )
+    .await;
+    b.start_manager();
+    b.wait_until("the first poll", Duration::from_secs(30), |b| {
+        scaling(b)["reported_secs_ago"].is_u64()
+    })
+    .await;
+    assert_eq!(scaling(&b)["mode"], "labels");
+    assert!(b.containers().is_empty());
+    let jobs: Vec<u64> = (0..3)
+        .map(|i| {
+            b.gh.enqueue_job(
+                SCOPE,
+                &["self-hosted", "podman"],
+                &format!("echo label-{i}"),
+            )
+            .id
+        })
+        .collect();
+    // A job no pool here can run: it stays queued and starts nothing.
+    let foreign = b.gh.enqueue_job(SCOPE, &["self-hosted", "gpu"], "true").id;
+    for id in &jobs {
+        let j =
+            b.gh.wait_job_completed(*id, Duration::from_secs(90))
+                .await
+                .unwrap_or_else(|| panic!("job {id} did not run\n{}", b.log_tail(60)));
+        assert_eq!(format!("{:?}", j.conclusion), "Some(Success)");
+    }
+    assert_eq!(
+        b.gh.job(foreign).unwrap().status,
+        fake_github::JobStatus::Queued
+    );
+    b.wait_until("back to no runner", Duration::from_secs(60), |b| {
+        b.containers().is_empty() && b.gh.live_runners().is_empty()
+    })
+    .await;
+    let sc = scaling(&b);
+    assert_eq!(sc["queued_jobs"], 0, "{sc}");
+    // Polling an unchanged repository is answered with 304s, which cost nothing.
+    let before = b.gh.rate_limit().remaining;
+    let not_modified = b.gh.stats().by_route.get("304").copied().unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(b.gh.stats().by_route.get("304").copied().unwrap_or(0) > not_modified);
+    assert!(
+        before - b.gh.rate_limit().remaining <= 2,
+        "idle polling cost {} calls",
+        before - b.gh.rate_limit().remaining
+    );
+    b.cli(&["stop"]);
+    b.wait_manager_exit(Duration::from_secs(60)).await;
+}

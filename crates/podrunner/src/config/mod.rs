@@ -134,6 +134,7 @@ struct RawPool {
     idle_timeout: Option<Secs>,
     scale_set: Option<Spanned<toml::Value>>,
     disable_update: Option<Spanned<bool>>,
+    poll_interval: Option<Spanned<Secs>>,
 }
 
 /// How jobs of a pool get a Docker-compatible engine (docs/docker.md).
@@ -256,6 +257,9 @@ pub struct PoolConfig {
     pub scale_set: Option<String>,
     /// Scale set pools: the scale set's runners do not update themselves (`disableUpdate`).
     pub disable_update: bool,
+    /// Label demand pools: how often the repository's queued jobs are polled.
+    #[serde(with = "secs")]
+    pub poll_interval: Duration,
 }
 
 mod secs {
@@ -609,6 +613,7 @@ impl Config {
                 idle_timeout: sizing.idle_timeout,
                 scale_set: sizing.scale_set,
                 disable_update: sizing.disable_update,
+                poll_interval: sizing.poll_interval,
                 name,
             });
         }
@@ -645,6 +650,7 @@ struct Sizing {
     idle_timeout: Duration,
     scale_set: Option<String>,
     disable_update: bool,
+    poll_interval: Duration,
 }
 
 /// Reads `count`, `min_idle`, `max`, `idle_timeout`, `scale_set` and `disable_update`
@@ -656,7 +662,18 @@ fn demand_sizing(
     span: std::ops::Range<usize>,
     at: &dyn Fn(std::ops::Range<usize>, String, &str) -> ConfigError,
 ) -> Result<Sizing, ConfigError> {
-    use crate::core::demand::{Mode, DEFAULT_IDLE_TIMEOUT};
+    use crate::core::demand::{Mode, DEFAULT_IDLE_TIMEOUT, DEFAULT_POLL_INTERVAL};
+    let poll_interval = match &p.poll_interval {
+        None => DEFAULT_POLL_INTERVAL,
+        Some(s) if s.get_ref().0 < Duration::from_secs(1) => {
+            return Err(at(
+                s.span(),
+                "poll_interval must be at least 1s".into(),
+                "set poll_interval = \"10s\" or more (a webhook makes polls come sooner)",
+            ))
+        }
+        Some(s) => s.get_ref().0,
+    };
     let scale_set = match &p.scale_set {
         None => None,
         Some(v) => match v.get_ref() {
@@ -705,6 +722,13 @@ fn demand_sizing(
                 "add scale_set = true, or remove disable_update",
             ));
         }
+        if let Some(s) = &p.poll_interval {
+            return Err(at(
+                s.span(),
+                "poll_interval applies to label pools sized by demand only".into(),
+                "add max = N (and no scale_set), or remove poll_interval",
+            ));
+        }
         return Ok(Sizing {
             mode: Mode::Fixed,
             min_idle: 0,
@@ -712,6 +736,7 @@ fn demand_sizing(
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             scale_set: None,
             disable_update: false,
+            poll_interval,
         });
     };
     if p.count.is_some() {
@@ -746,6 +771,12 @@ fn demand_sizing(
             "disable_update applies to scale sets only".into(),
             "add scale_set = true, or remove disable_update",
         ));
+    } else if let Some(o) = &p.organization {
+        return Err(at(
+            o.span(),
+            format!("pool \"{name}\" is sized by queued jobs, which GitHub lists per repository, not per organization"),
+            "use scale_set = true for an organization pool sized by demand, or repository = \"owner/repo\"",
+        ));
     }
     Ok(Sizing {
         mode: if scale_set.is_some() {
@@ -761,6 +792,7 @@ fn demand_sizing(
             .map_or(DEFAULT_IDLE_TIMEOUT, |s| s.0),
         scale_set,
         disable_update: p.disable_update.as_ref().is_some_and(|d| *d.get_ref()),
+        poll_interval,
     })
 }
 
@@ -1164,6 +1196,22 @@ command = ["/bin/sh", "-c", "run"]
         ));
         assert!(
             e.starts_with("/c.toml:6:10: a scale set answers to one label"),
+            "{e}"
+        );
+        let e = err("[[pool]]\nname = \"p\"\norganization = \"acme\"\nmax = 2\n");
+        assert!(
+            e.starts_with("/c.toml:3:16: pool \"p\" is sized by queued jobs"),
+            "{e}"
+        );
+        assert!(parse(
+            "[[pool]]\nname = \"p\"\norganization = \"acme\"\nmax = 2\nscale_set = true\n"
+        )
+        .is_ok());
+        let c = parse(&format!("{base}max = 2\npoll_interval = \"3s\"\n")).unwrap();
+        assert_eq!(c.pools[0].poll_interval, Duration::from_secs(3));
+        let e = err(&format!("{base}poll_interval = \"3s\"\n"));
+        assert!(
+            e.starts_with("/c.toml:4:17: poll_interval applies to label pools"),
             "{e}"
         );
         let e = err(&format!("{base}max = 2\ndisable_update = true\n"));

@@ -13,12 +13,18 @@
 //! message cannot make the pool drift.
 
 use serde::Serialize;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 /// How long an idle runner of a demand pool waits for a job before it is retired, unless the
 /// pool says otherwise: long enough that a burst of jobs queued a few seconds apart reuses the
 /// runners it started, short enough that a big runner does not sit idle for long.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How often a repository's queued jobs are polled unless its label pools say otherwise: a
+/// queued job waits at most this long for its runner to be started (a webhook cuts it short).
+/// With conditional requests an idle repository costs no rate limit at all.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where a pool's size comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,9 +95,125 @@ pub fn labels_satisfy(runner: &[String], job: &[String]) -> bool {
             .all(|j| runner.iter().any(|r| r.eq_ignore_ascii_case(j)))
 }
 
+/// Queued jobs per label pool: each job (its `runs-on` labels) counts for the first pool, in
+/// config order, whose labels satisfy it, so two pools never both start a runner for one job.
+/// Every pool is in the answer, with 0 when nothing waits for it.
+pub fn queued_per_pool(
+    pools: &[(String, Vec<String>)],
+    jobs: &[Vec<String>],
+) -> BTreeMap<String, u32> {
+    let mut out: BTreeMap<String, u32> = pools.iter().map(|(n, _)| (n.clone(), 0)).collect();
+    for job in jobs {
+        if let Some((name, _)) = pools.iter().find(|(_, labels)| labels_satisfy(labels, job)) {
+            *out.entry(name.clone()).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Counted API calls one repository's queued-job polling may make per hour. GitHub grants a
+/// token 5,000; this leaves most of them to registrations and lists. A 304 costs nothing and
+/// is not counted.
+pub const POLL_BUDGET_PER_HOUR: u32 = 1000;
+
+/// The hourly budget of counted calls of one poller (pure: `now` comes in).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollBudget {
+    pub limit: u32,
+    pub window: Duration,
+    start: Option<Instant>,
+    pub used: u32,
+}
+
+impl PollBudget {
+    pub fn new(limit: u32, window: Duration) -> PollBudget {
+        PollBudget {
+            limit,
+            window,
+            start: None,
+            used: 0,
+        }
+    }
+
+    fn roll(&mut self, now: Instant) {
+        if self
+            .start
+            .is_none_or(|s| now.saturating_duration_since(s) >= self.window)
+        {
+            self.start = Some(now);
+            self.used = 0;
+        }
+    }
+
+    /// Whether a call may be made now.
+    pub fn allows(&mut self, now: Instant) -> bool {
+        self.roll(now);
+        self.used < self.limit
+    }
+
+    /// A call was counted by GitHub (any answer but 304).
+    pub fn spend(&mut self, now: Instant) {
+        self.roll(now);
+        self.used = self.used.saturating_add(1);
+    }
+
+    /// When the budget refills, if it is spent.
+    pub fn refills_in(&self, now: Instant) -> Option<Duration> {
+        (self.used >= self.limit)
+            .then(|| {
+                self.start
+                    .map(|s| (s + self.window).saturating_duration_since(now))
+            })
+            .flatten()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_queued_job_counts_for_the_first_pool_it_fits() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let pools = vec![
+            (
+                "gpu".to_string(),
+                v(&["self-hosted", "linux", "x64", "gpu"]),
+            ),
+            ("any".to_string(), v(&["self-hosted", "linux", "x64"])),
+            ("arm".to_string(), v(&["self-hosted", "linux", "arm64"])),
+        ];
+        let jobs = vec![
+            v(&["self-hosted", "gpu"]),
+            v(&["self-hosted", "linux"]),
+            v(&["self-hosted"]),
+            v(&["windows"]),
+            v(&["ARM64"]),
+        ];
+        let got = queued_per_pool(&pools, &jobs);
+        assert_eq!(
+            got,
+            BTreeMap::from([("gpu".into(), 3), ("any".into(), 0), ("arm".into(), 1)])
+        );
+    }
+
+    #[test]
+    fn poll_budget_stops_at_its_limit_and_refills_after_the_window() {
+        let t0 = Instant::now();
+        let mut b = PollBudget::new(2, Duration::from_secs(3600));
+        assert!(b.allows(t0));
+        b.spend(t0);
+        assert!(b.allows(t0));
+        b.spend(t0 + Duration::from_secs(1));
+        assert!(!b.allows(t0 + Duration::from_secs(2)));
+        assert_eq!(
+            b.refills_in(t0 + Duration::from_secs(600)),
+            Some(Duration::from_secs(3000))
+        );
+        assert!(b.allows(t0 + Duration::from_secs(3600)));
+        assert_eq!(b.used, 0);
+        assert_eq!(b.refills_in(t0 + Duration::from_secs(3600)), None);
+    }
 
     fn b(min_idle: u32, max: u32) -> Bounds {
         Bounds { min_idle, max }

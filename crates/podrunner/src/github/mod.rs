@@ -5,6 +5,7 @@
 //! logged. JIT configs come back wrapped in [`Secret`], whose `Debug` prints nothing.
 
 pub mod jit;
+pub mod queued;
 pub mod retry;
 pub mod scaleset;
 
@@ -270,6 +271,18 @@ impl Client {
         url: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(StatusCode, header::HeaderMap, Vec<u8>), Error> {
+        self.send_if_none_match(method, url, body, None).await
+    }
+
+    /// [`Client::send`] with an `If-None-Match` header: a 304 answer costs no rate limit
+    /// (github/queued.rs).
+    async fn send_if_none_match(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        etag: Option<&str>,
+    ) -> Result<(StatusCode, header::HeaderMap, Vec<u8>), Error> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -285,6 +298,9 @@ impl Client {
                 );
             if let Some(b) = body {
                 req = req.json(b);
+            }
+            if let Some(t) = etag {
+                req = req.header(header::IF_NONE_MATCH, t);
             }
             self.calls.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(target: "podrunner::github", "{method} {url} (attempt {attempt})");

@@ -4,6 +4,7 @@
 
 pub mod exec;
 pub mod oom;
+pub mod queued;
 pub mod scaleset;
 pub mod watch;
 
@@ -96,6 +97,13 @@ pub enum Outcome {
     ContainerPidExited {
         name: String,
     },
+    /// The queued jobs of a repository (manager/queued.rs): their `runs-on` labels.
+    Queued {
+        scope: String,
+        jobs: Vec<Vec<String>>,
+        counted_calls: u32,
+        note: Option<String>,
+    },
     /// A scale set listener's news (manager/scaleset.rs).
     ScaleSet {
         pool: String,
@@ -139,6 +147,8 @@ pub struct Manager {
             tokio::sync::watch::Sender<bool>,
         ),
     >,
+    /// Wakes the queued-job pollers early (a `workflow_job` webhook arrived).
+    queued_wake: Arc<tokio::sync::Notify>,
 }
 
 fn specs(cfg: &Config, overrides: &BTreeMap<String, u32>) -> Vec<PoolSpec> {
@@ -191,6 +201,7 @@ impl Manager {
             outcomes: rx,
             scaling: BTreeMap::new(),
             listeners: BTreeMap::new(),
+            queued_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -244,16 +255,32 @@ impl Manager {
             .filter(|p| p.scale_set.is_some() && !self.state.draining)
             .map(|p| (p.name.to_string(), p.clone()))
             .collect();
+        let pollers = self.wanted_pollers();
         let gone: Vec<String> = self
             .listeners
             .keys()
-            .filter(|k| !wanted.contains_key(*k))
+            .filter(|k| !wanted.contains_key(*k) && !pollers.contains_key(*k))
             .cloned()
             .collect();
         for k in gone {
             if let Some((_, stop)) = self.listeners.get(&k) {
                 let _ = stop.send(true);
             }
+        }
+        for (key, (scope, interval)) in self.wanted_pollers() {
+            if self.listeners.contains_key(&key) {
+                continue;
+            }
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let h = queued::spawn(
+                self.ctx.gh.clone(),
+                scope,
+                interval,
+                self.ctx.tx.clone(),
+                self.queued_wake.clone(),
+                stop_rx,
+            );
+            self.listeners.insert(key, (h, stop_tx));
         }
         for (name, p) in wanted {
             if self.listeners.contains_key(&name) {
@@ -273,6 +300,28 @@ impl Manager {
         }
     }
 
+    /// One queued-job poller per repository with label demand pools, keyed among the
+    /// listeners by its name: the scope and the shortest `poll_interval` of those pools.
+    fn wanted_pollers(&self) -> BTreeMap<String, (config::names::Scope, Duration)> {
+        let mut out: BTreeMap<String, (config::names::Scope, Duration)> = BTreeMap::new();
+        if self.state.draining {
+            return out;
+        }
+        for p in self
+            .ctx
+            .cfg
+            .pools
+            .iter()
+            .filter(|p| p.mode == crate::core::demand::Mode::Labels)
+        {
+            let e = out
+                .entry(format!("queued jobs of {}", p.scope))
+                .or_insert_with(|| (p.scope.clone(), p.poll_interval));
+            e.1 = e.1.min(p.poll_interval);
+        }
+        out
+    }
+
     /// Stops every listener (their sessions are deleted) and waits a little for them.
     async fn stop_listeners(&mut self) {
         for (_, stop) in self.listeners.values() {
@@ -282,6 +331,37 @@ impl Manager {
             if tokio::time::timeout(LISTENER_STOP_WAIT, h).await.is_err() {
                 tracing::warn!(pool = %name, "the scale set listener did not stop in time");
             }
+        }
+    }
+
+    /// The label demand pools of a scope, in config order, with their labels.
+    fn label_pools(&self, scope: &str) -> Vec<(String, Vec<String>)> {
+        self.ctx
+            .cfg
+            .pools
+            .iter()
+            .filter(|p| p.mode == crate::core::demand::Mode::Labels && p.scope.api_path() == scope)
+            .map(|p| (p.name.to_string(), p.labels.clone()))
+            .collect()
+    }
+
+    fn apply_queued(
+        &mut self,
+        scope: &str,
+        jobs: &[Vec<String>],
+        calls: u32,
+        note: Option<String>,
+    ) {
+        let counts = crate::core::demand::queued_per_pool(&self.label_pools(scope), jobs);
+        let now = Instant::now();
+        for (pool, n) in counts {
+            let sc = self.scaling.entry(pool.clone()).or_default();
+            if sc.demand.queued != n {
+                tracing::debug!(pool = %pool, "{n} queued jobs for this pool ({calls} counted calls this hour)");
+            }
+            sc.demand.queued = n;
+            sc.reported_at = Some(now);
+            sc.note = note.clone();
         }
     }
 
@@ -441,6 +521,12 @@ impl Manager {
             }
             Outcome::ContainerPidExited { name } => self.state.container_exited(&name, None, now),
             Outcome::ScaleSet { pool, report } => self.apply_scale_set(pool, report),
+            Outcome::Queued {
+                scope,
+                jobs,
+                counted_calls,
+                note,
+            } => self.apply_queued(&scope, &jobs, counted_calls, note),
             Outcome::OrphanDone { id, gone } => self.state.orphan_done(id, gone, now),
             Outcome::EventsRestarted => self.state.resync_wanted = true,
             Outcome::SweepFailed { scope, why } => {
