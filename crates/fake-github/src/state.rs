@@ -660,6 +660,8 @@ pub struct State {
     pub rate: RateLimit,
     /// The runner scale set service (scaleset.rs).
     pub scalesets: crate::scaleset::Service,
+    /// `workflow_job` webhooks (webhooks.rs).
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl State {
@@ -682,6 +684,7 @@ impl State {
             by_route: BTreeMap::new(),
             rate: RateLimit::new(now_secs()),
             scalesets: Default::default(),
+            webhooks: Default::default(),
         }
     }
 
@@ -848,6 +851,7 @@ impl State {
         );
         let queued = self.jobs[&id].clone();
         self.scalesets.on_enqueue(&queued);
+        self.webhooks.job_event("queued", &queued, &self.server_url);
         self.dispatch();
         self.jobs[&id].clone()
     }
@@ -905,6 +909,8 @@ impl State {
             job.started_at = Some(now);
             let (job, name) = (job.clone(), runner.name.clone());
             self.scalesets.on_started(&job, runner_id, &name);
+            self.webhooks
+                .job_event("in_progress", &job, &self.server_url);
             assigned += 1;
         }
         assigned
@@ -934,6 +940,8 @@ impl State {
         job.completed_at = Some(now_ms());
         let done = job.clone();
         self.scalesets.on_completed(&done);
+        self.webhooks
+            .job_event("completed", &done, &self.server_url);
         self.remove_runner(runner_id);
         Ok(done)
     }

@@ -490,3 +490,115 @@ async fn label_pool_from_zero_on_queued_jobs_and_back() {
     b.cli(&["stop"]);
     b.wait_manager_exit(Duration::from_secs(60)).await;
 }
+
+/// With `workflow_job` webhooks: a delivered `queued` event makes the poller look at once; a
+/// delivery GitHub failed (dropped here) is recovered by the next poll; a forged signature
+/// and a redelivery change nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn missed_webhook_is_recovered_by_polling() {
+    let mut b = Bench::new(
+        "hooks",
+        vec![Pool::demand(
+            "wh",
+            "max = 2\nidle_timeout = \"2s\"\npoll_interval = \"6s\"",
+        )],
+    )
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret = b.dir.path().join("hook-secret");
+    std::fs::write(&secret, "s3cret-hook").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    b.edit_config(|s| {
+        s.replacen(
+            "[manager]\n",
+            &format!(
+                "[manager]\nwebhook_listen = \"127.0.0.1:{port}\"\nwebhook_secret_file = \"{}\"\n",
+                secret.display()
+            ),
+            1,
+        )
+    });
+    let url = format!("http://127.0.0.1:{port}/webhook");
+    b.gh.add_webhook(&url, "s3cret-hook");
+    b.start_manager();
+    b.wait_until("the first poll", Duration::from_secs(30), |b| {
+        scaling(b)["reported_secs_ago"].is_u64()
+    })
+    .await;
+    // Right after a poll: only the webhook can make the next job start before the next one.
+    b.wait_until("a fresh poll", Duration::from_secs(10), |b| {
+        scaling(b)["reported_secs_ago"] == 0
+    })
+    .await;
+    let t = std::time::Instant::now();
+    let first = b.gh.enqueue_job(SCOPE, LABELS, "echo hooked").id;
+    b.gh.wait_job_completed(first, Duration::from_secs(60))
+        .await
+        .expect("the first job ran");
+    let hooked = t.elapsed();
+    let log = b.gh.with_state(|st| st.webhooks.log.clone());
+    assert_eq!(log[0].action, "queued");
+    assert_eq!(log[0].status, 202, "{log:?}");
+
+    // The next `queued` delivery is lost: polling finds the job anyway.
+    assert!(
+        b.gh.wait_for(Duration::from_secs(10), |st| st
+            .webhooks
+            .log
+            .iter()
+            .any(|d| d.job_id == first && d.action == "completed"))
+            .await
+    );
+    b.gh.with_state(|st| st.webhooks.drop_next = 1);
+    let second = b.gh.enqueue_job(SCOPE, LABELS, "echo polled").id;
+    b.gh.wait_job_completed(second, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the job whose webhook was lost never ran\n{}",
+                b.log_tail(60)
+            )
+        });
+    let log = b.gh.with_state(|st| st.webhooks.log.clone());
+    let lost = log
+        .iter()
+        .find(|d| d.job_id == second && d.action == "queued")
+        .unwrap();
+    assert_eq!(lost.status, 0, "dropped");
+
+    // Forged or repeated deliveries.
+    let http = reqwest::Client::new();
+    let body = r#"{"action":"queued","workflow_job":{"labels":["self-hosted"]},"repository":{"full_name":"octo/hello"}}"#;
+    let send = |sig: String, id: &'static str| {
+        http.post(&url)
+            .header("X-GitHub-Event", "workflow_job")
+            .header("X-GitHub-Delivery", id)
+            .header("X-Hub-Signature-256", sig)
+            .body(body)
+            .send()
+    };
+    let forged = send(
+        fake_github::webhooks::signature("wrong", body.as_bytes()),
+        "d1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(forged.status(), 401);
+    let good = fake_github::webhooks::signature("s3cret-hook", body.as_bytes());
+    assert_eq!(send(good.clone(), "d2").await.unwrap().status(), 202);
+    assert_eq!(
+        send(good, "d2").await.unwrap().status(),
+        200,
+        "a redelivery"
+    );
+    b.cli(&["stop"]);
+    b.wait_manager_exit(Duration::from_secs(60)).await;
+    assert!(
+        hooked < Duration::from_secs(6),
+        "the webhook did not speed the first job up: {hooked:?}"
+    );
+}

@@ -102,6 +102,8 @@ struct RawManager {
     runtime_dir: Option<String>,
     drain_timeout: Option<Secs>,
     log_file: Option<bool>,
+    webhook_listen: Option<Spanned<String>>,
+    webhook_secret_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,6 +214,10 @@ pub struct ManagerConfig {
     pub drain_timeout: Duration,
     /// Also write the manager's log to `state_dir/manager.log`.
     pub log_file: bool,
+    /// Where the `workflow_job` webhook receiver listens (docs/scaling.md); none by default.
+    pub webhook_listen: Option<std::net::SocketAddr>,
+    /// The webhook's shared secret (mode 600, like the token file).
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -450,7 +456,29 @@ impl Config {
                 .map(|s| s.0)
                 .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             log_file: raw.manager.log_file.unwrap_or(true),
+            webhook_listen: match &raw.manager.webhook_listen {
+                None => None,
+                Some(l) => Some(l.get_ref().parse().map_err(|_| {
+                    at(
+                        l.span(),
+                        format!("webhook_listen {:?} is not an address and port", l.get_ref()),
+                        "write webhook_listen = \"127.0.0.1:8088\" (put a TLS proxy in front for GitHub to reach it)",
+                    )
+                })?),
+            },
+            webhook_secret_file: raw
+                .manager
+                .webhook_secret_file
+                .as_deref()
+                .map(|p| expand_home(p, &env.home)),
         };
+        if let (Some(l), None) = (&raw.manager.webhook_listen, &manager.webhook_secret_file) {
+            return Err(at(
+                l.span(),
+                "webhook_listen needs webhook_secret_file: unsigned webhooks are refused".into(),
+                "add webhook_secret_file = \"~/.github-webhook-secret\" holding the secret set on GitHub",
+            ));
+        }
 
         if raw.pools.is_empty() {
             return Err(ConfigError::File {

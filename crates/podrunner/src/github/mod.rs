@@ -8,6 +8,7 @@ pub mod jit;
 pub mod queued;
 pub mod retry;
 pub mod scaleset;
+pub mod webhook;
 
 use crate::config::names::Scope;
 use rand::Rng;

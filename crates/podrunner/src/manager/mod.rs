@@ -7,6 +7,7 @@ pub mod oom;
 pub mod queued;
 pub mod scaleset;
 pub mod watch;
+pub mod webhook;
 
 use crate::config::{self, Config};
 use crate::control::{self, PoolStatus, Request, Response, RunnerStatus, StatusSnapshot};
@@ -777,6 +778,20 @@ impl Manager {
         let listener = bind_control(&socket_path).await?;
         let (req_tx, mut req_rx) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(16);
         tokio::spawn(serve_control(listener, req_tx));
+        let webhook_task = match (
+            self.ctx.cfg.manager.webhook_listen,
+            &self.ctx.cfg.manager.webhook_secret_file,
+        ) {
+            (Some(addr), Some(file)) => {
+                let secret = config::read_token(file).map_err(|e| {
+                    anyhow::anyhow!(e
+                        .to_string()
+                        .replace("GitHub token file", "webhook secret file"))
+                })?;
+                Some(webhook::serve(addr, secret.into_bytes(), self.queued_wake.clone()).await?)
+            }
+            _ => None,
+        };
 
         // Adopt what is already there before deciding anything.
         let seen = self
@@ -899,6 +914,9 @@ impl Manager {
             }
         }
         self.stop_listeners().await;
+        if let Some(t) = webhook_task {
+            t.abort();
+        }
         events_task.abort();
         oom_task.abort();
         let _ = std::fs::remove_file(&socket_path);
