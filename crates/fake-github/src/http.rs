@@ -68,7 +68,7 @@ impl Shared {
         self.notify.notify_waiters();
     }
 
-    fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
 }
@@ -105,6 +105,7 @@ pub fn router(shared: Sh) -> Router {
             "/orgs/:org/actions/runners/:runner_id",
             get(get_runner).delete(delete_runner),
         )
+        .merge(crate::runs::routes())
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), api_layer));
 
@@ -124,7 +125,9 @@ pub fn router(shared: Sh) -> Router {
         .route("/_fake/reset-stats", post(fake_reset_stats))
         .route("/_fake/rate-limit", post(fake_rate_limit));
 
-    api.merge(fake).with_state(shared)
+    api.merge(fake)
+        .merge(crate::scaleset::router())
+        .with_state(shared)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -168,6 +171,10 @@ pub fn route_key(method: &str, path: &str) -> String {
         "registration-token"
     } else if path.contains("/actions/runners/") {
         "runners/{id}"
+    } else if path.ends_with("/actions/runs") {
+        "runs"
+    } else if path.contains("/actions/runs/") && path.ends_with("/jobs") {
+        "runs/{id}/jobs"
     } else {
         "other"
     };
@@ -440,9 +447,18 @@ async fn generate_jitconfig(AxState(sh): AxState<Sh>, uri: Uri, body: Bytes) -> 
     }
 }
 
-async fn registration_token() -> Response {
+async fn registration_token(AxState(sh): AxState<Sh>, uri: Uri) -> Response {
+    let token = state::random_token(29).to_ascii_uppercase();
+    if let Some(scope) = scope_of_path(uri.path()) {
+        // The scale set exchange (scaleset.rs) accepts the tokens handed out here.
+        sh.mutate(|st| {
+            st.scalesets
+                .registration_tokens
+                .insert(token.clone(), scope)
+        });
+    }
     let body = json!({
-        "token": state::random_token(29).to_ascii_uppercase(),
+        "token": token,
         "expires_at": state::rfc3339(state::now_secs() + REGISTRATION_TOKEN_TTL_SECS),
     });
     (StatusCode::CREATED, Json(body)).into_response()

@@ -22,7 +22,10 @@
 //! ```
 
 pub mod http;
+pub mod runs;
+pub mod scaleset;
 pub mod state;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -111,6 +114,7 @@ impl FakeGithub {
             .to_string();
         let shared = Arc::new(Shared::new(State::new(&opts.token, &server_url)));
         let app = http::router(shared.clone());
+        tokio::spawn(webhooks::deliver(shared.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let on_stop = shared.clone();
         let task = tokio::spawn(async move {
@@ -153,6 +157,16 @@ impl FakeGithub {
     /// `f`.
     pub fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         self.shared.mutate(f)
+    }
+
+    /// Sends `workflow_job` events to `url`, signed with `secret` (webhooks.rs).
+    pub fn add_webhook(&self, url: &str, secret: &str) {
+        self.with_state(|st| {
+            st.webhooks.hooks.push(webhooks::Hook {
+                url: url.to_string(),
+                secret: secret.to_string(),
+            })
+        });
     }
 
     pub fn add_fault(&self, rule: FaultRule) {

@@ -658,6 +658,10 @@ pub struct State {
     pub api_calls: u64,
     pub by_route: BTreeMap<String, u64>,
     pub rate: RateLimit,
+    /// The runner scale set service (scaleset.rs).
+    pub scalesets: crate::scaleset::Service,
+    /// `workflow_job` webhooks (webhooks.rs).
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl State {
@@ -679,6 +683,8 @@ impl State {
             api_calls: 0,
             by_route: BTreeMap::new(),
             rate: RateLimit::new(now_secs()),
+            scalesets: Default::default(),
+            webhooks: Default::default(),
         }
     }
 
@@ -843,6 +849,9 @@ impl State {
                 completed_at: None,
             },
         );
+        let queued = self.jobs[&id].clone();
+        self.scalesets.on_enqueue(&queued);
+        self.webhooks.job_event("queued", &queued, &self.server_url);
         self.dispatch();
         self.jobs[&id].clone()
     }
@@ -883,6 +892,7 @@ impl State {
                         && r.job_id.is_none()
                         && scope_matches(&r.scope, &job.scope)
                         && labels_match(&r.label_names(), &job.labels)
+                        && self.scalesets.may_take(job_id, r.id)
                 })
                 .map(|r| r.id);
             let Some(runner_id) = pick else { continue };
@@ -897,6 +907,10 @@ impl State {
             job.runner_id = Some(runner_id);
             job.runner_name = Some(runner.name.clone());
             job.started_at = Some(now);
+            let (job, name) = (job.clone(), runner.name.clone());
+            self.scalesets.on_started(&job, runner_id, &name);
+            self.webhooks
+                .job_event("in_progress", &job, &self.server_url);
             assigned += 1;
         }
         assigned
@@ -925,6 +939,9 @@ impl State {
         job.output = output;
         job.completed_at = Some(now_ms());
         let done = job.clone();
+        self.scalesets.on_completed(&done);
+        self.webhooks
+            .job_event("completed", &done, &self.server_url);
         self.remove_runner(runner_id);
         Ok(done)
     }

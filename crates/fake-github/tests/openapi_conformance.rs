@@ -922,3 +922,82 @@ fn nullable_conversion() {
         json!({"anyOf": [{"allOf": [{"type": "integer"}]}, {"type": "null"}]})
     );
 }
+
+const RUNS: &str = "/repos/{owner}/{repo}/actions/runs";
+const RUN_JOBS: &str = "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs";
+
+/// Queued workflow runs and their jobs (docs/test-bench.md, "Workflow runs"): the
+/// `workflow-run` and `job` schemas, an `ETag` on every answer, and 304 without a body and
+/// without a rate-limit cost when `If-None-Match` names the current one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_runs_and_jobs_conform_and_answer_304() {
+    let mut c = Checker::new().await;
+    let queued =
+        c.gh.enqueue_job("repos/octo/hello", &["self-hosted", "gpu"], "true");
+    c.gh.enqueue_job("repos/octo/other", &["self-hosted"], "true");
+    let a = c
+        .ok(
+            Method::GET,
+            RUNS,
+            "/repos/octo/hello/actions/runs?status=queued&per_page=100",
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["total_count"], 1);
+    assert_eq!(a.json()["workflow_runs"][0]["id"], queued.id);
+    assert_eq!(a.json()["workflow_runs"][0]["status"], "queued");
+    let tag = a.header("etag").expect("an ETag").to_string();
+    let path = format!("/repos/octo/hello/actions/runs/{}/jobs", queued.id);
+    let j = c.ok(Method::GET, RUN_JOBS, &path, None).await;
+    assert_eq!(j.json()["jobs"][0]["labels"], json!(["self-hosted", "gpu"]));
+    assert_eq!(j.json()["jobs"][0]["status"], "queued");
+    assert_eq!(j.json()["jobs"][0]["runner_name"], Value::Null);
+    let a = c
+        .ok(
+            Method::GET,
+            RUN_JOBS,
+            "/repos/octo/hello/actions/runs/999/jobs",
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 404);
+
+    // Unchanged: 304, no body, no cost.
+    let before = c.gh.rate_limit().remaining;
+    let resp = c
+        .http
+        .get(format!(
+            "{}/repos/octo/hello/actions/runs?status=queued&per_page=100",
+            c.gh.url()
+        ))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("If-None-Match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 304);
+    assert_eq!(resp.headers()["etag"].to_str().unwrap(), tag);
+    assert!(resp.bytes().await.unwrap().is_empty());
+    assert_eq!(c.gh.rate_limit().remaining, before, "a 304 costs nothing");
+    // Changed: the job was taken. A new body and a new tag.
+    c.gh.with_state(|st| {
+        st.jobs.get_mut(&queued.id).unwrap().status = fake_github::JobStatus::InProgress
+    });
+    let a = c
+        .ok(
+            Method::GET,
+            RUNS,
+            "/repos/octo/hello/actions/runs?status=queued&per_page=100",
+            None,
+        )
+        .await;
+    assert_eq!(a.json()["total_count"], 0);
+    assert_ne!(a.header("etag").unwrap(), tag);
+    let a = c
+        .ok(Method::GET, RUNS, "/repos/octo/hello/actions/runs", None)
+        .await;
+    assert_eq!(a.json()["workflow_runs"][0]["status"], "in_progress");
+    c.assert_statuses_declared();
+    c.gh.shutdown().await;
+}

@@ -89,6 +89,47 @@ pub struct PoolStatus {
     /// Seconds until the next start is allowed, when backing off.
     pub backing_off_secs: Option<u64>,
     pub last_error: Option<String>,
+    /// How the pool is sized and what GitHub last reported (docs/scaling.md). Absent from
+    /// managers before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingStatus>,
+}
+
+/// A pool's sizing in `status`: its mode, the demand GitHub reported, and the result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ScalingStatus {
+    /// `fixed`, `scale-set` or `labels`.
+    pub mode: String,
+    pub min_idle: u32,
+    pub max: u32,
+    /// Scale sets: jobs GitHub assigned to the set (running ones included).
+    pub assigned_jobs: u32,
+    /// Label pools: queued jobs that ask for this pool's labels.
+    pub queued_jobs: u32,
+    pub desired: u32,
+    pub idle: u32,
+    pub busy: u32,
+    /// Scale sets: the scale set's name and id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_set: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_set_id: Option<u64>,
+    /// Scale sets: who holds the message session (this host, or the one GitHub named in a
+    /// conflict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_owner: Option<String>,
+    /// Scale sets: whether this manager holds the session.
+    #[serde(default)]
+    pub session_held: bool,
+    /// The statistics GitHub sent last, as it sent them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<serde_json::Value>,
+    /// Seconds since GitHub last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_secs_ago: Option<u64>,
+    /// A conflict or an error of the listener or the poller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

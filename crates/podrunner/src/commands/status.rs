@@ -125,6 +125,9 @@ pub fn render(s: &StatusSnapshot) -> String {
             ));
         }
         out.push('\n');
+        if let Some(sc) = p.scaling.as_ref().filter(|sc| sc.mode != "fixed") {
+            out.push_str(&format!("  {}\n", scaling_line(sc)));
+        }
         if let Some(e) = &p.last_error {
             out.push_str(&format!("  last failure: {e}\n"));
         }
@@ -174,6 +177,36 @@ pub fn render(s: &StatusSnapshot) -> String {
     out
 }
 
+/// One line about a demand pool: its mode and bounds, what GitHub reported, the result.
+fn scaling_line(sc: &crate::control::ScalingStatus) -> String {
+    let demand = match sc.mode.as_str() {
+        "scale-set" => format!("{} assigned jobs", sc.assigned_jobs),
+        _ => format!("{} queued jobs", sc.queued_jobs),
+    };
+    let mut line = format!(
+        "{} (min_idle {}, max {}): {demand} -> desired {}, {} idle, {} busy",
+        sc.mode, sc.min_idle, sc.max, sc.desired, sc.idle, sc.busy
+    );
+    if let Some(name) = &sc.scale_set {
+        line.push_str(&format!("; scale set {name}"));
+        if let Some(id) = sc.scale_set_id {
+            line.push_str(&format!(" (id {id})"));
+        }
+        match (&sc.session_owner, sc.session_held) {
+            (Some(o), true) => line.push_str(&format!(", session held by this host ({o})")),
+            (Some(o), false) => line.push_str(&format!(", session held by {o}, waiting")),
+            (None, _) => line.push_str(", no session"),
+        }
+    }
+    if let Some(secs) = sc.reported_secs_ago {
+        line.push_str(&format!("; GitHub reported {secs}s ago"));
+    }
+    if let Some(n) = &sc.note {
+        line.push_str(&format!("\n  scaling: {n}"));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +235,7 @@ mod tests {
                 failures: 2,
                 backing_off_secs: Some(9),
                 last_error: Some("runner ci-1 exited with code 3".into()),
+                scaling: None,
             }],
             runners: vec![RunnerStatus {
                 pool: "ci".into(),
@@ -223,6 +257,40 @@ mod tests {
              POOL  RUNNER       CONTAINER     STATE        DOCKER  AGE\n\
              ci    ci-0000000a  abcdef012345  idle         engine  30s\n\
              ci    -            -             backing-off  -       next in 9s\n"
+        );
+    }
+
+    #[test]
+    fn renders_a_scale_set_pool() {
+        let sc = crate::control::ScalingStatus {
+            mode: "scale-set".into(),
+            min_idle: 1,
+            max: 4,
+            assigned_jobs: 2,
+            desired: 3,
+            idle: 1,
+            busy: 2,
+            scale_set: Some("big".into()),
+            scale_set_id: Some(7),
+            session_owner: Some("hostb".into()),
+            reported_secs_ago: Some(3),
+            note: Some("409".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            scaling_line(&sc),
+            "scale-set (min_idle 1, max 4): 2 assigned jobs -> desired 3, 1 idle, 2 busy; scale set big (id 7), session held by hostb, waiting; GitHub reported 3s ago\n  scaling: 409"
+        );
+        let l = crate::control::ScalingStatus {
+            mode: "labels".into(),
+            max: 2,
+            queued_jobs: 5,
+            desired: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            scaling_line(&l),
+            "labels (min_idle 0, max 2): 5 queued jobs -> desired 2, 0 idle, 0 busy"
         );
     }
 }

@@ -102,6 +102,8 @@ struct RawManager {
     runtime_dir: Option<String>,
     drain_timeout: Option<Secs>,
     log_file: Option<bool>,
+    webhook_listen: Option<Spanned<String>>,
+    webhook_secret_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +130,13 @@ struct RawPool {
     docker: Option<Spanned<String>>,
     docker_policy: Option<Spanned<String>>,
     engine_containers_conf: Option<String>,
+    // Demand pools (docs/scaling.md).
+    min_idle: Option<u32>,
+    max: Option<Spanned<u32>>,
+    idle_timeout: Option<Secs>,
+    scale_set: Option<Spanned<toml::Value>>,
+    disable_update: Option<Spanned<bool>>,
+    poll_interval: Option<Spanned<Secs>>,
 }
 
 /// How jobs of a pool get a Docker-compatible engine (docs/docker.md).
@@ -205,6 +214,10 @@ pub struct ManagerConfig {
     pub drain_timeout: Duration,
     /// Also write the manager's log to `state_dir/manager.log`.
     pub log_file: bool,
+    /// Where the `workflow_job` webhook receiver listens (docs/scaling.md); none by default.
+    pub webhook_listen: Option<std::net::SocketAddr>,
+    /// The webhook's shared secret (mode 600, like the token file).
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,6 +250,22 @@ pub struct PoolConfig {
     /// A containers.conf for the per-runner engines (isolated mode), e.g. a runtime or
     /// default ulimits the host needs; podrunner adds the pool's pids_limit to it.
     pub engine_containers_conf: Option<PathBuf>,
+    /// Where the pool's size comes from: `count` (fixed), a scale set, or queued jobs.
+    pub mode: crate::core::demand::Mode,
+    /// Demand pools: idle runners kept ready (default 0).
+    pub min_idle: u32,
+    /// Demand pools: runners at most, busy or not (fixed pools: `count`).
+    pub max: u32,
+    /// Demand pools: how long an idle runner waits for a job before it is retired.
+    #[serde(with = "secs")]
+    pub idle_timeout: Duration,
+    /// Scale set pools: the scale set's name, which is also the one label jobs ask for.
+    pub scale_set: Option<String>,
+    /// Scale set pools: the scale set's runners do not update themselves (`disableUpdate`).
+    pub disable_update: bool,
+    /// Label demand pools: how often the repository's queued jobs are polled.
+    #[serde(with = "secs")]
+    pub poll_interval: Duration,
 }
 
 mod secs {
@@ -427,7 +456,29 @@ impl Config {
                 .map(|s| s.0)
                 .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             log_file: raw.manager.log_file.unwrap_or(true),
+            webhook_listen: match &raw.manager.webhook_listen {
+                None => None,
+                Some(l) => Some(l.get_ref().parse().map_err(|_| {
+                    at(
+                        l.span(),
+                        format!("webhook_listen {:?} is not an address and port", l.get_ref()),
+                        "write webhook_listen = \"127.0.0.1:8088\" (put a TLS proxy in front for GitHub to reach it)",
+                    )
+                })?),
+            },
+            webhook_secret_file: raw
+                .manager
+                .webhook_secret_file
+                .as_deref()
+                .map(|p| expand_home(p, &env.home)),
         };
+        if let (Some(l), None) = (&raw.manager.webhook_listen, &manager.webhook_secret_file) {
+            return Err(at(
+                l.span(),
+                "webhook_listen needs webhook_secret_file: unsigned webhooks are refused".into(),
+                "add webhook_secret_file = \"~/.github-webhook-secret\" holding the secret set on GitHub",
+            ));
+        }
 
         if raw.pools.is_empty() {
             return Err(ConfigError::File {
@@ -471,6 +522,7 @@ impl Config {
                     ));
                 }
             };
+            let sizing = demand_sizing(&p, &name, span.clone(), &at)?;
             let runner_name = match p.runner_name {
                 Some(r) => r,
                 None => RunnerPrefix::new(name.as_str())
@@ -563,7 +615,10 @@ impl Config {
                     .unwrap_or_else(|| vec![DEFAULT_COMMAND.into()]),
                 runner_dir,
                 labels,
-                count: p.count.unwrap_or(1),
+                count: match sizing.mode {
+                    crate::core::demand::Mode::Fixed => p.count.unwrap_or(1),
+                    _ => sizing.min_idle,
+                },
                 cpus: p.cpus.map(|c| c.into_inner()),
                 memory: p.memory,
                 pids_limit: p.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT),
@@ -580,6 +635,13 @@ impl Config {
                 engine_containers_conf: p
                     .engine_containers_conf
                     .map(|c| expand_home(&c, &env.home)),
+                mode: sizing.mode,
+                min_idle: sizing.min_idle,
+                max: sizing.max.unwrap_or(p.count.unwrap_or(1)),
+                idle_timeout: sizing.idle_timeout,
+                scale_set: sizing.scale_set,
+                disable_update: sizing.disable_update,
+                poll_interval: sizing.poll_interval,
                 name,
             });
         }
@@ -606,6 +668,160 @@ impl Config {
             .runtime_dir
             .join(format!("{}.sock", self.manager.instance))
     }
+}
+
+/// A pool's sizing keys, checked together.
+struct Sizing {
+    mode: crate::core::demand::Mode,
+    min_idle: u32,
+    max: Option<u32>,
+    idle_timeout: Duration,
+    scale_set: Option<String>,
+    disable_update: bool,
+    poll_interval: Duration,
+}
+
+/// Reads `count`, `min_idle`, `max`, `idle_timeout`, `scale_set` and `disable_update`
+/// (docs/scaling.md): `count` makes a fixed pool; `max` a demand pool, fed by a scale set when
+/// `scale_set` is given and by queued jobs matching its labels otherwise.
+fn demand_sizing(
+    p: &RawPool,
+    name: &PoolName,
+    span: std::ops::Range<usize>,
+    at: &dyn Fn(std::ops::Range<usize>, String, &str) -> ConfigError,
+) -> Result<Sizing, ConfigError> {
+    use crate::core::demand::{Mode, DEFAULT_IDLE_TIMEOUT, DEFAULT_POLL_INTERVAL};
+    let poll_interval = match &p.poll_interval {
+        None => DEFAULT_POLL_INTERVAL,
+        Some(s) if s.get_ref().0 < Duration::from_secs(1) => {
+            return Err(at(
+                s.span(),
+                "poll_interval must be at least 1s".into(),
+                "set poll_interval = \"10s\" or more (a webhook makes polls come sooner)",
+            ))
+        }
+        Some(s) => s.get_ref().0,
+    };
+    let scale_set = match &p.scale_set {
+        None => None,
+        Some(v) => match v.get_ref() {
+            toml::Value::Boolean(false) => None,
+            toml::Value::Boolean(true) => Some(name.to_string()),
+            toml::Value::String(s) => {
+                names::check_name("scale_set", s, names::MAX_PREFIX_LEN).map_err(|m| {
+                    at(
+                        v.span(),
+                        m,
+                        "write scale_set = true (named like the pool) or scale_set = \"a-name\"",
+                    )
+                })?;
+                Some(s.clone())
+            }
+            other => {
+                return Err(at(
+                    v.span(),
+                    format!("scale_set = {other} is neither true/false nor a scale set name"),
+                    "write scale_set = true (named like the pool) or scale_set = \"a-name\"",
+                ))
+            }
+        },
+    };
+    let Some(max) = &p.max else {
+        let demand_key = if scale_set.is_some() {
+            Some("scale_set")
+        } else if p.min_idle.is_some() {
+            Some("min_idle")
+        } else if p.idle_timeout.is_some() {
+            Some("idle_timeout")
+        } else {
+            None
+        };
+        if let Some(key) = demand_key {
+            return Err(at(
+                span,
+                format!("pool \"{name}\" sets {key} but no max: a demand pool needs a cap"),
+                "add max = N (runners at most, busy or not), or use count = N for a fixed pool",
+            ));
+        }
+        if let Some(d) = &p.disable_update {
+            return Err(at(
+                d.span(),
+                "disable_update applies to scale sets only".into(),
+                "add scale_set = true, or remove disable_update",
+            ));
+        }
+        if let Some(s) = &p.poll_interval {
+            return Err(at(
+                s.span(),
+                "poll_interval applies to label pools sized by demand only".into(),
+                "add max = N (and no scale_set), or remove poll_interval",
+            ));
+        }
+        return Ok(Sizing {
+            mode: Mode::Fixed,
+            min_idle: 0,
+            max: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            scale_set: None,
+            disable_update: false,
+            poll_interval,
+        });
+    };
+    if p.count.is_some() {
+        return Err(at(
+            max.span(),
+            format!("pool \"{name}\" sets both count and max"),
+            "keep count = N for a fixed pool, or min_idle and max for a pool sized by demand",
+        ));
+    }
+    let min_idle = p.min_idle.unwrap_or(0);
+    if *max.get_ref() == 0 || min_idle > *max.get_ref() {
+        return Err(at(
+            max.span(),
+            format!(
+                "max = {} must be at least 1 and at least min_idle ({min_idle})",
+                max.get_ref()
+            ),
+            "raise max, or lower min_idle",
+        ));
+    }
+    if scale_set.is_some() {
+        if let Some(l) = &p.labels {
+            return Err(at(
+                l.span(),
+                "a scale set answers to one label, its name: labels do not apply".into(),
+                "remove labels; workflows use runs-on: <the scale set's name>",
+            ));
+        }
+    } else if let Some(d) = &p.disable_update {
+        return Err(at(
+            d.span(),
+            "disable_update applies to scale sets only".into(),
+            "add scale_set = true, or remove disable_update",
+        ));
+    } else if let Some(o) = &p.organization {
+        return Err(at(
+            o.span(),
+            format!("pool \"{name}\" is sized by queued jobs, which GitHub lists per repository, not per organization"),
+            "use scale_set = true for an organization pool sized by demand, or repository = \"owner/repo\"",
+        ));
+    }
+    Ok(Sizing {
+        mode: if scale_set.is_some() {
+            Mode::ScaleSet
+        } else {
+            Mode::Labels
+        },
+        min_idle,
+        max: Some(*max.get_ref()),
+        idle_timeout: p
+            .idle_timeout
+            .as_ref()
+            .map_or(DEFAULT_IDLE_TIMEOUT, |s| s.0),
+        scale_set,
+        disable_update: p.disable_update.as_ref().is_some_and(|d| *d.get_ref()),
+        poll_interval,
+    })
 }
 
 fn fix_for_parse_error(message: &str) -> String {
@@ -946,5 +1162,90 @@ command = ["/bin/sh", "-c", "run"]
         // A folder where the file should be.
         let e = read_token(dir.path()).unwrap_err().to_string();
         assert!(e.contains("GitHub token file"), "{e}");
+    }
+
+    #[test]
+    fn demand_pools() {
+        use crate::core::demand::Mode;
+        let base = "[[pool]]\nname = \"p\"\nrepository = \"o/r\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(
+            (c.pools[0].mode, c.pools[0].count, c.pools[0].max),
+            (Mode::Fixed, 1, 1)
+        );
+        let c = parse(&format!(
+            "{base}min_idle = 1\nmax = 4\nidle_timeout = \"30s\"\n"
+        ))
+        .unwrap();
+        let p = &c.pools[0];
+        assert_eq!((p.mode, p.min_idle, p.max), (Mode::Labels, 1, 4));
+        assert_eq!(p.idle_timeout, Duration::from_secs(30));
+        assert_eq!(p.scale_set, None);
+        let c = parse(&format!(
+            "{base}max = 4\nscale_set = true\ndisable_update = true\n"
+        ))
+        .unwrap();
+        let p = &c.pools[0];
+        assert_eq!((p.mode, p.min_idle, p.max), (Mode::ScaleSet, 0, 4));
+        assert_eq!(p.scale_set.as_deref(), Some("p"));
+        assert!(p.disable_update);
+        assert_eq!(p.idle_timeout, crate::core::demand::DEFAULT_IDLE_TIMEOUT);
+        let c = parse(&format!("{base}max = 2\nscale_set = \"big-box\"\n")).unwrap();
+        assert_eq!(c.pools[0].scale_set.as_deref(), Some("big-box"));
+
+        let e = err(&format!("{base}count = 2\nmax = 4\n"));
+        assert!(
+            e.starts_with("/c.toml:5:7: pool \"p\" sets both count and max"),
+            "{e}"
+        );
+        let e = err(&format!("{base}min_idle = 5\nmax = 4\n"));
+        assert!(
+            e.starts_with("/c.toml:5:7: max = 4 must be at least 1 and at least min_idle (5)"),
+            "{e}"
+        );
+        let e = err(&format!("{base}scale_set = true\n"));
+        assert!(
+            e.starts_with("/c.toml:1:1: pool \"p\" sets scale_set but no max"),
+            "{e}"
+        );
+        assert!(e.contains("fix: add max = N"), "{e}");
+        let e = err(&format!("{base}max = 2\nscale_set = 3\n"));
+        assert!(
+            e.starts_with("/c.toml:5:13: scale_set = 3 is neither"),
+            "{e}"
+        );
+        let e = err(&format!("{base}max = 2\nscale_set = \"a b\"\n"));
+        assert!(
+            e.starts_with("/c.toml:5:13: scale_set \"a b\" contains ' '"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{base}max = 2\nscale_set = true\nlabels = [\"gpu\"]\n"
+        ));
+        assert!(
+            e.starts_with("/c.toml:6:10: a scale set answers to one label"),
+            "{e}"
+        );
+        let e = err("[[pool]]\nname = \"p\"\norganization = \"acme\"\nmax = 2\n");
+        assert!(
+            e.starts_with("/c.toml:3:16: pool \"p\" is sized by queued jobs"),
+            "{e}"
+        );
+        assert!(parse(
+            "[[pool]]\nname = \"p\"\norganization = \"acme\"\nmax = 2\nscale_set = true\n"
+        )
+        .is_ok());
+        let c = parse(&format!("{base}max = 2\npoll_interval = \"3s\"\n")).unwrap();
+        assert_eq!(c.pools[0].poll_interval, Duration::from_secs(3));
+        let e = err(&format!("{base}poll_interval = \"3s\"\n"));
+        assert!(
+            e.starts_with("/c.toml:4:17: poll_interval applies to label pools"),
+            "{e}"
+        );
+        let e = err(&format!("{base}max = 2\ndisable_update = true\n"));
+        assert!(
+            e.starts_with("/c.toml:5:18: disable_update applies to scale sets only"),
+            "{e}"
+        );
     }
 }

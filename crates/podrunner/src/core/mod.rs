@@ -11,6 +11,7 @@
 //! - a runner GitHub reports busy is never stopped, except when a drain runs out of time.
 
 pub mod backoff;
+pub mod demand;
 pub mod naming;
 
 use serde::Serialize;
@@ -42,6 +43,12 @@ pub struct PoolSpec {
     pub prefix: String,
     pub desired: u32,
     pub restart_delay: Duration,
+    /// Demand pools (docs/scaling.md): an idle runner is retired only after it has waited this
+    /// long for a job. `None`: at once (fixed pools).
+    pub idle_timeout: Option<Duration>,
+    /// Demand pools: runners of the pool at most, counting those still starting or stopping,
+    /// so `max` holds even while a retired runner's container winds down.
+    pub cap: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -132,6 +139,15 @@ impl RunnerRec {
             self.phase,
             Phase::Registering | Phase::Starting | Phase::Running
         ) && !self.stop_requested
+    }
+
+    /// Has a registration or a container that counts against a pool's `max`: anything from
+    /// registering until its container is gone.
+    pub fn holds_a_place(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Registering | Phase::Starting | Phase::Running | Phase::Retiring
+        )
     }
 
     /// The state shown to users.
@@ -302,6 +318,14 @@ impl State {
             .filter(|e| specs.iter().any(|s| naming::belongs_to(&s.prefix, e)))
             .cloned()
             .collect()
+    }
+
+    /// GitHub said the runner took a job (a scale set's `JobStarted` message): it is busy now,
+    /// before the next list of runners says so.
+    pub fn mark_busy(&mut self, name: &str) {
+        if let Some(r) = self.runners.get_mut(name) {
+            r.busy = true;
+        }
     }
 
     /// The JIT call returned: the registration exists.
@@ -754,12 +778,23 @@ impl State {
                 .count();
             if live < desired {
                 let Some(s) = spec else { continue };
+                let present = self
+                    .runners
+                    .values()
+                    .filter(|r| r.pool == pool && r.holds_a_place())
+                    .count();
+                let room = s
+                    .cap
+                    .map_or(usize::MAX, |c| (c as usize).saturating_sub(present));
+                if room == 0 {
+                    continue;
+                }
                 let ps = self.pool_mut(&pool);
                 if !due(ps.next_start_at) {
                     continue;
                 }
                 // After a failure, probe with one runner at a time.
-                let n = if ps.failures > 0 { 1 } else { desired - live };
+                let n = if ps.failures > 0 { 1 } else { desired - live }.min(room);
                 ps.next_start_at = None;
                 for _ in 0..n {
                     let name = naming::runner_name(&s.prefix, &suffix());
@@ -771,6 +806,14 @@ impl State {
                     });
                 }
             } else if live > desired {
+                // Demand pools keep an idle runner for its idle time: a job may be on its way.
+                let idle_timeout = spec.and_then(|s| s.idle_timeout).filter(|_| !self.draining);
+                let waited_enough = |r: &RunnerRec| {
+                    idle_timeout.is_none_or(|t| {
+                        r.running_since
+                            .is_some_and(|s| now.saturating_duration_since(s) >= t)
+                    })
+                };
                 let mut idle: Vec<&mut RunnerRec> = self
                     .runners
                     .values_mut()
@@ -780,6 +823,7 @@ impl State {
                             && r.phase == Phase::Running
                             && !r.busy
                             && due(r.retry_at)
+                            && waited_enough(r)
                     })
                     .collect();
                 idle.sort_by_key(|r| r.created);

@@ -7,6 +7,8 @@ fn spec(desired: u32) -> PoolSpec {
         prefix: "ci".into(),
         desired,
         restart_delay: Duration::from_secs(1),
+        idle_timeout: None,
+        cap: None,
     }
 }
 
@@ -676,4 +678,114 @@ fn late_exit_code_after_pid_exit_counts_once() {
         t0,
     );
     assert_eq!(s.pools["p"].failures, 1);
+}
+
+fn demand_spec(desired: u32, cap: u32, idle: u64) -> PoolSpec {
+    PoolSpec {
+        idle_timeout: Some(Duration::from_secs(idle)),
+        cap: Some(cap),
+        ..spec(desired)
+    }
+}
+
+#[test]
+fn demand_pool_retires_idle_runners_only_after_their_idle_time() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let a = s.plan(&[demand_spec(2, 4, 60)], t0, &mut sfx);
+    assert_eq!(starts(&a), vec!["ci-00000001", "ci-00000002"]);
+    run(&mut s, "ci-00000001", 1, t0);
+    run(&mut s, "ci-00000002", 2, t0 + Duration::from_secs(30));
+    s.mark_busy("ci-00000002");
+    // Demand fell to 0: nobody has waited 60 s yet.
+    let a = s.plan(
+        &[demand_spec(0, 4, 60)],
+        t0 + Duration::from_secs(59),
+        &mut sfx,
+    );
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Retire { .. })),
+        "{a:?}"
+    );
+    // The idle one goes after 60 s; the busy one stays whatever its age.
+    let a = s.plan(
+        &[demand_spec(0, 4, 60)],
+        t0 + Duration::from_secs(200),
+        &mut sfx,
+    );
+    let retired: Vec<&Action> = a
+        .iter()
+        .filter(|a| matches!(a, Action::Retire { .. }))
+        .collect();
+    assert_eq!(
+        retired,
+        vec![&Action::Retire {
+            name: "ci-00000001".into()
+        }]
+    );
+}
+
+#[test]
+fn demand_pool_never_exceeds_its_cap_while_runners_stop() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let a = s.plan(&[demand_spec(9, 4, 0)], t0, &mut sfx);
+    assert_eq!(starts(&a).len(), 4, "capped at 4");
+    for (i, n) in ["ci-00000001", "ci-00000002", "ci-00000003", "ci-00000004"]
+        .iter()
+        .enumerate()
+    {
+        run(&mut s, n, i as u64 + 1, t0);
+    }
+    // Demand drops to 2: two idle runners retire (deregistering, then stopping).
+    let a = s.plan(
+        &[demand_spec(2, 4, 0)],
+        t0 + Duration::from_secs(1),
+        &mut sfx,
+    );
+    assert_eq!(
+        a.iter()
+            .filter(|a| matches!(a, Action::Retire { .. }))
+            .count(),
+        2
+    );
+    // Demand rises again before they are gone: their places are still taken.
+    let a = s.plan(
+        &[demand_spec(4, 4, 0)],
+        t0 + Duration::from_secs(2),
+        &mut sfx,
+    );
+    assert_eq!(starts(&a), Vec::<String>::new());
+    // One container is gone: one new runner.
+    s.retire_done(
+        "ci-00000001",
+        RetireOutcome::Stopped,
+        t0 + Duration::from_secs(3),
+    );
+    let a = s.plan(
+        &[demand_spec(4, 4, 0)],
+        t0 + Duration::from_secs(4),
+        &mut sfx,
+    );
+    assert_eq!(starts(&a), vec!["ci-00000005"]);
+}
+
+#[test]
+fn drain_ignores_the_idle_time() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    s.plan(&[demand_spec(1, 4, 600)], t0, &mut sfx);
+    run(&mut s, "ci-00000001", 1, t0);
+    s.start_drain(t0, Duration::from_secs(3600));
+    let a = s.plan(
+        &[demand_spec(1, 4, 600)],
+        t0 + Duration::from_secs(1),
+        &mut sfx,
+    );
+    assert!(a.contains(&Action::Retire {
+        name: "ci-00000001".into()
+    }));
 }

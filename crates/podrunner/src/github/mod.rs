@@ -5,7 +5,10 @@
 //! logged. JIT configs come back wrapped in [`Secret`], whose `Debug` prints nothing.
 
 pub mod jit;
+pub mod queued;
 pub mod retry;
+pub mod scaleset;
+pub mod webhook;
 
 use crate::config::names::Scope;
 use rand::Rng;
@@ -202,6 +205,41 @@ impl Client {
         })
     }
 
+    /// The HTTP client, for adapters of GitHub's other services (github/scaleset.rs).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The API base URL, no trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Counts a request another adapter sent (they all show in `status` as API calls).
+    pub fn count_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// POST `/SCOPE/actions/runners/registration-token`: a token valid one hour, which the
+    /// runner-registration exchange of scale sets takes (github/scaleset.rs).
+    pub async fn registration_token(&self, scope: &Scope) -> Result<Secret, Error> {
+        #[derive(Deserialize)]
+        struct T {
+            token: String,
+        }
+        let url = format!(
+            "{}/{}/actions/runners/registration-token",
+            self.base,
+            scope.api_path()
+        );
+        let (status, _, bytes) = self.send(Method::POST, &url, None).await?;
+        if !status.is_success() {
+            return Err(Self::fail(status, &bytes, &scope.to_string()));
+        }
+        let t: T = serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
+        Ok(Secret(t.token))
+    }
+
     /// Requests sent so far (every attempt counts).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
@@ -234,6 +272,18 @@ impl Client {
         url: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(StatusCode, header::HeaderMap, Vec<u8>), Error> {
+        self.send_if_none_match(method, url, body, None).await
+    }
+
+    /// [`Client::send`] with an `If-None-Match` header: a 304 answer costs no rate limit
+    /// (github/queued.rs).
+    async fn send_if_none_match(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        etag: Option<&str>,
+    ) -> Result<(StatusCode, header::HeaderMap, Vec<u8>), Error> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -249,6 +299,9 @@ impl Client {
                 );
             if let Some(b) = body {
                 req = req.json(b);
+            }
+            if let Some(t) = etag {
+                req = req.header(header::IF_NONE_MATCH, t);
             }
             self.calls.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(target: "podrunner::github", "{method} {url} (attempt {attempt})");

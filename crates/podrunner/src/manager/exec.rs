@@ -25,6 +25,8 @@ pub struct Ctx {
     pub tx: UnboundedSender<Outcome>,
     /// Bounds how many runners start at once (see [`MAX_CONCURRENT_STARTS`]).
     pub start_slots: Arc<tokio::sync::Semaphore>,
+    /// Scale set clients of the scale set pools (manager/scaleset.rs).
+    pub scale_sets: Arc<super::scaleset::Registry>,
 }
 
 /// Runners started at the same time. Each `podman run` costs about 0.15 s of CPU here; beyond
@@ -110,17 +112,22 @@ impl Ctx {
         let slot = slots.acquire().await;
         let work = pool.work_dir.join(&name);
         let work_s = work.display().to_string();
-        let jit = match self
-            .gh
-            .generate_jitconfig(
-                &pool.scope,
-                &name,
-                pool.runner_group_id,
-                &pool.labels,
-                Some(&work_s),
-            )
-            .await
-        {
+        let jit = if pool.scale_set.is_some() {
+            self.scale_sets
+                .jit(pool.name.as_str(), &name, &work_s)
+                .await
+        } else {
+            self.gh
+                .generate_jitconfig(
+                    &pool.scope,
+                    &name,
+                    pool.runner_group_id,
+                    &pool.labels,
+                    Some(&work_s),
+                )
+                .await
+        };
+        let jit = match jit {
             Ok(j) => j,
             Err(e) => {
                 let conflict = matches!(e, github::Error::Conflict(_));

@@ -4,7 +4,10 @@
 
 pub mod exec;
 pub mod oom;
+pub mod queued;
+pub mod scaleset;
 pub mod watch;
+pub mod webhook;
 
 use crate::config::{self, Config};
 use crate::control::{self, PoolStatus, Request, Response, RunnerStatus, StatusSnapshot};
@@ -21,6 +24,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+
+/// How long a stopping manager waits for its scale set listeners to close their sessions.
+const LISTENER_STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// The owner GitHub names in a session conflict ("... already has an active session for
+/// owner NAME."), when its message says.
+pub fn conflict_owner(message: &str) -> Option<String> {
+    let i = message.find("owner ")?;
+    let rest = &message[i + "owner ".len()..];
+    let name = rest
+        .trim_start_matches(['\'', '"'])
+        .split(['\'', '"', ' '])
+        .next()?
+        .trim_end_matches('.');
+    (!name.is_empty()).then(|| name.to_string())
+}
 
 /// The loop wakes at least this often to re-plan (timers: restart delays, backoff, sweeps).
 const TICK: Duration = Duration::from_millis(500);
@@ -79,6 +98,31 @@ pub enum Outcome {
     ContainerPidExited {
         name: String,
     },
+    /// The queued jobs of a repository (manager/queued.rs): their `runs-on` labels.
+    Queued {
+        scope: String,
+        jobs: Vec<Vec<String>>,
+        counted_calls: u32,
+        note: Option<String>,
+    },
+    /// A scale set listener's news (manager/scaleset.rs).
+    ScaleSet {
+        pool: String,
+        report: scaleset::Report,
+    },
+}
+
+/// What GitHub last said about a demand pool (docs/scaling.md).
+#[derive(Debug, Clone, Default)]
+pub struct PoolScaling {
+    pub demand: crate::core::demand::Demand,
+    pub scale_set_id: Option<u64>,
+    /// Who holds the session: us once it is open, the other owner after a conflict.
+    pub session_owner: Option<String>,
+    pub session_held: bool,
+    pub statistics: Option<crate::github::scaleset::Statistics>,
+    pub reported_at: Option<Instant>,
+    pub note: Option<String>,
 }
 
 /// Options of `podrunner run` that are not in the config file.
@@ -94,17 +138,35 @@ pub struct Manager {
     overrides: BTreeMap<String, u32>,
     started: Instant,
     outcomes: mpsc::UnboundedReceiver<Outcome>,
+    /// Demand pools: what GitHub last reported.
+    scaling: BTreeMap<String, PoolScaling>,
+    /// Scale set listeners, each with its stop switch.
+    listeners: BTreeMap<
+        String,
+        (
+            tokio::task::JoinHandle<()>,
+            tokio::sync::watch::Sender<bool>,
+        ),
+    >,
+    /// Wakes the queued-job pollers early (a `workflow_job` webhook arrived).
+    queued_wake: Arc<tokio::sync::Notify>,
 }
 
 fn specs(cfg: &Config, overrides: &BTreeMap<String, u32>) -> Vec<PoolSpec> {
+    use crate::core::demand::Mode;
     cfg.pools
         .iter()
-        .map(|p| PoolSpec {
-            name: p.name.to_string(),
-            scope: p.scope.api_path(),
-            prefix: p.runner_name.to_string(),
-            desired: overrides.get(p.name.as_str()).copied().unwrap_or(p.count),
-            restart_delay: p.restart_delay,
+        .map(|p| {
+            let demand = p.mode != Mode::Fixed;
+            PoolSpec {
+                name: p.name.to_string(),
+                scope: p.scope.api_path(),
+                prefix: p.runner_name.to_string(),
+                desired: overrides.get(p.name.as_str()).copied().unwrap_or(p.count),
+                restart_delay: p.restart_delay,
+                idle_timeout: demand.then_some(p.idle_timeout),
+                cap: demand.then_some(p.max),
+            }
         })
         .collect()
 }
@@ -132,11 +194,225 @@ impl Manager {
                 podman: Arc::new(podman),
                 tx,
                 start_slots: Arc::new(tokio::sync::Semaphore::new(exec::MAX_CONCURRENT_STARTS)),
+                scale_sets: Arc::new(scaleset::Registry::default()),
             },
             state: State::new(),
             overrides: BTreeMap::new(),
             started: Instant::now(),
             outcomes: rx,
+            scaling: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            queued_wake: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Sets the size of demand pools from what GitHub last reported (core/demand.rs). A scale
+    /// set pool wants nothing while another host holds its session.
+    fn size(&self, specs: &mut [PoolSpec]) {
+        use crate::core::demand::{self, Bounds, Mode};
+        for s in specs.iter_mut() {
+            let Some(p) = self.ctx.cfg.pool(&s.name) else {
+                continue;
+            };
+            if p.mode == Mode::Fixed {
+                continue;
+            }
+            let sc = self.scaling.get(&s.name).cloned().unwrap_or_default();
+            let bounds = Bounds {
+                min_idle: self
+                    .overrides
+                    .get(&s.name)
+                    .copied()
+                    .unwrap_or(p.min_idle)
+                    .min(p.max),
+                max: p.max,
+            };
+            let busy = self.count_runners(&s.name, true);
+            s.desired = match p.mode {
+                Mode::ScaleSet if !sc.session_held => 0,
+                m => demand::desired(m, p.count, bounds, sc.demand, busy),
+            };
+        }
+    }
+
+    /// Running runners of a pool that are busy (or idle).
+    fn count_runners(&self, pool: &str, busy: bool) -> u32 {
+        self.state
+            .runners
+            .values()
+            .filter(|r| r.pool == pool && r.phase == crate::core::Phase::Running)
+            .filter(|r| r.busy == busy && !r.stop_requested)
+            .count() as u32
+    }
+
+    /// Starts a listener for every scale set pool that has none; stops those of pools that
+    /// are gone or no longer scale sets.
+    fn sync_listeners(&mut self) {
+        let wanted: BTreeMap<String, config::PoolConfig> = self
+            .ctx
+            .cfg
+            .pools
+            .iter()
+            .filter(|p| p.scale_set.is_some() && !self.state.draining)
+            .map(|p| (p.name.to_string(), p.clone()))
+            .collect();
+        let pollers = self.wanted_pollers();
+        let gone: Vec<String> = self
+            .listeners
+            .keys()
+            .filter(|k| !wanted.contains_key(*k) && !pollers.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some((_, stop)) = self.listeners.get(&k) {
+                let _ = stop.send(true);
+            }
+        }
+        for (key, (scope, interval)) in self.wanted_pollers() {
+            if self.listeners.contains_key(&key) {
+                continue;
+            }
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let h = queued::spawn(
+                self.ctx.gh.clone(),
+                scope,
+                interval,
+                self.ctx.tx.clone(),
+                self.queued_wake.clone(),
+                stop_rx,
+            );
+            self.listeners.insert(key, (h, stop_tx));
+        }
+        for (name, p) in wanted {
+            if self.listeners.contains_key(&name) {
+                continue;
+            }
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let h = scaleset::spawn(
+                &self.ctx.scale_sets,
+                self.ctx.gh.clone(),
+                p,
+                scaleset::owner_name(self.ctx.cfg.manager.instance.as_str()),
+                self.ctx.cfg.manager.state_dir.clone(),
+                self.ctx.tx.clone(),
+                stop_rx,
+            );
+            self.listeners.insert(name, (h, stop_tx));
+        }
+    }
+
+    /// One queued-job poller per repository with label demand pools, keyed among the
+    /// listeners by its name: the scope and the shortest `poll_interval` of those pools.
+    fn wanted_pollers(&self) -> BTreeMap<String, (config::names::Scope, Duration)> {
+        let mut out: BTreeMap<String, (config::names::Scope, Duration)> = BTreeMap::new();
+        if self.state.draining {
+            return out;
+        }
+        for p in self
+            .ctx
+            .cfg
+            .pools
+            .iter()
+            .filter(|p| p.mode == crate::core::demand::Mode::Labels)
+        {
+            let e = out
+                .entry(format!("queued jobs of {}", p.scope))
+                .or_insert_with(|| (p.scope.clone(), p.poll_interval));
+            e.1 = e.1.min(p.poll_interval);
+        }
+        out
+    }
+
+    /// Stops every listener (their sessions are deleted) and waits a little for them.
+    async fn stop_listeners(&mut self) {
+        for (_, stop) in self.listeners.values() {
+            let _ = stop.send(true);
+        }
+        for (name, (h, _)) in std::mem::take(&mut self.listeners) {
+            if tokio::time::timeout(LISTENER_STOP_WAIT, h).await.is_err() {
+                tracing::warn!(pool = %name, "the scale set listener did not stop in time");
+            }
+        }
+    }
+
+    /// The label demand pools of a scope, in config order, with their labels.
+    fn label_pools(&self, scope: &str) -> Vec<(String, Vec<String>)> {
+        self.ctx
+            .cfg
+            .pools
+            .iter()
+            .filter(|p| p.mode == crate::core::demand::Mode::Labels && p.scope.api_path() == scope)
+            .map(|p| (p.name.to_string(), p.labels.clone()))
+            .collect()
+    }
+
+    fn apply_queued(
+        &mut self,
+        scope: &str,
+        jobs: &[Vec<String>],
+        calls: u32,
+        note: Option<String>,
+    ) {
+        let counts = crate::core::demand::queued_per_pool(&self.label_pools(scope), jobs);
+        let now = Instant::now();
+        for (pool, n) in counts {
+            let sc = self.scaling.entry(pool.clone()).or_default();
+            if sc.demand.queued != n {
+                tracing::debug!(pool = %pool, "{n} queued jobs for this pool ({calls} counted calls this hour)");
+            }
+            sc.demand.queued = n;
+            sc.reported_at = Some(now);
+            sc.note = note.clone();
+        }
+    }
+
+    fn apply_scale_set(&mut self, pool: String, report: scaleset::Report) {
+        use scaleset::Report;
+        let now = Instant::now();
+        let sc = self.scaling.entry(pool.clone()).or_default();
+        match report {
+            Report::Ready { id } => sc.scale_set_id = Some(id),
+            Report::Session { owner, statistics } => {
+                sc.session_owner = Some(owner);
+                sc.session_held = true;
+                sc.note = None;
+                if let Some(st) = statistics {
+                    sc.demand.assigned = st.total_assigned_jobs;
+                    sc.statistics = Some(st);
+                    sc.reported_at = Some(now);
+                }
+            }
+            Report::Message {
+                statistics,
+                started,
+                completed,
+                acquired,
+            } => {
+                sc.note = None;
+                if let Some(st) = statistics {
+                    sc.demand.assigned = st.total_assigned_jobs;
+                    sc.statistics = Some(st);
+                }
+                sc.reported_at = Some(now);
+                tracing::debug!(pool = %pool, "scale set message: {} assigned jobs, {acquired} acquired, {} started, {completed} completed", sc.demand.assigned, started.len());
+                for name in started {
+                    self.state.mark_busy(&name);
+                }
+            }
+            Report::Conflict { message } => {
+                sc.session_held = false;
+                sc.session_owner =
+                    Some(conflict_owner(&message).unwrap_or_else(|| "another host".into()));
+                sc.note = Some(message);
+            }
+            Report::Failed { why, retry_in } => {
+                sc.session_held = false;
+                sc.note = Some(format!("{why} (retrying in {}s)", retry_in.as_secs()));
+            }
+            Report::Closed => {
+                sc.session_held = false;
+                sc.session_owner = None;
+            }
         }
     }
 
@@ -245,6 +521,13 @@ impl Manager {
                 self.state.cleanup_done(&name, outcome, now);
             }
             Outcome::ContainerPidExited { name } => self.state.container_exited(&name, None, now),
+            Outcome::ScaleSet { pool, report } => self.apply_scale_set(pool, report),
+            Outcome::Queued {
+                scope,
+                jobs,
+                counted_calls,
+                note,
+            } => self.apply_queued(&scope, &jobs, counted_calls, note),
             Outcome::OrphanDone { id, gone } => self.state.orphan_done(id, gone, now),
             Outcome::EventsRestarted => self.state.resync_wanted = true,
             Outcome::SweepFailed { scope, why } => {
@@ -314,7 +597,8 @@ impl Manager {
 
     pub fn snapshot(&self) -> StatusSnapshot {
         let now = Instant::now();
-        let specs = specs(&self.ctx.cfg, &self.overrides);
+        let mut specs = specs(&self.ctx.cfg, &self.overrides);
+        self.size(&mut specs);
         let pools = specs
             .iter()
             .map(|s| {
@@ -341,6 +625,7 @@ impl Manager {
                     failures: ps.failures,
                     backing_off_secs,
                     last_error: ps.last_error,
+                    scaling: Some(self.scaling_status(s, now)),
                 }
             })
             .collect();
@@ -376,6 +661,28 @@ impl Manager {
             rate_limit: self.ctx.gh.rate_limit(),
             pools,
             runners,
+        }
+    }
+
+    fn scaling_status(&self, s: &PoolSpec, now: Instant) -> crate::control::ScalingStatus {
+        let p = self.ctx.cfg.pool(&s.name);
+        let sc = self.scaling.get(&s.name).cloned().unwrap_or_default();
+        crate::control::ScalingStatus {
+            mode: p.map_or("fixed", |p| p.mode.as_str()).to_string(),
+            min_idle: p.map_or(0, |p| p.min_idle),
+            max: p.map_or(0, |p| p.max),
+            assigned_jobs: sc.demand.assigned,
+            queued_jobs: sc.demand.queued,
+            desired: if self.state.draining { 0 } else { s.desired },
+            idle: self.count_runners(&s.name, false),
+            busy: self.count_runners(&s.name, true),
+            scale_set: p.and_then(|p| p.scale_set.clone()),
+            scale_set_id: sc.scale_set_id,
+            session_owner: sc.session_owner,
+            session_held: sc.session_held,
+            github: sc.statistics.and_then(|st| serde_json::to_value(st).ok()),
+            reported_secs_ago: sc.reported_at.map(|t| now.duration_since(t).as_secs()),
+            note: sc.note,
         }
     }
 
@@ -471,6 +778,20 @@ impl Manager {
         let listener = bind_control(&socket_path).await?;
         let (req_tx, mut req_rx) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(16);
         tokio::spawn(serve_control(listener, req_tx));
+        let webhook_task = match (
+            self.ctx.cfg.manager.webhook_listen,
+            &self.ctx.cfg.manager.webhook_secret_file,
+        ) {
+            (Some(addr), Some(file)) => {
+                let secret = config::read_token(file).map_err(|e| {
+                    anyhow::anyhow!(e
+                        .to_string()
+                        .replace("GitHub token file", "webhook secret file"))
+                })?;
+                Some(webhook::serve(addr, secret.into_bytes(), self.queued_wake.clone()).await?)
+            }
+            _ => None,
+        };
 
         // Adopt what is already there before deciding anything.
         let seen = self
@@ -539,7 +860,9 @@ impl Manager {
         );
 
         loop {
-            let specs = specs(&self.ctx.cfg, &self.overrides);
+            self.sync_listeners();
+            let mut specs = specs(&self.ctx.cfg, &self.overrides);
+            self.size(&mut specs);
             let actions = self.state.plan(&specs, Instant::now(), &mut rng_suffix);
             for a in actions {
                 self.execute(a);
@@ -589,6 +912,10 @@ impl Manager {
             while let Ok(o) = self.outcomes.try_recv() {
                 self.apply(o);
             }
+        }
+        self.stop_listeners().await;
+        if let Some(t) = webhook_task {
+            t.abort();
         }
         events_task.abort();
         oom_task.abort();

@@ -70,6 +70,8 @@ pub struct Pool {
     pub count: u32,
     pub image: &'static str,
     pub extra: String,
+    /// Sized by demand (`min_idle`/`max` in `extra`): no `count` line.
+    pub demand: bool,
 }
 
 impl Pool {
@@ -79,7 +81,15 @@ impl Pool {
             count,
             image: TEST_IMAGE,
             extra: String::new(),
+            demand: false,
         }
+    }
+    /// A pool sized by demand (docs/scaling.md), without a Docker engine: `sizing` holds its
+    /// `min_idle`, `max`, `idle_timeout`, `scale_set` lines.
+    pub fn demand(name: &'static str, sizing: &str) -> Pool {
+        let mut p = Pool::no_engine(name, 0).extra(sizing);
+        p.demand = true;
+        p
     }
     /// A pool without a Docker engine per runner, for tests about podrunner's own behaviour
     /// (the engine has its own tests in docker_e2e.rs).
@@ -168,13 +178,17 @@ impl Bench {
             dir.path().join("run").display(),
         );
         for p in &pools {
+            let count = if p.demand {
+                String::new()
+            } else {
+                format!("count = {}\n", p.count)
+            };
             cfg.push_str(&format!(
-                "\n[[pool]]\nname = \"{}\"\nrepository = \"{REPO}\"\nrunner_name = \"{}-{}\"\nimage = \"{}\"\ncount = {}\nrestart_delay = \"0s\"\nwork_dir = \"{}\"\n{}",
+                "\n[[pool]]\nname = \"{}\"\nrepository = \"{REPO}\"\nrunner_name = \"{}-{}\"\nimage = \"{}\"\n{count}restart_delay = \"0s\"\nwork_dir = \"{}\"\n{}",
                 p.name,
                 p.name,
                 &instance[instance.len() - 4..],
                 p.image,
-                p.count,
                 dir.path().join("work").join(p.name).display(),
                 p.extra
             ));
