@@ -3,6 +3,7 @@
 //!
 //! This module reads files (the config and the token) but starts nothing.
 
+pub mod listen;
 pub mod names;
 pub mod values;
 
@@ -38,6 +39,11 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
 /// GitHub refuses more than 100 labels on a runner (docs/github-runner.md, JIT body).
 pub const MAX_LABELS: usize = 100;
+/// History rows older than this are deleted (docs/history.md): a month answers "what ran
+/// here last week" and keeps the file small.
+pub const DEFAULT_HISTORY_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The history file is kept below this size, oldest rows first (about 150,000 runners).
+pub const DEFAULT_HISTORY_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Where a problem in the config file sits.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +108,10 @@ struct RawManager {
     runtime_dir: Option<String>,
     drain_timeout: Option<Secs>,
     log_file: Option<bool>,
+    listen: Option<listen::Listen>,
+    history: Option<bool>,
+    history_max_age: Option<Secs>,
+    history_max_size: Option<Memory>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +215,13 @@ pub struct ManagerConfig {
     pub drain_timeout: Duration,
     /// Also write the manager's log to `state_dir/manager.log`.
     pub log_file: bool,
+    /// The metrics and status page listener (docs/metrics.md); none by default.
+    pub listen: Option<listen::Listen>,
+    /// Record every runner and job in `state_dir/history.sqlite` (docs/history.md).
+    pub history: bool,
+    #[serde(with = "secs")]
+    pub history_max_age: Duration,
+    pub history_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -427,6 +444,18 @@ impl Config {
                 .map(|s| s.0)
                 .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             log_file: raw.manager.log_file.unwrap_or(true),
+            listen: raw.manager.listen,
+            history: raw.manager.history.unwrap_or(true),
+            history_max_age: raw
+                .manager
+                .history_max_age
+                .map(|s| s.0)
+                .unwrap_or(DEFAULT_HISTORY_MAX_AGE),
+            history_max_bytes: raw
+                .manager
+                .history_max_size
+                .map(|m| m.0)
+                .unwrap_or(DEFAULT_HISTORY_MAX_BYTES),
         };
 
         if raw.pools.is_empty() {

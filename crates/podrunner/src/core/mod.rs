@@ -11,6 +11,7 @@
 //! - a runner GitHub reports busy is never stopped, except when a drain runs out of time.
 
 pub mod backoff;
+pub mod ending;
 pub mod naming;
 
 use serde::Serialize;

@@ -4,6 +4,7 @@
 
 pub mod exec;
 pub mod oom;
+pub mod record;
 pub mod watch;
 
 use crate::config::{self, Config};
@@ -94,6 +95,8 @@ pub struct Manager {
     overrides: BTreeMap<String, u32>,
     started: Instant,
     outcomes: mpsc::UnboundedReceiver<Outcome>,
+    /// Metrics and history (record.rs).
+    record: record::Recorder,
 }
 
 fn specs(cfg: &Config, overrides: &BTreeMap<String, u32>) -> Vec<PoolSpec> {
@@ -125,6 +128,7 @@ pub fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
 impl Manager {
     pub fn new(cfg: Config, gh: Client, podman: Podman) -> Manager {
         let (tx, rx) = mpsc::unbounded_channel();
+        let record = record::Recorder::new(&cfg);
         Manager {
             ctx: Ctx {
                 cfg: Arc::new(cfg),
@@ -137,6 +141,7 @@ impl Manager {
             overrides: BTreeMap::new(),
             started: Instant::now(),
             outcomes: rx,
+            record,
         }
     }
 
@@ -159,6 +164,7 @@ impl Manager {
         match action {
             Action::Start { pool, name } => match self.pool_cfg(&pool) {
                 Some(p) => {
+                    self.record.start(&ctx.cfg, &pool, &name, &ctx.podman);
                     tokio::spawn(ctx.start(p, name));
                 }
                 None => self.state.start_failed(
@@ -209,6 +215,7 @@ impl Manager {
 
     fn apply(&mut self, o: Outcome) {
         let now = Instant::now();
+        let recorded = self.record_before(&o);
         match o {
             Outcome::Registered { name, runner_id } => self.state.registered(&name, runner_id),
             Outcome::Started { name, container_id } => self.state.started(&name, container_id, now),
@@ -310,6 +317,7 @@ impl Manager {
                 }
             }
         }
+        self.record_after(recorded);
     }
 
     pub fn snapshot(&self) -> StatusSnapshot {
@@ -471,6 +479,8 @@ impl Manager {
         let listener = bind_control(&socket_path).await?;
         let (req_tx, mut req_rx) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(16);
         tokio::spawn(serve_control(listener, req_tx));
+        let (snap_tx, mut snap_rx) = mpsc::channel::<crate::web::SnapshotRequest>(16);
+        let web_task = self.start_web(snap_tx).await?;
 
         // Adopt what is already there before deciding anything.
         let seen = self
@@ -485,6 +495,7 @@ impl Manager {
         }
         self.state.mark_resync_issued(Instant::now());
         self.state.apply_resync(&adopted, Instant::now());
+        self.record.adopted(&self.state, &self.ctx.cfg);
         // Engines whose runner container vanished while no manager ran; and the Docker API
         // check (docs/docker.md).
         let known = adopted.iter().map(|c| c.name.clone()).collect();
@@ -566,6 +577,7 @@ impl Manager {
                 *ids = now_ids;
                 changed
             });
+            self.record.tick();
             if self.state.is_drained() {
                 break;
             }
@@ -579,6 +591,7 @@ impl Manager {
                 _ = sigterm.recv() => { signals += 1; self.begin_drain("SIGTERM"); }
                 _ = sigint.recv() => { signals += 1; self.begin_drain("SIGINT"); }
                 _ = sighup.recv() => { let _ = self.reload(); }
+                Some(reply) = snap_rx.recv() => { let _ = reply.send(self.snapshot()); }
                 _ = tokio::time::sleep(TICK) => {}
             }
             if signals >= 2 {
@@ -592,6 +605,9 @@ impl Manager {
         }
         events_task.abort();
         oom_task.abort();
+        if let Some(t) = web_task {
+            t.abort();
+        }
         let _ = std::fs::remove_file(&socket_path);
         tracing::info!("podrunner manager stopped");
         Ok(())
