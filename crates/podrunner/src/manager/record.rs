@@ -290,15 +290,18 @@ impl Recorder {
     /// The container exited (pidfd or Podman's event; `code` when known). Counts the Docker
     /// proxy's refusals while its log still exists (metrics/proxy.rs).
     pub fn exited(&mut self, cfg: &Config, name: &str, code: Option<i32>) {
+        let now = history::now_ms();
+        // Podman's event with the code may come after the cleanup: written even then.
+        self.write("an exit", |h| h.runner_exited(name, now, code));
         let Some(t) = self.tracks.get_mut(name) else {
             return;
         };
-        let now = history::now_ms();
         let first = t.exited_ms.is_none();
         t.exited_ms.get_or_insert(now);
         let pool = t.pool.clone();
-        self.write("an exit", |h| h.runner_exited(name, now, code));
         if first {
+            // Its replacement may start before the cleanup: it counts from here.
+            *self.ended.entry(pool.clone()).or_default() += 1;
             if let Ok(d) = crate::engine::EngineDirs::for_runner(
                 &cfg.manager.runtime_dir,
                 &cfg.manager.state_dir,
@@ -364,7 +367,6 @@ impl Recorder {
         }
         t.finished = true;
         let t = t.clone();
-        *self.ended.entry(t.pool.clone()).or_default() += 1;
         let ending = ending::judge(rec, t.job_started_ms.is_some());
         let job = job_outcome(reported, ending.job_ran, t.job_started_ms, t.exited_ms);
         if ending.job_ran {
@@ -474,7 +476,8 @@ impl super::Manager {
                     .get(crate::podman::labels::RUNNER_NAME)
                     .unwrap_or(&ev.name);
                 match ev.status.as_str() {
-                    "died" => r.exited(&cfg, name, ev.exit_code),
+                    // Podman leaves `ContainerExitCode` out of a `died` event when it is 0.
+                    "died" => r.exited(&cfg, name, ev.exit_code.or(Some(0))),
                     "oom" => r.oom(name),
                     _ => {}
                 }
