@@ -70,4 +70,37 @@ mod tests {
         assert!(Listen::parse("9464").is_err());
         assert!(Listen::parse("metrics.sock").is_err());
     }
+
+    fn parse(manager: &str) -> Result<crate::config::Config, String> {
+        let env = crate::config::Env {
+            home: "/home/u".into(),
+            uid: 1000,
+            xdg_state_home: None,
+            xdg_data_home: None,
+            xdg_runtime_dir: Some("/run/user/1000".into()),
+        };
+        let text = format!("[manager]\n{manager}\n[[pool]]\nname = \"p\"\nrepository = \"o/r\"\n");
+        crate::config::Config::parse(&text, std::path::Path::new("/c.toml"), &env)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn manager_keys() {
+        let c = parse("").unwrap();
+        assert_eq!(c.manager.listen, None);
+        assert!(c.manager.history);
+        assert_eq!(c.manager.history_max_age.as_secs(), 30 * 24 * 3600);
+        assert_eq!(c.manager.history_max_bytes, 64 * 1024 * 1024);
+        let c = parse("listen = \"127.0.0.1:9464\"\nhistory = false\nhistory_max_age = \"7d\"\nhistory_max_size = \"8m\"").unwrap();
+        assert_eq!(
+            c.manager.listen,
+            Some(Listen::Tcp("127.0.0.1:9464".parse().unwrap()))
+        );
+        assert!(!c.manager.history);
+        assert_eq!(c.manager.history_max_age.as_secs(), 7 * 24 * 3600);
+        assert_eq!(c.manager.history_max_bytes, 8 * 1024 * 1024);
+        let e = parse("listen = \"localhost:9464\"").unwrap_err();
+        assert!(e.starts_with("/c.toml:2:"), "{e}");
+        assert!(e.contains("neither HOST:PORT"), "{e}");
+    }
 }

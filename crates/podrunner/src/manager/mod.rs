@@ -441,6 +441,8 @@ impl Manager {
         })?;
         if new.github.api_url != self.ctx.cfg.github.api_url
             || new.manager.instance != self.ctx.cfg.manager.instance
+            || new.manager.listen != self.ctx.cfg.manager.listen
+            || new.manager.history != self.ctx.cfg.manager.history
         {
             return Err(
                 "api_url and [manager] settings change only with a restart (`podrunner restart`)"

@@ -159,3 +159,34 @@ fn result_labels() {
     assert_eq!(job_result_label(Some(" ")), "unknown");
     assert_eq!(job_result_label(None), "unknown");
 }
+
+/// Every series the sample Grafana dashboard queries is one podrunner exports.
+#[test]
+fn the_dashboard_queries_exported_names() {
+    let dash = include_str!("../../../../docs/grafana-dashboard.json");
+    let m = Metrics::default();
+    m.job_started("ci");
+    m.job_completed("ci", None, Some(1.0), Some(1.0));
+    m.container_started("ci", 1.0);
+    m.replacement("ci");
+    m.failure("ci", "start");
+    m.oom_kill("ci");
+    m.proxy_refusals("ci", "policy", 1);
+    let mut calls = BTreeMap::new();
+    calls.insert(("list-runners", "200".to_string()), 1u64);
+    let text = m.render(&snap(), &calls);
+    let exported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for word in dash.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("gha_") || word.starts_with("podrunner_") {
+            used.insert(word);
+        }
+    }
+    assert!(used.len() >= 15, "{used:?}");
+    let missing: Vec<&&str> = used.iter().filter(|w| !exported.contains(**w)).collect();
+    assert!(missing.is_empty(), "not exported: {missing:?}");
+}
