@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-/// What the proxy writes before each refusal (engine/proxy.rs).
+/// What the proxy writes before each refusal (engine/proxy/mod.rs). Since its default-deny
+/// rewrite every refusal line carries a reason, so most count as `policy`.
 pub const REFUSAL_MARK: &str = "docker-proxy: refused ";
 
 /// Refusals in `log` by reason: `endpoint` or `policy`.
