@@ -6,9 +6,11 @@ Reports max / p95 / p50 status latency while the runners start (target: under 20
 time until all are idle, whether any runner was lost (registrations vs. containers vs. idle
 runners, and after the drain: nothing left), and the manager's peak RSS and CPU seconds.
 Run it from the repository root: `bench/load.py`. Options: --count N (50), --docker MODE
-(none: podrunner's own cost, without an engine per runner), --debug (use the debug build).
+(none: podrunner's own cost, without an engine per runner), --debug (use the debug build),
+--metrics (the metrics listener and the history on, /metrics scraped on every poll and the
+status page fetched; without it the history is off, for the cost of neither).
 """
-import argparse, json, os, signal, socket, subprocess, sys, time
+import argparse, json, os, signal, socket, subprocess, sys, time, urllib.request
 
 from benchlib import IMAGE, ROOT, http, pct, proc_stats, run_args, start_fake_github
 TOKEN = "ghp_loadTOKEN0123456789"
@@ -78,17 +80,27 @@ def main():
     ap.add_argument("--docker", default="none")
     ap.add_argument("--debug", action="store_true")
     ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--metrics", action="store_true")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries and image already built")
     a = ap.parse_args()
     os.chdir(ROOT)
     profile = [] if a.debug else ["--release"]
-    subprocess.run(["cargo", "build", "-q", *profile, "-p", "podrunner", "-p", "fake-github"], check=True)
-    subprocess.run(["images/test-runner/build.sh"], check=True, stdout=subprocess.DEVNULL)
+    if not a.no_build:
+        subprocess.run(["cargo", "build", "-q", *profile, "-p", "podrunner", "-p", "fake-github"], check=True)
+        subprocess.run(["images/test-runner/build.sh"], check=True, stdout=subprocess.DEVNULL)
     target = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug" if a.debug else "release")
     podrunner = os.path.join(target, "podrunner")
 
     d, tok, fg, base = start_fake_github(target, "podrunner-load-", TOKEN)
     instance = f"load{os.getpid()}"
     cfg = os.path.join(d, "config.toml")
+    mport = None
+    if a.metrics:
+        with socket.socket() as ps:
+            ps.bind(("127.0.0.1", 0))
+            mport = ps.getsockname()[1]
+    observe = f'listen = "127.0.0.1:{mport}"\nhistory = true' if a.metrics else "history = false"
+    scrape_lat = []
     with open(cfg, "w") as f:
         f.write(f"""[github]
 api_url = "{base}"
@@ -100,6 +112,7 @@ run_args = {json.dumps(run_args())}
 instance = "{instance}"
 state_dir = "{d}/state"
 runtime_dir = "{d}/run"
+{observe}
 [[pool]]
 name = "load"
 repository = "octo/load"
@@ -127,6 +140,13 @@ docker = "{a.docker}"
                         sock_lat.append(took)
                     else:
                         startup_lat.append(took)
+                except OSError:
+                    pass
+            if mport:
+                try:
+                    s = time.monotonic()
+                    urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read()
+                    scrape_lat.append(time.monotonic() - s)
                 except OSError:
                     pass
             if online_at is None:
@@ -160,6 +180,11 @@ docker = "{a.docker}"
         stats["runners_created"] = http(base + "/_fake/runners")["created_total"]
         n_containers = len(containers(instance))
         proxies = proxy_memory(instance)
+        page = None
+        if mport:
+            s = time.monotonic()
+            body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/", timeout=10).read()
+            page = (time.monotonic() - s, len(body))
         # Idle for 10 s: what does a full idle pool cost?
         _, cpu_before = proc_stats(mgr.pid)
         time.sleep(10)
@@ -187,7 +212,12 @@ docker = "{a.docker}"
     print(f"| registrations created / live / online | {stats['runners_created']} / {len(live)} / {online} |")
     print(f"| containers / runners idle at the end | {n_containers} / {sum(1 for r in (last or {}).get('runners', []) if r['state'] == 'idle')} |")
     print(f"| GitHub API calls to fill the pool | {stats['api_calls']} |")
+    print(f"| metrics listener and history | {'on' if a.metrics else 'off'} |")
     print(f"| manager peak RSS | {rss:.1f} MB |")
+    if scrape_lat:
+        print(f"| /metrics scrapes while starting ({len(scrape_lat)}) max / p95 / p50 | {max(scrape_lat) * 1000:.0f} / {pct(scrape_lat, 95) * 1000:.0f} / {pct(scrape_lat, 50) * 1000:.0f} ms |")
+    if page:
+        print(f"| status page with {a.count} runners: size / time | {page[1] / 1024:.0f} KB / {page[0] * 1000:.0f} ms |")
     if a.docker == "isolated":
         n, pss, engines = proxies
         print(f"| Docker proxies of the idle pool: count / total PSS / engines running | {n} / {pss:.1f} MB / {engines} |")

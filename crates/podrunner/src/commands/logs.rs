@@ -36,12 +36,12 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
         }
     }
     let (path, container_log) = match &args.runner {
-        Some(r) => (log_path(&cfg, r), true),
+        Some(r) => (find_runner_log(&cfg, r), true),
         None => (cfg.manager.state_dir.join("manager.log"), false),
     };
     if !path.exists() {
         match &args.runner {
-            Some(r) => eprintln!("error: no log for runner {r:?} ({} does not exist)\n  fix: pick a name from `podrunner status`; logs of the last {} finished runners are kept", path.display(), crate::manager::exec::KEPT_LOGS),
+            Some(r) => eprintln!("error: no log for runner {r:?} ({} does not exist)\n  fix: pick a name from `podrunner status` or `podrunner history`; logs of the last {} finished runners are kept", path.display(), crate::manager::exec::KEPT_LOGS),
             None => eprintln!("error: no manager log at {}\n  fix: under systemd use `journalctl --user -u podrunner`; otherwise start the manager with `podrunner run`", path.display()),
         }
         return 1;
@@ -52,6 +52,28 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             eprintln!("error: reading {}: {e}", path.display());
             1
         }
+    }
+}
+
+/// The log of the runner `r` names: its name, or through the history (docs/history.md) its
+/// GitHub runner id or container id.
+fn find_runner_log(cfg: &crate::config::Config, r: &str) -> PathBuf {
+    let direct = log_path(cfg, r);
+    if direct.exists() {
+        return direct;
+    }
+    let db = crate::history::History::path_in(&cfg.manager.state_dir);
+    let found = db
+        .exists()
+        .then(|| crate::history::History::open_read_only(&db).ok())
+        .flatten()
+        .and_then(|h| h.find_ref(r).ok().flatten());
+    match found {
+        Some(e) => e
+            .log_path
+            .map(PathBuf::from)
+            .unwrap_or_else(|| log_path(cfg, &e.name)),
+        None => direct,
     }
 }
 

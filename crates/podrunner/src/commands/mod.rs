@@ -6,6 +6,7 @@ pub mod config_check;
 pub mod docker_proxy;
 pub mod doctor;
 pub mod engine_exec;
+pub mod history;
 pub mod install;
 pub mod logs;
 pub mod reload;
@@ -53,6 +54,8 @@ pub enum Command {
     Status(status::Args),
     /// Show a runner's container output, or the manager's log
     Logs(logs::Args),
+    /// List past runners and their jobs from the history (newest first)
+    History(history::Args),
     /// Stop a running manager cleanly: idle runners removed, busy ones finish first
     Stop(stop::Args),
     /// Start the manager in the background (through systemd when the unit is installed)
@@ -113,6 +116,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Run(a) => run::exec(&cli, a).await,
         Command::Status(a) => status::exec(&cli, a).await,
         Command::Logs(a) => logs::exec(&cli, a).await,
+        Command::History(a) => history::exec(&cli, a).await,
         Command::Stop(a) => stop::exec(&cli, a).await,
         Command::Start(a) => start::exec(&cli, a).await,
         Command::Restart(a) => restart::exec(&cli, a).await,

@@ -3,6 +3,7 @@
 //!
 //! This module reads files (the config and the token) but starts nothing.
 
+pub mod listen;
 pub mod names;
 pub mod values;
 
@@ -38,6 +39,11 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
 /// GitHub refuses more than 100 labels on a runner (docs/github-runner.md, JIT body).
 pub const MAX_LABELS: usize = 100;
+/// History rows older than this are deleted (docs/history.md): a month answers "what ran
+/// here last week" and keeps the file small.
+pub const DEFAULT_HISTORY_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The history file is kept below this size, oldest rows first (about 150,000 runners).
+pub const DEFAULT_HISTORY_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Where a problem in the config file sits.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +110,10 @@ struct RawManager {
     log_file: Option<bool>,
     webhook_listen: Option<Spanned<String>>,
     webhook_secret_file: Option<String>,
+    listen: Option<listen::Listen>,
+    history: Option<bool>,
+    history_max_age: Option<Secs>,
+    history_max_size: Option<Memory>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +228,13 @@ pub struct ManagerConfig {
     pub webhook_listen: Option<std::net::SocketAddr>,
     /// The webhook's shared secret (mode 600, like the token file).
     pub webhook_secret_file: Option<PathBuf>,
+    /// The metrics and status page listener (docs/metrics.md); none by default.
+    pub listen: Option<listen::Listen>,
+    /// Record every runner and job in `state_dir/history.sqlite` (docs/history.md).
+    pub history: bool,
+    #[serde(with = "secs")]
+    pub history_max_age: Duration,
+    pub history_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -471,6 +488,18 @@ impl Config {
                 .webhook_secret_file
                 .as_deref()
                 .map(|p| expand_home(p, &env.home)),
+            listen: raw.manager.listen,
+            history: raw.manager.history.unwrap_or(true),
+            history_max_age: raw
+                .manager
+                .history_max_age
+                .map(|s| s.0)
+                .unwrap_or(DEFAULT_HISTORY_MAX_AGE),
+            history_max_bytes: raw
+                .manager
+                .history_max_size
+                .map(|m| m.0)
+                .unwrap_or(DEFAULT_HISTORY_MAX_BYTES),
         };
         if let (Some(l), None) = (&raw.manager.webhook_listen, &manager.webhook_secret_file) {
             return Err(at(

@@ -12,6 +12,7 @@
 
 pub mod backoff;
 pub mod demand;
+pub mod ending;
 pub mod naming;
 
 use serde::Serialize;

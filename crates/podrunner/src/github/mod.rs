@@ -4,6 +4,7 @@
 //! The token lives only inside [`Client`]; it is sent in the `Authorization` header and never
 //! logged. JIT configs come back wrapped in [`Secret`], whose `Debug` prints nothing.
 
+pub mod calls;
 pub mod jit;
 pub mod queued;
 pub mod retry;
@@ -155,6 +156,8 @@ pub struct Client {
     base: String,
     token: Secret,
     calls: AtomicU64,
+    /// Requests by endpoint and answer (metrics).
+    pub calls_by: calls::CallCounts,
     rate: Mutex<RateLimit>,
     /// No request leaves before this instant (set by rate-limit answers).
     blocked_until: Mutex<Option<Instant>>,
@@ -200,6 +203,7 @@ impl Client {
             base: api_url.trim_end_matches('/').to_string(),
             token,
             calls: AtomicU64::new(0),
+            calls_by: calls::CallCounts::default(),
             rate: Mutex::new(RateLimit::default()),
             blocked_until: Mutex::new(None),
         })
@@ -308,6 +312,8 @@ impl Client {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
+                    self.calls_by
+                        .count(method.as_str(), self.path_of(url), None);
                     let err = Error::Transport {
                         url: self.base.clone(),
                         message: transport_message(&e),
@@ -322,6 +328,8 @@ impl Client {
                 }
             };
             let status = resp.status();
+            self.calls_by
+                .count(method.as_str(), self.path_of(url), Some(status.as_u16()));
             let headers = resp.headers().clone();
             self.note_rate(&headers);
             let bytes = match resp.bytes().await {

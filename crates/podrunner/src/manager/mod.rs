@@ -5,6 +5,7 @@
 pub mod exec;
 pub mod oom;
 pub mod queued;
+pub mod record;
 pub mod scaleset;
 pub mod watch;
 pub mod webhook;
@@ -150,6 +151,8 @@ pub struct Manager {
     >,
     /// Wakes the queued-job pollers early (a `workflow_job` webhook arrived).
     queued_wake: Arc<tokio::sync::Notify>,
+    /// Metrics and history (record.rs).
+    record: record::Recorder,
 }
 
 fn specs(cfg: &Config, overrides: &BTreeMap<String, u32>) -> Vec<PoolSpec> {
@@ -187,6 +190,7 @@ pub fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
 impl Manager {
     pub fn new(cfg: Config, gh: Client, podman: Podman) -> Manager {
         let (tx, rx) = mpsc::unbounded_channel();
+        let record = record::Recorder::new(&cfg);
         Manager {
             ctx: Ctx {
                 cfg: Arc::new(cfg),
@@ -200,6 +204,7 @@ impl Manager {
             overrides: BTreeMap::new(),
             started: Instant::now(),
             outcomes: rx,
+            record,
             scaling: BTreeMap::new(),
             listeners: BTreeMap::new(),
             queued_wake: Arc::new(tokio::sync::Notify::new()),
@@ -435,6 +440,7 @@ impl Manager {
         match action {
             Action::Start { pool, name } => match self.pool_cfg(&pool) {
                 Some(p) => {
+                    self.record.start(&ctx.cfg, &pool, &name, &ctx.podman);
                     tokio::spawn(ctx.start(p, name));
                 }
                 None => self.state.start_failed(
@@ -485,6 +491,7 @@ impl Manager {
 
     fn apply(&mut self, o: Outcome) {
         let now = Instant::now();
+        let recorded = self.record_before(&o);
         match o {
             Outcome::Registered { name, runner_id } => self.state.registered(&name, runner_id),
             Outcome::Started { name, container_id } => self.state.started(&name, container_id, now),
@@ -593,6 +600,7 @@ impl Manager {
                 }
             }
         }
+        self.record_after(recorded);
     }
 
     pub fn snapshot(&self) -> StatusSnapshot {
@@ -740,6 +748,8 @@ impl Manager {
         })?;
         if new.github.api_url != self.ctx.cfg.github.api_url
             || new.manager.instance != self.ctx.cfg.manager.instance
+            || new.manager.listen != self.ctx.cfg.manager.listen
+            || new.manager.history != self.ctx.cfg.manager.history
         {
             return Err(
                 "api_url and [manager] settings change only with a restart (`podrunner restart`)"
@@ -792,6 +802,8 @@ impl Manager {
             }
             _ => None,
         };
+        let (snap_tx, mut snap_rx) = mpsc::channel::<crate::web::SnapshotRequest>(16);
+        let web_task = self.start_web(snap_tx).await?;
 
         // Adopt what is already there before deciding anything.
         let seen = self
@@ -806,6 +818,7 @@ impl Manager {
         }
         self.state.mark_resync_issued(Instant::now());
         self.state.apply_resync(&adopted, Instant::now());
+        self.record.adopted(&self.state, &self.ctx.cfg);
         // Engines whose runner container vanished while no manager ran; and the Docker API
         // check (docs/docker.md).
         let known = adopted.iter().map(|c| c.name.clone()).collect();
@@ -889,6 +902,7 @@ impl Manager {
                 *ids = now_ids;
                 changed
             });
+            self.record.tick();
             if self.state.is_drained() {
                 break;
             }
@@ -902,6 +916,7 @@ impl Manager {
                 _ = sigterm.recv() => { signals += 1; self.begin_drain("SIGTERM"); }
                 _ = sigint.recv() => { signals += 1; self.begin_drain("SIGINT"); }
                 _ = sighup.recv() => { let _ = self.reload(); }
+                Some(reply) = snap_rx.recv() => { let _ = reply.send(self.snapshot()); }
                 _ = tokio::time::sleep(TICK) => {}
             }
             if signals >= 2 {
@@ -919,6 +934,9 @@ impl Manager {
         }
         events_task.abort();
         oom_task.abort();
+        if let Some(t) = web_task {
+            t.abort();
+        }
         let _ = std::fs::remove_file(&socket_path);
         tracing::info!("podrunner manager stopped");
         Ok(())

@@ -1,0 +1,565 @@
+//! The history of every runner and the job it ran, in SQLite under `state_dir`
+//! (docs/history.md). It owns the file, its schema and retention; the manager writes to it
+//! through `manager/record.rs`, `podrunner history` and the status page read it.
+//!
+//! Durability: WAL journal, `synchronous = NORMAL`. A committed row survives the manager being
+//! killed (`kill -9`): the WAL is in the kernel's page cache when the commit returns. A power
+//! loss may drop the last commits (NORMAL skips the fsync per commit; the file stays
+//! consistent).
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The file under `state_dir`.
+pub const FILE_NAME: &str = "history.sqlite";
+/// A writer or reader waits this long for the other's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Size pruning deletes the share of the oldest rows that is over the limit plus this many,
+/// then measures again (freed pages do not shrink the used size row by row).
+const PRUNE_MARGIN: i64 = 8;
+/// The schema this code writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runners (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    pool TEXT NOT NULL,
+    runner_id INTEGER,
+    container TEXT,
+    image TEXT,
+    image_id TEXT,
+    created_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    online_ms INTEGER,
+    job_ran INTEGER,
+    job_name TEXT,
+    job_repository TEXT,
+    job_run_id INTEGER,
+    job_result TEXT,
+    job_queued_ms INTEGER,
+    job_started_ms INTEGER,
+    job_finished_ms INTEGER,
+    ended_ms INTEGER,
+    exit_code INTEGER,
+    failure TEXT,
+    oom INTEGER NOT NULL DEFAULT 0,
+    log_path TEXT,
+    closed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runners_created ON runners(created_ms);
+CREATE INDEX IF NOT EXISTS runners_pool ON runners(pool, created_ms);
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("history database {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("history database {path} was written by a newer podrunner (schema {found}, this one knows {SCHEMA_VERSION})\n  fix: upgrade podrunner, or move the file away to start a new history")]
+    Newer { path: PathBuf, found: i64 },
+}
+
+/// Milliseconds since the epoch, the unit of every time column.
+pub fn ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn now_ms() -> i64 {
+    ms(SystemTime::now())
+}
+
+/// What is known about a runner's job, as the runner reported it. The manager fills this
+/// (manager/record.rs, `job_outcome`): every field is optional because the source decides
+/// what is known; the runner's own output gives name and result, a scale set's messages give
+/// the queue time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JobOutcome {
+    /// The runner took a job (its registration vanished after a clean exit, or GitHub showed
+    /// it busy). `None`: not known.
+    pub ran: Option<bool>,
+    pub name: Option<String>,
+    /// `owner/repo`.
+    pub repository: Option<String>,
+    pub workflow_run: Option<u64>,
+    /// The runner's word for it: `Succeeded`, `Failed`, `Canceled`, ...
+    pub result: Option<String>,
+    pub queued_ms: Option<i64>,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+}
+
+/// A runner whose registration is being requested.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRunner<'a> {
+    pub name: &'a str,
+    pub pool: &'a str,
+    pub image: &'a str,
+    pub created_ms: i64,
+    pub log_path: &'a Path,
+}
+
+/// How a runner ended, written once when it is cleaned up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Finish {
+    pub ended_ms: i64,
+    pub exit_code: Option<i32>,
+    pub failure: Option<String>,
+    pub oom: bool,
+    pub image_id: Option<String>,
+    pub job: JobOutcome,
+}
+
+/// One row, as `podrunner history --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    pub pool: String,
+    pub name: String,
+    pub runner_id: Option<u64>,
+    pub container: Option<String>,
+    pub image: Option<String>,
+    pub image_id: Option<String>,
+    pub created_ms: i64,
+    pub started_ms: Option<i64>,
+    pub online_ms: Option<i64>,
+    pub job: JobOutcome,
+    pub ended_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub failure: Option<String>,
+    pub oom: bool,
+    pub log_path: Option<String>,
+}
+
+impl Entry {
+    /// Ended with a failure (start, exit code, no job) or out of memory.
+    pub fn failed(&self) -> bool {
+        self.failure.is_some() || self.oom
+    }
+}
+
+/// Which rows to list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub pool: Option<String>,
+    pub since_ms: Option<i64>,
+    pub failed_only: bool,
+    pub limit: Option<u32>,
+}
+
+/// Retention: rows older than `max_age` go, then the oldest until the data fits `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_bytes: u64,
+}
+
+/// Jobs that ended in one hour, for the status page's chart.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hour {
+    /// Epoch ms of the hour's start.
+    pub hour_ms: i64,
+    pub jobs: u64,
+    pub failed: u64,
+    /// Mean queue-to-start seconds of the jobs with both times known.
+    pub mean_startup_secs: Option<f64>,
+}
+
+pub struct History {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl History {
+    pub fn path_in(state_dir: &Path) -> PathBuf {
+        state_dir.join(FILE_NAME)
+    }
+
+    /// Opens (creating) the history for writing.
+    pub fn open(path: &Path) -> Result<History, Error> {
+        let conn = Connection::open(path).map_err(|e| sql(path, e))?;
+        let h = History {
+            conn,
+            path: path.to_path_buf(),
+        };
+        h.init().map_err(|e| h.err(e))?;
+        let found: i64 = h
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| h.err(e))?;
+        if found > SCHEMA_VERSION {
+            return Err(Error::Newer {
+                path: path.to_path_buf(),
+                found,
+            });
+        }
+        h.conn
+            .pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| h.err(e))?;
+        Ok(h)
+    }
+
+    /// Opens an existing history for reading (`podrunner history`, `logs`).
+    pub fn open_read_only(path: &Path) -> Result<History, Error> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql(path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql(path, e))?;
+        Ok(History {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn init(&self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Incremental vacuum must be chosen before the first table exists; later it is kept.
+        self.conn
+            .pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.execute_batch(SCHEMA)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        sql(&self.path, e)
+    }
+
+    fn exec(&self, q: &str, p: impl rusqlite::Params) -> Result<usize, Error> {
+        self.conn.execute(q, p).map_err(|e| self.err(e))
+    }
+
+    /// A runner is about to be registered. A name seen before (an adopted runner) keeps its row.
+    pub fn runner_created(&self, r: &NewRunner) -> Result<(), Error> {
+        self.exec(
+            "INSERT INTO runners (name, pool, image, created_ms, log_path) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(name) DO NOTHING",
+            params![r.name, r.pool, r.image, r.created_ms, r.log_path.display().to_string()],
+        )
+        .map(|_| ())
+    }
+
+    pub fn runner_registered(&self, name: &str, runner_id: u64) -> Result<(), Error> {
+        self.exec(
+            "UPDATE runners SET runner_id = ?2 WHERE name = ?1",
+            params![name, runner_id as i64],
+        )
+        .map(|_| ())
+    }
+
+    /// The container runs.
+    pub fn runner_started(&self, name: &str, container: &str, at_ms: i64) -> Result<(), Error> {
+        self.exec(
+            "UPDATE runners SET container = ?2, started_ms = COALESCE(started_ms, ?3) WHERE name = ?1",
+            params![name, container, at_ms],
+        )
+        .map(|_| ())
+    }
+
+    /// GitHub lists the runner online (first time only).
+    pub fn runner_online(&self, name: &str, at_ms: i64) -> Result<(), Error> {
+        self.exec(
+            "UPDATE runners SET online_ms = ?2 WHERE name = ?1 AND online_ms IS NULL",
+            params![name, at_ms],
+        )
+        .map(|_| ())
+    }
+
+    /// The runner took a job (first time only).
+    pub fn job_started(&self, name: &str, at_ms: i64) -> Result<(), Error> {
+        self.exec(
+            "UPDATE runners SET job_ran = 1, job_started_ms = ?2 WHERE name = ?1 AND job_started_ms IS NULL",
+            params![name, at_ms],
+        )
+        .map(|_| ())
+    }
+
+    /// The container exited: written at once, so a manager killed before the cleanup still
+    /// leaves the end and the exit code.
+    pub fn runner_exited(&self, name: &str, at_ms: i64, code: Option<i32>) -> Result<(), Error> {
+        self.exec(
+            "UPDATE runners SET ended_ms = COALESCE(ended_ms, ?2), exit_code = COALESCE(exit_code, ?3) WHERE name = ?1",
+            params![name, at_ms, code],
+        )
+        .map(|_| ())
+    }
+
+    pub fn runner_oom(&self, name: &str) -> Result<(), Error> {
+        self.exec("UPDATE runners SET oom = 1 WHERE name = ?1", params![name])
+            .map(|_| ())
+    }
+
+    /// How the runner ended and what its job was; known values are never overwritten by
+    /// unknown ones.
+    pub fn runner_finished(&self, name: &str, f: &Finish) -> Result<(), Error> {
+        let j = &f.job;
+        self.exec(
+            "UPDATE runners SET
+                closed = 1,
+                ended_ms = COALESCE(ended_ms, ?2),
+                exit_code = COALESCE(exit_code, ?3),
+                failure = COALESCE(?4, failure),
+                oom = MAX(oom, ?5),
+                image_id = COALESCE(image_id, ?6),
+                job_ran = COALESCE(?7, job_ran),
+                job_name = COALESCE(?8, job_name),
+                job_repository = COALESCE(?9, job_repository),
+                job_run_id = COALESCE(?10, job_run_id),
+                job_result = COALESCE(?11, job_result),
+                job_queued_ms = COALESCE(?12, job_queued_ms),
+                job_started_ms = COALESCE(job_started_ms, ?13),
+                job_finished_ms = COALESCE(?14, job_finished_ms)
+             WHERE name = ?1",
+            params![
+                name,
+                f.ended_ms,
+                f.exit_code,
+                f.failure,
+                f.oom as i64,
+                f.image_id,
+                j.ran.map(|b| b as i64),
+                j.name,
+                j.repository,
+                j.workflow_run.map(|n| n as i64),
+                j.result,
+                j.queued_ms,
+                j.started_ms,
+                j.finished_ms,
+            ],
+        )
+        .map(|_| ())
+    }
+
+    /// Sets the image id where the row has none yet (`podman ps` tells it).
+    pub fn image_id(&self, name: &str, image_id: &str) -> Result<(), Error> {
+        self.exec(
+            "UPDATE runners SET image_id = ?2 WHERE name = ?1 AND image_id IS NULL",
+            params![name, image_id],
+        )
+        .map(|_| ())
+    }
+
+    /// At start-up: rows still open whose runner is not among `alive` (the containers a new
+    /// manager adopts) ended while no manager watched. They are closed; one with no recorded
+    /// exit gets `at_ms` as end and `why` as failure. Returns how many.
+    pub fn close_unfinished(
+        &self,
+        alive: &[String],
+        at_ms: i64,
+        why: &str,
+    ) -> Result<usize, Error> {
+        let open: Vec<String> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT name FROM runners WHERE closed = 0")
+                .map_err(|e| self.err(e))?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| self.err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?
+        };
+        let mut n = 0;
+        for name in open.iter().filter(|n| !alive.contains(n)) {
+            n += self.exec(
+                "UPDATE runners SET closed = 1, ended_ms = COALESCE(ended_ms, ?2),
+                 failure = CASE WHEN ended_ms IS NULL THEN COALESCE(failure, ?3) ELSE failure END
+                 WHERE name = ?1",
+                params![name, at_ms, why],
+            )?;
+        }
+        Ok(n)
+    }
+
+    fn row(r: &rusqlite::Row) -> rusqlite::Result<Entry> {
+        Ok(Entry {
+            name: r.get("name")?,
+            pool: r.get("pool")?,
+            runner_id: r.get::<_, Option<i64>>("runner_id")?.map(|n| n as u64),
+            container: r.get("container")?,
+            image: r.get("image")?,
+            image_id: r.get("image_id")?,
+            created_ms: r.get("created_ms")?,
+            started_ms: r.get("started_ms")?,
+            online_ms: r.get("online_ms")?,
+            job: JobOutcome {
+                ran: r.get::<_, Option<i64>>("job_ran")?.map(|n| n != 0),
+                name: r.get("job_name")?,
+                repository: r.get("job_repository")?,
+                workflow_run: r.get::<_, Option<i64>>("job_run_id")?.map(|n| n as u64),
+                result: r.get("job_result")?,
+                queued_ms: r.get("job_queued_ms")?,
+                started_ms: r.get("job_started_ms")?,
+                finished_ms: r.get("job_finished_ms")?,
+            },
+            ended_ms: r.get("ended_ms")?,
+            exit_code: r.get("exit_code")?,
+            failure: r.get("failure")?,
+            oom: r.get::<_, i64>("oom")? != 0,
+            log_path: r.get("log_path")?,
+        })
+    }
+
+    /// Rows matching `f`, newest first.
+    pub fn list(&self, f: &Filter) -> Result<Vec<Entry>, Error> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT * FROM runners
+                 WHERE (?1 IS NULL OR pool = ?1)
+                   AND (?2 IS NULL OR created_ms >= ?2)
+                   AND (?3 = 0 OR failure IS NOT NULL OR oom = 1)
+                 ORDER BY created_ms DESC, id DESC
+                 LIMIT ?4",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(
+                params![
+                    f.pool,
+                    f.since_ms,
+                    f.failed_only as i64,
+                    f.limit.map(i64::from).unwrap_or(-1)
+                ],
+                Self::row,
+            )
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The row of runner `name`.
+    pub fn find(&self, name: &str) -> Result<Option<Entry>, Error> {
+        self.conn
+            .query_row(
+                "SELECT * FROM runners WHERE name = ?1",
+                params![name],
+                Self::row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The runner a user names: its name, its GitHub runner id, or a prefix (at least 4
+    /// characters) of its container id. The newest match wins.
+    pub fn find_ref(&self, r: &str) -> Result<Option<Entry>, Error> {
+        if let Some(e) = self.find(r)? {
+            return Ok(Some(e));
+        }
+        let id: Option<i64> = r.parse().ok();
+        let prefix =
+            (r.len() >= 4 && r.chars().all(|c| c.is_ascii_hexdigit())).then(|| format!("{r}%"));
+        self.conn
+            .query_row(
+                "SELECT * FROM runners WHERE (?1 IS NOT NULL AND runner_id = ?1)
+                    OR (?2 IS NOT NULL AND container LIKE ?2)
+                 ORDER BY created_ms DESC, id DESC LIMIT 1",
+                params![id, prefix],
+                Self::row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Jobs that ended per hour since `since_ms`, oldest first.
+    pub fn per_hour(&self, since_ms: i64) -> Result<Vec<Hour>, Error> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT (ended_ms / 3600000) * 3600000 AS h, COUNT(*),
+                        SUM(failure IS NOT NULL OR oom = 1 OR job_result IN ('Failed', 'Canceled')),
+                        AVG(CASE WHEN job_queued_ms IS NOT NULL AND job_started_ms IS NOT NULL
+                                 THEN (job_started_ms - job_queued_ms) / 1000.0 END)
+                 FROM runners WHERE job_ran = 1 AND ended_ms >= ?1
+                 GROUP BY h ORDER BY h",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![since_ms], |r| {
+                Ok(Hour {
+                    hour_ms: r.get(0)?,
+                    jobs: r.get::<_, i64>(1)? as u64,
+                    failed: r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
+                    mean_startup_secs: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Bytes the rows take (pages in use, free pages not counted).
+    pub fn used_bytes(&self) -> Result<u64, Error> {
+        let q = |p: &str| -> Result<i64, Error> {
+            self.conn
+                .query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
+                .map_err(|e| self.err(e))
+        };
+        let (count, free, size) = (q("page_count")?, q("freelist_count")?, q("page_size")?);
+        Ok(((count - free).max(0) * size) as u64)
+    }
+
+    pub fn count(&self) -> Result<u64, Error> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM runners", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Applies retention; returns the number of rows deleted. Free pages go back to the file
+    /// system (incremental vacuum), so the file shrinks too.
+    pub fn prune(&self, now_ms: i64, r: &Retention) -> Result<u64, Error> {
+        let cutoff = now_ms - r.max_age.as_millis() as i64;
+        let mut deleted =
+            self.exec("DELETE FROM runners WHERE created_ms < ?1", params![cutoff])? as u64;
+        loop {
+            let used = self.used_bytes()?;
+            if used <= r.max_bytes {
+                break;
+            }
+            // The share of rows that is too much, plus a few for the tree's own pages.
+            let rows = self.count()?;
+            let batch =
+                (rows as u128 * (used - r.max_bytes) as u128 / used as u128) as i64 + PRUNE_MARGIN;
+            let n = self.exec(
+                "DELETE FROM runners WHERE id IN (SELECT id FROM runners ORDER BY created_ms, id LIMIT ?1)",
+                params![batch],
+            )?;
+            if n == 0 {
+                break;
+            }
+            deleted += n as u64;
+        }
+        if deleted > 0 {
+            // Each step of this pragma frees one page: step it to the end.
+            let mut st = self
+                .conn
+                .prepare("PRAGMA incremental_vacuum")
+                .map_err(|e| self.err(e))?;
+            let mut rows = st.query([]).map_err(|e| self.err(e))?;
+            while rows.next().map_err(|e| self.err(e))?.is_some() {}
+        }
+        Ok(deleted)
+    }
+}
+
+fn sql(path: &Path, source: rusqlite::Error) -> Error {
+    Error::Sql {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Parses `--since`: a duration back from now (`2h`, `30m`, `7d`).
+pub fn since_ms(arg: &str, now_ms: i64) -> Result<i64, String> {
+    humantime::parse_duration(arg.trim())
+        .map(|d| now_ms - d.as_millis() as i64)
+        .map_err(|e| format!("--since {arg:?}: {e}; expected a duration like 2h, 30m or 7d"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,577 @@
+//! What the manager tells metrics and history (docs/metrics.md, docs/history.md). The loop
+//! calls one hook per event it applies; this module keeps the wall-clock times the core does
+//! not need, judges finished runners (`core::ending`) and writes. A history that cannot be
+//! written is logged, never fatal: runners keep flowing.
+//!
+//! The seam for the runner's own report of its job: [`Recorder::cleaned`] takes a
+//! [`JobOutcome`] the caller filled from the runner's output (name, repository, workflow run,
+//! result); what GitHub's registration state tells (the job ran; when it was first seen busy)
+//! fills what the report leaves open, in [`job_outcome`].
+
+use crate::config::Config;
+use crate::core::ending::{self, FailureReason};
+use crate::core::{RunnerRec, State};
+use crate::history::{self, Finish, History, JobOutcome, NewRunner, Retention};
+use crate::metrics::Metrics;
+use crate::podman::Podman;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Retention runs this often (and at start): deleting old rows is cheap, but not per job.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+/// A pool image's id is looked up again after this long (one `podman image inspect`): an
+/// image rebuilt under the same tag shows up in the history within minutes.
+const IMAGE_ID_TTL: Duration = Duration::from_secs(300);
+/// How long `podman image inspect` may take.
+const IMAGE_INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wall-clock facts about one runner.
+#[derive(Debug, Clone)]
+struct Track {
+    pool: String,
+    image: String,
+    start_asked: Instant,
+    registered: bool,
+    job_started_ms: Option<i64>,
+    exited_ms: Option<i64>,
+    online: bool,
+    oom: bool,
+    /// Its end was recorded (start failure or cleanup).
+    finished: bool,
+}
+
+type ImageIds = Arc<Mutex<BTreeMap<String, (String, Instant)>>>;
+
+pub struct Recorder {
+    pub metrics: Metrics,
+    history: Option<History>,
+    retention: Retention,
+    last_prune: Option<Instant>,
+    tracks: BTreeMap<String, Track>,
+    /// Runners ended and replacements started, per pool.
+    ended: BTreeMap<String, u64>,
+    replaced: BTreeMap<String, u64>,
+    image_ids: ImageIds,
+    history_broken: bool,
+}
+
+/// Fills what the runner's report leaves open from what the manager saw: the job ran
+/// (`ending`), it started when GitHub first listed the runner busy, it ended with the
+/// container.
+pub fn job_outcome(
+    reported: JobOutcome,
+    ran: bool,
+    seen_busy_ms: Option<i64>,
+    exited_ms: Option<i64>,
+) -> JobOutcome {
+    let ran = reported.ran.unwrap_or(false) || ran;
+    JobOutcome {
+        ran: Some(ran),
+        started_ms: reported.started_ms.or(seen_busy_ms.filter(|_| ran)),
+        finished_ms: reported.finished_ms.or(exited_ms.filter(|_| ran)),
+        ..reported
+    }
+}
+
+impl Recorder {
+    /// Opens the history when `[manager] history` is on; an error there is logged and the
+    /// manager runs without one.
+    pub fn new(cfg: &Config) -> Recorder {
+        let history = cfg.manager.history.then(|| {
+            History::open(&History::path_in(&cfg.manager.state_dir))
+                .map_err(|e| tracing::error!("no history this run: {e}"))
+                .ok()
+        });
+        Recorder {
+            metrics: Metrics::default(),
+            history: history.flatten(),
+            retention: Retention {
+                max_age: cfg.manager.history_max_age,
+                max_bytes: cfg.manager.history_max_bytes,
+            },
+            last_prune: None,
+            tracks: BTreeMap::new(),
+            ended: BTreeMap::new(),
+            replaced: BTreeMap::new(),
+            image_ids: Arc::default(),
+            history_broken: false,
+        }
+    }
+
+    fn write(&mut self, what: &str, f: impl FnOnce(&History) -> Result<(), history::Error>) {
+        let Some(h) = &self.history else { return };
+        match f(h) {
+            Ok(()) => self.history_broken = false,
+            Err(e) if !self.history_broken => {
+                tracing::warn!("cannot record {what} in the history: {e}");
+                self.history_broken = true;
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// After adoption at start-up: runners found running get a track (and keep their row);
+    /// rows a killed manager left open are closed.
+    pub fn adopted(&mut self, state: &State, cfg: &Config) {
+        let now = Instant::now();
+        let alive: Vec<String> = state.runners.keys().cloned().collect();
+        for r in state.runners.values() {
+            let image = cfg
+                .pool(&r.pool)
+                .map(|p| p.image.clone())
+                .unwrap_or_default();
+            let log = super::exec::log_path(cfg, &r.name);
+            let created = history::now_ms();
+            self.write("an adopted runner", |h| {
+                h.runner_created(&NewRunner {
+                    name: &r.name,
+                    pool: &r.pool,
+                    image: &image,
+                    created_ms: created,
+                    log_path: &log,
+                })
+            });
+            self.tracks.insert(
+                r.name.clone(),
+                Track {
+                    pool: r.pool.clone(),
+                    image,
+                    start_asked: now,
+                    registered: true,
+                    job_started_ms: None,
+                    exited_ms: None,
+                    online: false,
+                    oom: false,
+                    finished: false,
+                },
+            );
+        }
+        let why = "the manager was not running when this runner ended; its outcome is unknown";
+        if let Some(h) = &self.history {
+            match h.close_unfinished(&alive, history::now_ms(), why) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!("history: closed {n} runners that ended while no manager ran")
+                }
+                Err(e) => tracing::warn!("history: {e}"),
+            }
+        }
+        self.prune_if_due(now);
+    }
+
+    /// The core decided to start `name`.
+    pub fn start(&mut self, cfg: &Config, pool: &str, name: &str, podman: &Arc<Podman>) {
+        let image = cfg.pool(pool).map(|p| p.image.clone()).unwrap_or_default();
+        let log = super::exec::log_path(cfg, name);
+        let now_ms = history::now_ms();
+        self.write("a new runner", |h| {
+            h.runner_created(&NewRunner {
+                name,
+                pool,
+                image: &image,
+                created_ms: now_ms,
+                log_path: &log,
+            })
+        });
+        let ended = self.ended.get(pool).copied().unwrap_or(0);
+        let replaced = self.replaced.entry(pool.to_string()).or_default();
+        if *replaced < ended {
+            *replaced += 1;
+            self.metrics.replacement(pool);
+        }
+        self.refresh_image_id(&image, podman);
+        self.tracks.insert(
+            name.to_string(),
+            Track {
+                pool: pool.to_string(),
+                image,
+                start_asked: Instant::now(),
+                registered: false,
+                job_started_ms: None,
+                exited_ms: None,
+                online: false,
+                oom: false,
+                finished: false,
+            },
+        );
+    }
+
+    fn refresh_image_id(&self, image: &str, podman: &Arc<Podman>) {
+        if image.is_empty() {
+            return;
+        }
+        let fresh = self
+            .image_ids
+            .lock()
+            .expect("image ids lock")
+            .get(image)
+            .is_some_and(|(_, at)| at.elapsed() < IMAGE_ID_TTL);
+        if fresh {
+            return;
+        }
+        // Mark it fetched now, so concurrent starts ask once.
+        let (ids, image, podman) = (self.image_ids.clone(), image.to_string(), podman.clone());
+        {
+            let mut m = ids.lock().expect("image ids lock");
+            let old = m.get(&image).map(|(id, _)| id.clone()).unwrap_or_default();
+            m.insert(image.clone(), (old, Instant::now()));
+        }
+        tokio::spawn(async move {
+            let out = podman
+                .call(
+                    &["image", "inspect", "--format", "{{.Id}}", &image],
+                    IMAGE_INSPECT_TIMEOUT,
+                )
+                .await;
+            if let Ok(out) = out {
+                let id = String::from_utf8_lossy(&out).trim().to_string();
+                if !id.is_empty() {
+                    ids.lock()
+                        .expect("image ids lock")
+                        .insert(image, (id, Instant::now()));
+                }
+            }
+        });
+    }
+
+    fn image_id_of(&self, image: &str) -> Option<String> {
+        self.image_ids
+            .lock()
+            .expect("image ids lock")
+            .get(image)
+            .map(|(id, _)| id.clone())
+            .filter(|id| !id.is_empty())
+    }
+
+    pub fn registered(&mut self, name: &str, runner_id: u64) {
+        if let Some(t) = self.tracks.get_mut(name) {
+            t.registered = true;
+        }
+        self.write("a registration", |h| h.runner_registered(name, runner_id));
+    }
+
+    pub fn started(&mut self, name: &str, container_id: &str) {
+        let Some(t) = self.tracks.get(name) else {
+            return;
+        };
+        self.metrics
+            .container_started(&t.pool, t.start_asked.elapsed().as_secs_f64());
+        let now = history::now_ms();
+        self.write("a container start", |h| {
+            h.runner_started(name, container_id, now)
+        });
+    }
+
+    /// Registering or starting failed; `failure` as the core counts it (a name conflict is
+    /// none).
+    pub fn start_failed(&mut self, name: &str, why: &str, failure: bool) {
+        let Some(t) = self.tracks.get_mut(name) else {
+            return;
+        };
+        t.finished = true;
+        let (pool, registered) = (t.pool.clone(), t.registered);
+        *self.ended.entry(pool.clone()).or_default() += 1;
+        let reason = match registered {
+            false => FailureReason::Register,
+            true => FailureReason::Start,
+        };
+        if failure {
+            self.metrics.failure(&pool, reason.label());
+        }
+        let f = Finish {
+            ended_ms: history::now_ms(),
+            failure: Some(why.to_string()),
+            ..Default::default()
+        };
+        self.write("a failed start", |h| h.runner_finished(name, &f));
+    }
+
+    /// The container exited (pidfd or Podman's event; `code` when known). Counts the Docker
+    /// proxy's refusals while its log still exists (metrics/proxy.rs).
+    pub fn exited(&mut self, cfg: &Config, name: &str, code: Option<i32>) {
+        let now = history::now_ms();
+        // Podman's event with the code may come after the cleanup: written even then.
+        self.write("an exit", |h| h.runner_exited(name, now, code));
+        let Some(t) = self.tracks.get_mut(name) else {
+            return;
+        };
+        let first = t.exited_ms.is_none();
+        t.exited_ms.get_or_insert(now);
+        let pool = t.pool.clone();
+        if first {
+            // Its replacement may start before the cleanup: it counts from here.
+            *self.ended.entry(pool.clone()).or_default() += 1;
+            if let Ok(d) = crate::engine::EngineDirs::for_runner(
+                &cfg.manager.runtime_dir,
+                &cfg.manager.state_dir,
+                name,
+            ) {
+                if let Ok(log) = std::fs::read_to_string(d.log()) {
+                    for (reason, n) in crate::metrics::proxy::count_refusals(&log) {
+                        self.metrics.proxy_refusals(&pool, reason, n);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn oom(&mut self, name: &str) {
+        let Some(t) = self.tracks.get_mut(name) else {
+            return;
+        };
+        if !t.oom {
+            t.oom = true;
+            let pool = t.pool.clone();
+            self.metrics.oom_kill(&pool);
+            self.write("an OOM kill", |h| h.runner_oom(name));
+        }
+    }
+
+    /// After GitHub's runner list was applied: first online, first busy (= job started).
+    pub fn swept(&mut self, state: &State) {
+        let now = history::now_ms();
+        let mut online = Vec::new();
+        let mut busy = Vec::new();
+        for r in state.runners.values() {
+            let Some(t) = self.tracks.get_mut(&r.name) else {
+                continue;
+            };
+            if r.online && !t.online {
+                t.online = true;
+                online.push(r.name.clone());
+            }
+            if r.busy && t.job_started_ms.is_none() && !t.finished {
+                t.job_started_ms = Some(now);
+                self.metrics.job_started(&t.pool);
+                busy.push(r.name.clone());
+            }
+        }
+        for n in online {
+            self.write("a runner online", |h| h.runner_online(&n, now));
+        }
+        for n in busy {
+            self.write("a job start", |h| h.job_started(&n, now));
+        }
+    }
+
+    /// A runner is being cleaned up (its verdict is known): judge it, count its job and
+    /// failure, write its end. `reported` is the runner's own account of its job (empty when
+    /// nothing parsed it).
+    pub fn cleaned(&mut self, rec: &RunnerRec, reported: JobOutcome) {
+        let Some(t) = self.tracks.get_mut(&rec.name) else {
+            return;
+        };
+        if t.finished {
+            return;
+        }
+        t.finished = true;
+        let t = t.clone();
+        let ending = ending::judge(rec, t.job_started_ms.is_some());
+        let job = job_outcome(reported, ending.job_ran, t.job_started_ms, t.exited_ms);
+        if ending.job_ran {
+            if t.job_started_ms.is_none() {
+                // A job shorter than the gap between two lists of GitHub's runners.
+                self.metrics.job_started(&t.pool);
+            }
+            let secs = |a: Option<i64>, b: Option<i64>| Some((b? - a?) as f64 / 1000.0);
+            self.metrics.job_completed(
+                &t.pool,
+                job.result.as_deref(),
+                secs(job.queued_ms, job.started_ms),
+                secs(job.started_ms, job.finished_ms),
+            );
+        }
+        if let Some(reason) = ending.failure {
+            self.metrics.failure(&t.pool, reason.label());
+        }
+        let failure = ending.failure.map(|r| failure_text(r, rec));
+        let f = Finish {
+            ended_ms: t.exited_ms.unwrap_or_else(history::now_ms),
+            exit_code: rec.exit_code,
+            failure,
+            oom: rec.oom_killed || t.oom,
+            image_id: self.image_id_of(&t.image),
+            job,
+        };
+        self.write("a finished runner", |h| h.runner_finished(&rec.name, &f));
+    }
+
+    /// The runner's record is gone from the core: forget its track.
+    pub fn forget(&mut self, name: &str) {
+        self.tracks.remove(name);
+    }
+
+    /// Called on each turn of the loop: retention when due.
+    pub fn tick(&mut self) {
+        self.prune_if_due(Instant::now());
+    }
+
+    fn prune_if_due(&mut self, now: Instant) {
+        if self
+            .last_prune
+            .is_some_and(|t| now.duration_since(t) < PRUNE_INTERVAL)
+        {
+            return;
+        }
+        self.last_prune = Some(now);
+        if let Some(h) = &self.history {
+            match h.prune(history::now_ms(), &self.retention) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("history: retention removed {n} old runners"),
+                Err(e) => tracing::warn!("history retention: {e}"),
+            }
+        }
+    }
+}
+
+/// The failure column: the reason in words.
+fn failure_text(r: FailureReason, rec: &RunnerRec) -> String {
+    let code = rec.exit_code.map_or("?".into(), |c| c.to_string());
+    match r {
+        FailureReason::Oom => {
+            format!("out of memory at the pool's memory limit (exit code {code})")
+        }
+        FailureReason::ExitCode => format!("exited with code {code}"),
+        FailureReason::NoJob => "exited without running a job".into(),
+        FailureReason::Register => "registration failed".into(),
+        FailureReason::Start => "container did not start".into(),
+    }
+}
+
+/// What [`super::Manager::record_after`] still has to do once an outcome is applied.
+pub(super) enum After {
+    Nothing,
+    Swept,
+    Cleaned(String),
+}
+
+impl super::Manager {
+    /// The hooks that look at an outcome before the core applies it.
+    pub(super) fn record_before(&mut self, o: &super::Outcome) -> After {
+        use super::Outcome;
+        let cfg = self.ctx.cfg.clone();
+        let r = &mut self.record;
+        match o {
+            Outcome::Registered { name, runner_id } => r.registered(name, *runner_id),
+            Outcome::Started { name, container_id } => r.started(name, container_id),
+            Outcome::StartFailed {
+                name, why, failure, ..
+            } => r.start_failed(name, why, *failure),
+            Outcome::ContainerPidExited { name } => r.exited(&cfg, name, None),
+            Outcome::Oom { container_id } => {
+                let name = self.state.runners.values().find(|x| {
+                    x.container_id.as_deref().is_some_and(|c| {
+                        !c.is_empty()
+                            && (container_id.starts_with(c) || c.starts_with(container_id.as_str()))
+                    })
+                });
+                if let Some(x) = name {
+                    r.oom(&x.name);
+                }
+            }
+            Outcome::Event(ev) => {
+                let name = ev
+                    .attributes
+                    .get(crate::podman::labels::RUNNER_NAME)
+                    .unwrap_or(&ev.name);
+                match ev.status.as_str() {
+                    // Podman leaves `ContainerExitCode` out of a `died` event when it is 0.
+                    "died" => r.exited(&cfg, name, ev.exit_code.or(Some(0))),
+                    "oom" => r.oom(name),
+                    _ => {}
+                }
+            }
+            Outcome::Swept(_) => return After::Swept,
+            Outcome::Cleaned { name, .. } => {
+                if let Some(rec) = self.state.runners.get(name) {
+                    // The runner's own report of its job goes here once its output is read.
+                    r.cleaned(rec, JobOutcome::default());
+                }
+                return After::Cleaned(name.clone());
+            }
+            _ => {}
+        }
+        After::Nothing
+    }
+
+    pub(super) fn record_after(&mut self, a: After) {
+        match a {
+            After::Nothing => {}
+            After::Swept => self.record.swept(&self.state),
+            After::Cleaned(name) => {
+                if !self.state.runners.contains_key(&name) {
+                    self.record.forget(&name);
+                }
+            }
+        }
+    }
+}
+
+impl super::Manager {
+    /// Binds `[manager] listen` and serves metrics and the status page (web/); the loop
+    /// answers the snapshot requests that arrive on `snapshots`' other end.
+    pub(super) async fn start_web(
+        &self,
+        snapshots: tokio::sync::mpsc::Sender<crate::web::SnapshotRequest>,
+    ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+        let cfg = &self.ctx.cfg;
+        let Some(listen) = &cfg.manager.listen else {
+            // Keep the channel open: the loop's receiver then simply waits.
+            std::mem::forget(snapshots);
+            return Ok(None);
+        };
+        let listener = crate::web::bind(listen).await?;
+        tracing::info!("metrics at http://{listen}/metrics, status page at http://{listen}/");
+        let state = crate::web::WebState {
+            metrics: self.record.metrics.clone(),
+            gh: self.ctx.gh.clone(),
+            snapshots,
+            history: cfg
+                .manager
+                .history
+                .then(|| History::path_in(&cfg.manager.state_dir)),
+        };
+        Ok(Some(tokio::spawn(crate::web::serve(listener, state))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_outcome_fills_only_what_the_report_leaves_open() {
+        // Nothing reported: the registration state says it ran, busy at 10, exited at 50.
+        let j = job_outcome(JobOutcome::default(), true, Some(10), Some(50));
+        assert_eq!(
+            j,
+            JobOutcome {
+                ran: Some(true),
+                started_ms: Some(10),
+                finished_ms: Some(50),
+                ..Default::default()
+            }
+        );
+        // No job: no times.
+        let j = job_outcome(JobOutcome::default(), false, None, Some(50));
+        assert_eq!(
+            j,
+            JobOutcome {
+                ran: Some(false),
+                ..Default::default()
+            }
+        );
+        // The runner's own report wins.
+        let reported = JobOutcome {
+            ran: Some(true),
+            name: Some("build".into()),
+            result: Some("Failed".into()),
+            started_ms: Some(12),
+            finished_ms: Some(40),
+            ..Default::default()
+        };
+        let j = job_outcome(reported.clone(), false, Some(10), Some(50));
+        assert_eq!(j, reported);
+    }
+}
