@@ -34,8 +34,16 @@ pub const MIN_STOP_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
 /// How long a drain waits for busy runners to finish their job before stopping them.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
-/// The default pause before a replacement runner starts after one exits normally.
+/// The default pause before a replacement starts after a runner failed (never after a job
+/// that ran: the replacement of a finished runner starts at once).
 pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
+/// Overrides the host id (`[manager] host_id` wins over it), e.g. for two managers on one
+/// machine standing in for two hosts.
+pub const HOST_ID_ENV: &str = "PODRUNNER_HOST_ID";
+/// systemd's stable machine identity, the default host id's source (docs/hosts.md).
+pub const MACHINE_ID_FILE: &str = "/etc/machine-id";
+/// The shortest `pull_interval`: a check is a registry request; more often only costs.
+pub const MIN_PULL_INTERVAL: Duration = Duration::from_secs(10);
 /// GitHub refuses more than 100 labels on a runner (docs/github-runner.md, JIT body).
 pub const MAX_LABELS: usize = 100;
 
@@ -102,6 +110,7 @@ struct RawManager {
     runtime_dir: Option<String>,
     drain_timeout: Option<Secs>,
     log_file: Option<bool>,
+    host_id: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +137,10 @@ struct RawPool {
     docker: Option<Spanned<String>>,
     docker_policy: Option<Spanned<String>>,
     engine_containers_conf: Option<String>,
+    online_timeout: Option<Secs>,
+    pull: Option<Spanned<String>>,
+    pull_interval: Option<Secs>,
+    pull_source: Option<String>,
 }
 
 /// How jobs of a pool get a Docker-compatible engine (docs/docker.md).
@@ -205,6 +218,8 @@ pub struct ManagerConfig {
     pub drain_timeout: Duration,
     /// Also write the manager's log to `state_dir/manager.log`.
     pub log_file: bool,
+    /// Part of every runner name, so hosts sharing this config never collide (docs/hosts.md).
+    pub host_id: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,6 +252,23 @@ pub struct PoolConfig {
     /// A containers.conf for the per-runner engines (isolated mode), e.g. a runtime or
     /// default ulimits the host needs; podrunner adds the pool's pids_limit to it.
     pub engine_containers_conf: Option<PathBuf>,
+    /// A runner not online after this long is retired and counted a failure (0: never).
+    #[serde(with = "secs")]
+    pub online_timeout: Duration,
+    /// When podrunner pulls the image (docs/images.md).
+    pub pull: crate::core::PullPolicy,
+    #[serde(with = "secs")]
+    pub pull_interval: Duration,
+    /// Where to pull from instead of `image` (any podman transport, e.g. `oci-archive:PATH`);
+    /// the result is tagged as `image`.
+    pub pull_source: Option<String>,
+}
+
+impl PoolConfig {
+    /// The prefix of the names this host gives the pool's runners.
+    pub fn host_prefix(&self, host_id: &str) -> String {
+        crate::core::naming::host_prefix(self.runner_name.as_str(), host_id)
+    }
 }
 
 mod secs {
@@ -272,13 +304,17 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The environment the defaults depend on, passed in so tests can fix it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Env {
     pub home: PathBuf,
     pub uid: u32,
     pub xdg_state_home: Option<PathBuf>,
     pub xdg_data_home: Option<PathBuf>,
     pub xdg_runtime_dir: Option<PathBuf>,
+    /// `PODRUNNER_HOST_ID`.
+    pub host_id: Option<String>,
+    /// The content of `/etc/machine-id`.
+    pub machine_id: Option<String>,
 }
 
 impl Env {
@@ -295,6 +331,11 @@ impl Env {
             xdg_state_home: var("XDG_STATE_HOME"),
             xdg_data_home: var("XDG_DATA_HOME"),
             xdg_runtime_dir: var("XDG_RUNTIME_DIR"),
+            host_id: std::env::var(HOST_ID_ENV).ok().filter(|v| !v.is_empty()),
+            machine_id: std::fs::read_to_string(MACHINE_ID_FILE)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
         }
     }
 
@@ -410,11 +451,43 @@ impl Config {
             .state_dir
             .map(|p| expand_home(&p, &env.home))
             .unwrap_or_else(|| env.default_state_dir());
+        let instance = raw
+            .manager
+            .instance
+            .unwrap_or_else(|| PoolName::new("default").expect("valid"));
+        let host_id = match (raw.manager.host_id, &env.host_id) {
+            (Some(h), _) => {
+                if !crate::core::naming::valid_host_id(h.get_ref()) {
+                    return Err(at(
+                        h.span(),
+                        format!("host_id {:?} is not 1 to {} lowercase letters or digits", h.get_ref(), crate::core::naming::MAX_HOST_ID_LEN),
+                        "write e.g. host_id = \"web1\", or remove it to derive one from /etc/machine-id",
+                    ));
+                }
+                h.into_inner()
+            }
+            (None, Some(h)) => {
+                if !crate::core::naming::valid_host_id(h) {
+                    return Err(ConfigError::File {
+                        path: path.to_path_buf(),
+                        message: format!(
+                            "{HOST_ID_ENV}={h:?} is not 1 to {} lowercase letters or digits",
+                            crate::core::naming::MAX_HOST_ID_LEN
+                        ),
+                        fix: format!("unset {HOST_ID_ENV} or give it e.g. \"web1\""),
+                    });
+                }
+                h.clone()
+            }
+            // Without a machine id (containers, chroots) the instance alone: set host_id.
+            (None, None) => crate::core::naming::derive_host_id(
+                env.machine_id.as_deref().unwrap_or(""),
+                instance.as_str(),
+            ),
+        };
         let manager = ManagerConfig {
-            instance: raw
-                .manager
-                .instance
-                .unwrap_or_else(|| PoolName::new("default").expect("valid")),
+            instance,
+            host_id,
             runtime_dir: raw
                 .manager
                 .runtime_dir
@@ -549,6 +622,29 @@ impl Config {
                     ))
                 }
             };
+            let pull = match &p.pull {
+                None => crate::core::PullPolicy::Newer,
+                Some(v) => crate::core::PullPolicy::parse(v.get_ref()).ok_or_else(|| {
+                    at(
+                        v.span(),
+                        format!("pull {:?} is not a pull policy", v.get_ref()),
+                        "write pull = \"newer\" (missing at start, newer every pull_interval), \"missing\" or \"never\"",
+                    )
+                })?,
+            };
+            if p.pull_interval
+                .as_ref()
+                .is_some_and(|i| i.0 < MIN_PULL_INTERVAL)
+            {
+                return Err(at(
+                    span,
+                    format!(
+                        "pool \"{name}\": pull_interval is shorter than {}",
+                        humantime::format_duration(MIN_PULL_INTERVAL)
+                    ),
+                    "check for a newer image every few hours, e.g. pull_interval = \"6h\"",
+                ));
+            }
             let work_dir = p
                 .work_dir
                 .map(|w| expand_home(&w, &env.home))
@@ -580,6 +676,14 @@ impl Config {
                 engine_containers_conf: p
                     .engine_containers_conf
                     .map(|c| expand_home(&c, &env.home)),
+                online_timeout: p
+                    .online_timeout
+                    .map_or(crate::core::DEFAULT_ONLINE_TIMEOUT, |s| s.0),
+                pull,
+                pull_interval: p
+                    .pull_interval
+                    .map_or(crate::core::pull::DEFAULT_PULL_INTERVAL, |s| s.0),
+                pull_source: p.pull_source.filter(|s| !s.trim().is_empty()),
                 name,
             });
         }
@@ -672,6 +776,7 @@ pub(crate) fn test_pool(text: &str) -> PoolConfig {
         xdg_state_home: None,
         xdg_data_home: None,
         xdg_runtime_dir: Some("/run/user/1000".into()),
+        ..crate::config::Env::default()
     };
     Config::parse(text, Path::new("/c.toml"), &env)
         .expect("a valid test config")
@@ -690,6 +795,8 @@ mod tests {
             xdg_state_home: None,
             xdg_data_home: None,
             xdg_runtime_dir: Some("/run/user/1000".into()),
+            machine_id: Some("0123456789abcdef0123456789abcdef".into()),
+            ..Env::default()
         }
     }
 
