@@ -50,7 +50,7 @@ pub const MAX_LABELS: usize = 100;
 /// Where a problem in the config file sits.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}\n  fix: create it (see the README's configuration reference) or pass --config PATH")]
+    #[error("cannot read config file {path}: {source}\n  fix: create one with `podrunner config init OWNER/REPO` (or see the README's configuration reference), or pass --config PATH")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -383,6 +383,18 @@ impl Env {
 }
 
 impl Config {
+    /// The settings of a config file without pools (all defaults): what `doctor` checks the
+    /// host against before a config exists.
+    pub fn without_pools(path: &Path, env: &Env) -> Result<Config, ConfigError> {
+        let mut c = Config::parse(
+            "[[pool]]\nname = \"none\"\nrepository = \"none/none\"\n",
+            path,
+            env,
+        )?;
+        c.pools.clear();
+        Ok(c)
+    }
+
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -784,6 +796,42 @@ pub(crate) fn test_pool(text: &str) -> PoolConfig {
         .remove(0)
 }
 
+/// What `podrunner config init OWNER/REPO` writes: a working config for one repository, every
+/// other setting commented with its default.
+pub fn starter_config(repository: &str) -> String {
+    format!(
+        r#"# podrunner config: self-hosted GitHub Actions runners, one Podman container per job.
+# All keys and defaults: the README's "Configuration reference". Check it with
+# `podrunner config check`, the host with `podrunner doctor`.
+
+[github]
+# A fine-grained token with "Administration: write" on the repository (classic: `repo`),
+# readable only by you: (umask 077; printf '%s' 'github_pat_...' > ~/.github-runner-token)
+# token_file = "~/.github-runner-token"
+# api_url = "https://api.github.com"      # GitHub Enterprise Server: "https://HOST/api/v3"
+
+[manager]
+# Several hosts may share this file: each names its runners with its own host id, derived
+# from /etc/machine-id (docs/hosts.md). Set one to read names more easily:
+# host_id = "web1"
+
+[[pool]]
+name = "default"
+repository = "{repository}"
+count = 2                         # runners kept ready, each for one job
+labels = ["podman"]               # runs-on: [self-hosted, linux, podman]
+# cpus = 2
+# memory = "4g"
+# image = "ghcr.io/actions/actions-runner:latest"
+# pull = "newer"                  # pull when missing, and look for a newer image every pull_interval
+# pull_interval = "6h"
+# online_timeout = "5m"           # a runner not online by then is replaced
+# restart_delay = "1s"            # pause before a replacement, after failures only
+# docker = "isolated"             # a private Podman engine per runner for `docker` in jobs
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -802,6 +850,58 @@ mod tests {
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(s, Path::new("/c.toml"), &env())
+    }
+
+    #[test]
+    fn the_starter_config_is_valid_and_says_what_it_means() {
+        let c = parse(&starter_config("octo/hello")).unwrap();
+        assert_eq!(c.pools.len(), 1);
+        let p = &c.pools[0];
+        assert_eq!(p.scope.api_path(), "repos/octo/hello");
+        assert_eq!((p.count, p.pull), (2, crate::core::PullPolicy::Newer));
+        assert_eq!(p.labels, vec!["self-hosted", "linux", "x64", "podman"]);
+        let none = Config::without_pools(Path::new("/c.toml"), &env()).unwrap();
+        assert!(none.pools.is_empty());
+    }
+
+    #[test]
+    fn host_ids_from_file_env_or_machine() {
+        let derived = parse("[[pool]]\nname = \"a\"\nrepository = \"o/r\"\n").unwrap();
+        assert_eq!(
+            derived.manager.host_id,
+            crate::core::naming::derive_host_id("0123456789abcdef0123456789abcdef", "default")
+        );
+        let e = Env {
+            host_id: Some("web2".into()),
+            ..env()
+        };
+        let text = "[[pool]]\nname = \"a\"\nrepository = \"o/r\"\n";
+        let c = Config::parse(text, Path::new("/c.toml"), &e).unwrap();
+        assert_eq!(c.manager.host_id, "web2");
+        assert_eq!(c.pools[0].host_prefix(&c.manager.host_id), "a-web2");
+        let c = Config::parse(
+            &format!("[manager]\nhost_id = \"web1\"\n{text}"),
+            Path::new("/c.toml"),
+            &e,
+        )
+        .unwrap();
+        assert_eq!(c.manager.host_id, "web1", "the file wins");
+        let err = parse(&format!("[manager]\nhost_id = \"Web-1\"\n{text}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "/c.toml:2:11: host_id \"Web-1\" is not 1 to 8 lowercase letters or digits"
+            ),
+            "{err}"
+        );
+        let err = parse(&format!("{text}pull = \"always\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/c.toml:4:8: pull \"always\" is not a pull policy"),
+            "{err}"
+        );
     }
 
     #[test]
