@@ -42,6 +42,9 @@ pub const DEPRECATED_KNOB: &str = "FAKE_RUNNER_DEPRECATED";
 /// it updates once (a marker in its root remembers), like the real one that then runs the
 /// new version.
 pub const UPDATE_KNOB: &str = "FAKE_RUNNER_UPDATE_TO";
+/// Test knob: the server to talk to instead of the JIT config's, e.g. an unreachable one for
+/// a runner that never comes online.
+pub const SERVER_URL_KNOB: &str = "FAKE_RUNNER_SERVER_URL";
 /// The marker of a done update, in the runner's root.
 const UPDATED_MARKER: &str = ".fake-runner-updated";
 
@@ -216,7 +219,12 @@ fn run(args: &[String], env_jit: Option<String>) -> i32 {
         }
     }
 
-    let mut client = Client::new(&cfg.server_url, cfg.agent_id, &cfg.token);
+    // Test knob: talk to another server than the JIT config's (e.g. one that is not there).
+    let server_url = std::env::var(SERVER_URL_KNOB)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| cfg.server_url.clone());
+    let mut client = Client::new(&server_url, cfg.agent_id, &cfg.token);
     if let Some(secs) = std::env::var("FAKE_RUNNER_RETRY_SECS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())

@@ -418,6 +418,20 @@ impl State {
         if newly_deprecated {
             self.pool_mut(&pool).image.stale = true;
         }
+        // The last lines can reach the log just after the exit was seen: a job's result then
+        // judges an exit that still waits for the registration list.
+        let r = &self.runners[name];
+        if r.phase == Phase::Exited
+            && r.verdict == Verdict::Pending
+            && !r.stop_requested
+            && !r.failed
+            && r.outcome.result.is_some()
+        {
+            if let Some(r) = self.runners.get_mut(name) {
+                r.verdict = Verdict::Gone;
+            }
+            self.succeed_runner(name);
+        }
     }
 
     /// What the pool says about a runner GitHub refused as too old (exit 7, or its output).

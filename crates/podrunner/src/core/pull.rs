@@ -135,7 +135,14 @@ mod tests {
             "no interval for missing"
         );
         assert_eq!(i.due(PullPolicy::Newer, t0 + h), Some(PullReason::Interval));
-        // A stale image seen 10 s after a pull waits for the gap.
+        // A stale image right after the start-up check pulls at once.
+        i.stale = true;
+        assert_eq!(i.due(PullPolicy::Missing, t0), Some(PullReason::Stale));
+        i.begin(PullReason::Stale, t0);
+        assert!(!i.stale);
+        i.done(Ok(true), h, t0);
+        assert_eq!((i.pulls, i.updates), (2, 1));
+        // Another one 10 s later waits for the gap.
         i.stale = true;
         assert_eq!(
             i.due(PullPolicy::Missing, t0 + Duration::from_secs(10)),
@@ -145,10 +152,7 @@ mod tests {
             i.due(PullPolicy::Missing, t0 + PULL_MIN_GAP),
             Some(PullReason::Stale)
         );
-        i.begin(PullReason::Stale, t0 + PULL_MIN_GAP);
-        assert!(!i.stale);
-        i.done(Ok(true), h, t0 + PULL_MIN_GAP);
-        assert_eq!((i.pulls, i.updates), (2, 1));
+        i.stale = false;
         // A failed pull retries after PULL_RETRY, not a whole interval.
         let t1 = t0 + 2 * h;
         i.begin(PullReason::Interval, t1);

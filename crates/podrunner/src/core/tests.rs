@@ -811,7 +811,7 @@ fn deprecated_version_fails_with_the_fix_and_pulls_at_once() {
         reason: pull::PullReason::Start
     }));
     s.pull_done(&specs[0], Ok(None), t0);
-    let t1 = t0 + pull::PULL_MIN_GAP;
+    let t1 = t0 + Duration::from_secs(1);
     s.runner_output(
         "ci-00000001",
         &lines(&[

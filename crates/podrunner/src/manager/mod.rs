@@ -620,6 +620,8 @@ impl Manager {
         let mut sighup = signal(SignalKind::hangup())?;
         let mut signals = 0u32;
         let mut rng_suffix = github::random_suffix;
+        // The pools' failure reasons as last logged: each new one is logged once.
+        let mut shown_errors: BTreeMap<String, String> = BTreeMap::new();
         tracing::info!(
             "podrunner manager started: {} pools, control socket {}",
             self.ctx.cfg.pools.len(),
@@ -679,6 +681,14 @@ impl Manager {
             }
             for f in self.state.take_finished() {
                 log_finished(&f);
+            }
+            for (pool, ps) in &self.state.pools {
+                if let Some(e) = &ps.last_error {
+                    if shown_errors.get(pool) != Some(e) {
+                        tracing::warn!(pool = %pool, "{e}");
+                        shown_errors.insert(pool.clone(), e.clone());
+                    }
+                }
             }
         }
         events_task.abort();

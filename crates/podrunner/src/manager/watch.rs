@@ -25,6 +25,11 @@ fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// After the exit, how long to keep reading lines conmon has not written yet.
+const LATE_LINES_WAIT: Duration = Duration::from_secs(1);
+/// The last line `run.sh` prints (actions/runner `src/Misc/layoutroot/run.sh`).
+const LAST_LINE: &str = "Exiting runner...";
+
 /// How often a runner's log is read for new lines while it runs: status shows a job within
 /// this, and the reads cost nothing when the file has not grown.
 const LOG_POLL: Duration = Duration::from_millis(500);
@@ -123,11 +128,32 @@ pub async fn watch_container(
     loop {
         tokio::select! {
             r = afd.readable() => {
-                // The output is in the log before the process is reaped: read it first, so
-                // the loop judges the exit knowing the runner's last words.
-                flush(&mut offset, &mut partial);
+                // Read what is in the log first, so the loop judges the exit knowing the
+                // runner's last words; conmon may still be writing the last lines, so keep
+                // reading a moment after (run.sh's last line is "Exiting runner...").
+                let mut last = read_new_lines(&log, &mut offset, &mut partial);
+                let done = |l: &[String]| l.last().is_some_and(|x| x.starts_with(LAST_LINE));
+                let complete = done(&last);
+                if !last.is_empty() {
+                    let _ = tx.send(Outcome::Output { name: name.clone(), lines: std::mem::take(&mut last) });
+                }
                 if r.is_ok() {
                     exited(&tx);
+                }
+                if !complete {
+                    let mut waited = Duration::ZERO;
+                    while waited < LATE_LINES_WAIT {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        waited += Duration::from_millis(20);
+                        let more = read_new_lines(&log, &mut offset, &mut partial);
+                        let end = done(&more);
+                        if !more.is_empty() {
+                            let _ = tx.send(Outcome::Output { name: name.clone(), lines: more });
+                        }
+                        if end {
+                            break;
+                        }
+                    }
                 }
                 break;
             }
