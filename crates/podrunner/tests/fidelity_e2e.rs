@@ -391,7 +391,7 @@ async fn a_deprecated_image_is_replaced_by_a_pull_and_self_updates_are_seen() {
         "{j:?}"
     );
     assert_eq!(
-        serde_json::to_value(&j.conclusion).unwrap(),
+        serde_json::to_value(j.conclusion).unwrap(),
         "success",
         "{j:?}"
     );
