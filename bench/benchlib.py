@@ -3,7 +3,8 @@ image and host arguments, the fake GitHub, HTTP to it, and /proc figures of a pr
 import json, os, subprocess, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGE = "localhost/podrunner-test-runner:latest"
+# The test image; PODRUNNER_TEST_IMAGE names another tag (images/test-runner/build.sh honours it).
+IMAGE = os.environ.get("PODRUNNER_TEST_IMAGE", "localhost/podrunner-test-runner:latest")
 
 
 def run_args():
