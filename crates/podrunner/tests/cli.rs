@@ -145,7 +145,7 @@ fn doctor_runs_without_a_config() {
         .iter()
         .find(|c| c["id"] == "config")
         .unwrap();
-    assert_eq!(c["status"], "skip");
+    assert_eq!(c["status"], "warn");
     assert!(c["found"].as_str().unwrap().contains("pool checks"), "{c}");
     assert!(
         c["fix"].as_str().unwrap().starts_with("podrunner config init OWNER/REPO"),

@@ -242,9 +242,10 @@ impl Facts {
 }
 
 /// A Skip for a check that only matters to rootless Podman.
-/// No config file yet: the checks that need pools were skipped.
+/// No config file yet: the checks that need pools were skipped. A warning, so that the text
+/// output shows the fix.
 pub fn no_config_check(path: &std::path::Path) -> Check {
-    Check::new("config", "config file", Status::Skip)
+    Check::new("config", "config file", Status::Warn)
         .found(format!(
             "{} does not exist: host checks ran with the defaults; pool checks (images, Docker per pool, GitHub access to the pools' repositories) were skipped",
             path.display()
