@@ -148,7 +148,10 @@ fn doctor_runs_without_a_config() {
     assert_eq!(c["status"], "warn");
     assert!(c["found"].as_str().unwrap().contains("pool checks"), "{c}");
     assert!(
-        c["fix"].as_str().unwrap().starts_with("podrunner config init OWNER/REPO"),
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("podrunner config init OWNER/REPO"),
         "{c}"
     );
     // The text form says it too.

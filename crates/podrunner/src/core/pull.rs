@@ -54,6 +54,10 @@ pub enum PullReason {
 pub struct ImageState {
     #[serde(skip)]
     pub in_flight: bool,
+    /// The start-up check ran (it pulls only a missing image, so it sets no gap).
+    #[serde(skip)]
+    pub checked: bool,
+    /// The last pull that was not a start-up check.
     #[serde(skip)]
     pub last_attempt: Option<Instant>,
     #[serde(skip)]
@@ -73,7 +77,7 @@ impl ImageState {
         if self.in_flight || policy == PullPolicy::Never {
             return None;
         }
-        if self.last_attempt.is_none() {
+        if !self.checked {
             return Some(PullReason::Start);
         }
         let gap_ok = self
@@ -90,7 +94,10 @@ impl ImageState {
 
     pub fn begin(&mut self, reason: PullReason, now: Instant) {
         self.in_flight = true;
-        self.last_attempt = Some(now);
+        self.checked = true;
+        if reason != PullReason::Start {
+            self.last_attempt = Some(now);
+        }
         if reason == PullReason::Stale {
             self.stale = false;
         }
