@@ -54,6 +54,16 @@ const INPUT_ENV_PREFIX: &str = "ACTIONS_RUNNER_INPUT_";
 /// Where the runner's settings files are (see [`runner_root`]).
 pub const ROOT_ENV: &str = "FAKE_RUNNER_ROOT";
 
+/// Writes an error line to stderr in one write, as .NET's `Console.Error.WriteLine` does:
+/// `eprintln!` writes the pieces of its format one by one, which a container log records as
+/// partial lines.
+macro_rules! error_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(format!("{}\n", format!($($arg)*)).as_bytes());
+    }};
+}
+
 /// What the main thread waits for.
 pub enum Event {
     Signal(i32),
@@ -196,7 +206,7 @@ fn run(args: &[String], env_jit: Option<String>) -> i32 {
     if env_true(DEPRECATED_KNOB) {
         // Program.cs: `An error occurred: {e.Message}` through WriteError (stderr); the message
         // is the server's.
-        eprintln!("An error occurred: Runner version v{VERSION} is deprecated and cannot receive messages.");
+        error_line!("An error occurred: Runner version v{VERSION} is deprecated and cannot receive messages.");
         return if env_true(DEPRECATED_EXIT_ENV) {
             EXIT_VERSION_DEPRECATED
         } else {
@@ -346,19 +356,19 @@ fn env_true(var: &str) -> bool {
 fn report_fatal(e: &ApiError) -> i32 {
     match e {
         // MessageListener.cs / BrokerMessageListener.cs, a 404 while getting messages.
-        ApiError::NotFound(_) => eprintln!(
+        ApiError::NotFound(_) => error_line!(
             "The runner no longer exists on the server. Please reconfigure the runner."
         ),
-        ApiError::Unauthorized(body) => eprintln!(
+        ApiError::Unauthorized(body) => error_line!(
             "An error occurred: Access denied: the server rejected the runner's credentials. ({body})"
         ),
-        ApiError::Conflict(body) => eprintln!(
+        ApiError::Conflict(body) => error_line!(
             "A session for this runner already exists. ({body})"
         ),
-        ApiError::Network(_) | ApiError::Server(..) => eprintln!(
+        ApiError::Network(_) | ApiError::Server(..) => error_line!(
             "An error occurred: Could not talk to the server, giving up for now (retryable): {e}"
         ),
-        ApiError::Client(..) | ApiError::BadAnswer(_) => eprintln!("An error occurred: {e}"),
+        ApiError::Client(..) | ApiError::BadAnswer(_) => error_line!("An error occurred: {e}"),
     }
     e.exit_code()
 }

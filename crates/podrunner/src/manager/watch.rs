@@ -34,9 +34,18 @@ const LAST_LINE: &str = "Exiting runner...";
 /// this, and the reads cost nothing when the file has not grown.
 const LOG_POLL: Duration = Duration::from_millis(500);
 
+/// Partial records (`P`) waiting for the rest of their line, per stream: a program's stdout
+/// and stderr interleave in the log.
+#[derive(Debug, Default)]
+pub struct Partial {
+    stdout: String,
+    stderr: String,
+}
+
 /// Reads what was appended to a k8s-file log since `offset`: whole messages (partial `P`
-/// records joined to the next one). Advances `offset` past whole lines only.
-pub fn read_new_lines(path: &Path, offset: &mut u64, partial: &mut String) -> Vec<String> {
+/// records joined to the next record of the same stream). Advances `offset` past whole lines
+/// only.
+pub fn read_new_lines(path: &Path, offset: &mut u64, partial: &mut Partial) -> Vec<String> {
     use std::io::{Read, Seek, SeekFrom};
     let Ok(mut f) = std::fs::File::open(path) else {
         return Vec::new();
@@ -56,11 +65,16 @@ pub fn read_new_lines(path: &Path, offset: &mut u64, partial: &mut String) -> Ve
     let mut out = Vec::new();
     for l in text.lines() {
         let mut parts = l.splitn(4, ' ');
-        let (_ts, _stream, tag) = (parts.next(), parts.next(), parts.next());
+        let (_ts, stream, tag) = (parts.next(), parts.next(), parts.next());
         let msg = parts.next().unwrap_or("");
-        partial.push_str(msg);
+        let buf = if stream == Some("stderr") {
+            &mut partial.stderr
+        } else {
+            &mut partial.stdout
+        };
+        buf.push_str(msg);
         if tag != Some("P") {
-            out.push(std::mem::take(partial));
+            out.push(std::mem::take(buf));
         }
     }
     out
@@ -76,8 +90,8 @@ pub async fn watch_container(
     name: String,
     tx: UnboundedSender<Outcome>,
 ) {
-    let (mut offset, mut partial) = (0u64, String::new());
-    let flush = |offset: &mut u64, partial: &mut String| {
+    let (mut offset, mut partial) = (0u64, Partial::default());
+    let flush = |offset: &mut u64, partial: &mut Partial| {
         let lines = read_new_lines(&log, offset, partial);
         if !lines.is_empty() {
             let _ = tx.send(Outcome::Output {
@@ -173,11 +187,14 @@ mod tests {
         let p = dir.path().join("r.log");
         std::fs::write(
             &p,
-            "t stdout F one\nt stdout P tw\nt stdout F o\nt stderr F thr",
+            "t stdout F one\nt stderr P err-a\nt stdout P tw\nt stdout F o\nt stderr F -b\nt stderr F thr",
         )
         .unwrap();
-        let (mut off, mut part) = (0, String::new());
-        assert_eq!(read_new_lines(&p, &mut off, &mut part), vec!["one", "two"]);
+        let (mut off, mut part) = (0, Partial::default());
+        assert_eq!(
+            read_new_lines(&p, &mut off, &mut part),
+            vec!["one", "two", "err-a-b"]
+        );
         assert_eq!(
             read_new_lines(&p, &mut off, &mut part),
             Vec::<String>::new()
