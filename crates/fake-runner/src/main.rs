@@ -1,7 +1,9 @@
 //! `fake-runner`: stands in for GitHub's `run.sh` (Runner.Listener) in JIT mode inside
 //! podrunner's test image. It takes exactly one job from fake-github over the fake runner
 //! protocol (docs/test-bench.md), runs it with `sh -c`, reports it and exits, printing the lines
-//! the real runner prints. Exit codes and signal behaviour follow docs/github-runner.md.
+//! the real runner prints (docs/test-bench.md, "What the fake runner prints", names the
+//! actions/runner files each line comes from). Exit codes and signal behaviour are the real
+//! listener's too.
 
 mod api;
 mod jit;
@@ -20,17 +22,47 @@ use api::{ApiError, Client, Completion, Job};
 
 pub const VERSION: &str = "2.999.0-fake";
 
-/// Listener exit codes (docs/github-runner.md, "Exit codes").
+/// Listener exit codes (docs/github-runner.md, "Exit codes"; docs/runner-output.md).
 pub const EXIT_SUCCESS: i32 = 0;
 pub const EXIT_TERMINATED: i32 = 1;
 pub const EXIT_RETRYABLE: i32 = 2;
+/// An ephemeral runner exits to update itself (`RunOnceRunnerUpdating`).
+pub const EXIT_RUN_ONCE_UPDATING: i32 = 4;
 pub const EXIT_SESSION_CONFLICT: i32 = 5;
+/// GitHub refused the version, with [`DEPRECATED_EXIT_ENV`] set (`RunnerVersionDeprecated`).
+pub const EXIT_VERSION_DEPRECATED: i32 = 7;
+
+/// With this set to a true value the listener exits 7 instead of 1 when GitHub refuses its
+/// version (`Program.cs`, `GetRunnerVersionDeprecatedExitCode`).
+pub const DEPRECATED_EXIT_ENV: &str = "ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE";
+/// Test knob: act as a runner whose version GitHub refuses (the real refusal comes from the
+/// server when the session is created).
+pub const DEPRECATED_KNOB: &str = "FAKE_RUNNER_DEPRECATED";
+/// Test knob: act as a runner told to update itself to this version before its first job;
+/// it updates once (a marker in its root remembers), like the real one that then runs the
+/// new version.
+pub const UPDATE_KNOB: &str = "FAKE_RUNNER_UPDATE_TO";
+/// Test knob: the server to talk to instead of the JIT config's, e.g. an unreachable one for
+/// a runner that never comes online.
+pub const SERVER_URL_KNOB: &str = "FAKE_RUNNER_SERVER_URL";
+/// The marker of a done update, in the runner's root.
+const UPDATED_MARKER: &str = ".fake-runner-updated";
 
 /// The environment variable the runner reads `--jitconfig` from.
 pub const JITCONFIG_ENV: &str = "ACTIONS_RUNNER_INPUT_JITCONFIG";
 const INPUT_ENV_PREFIX: &str = "ACTIONS_RUNNER_INPUT_";
 /// Where the runner's settings files are (see [`runner_root`]).
 pub const ROOT_ENV: &str = "FAKE_RUNNER_ROOT";
+
+/// Writes an error line to stderr in one write, as .NET's `Console.Error.WriteLine` does:
+/// `eprintln!` writes the pieces of its format one by one, which a container log records as
+/// partial lines.
+macro_rules! error_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(format!("{}\n", format!($($arg)*)).as_bytes());
+    }};
+}
 
 /// What the main thread waits for.
 pub enum Event {
@@ -171,7 +203,38 @@ fn run(args: &[String], env_jit: Option<String>) -> i32 {
         }
     });
 
-    let mut client = Client::new(&cfg.server_url, cfg.agent_id, &cfg.token);
+    if env_true(DEPRECATED_KNOB) {
+        // Program.cs: `An error occurred: {e.Message}` through WriteError (stderr); the message
+        // is the server's.
+        error_line!("An error occurred: Runner version v{VERSION} is deprecated and cannot receive messages.");
+        return if env_true(DEPRECATED_EXIT_ENV) {
+            EXIT_VERSION_DEPRECATED
+        } else {
+            EXIT_TERMINATED
+        };
+    }
+    if let Some(target) = std::env::var(UPDATE_KNOB).ok().filter(|v| !v.is_empty()) {
+        let marker = runner_root().join(UPDATED_MARKER);
+        if !marker.exists() {
+            print_banner();
+            // SelfUpdaterV2.cs, in order; an ephemeral runner then exits 4.
+            println!("Runner update in progress, do not shutdown runner.");
+            println!("Downloading {target} runner");
+            println!("Generate and execute update script.");
+            println!(
+                "Runner will exit shortly for update, should be back online within 10 seconds."
+            );
+            let _ = std::fs::write(&marker, &target);
+            return EXIT_RUN_ONCE_UPDATING;
+        }
+    }
+
+    // Test knob: talk to another server than the JIT config's (e.g. one that is not there).
+    let server_url = std::env::var(SERVER_URL_KNOB)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| cfg.server_url.clone());
+    let mut client = Client::new(&server_url, cfg.agent_id, &cfg.token);
     if let Some(secs) = std::env::var("FAKE_RUNNER_RETRY_SECS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -258,10 +321,7 @@ fn acquire_loop(client: &Client, tx: &Sender<Event>) {
     let result = match first {
         Err(e) => Err(e),
         Ok(maybe_job) => {
-            println!("√ Connected to GitHub");
-            println!();
-            println!("Current runner version: '{VERSION}'");
-            log("Listening for Jobs");
+            print_banner();
             match maybe_job {
                 Some(job) => Ok(job),
                 None => loop {
@@ -277,22 +337,38 @@ fn acquire_loop(client: &Client, tx: &Sender<Event>) {
     let _ = tx.send(Event::Acquired(result));
 }
 
-/// Prints a final error the way the runner does and returns its exit code.
+/// What the runner prints once it has a session: `BrokerMessageListener.cs` ("Connected to
+/// GitHub", a success message) and `Runner.cs` (version, then the timestamped "Listening for
+/// Jobs").
+fn print_banner() {
+    println!("√ Connected to GitHub");
+    println!();
+    println!("Current runner version: '{VERSION}'");
+    log("Listening for Jobs");
+}
+
+fn env_true(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
+}
+
+/// Prints a final error the way the runner does (`Terminal.WriteError`: stderr) and returns
+/// its exit code.
 fn report_fatal(e: &ApiError) -> i32 {
     match e {
-        ApiError::NotFound(body) => println!(
-            "An error occurred: The runner no longer exists on the server. Runner registration has been deleted from the server, please re-configure. ({body})"
+        // MessageListener.cs / BrokerMessageListener.cs, a 404 while getting messages.
+        ApiError::NotFound(_) => error_line!(
+            "The runner no longer exists on the server. Please reconfigure the runner."
         ),
-        ApiError::Unauthorized(body) => println!(
+        ApiError::Unauthorized(body) => error_line!(
             "An error occurred: Access denied: the server rejected the runner's credentials. ({body})"
         ),
-        ApiError::Conflict(body) => println!(
+        ApiError::Conflict(body) => error_line!(
             "A session for this runner already exists. ({body})"
         ),
-        ApiError::Network(_) | ApiError::Server(..) => println!(
+        ApiError::Network(_) | ApiError::Server(..) => error_line!(
             "An error occurred: Could not talk to the server, giving up for now (retryable): {e}"
         ),
-        ApiError::Client(..) | ApiError::BadAnswer(_) => println!("An error occurred: {e}"),
+        ApiError::Client(..) | ApiError::BadAnswer(_) => error_line!("An error occurred: {e}"),
     }
     e.exit_code()
 }
@@ -365,6 +441,20 @@ mod tests {
             timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "2000-02-29 00:00:00Z"
         );
+    }
+
+    #[test]
+    fn a_deprecated_version_exits_7_only_when_asked() {
+        let enc = jit::encode_for_tests(
+            r#"{"agentId": 1, "agentName": "r", "serverUrl": "http://127.0.0.1:9"}"#,
+            r#"{"scheme": "OAuthAccessToken", "data": {"token": "t"}}"#,
+        );
+        std::env::set_var(DEPRECATED_KNOB, "1");
+        std::env::remove_var(DEPRECATED_EXIT_ENV);
+        assert_eq!(run(&[], Some(enc.clone())), EXIT_TERMINATED);
+        std::env::set_var(DEPRECATED_EXIT_ENV, "1");
+        assert_eq!(run(&[], Some(enc)), EXIT_VERSION_DEPRECATED);
+        std::env::remove_var(DEPRECATED_KNOB);
     }
 
     #[test]

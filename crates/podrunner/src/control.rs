@@ -89,6 +89,12 @@ pub struct PoolStatus {
     /// Seconds until the next start is allowed, when backing off.
     pub backing_off_secs: Option<u64>,
     pub last_error: Option<String>,
+    /// The last finished jobs as the runners reported them, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<crate::core::JobRecord>,
+    /// The last image pull's error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_error: Option<String>,
     /// How the pool is sized and what GitHub last reported (docs/scaling.md). Absent from
     /// managers before this field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,6 +153,9 @@ pub struct RunnerStatus {
     /// before this field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker: Option<String>,
+    /// The job it runs (or ran), as the runner named it in its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// Parses one request line; the error is what the manager answers.

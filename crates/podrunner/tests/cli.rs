@@ -97,3 +97,64 @@ fn stop_and_status_without_a_manager() {
     assert_eq!(v["manager"], "not-running");
     assert_eq!(v["containers"], serde_json::json!([]));
 }
+
+/// `config init` writes a starter config that `config check` accepts, and never overwrites.
+#[test]
+fn config_init_writes_a_valid_starter_and_never_overwrites() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("sub/config.toml").display().to_string();
+    let (code, out, err) = podrunner(&["config", "init", "octo/hello", "--config", &cfg]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("wrote {cfg}")), "{out}");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("repository = \"octo/hello\""), "{text}");
+    let (code, out, err) = podrunner(&["config", "check", "--config", &cfg]);
+    // 1: the token file is missing on this host; the config itself is valid.
+    assert!(code == 0 || code == 1, "{out}{err}");
+    assert!(out.contains(": ok"), "{out}{err}");
+    std::fs::write(&cfg, "# mine\n").unwrap();
+    let (code, _, err) = podrunner(&["config", "init", "octo/other", "--config", &cfg]);
+    assert_eq!(code, 1);
+    assert!(err.contains("exists; it is left as it is"), "{err}");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "# mine\n");
+    let (code, _, err) = podrunner(&["config", "init", "not-a-repo", "--config", &cfg]);
+    assert_eq!(code, 2, "{err}");
+}
+
+/// `doctor` before any config exists: every host check runs, and a `config` check says the
+/// pool checks were skipped and how to make a config.
+#[test]
+fn doctor_runs_without_a_config() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("none.toml").display().to_string();
+    let (code, out, err) = podrunner(&["doctor", "--json", "--config", &cfg]);
+    assert!(code == 0 || code == 1, "{code} {out}{err}");
+    let checks: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for id in ["podman", "runtime", "cgroup", "storage", "token", "config"] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    let c = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "config")
+        .unwrap();
+    assert_eq!(c["status"], "warn");
+    assert!(c["found"].as_str().unwrap().contains("pool checks"), "{c}");
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("podrunner config init OWNER/REPO"),
+        "{c}"
+    );
+    // The text form says it too.
+    let (_, text, _) = podrunner(&["doctor", "--config", &cfg]);
+    assert!(text.contains("podrunner config init OWNER/REPO"), "{text}");
+}

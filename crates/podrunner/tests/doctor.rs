@@ -74,6 +74,7 @@ fn env(uid: u32) -> Env {
         xdg_state_home: None,
         xdg_data_home: None,
         xdg_runtime_dir: None,
+        ..Env::default()
     }
 }
 

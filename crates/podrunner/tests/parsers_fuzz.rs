@@ -13,6 +13,7 @@ fn env() -> Env {
         xdg_state_home: None,
         xdg_data_home: None,
         xdg_runtime_dir: Some("/run/user/1000".into()),
+        ..Env::default()
     }
 }
 

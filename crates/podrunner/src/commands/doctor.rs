@@ -2,6 +2,7 @@
 //! fix for whatever is missing (see docs/doctor.md and [`crate::doctor`]).
 
 use super::Cli;
+use crate::config::{Config, ConfigError, Env};
 use crate::doctor::{self, Host};
 
 #[derive(Debug, clap::Args)]
@@ -12,12 +13,31 @@ pub struct Args {
 }
 
 /// Exit status 1 when any check fails, 0 otherwise (warnings included); 2 for a bad config.
+/// Without a config file every host check still runs (with the defaults), and a `config`
+/// check says which pool checks were skipped and how to make one.
 pub async fn exec(cli: &Cli, args: &Args) -> i32 {
-    let cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
+    let env = Env::from_process();
+    let path = cli.config_path(&env);
+    let (cfg, missing) = match Config::load(&path, &env) {
+        Ok(c) => (c, false),
+        Err(ConfigError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            match Config::without_pools(&path, &env) {
+                Ok(c) => (c, true),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
     };
-    let checks = doctor::run_all(&cfg, &Host::real()).await;
+    let mut checks = doctor::run_all(&cfg, &Host::real()).await;
+    if missing {
+        checks.push(doctor::no_config_check(&path));
+    }
     if args.json {
         println!(
             "{}",

@@ -3,6 +3,7 @@
 
 pub mod completions;
 pub mod config_check;
+pub mod config_init;
 pub mod docker_proxy;
 pub mod doctor;
 pub mod engine_exec;
@@ -91,6 +92,8 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Validate the config file and show what it means
     Check(config_check::Args),
+    /// Write a commented starter config for a repository (never overwrites)
+    Init(config_init::Args),
 }
 
 impl Cli {
@@ -128,6 +131,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Config(ConfigCommand::Check(a)) => config_check::exec(&cli, a).await,
         Command::Completions(a) => completions::exec(a),
         Command::Man(a) => completions::exec_man(a),
+        Command::Config(ConfigCommand::Init(a)) => config_init::exec(&cli, a).await,
         Command::DockerProxy(a) => docker_proxy::exec(&cli, a).await,
         Command::EngineExec(a) => engine_exec::exec(a),
     }

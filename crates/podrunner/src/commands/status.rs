@@ -131,14 +131,31 @@ pub fn render(s: &StatusSnapshot) -> String {
         if let Some(e) = &p.last_error {
             out.push_str(&format!("  last failure: {e}\n"));
         }
+        if let Some(e) = &p.image_error {
+            out.push_str(&format!("  image pull failed: {e}\n"));
+        }
+        if !p.recent.is_empty() {
+            let last: Vec<String> = p
+                .recent
+                .iter()
+                .rev()
+                .take(5)
+                .map(|j| match j.duration_secs {
+                    Some(d) => format!("{} {} ({})", j.job, j.result.as_str(), age(d as u64)),
+                    None => format!("{} {}", j.job, j.result.as_str()),
+                })
+                .collect();
+            out.push_str(&format!("  last jobs: {}\n", last.join(", ")));
+        }
     }
-    let mut rows: Vec<[String; 6]> = vec![[
+    let mut rows: Vec<[String; 7]> = vec![[
         "POOL".into(),
         "RUNNER".into(),
         "CONTAINER".into(),
         "STATE".into(),
         "DOCKER".into(),
         "AGE".into(),
+        "JOB".into(),
     ]];
     for r in &s.runners {
         rows.push([
@@ -148,6 +165,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             r.state.clone(),
             r.docker.clone().unwrap_or_else(|| "-".into()),
             age(r.age_secs),
+            r.job.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     for p in &s.pools {
@@ -159,10 +177,11 @@ pub fn render(s: &StatusSnapshot) -> String {
                 "backing-off".into(),
                 "-".into(),
                 format!("next in {secs}s"),
+                "-".into(),
             ]);
         }
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();
     for r in rows {
@@ -236,6 +255,13 @@ mod tests {
                 backing_off_secs: Some(9),
                 last_error: Some("runner ci-1 exited with code 3".into()),
                 scaling: None,
+                recent: vec![crate::core::JobRecord {
+                    runner: "ci-0000000b".into(),
+                    job: "build".into(),
+                    result: crate::core::outcome::JobResult::Failed,
+                    duration_secs: Some(75.0),
+                }],
+                image_error: None,
             }],
             runners: vec![RunnerStatus {
                 pool: "ci".into(),
@@ -246,6 +272,7 @@ mod tests {
                 age_secs: 30,
                 adopted: false,
                 docker: Some("engine".into()),
+                job: Some("test".into()),
             }],
         };
         assert_eq!(
@@ -253,10 +280,11 @@ mod tests {
             "podrunner manager: running (pid 42, up 65s, instance default)\n\
              GitHub API: 7 calls made, rate limit 4990/5000 left\n\
              pool ci (o/r): 1/2 runners, 3 jobs done, backing off 9s after 2 failure(s)\n  \
-             last failure: runner ci-1 exited with code 3\n\
-             POOL  RUNNER       CONTAINER     STATE        DOCKER  AGE\n\
-             ci    ci-0000000a  abcdef012345  idle         engine  30s\n\
-             ci    -            -             backing-off  -       next in 9s\n"
+             last failure: runner ci-1 exited with code 3\n  \
+             last jobs: build failed (75s)\n\
+             POOL  RUNNER       CONTAINER     STATE        DOCKER  AGE         JOB\n\
+             ci    ci-0000000a  abcdef012345  idle         engine  30s         test\n\
+             ci    -            -             backing-off  -       next in 9s  -\n"
         );
     }
 

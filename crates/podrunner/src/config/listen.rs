@@ -78,6 +78,7 @@ mod tests {
             xdg_state_home: None,
             xdg_data_home: None,
             xdg_runtime_dir: Some("/run/user/1000".into()),
+            ..Default::default()
         };
         let text = format!("[manager]\n{manager}\n[[pool]]\nname = \"p\"\nrepository = \"o/r\"\n");
         crate::config::Config::parse(&text, std::path::Path::new("/c.toml"), &env)

@@ -35,8 +35,16 @@ pub const MIN_STOP_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
 /// How long a drain waits for busy runners to finish their job before stopping them.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
-/// The default pause before a replacement runner starts after one exits normally.
+/// The default pause before a replacement starts after a runner failed (never after a job
+/// that ran: the replacement of a finished runner starts at once).
 pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
+/// Overrides the host id (`[manager] host_id` wins over it), e.g. for two managers on one
+/// machine standing in for two hosts.
+pub const HOST_ID_ENV: &str = "PODRUNNER_HOST_ID";
+/// systemd's stable machine identity, the default host id's source (docs/hosts.md).
+pub const MACHINE_ID_FILE: &str = "/etc/machine-id";
+/// The shortest `pull_interval`: a check is a registry request; more often only costs.
+pub const MIN_PULL_INTERVAL: Duration = Duration::from_secs(10);
 /// GitHub refuses more than 100 labels on a runner (docs/github-runner.md, JIT body).
 pub const MAX_LABELS: usize = 100;
 /// History rows older than this are deleted (docs/history.md): a month answers "what ran
@@ -48,7 +56,7 @@ pub const DEFAULT_HISTORY_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Where a problem in the config file sits.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}\n  fix: create it (see the README's configuration reference) or pass --config PATH")]
+    #[error("cannot read config file {path}: {source}\n  fix: create one with `podrunner config init OWNER/REPO` (or see the README's configuration reference), or pass --config PATH")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -114,6 +122,7 @@ struct RawManager {
     history: Option<bool>,
     history_max_age: Option<Secs>,
     history_max_size: Option<Memory>,
+    host_id: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +156,10 @@ struct RawPool {
     scale_set: Option<Spanned<toml::Value>>,
     disable_update: Option<Spanned<bool>>,
     poll_interval: Option<Spanned<Secs>>,
+    online_timeout: Option<Secs>,
+    pull: Option<Spanned<String>>,
+    pull_interval: Option<Secs>,
+    pull_source: Option<String>,
 }
 
 /// How jobs of a pool get a Docker-compatible engine (docs/docker.md).
@@ -235,6 +248,8 @@ pub struct ManagerConfig {
     #[serde(with = "secs")]
     pub history_max_age: Duration,
     pub history_max_bytes: u64,
+    /// Part of every runner name, so hosts sharing this config never collide (docs/hosts.md).
+    pub host_id: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -283,6 +298,23 @@ pub struct PoolConfig {
     /// Label demand pools: how often the repository's queued jobs are polled.
     #[serde(with = "secs")]
     pub poll_interval: Duration,
+    /// A runner not online after this long is retired and counted a failure (0: never).
+    #[serde(with = "secs")]
+    pub online_timeout: Duration,
+    /// When podrunner pulls the image (docs/images.md).
+    pub pull: crate::core::PullPolicy,
+    #[serde(with = "secs")]
+    pub pull_interval: Duration,
+    /// Where to pull from instead of `image` (any podman transport, e.g. `oci-archive:PATH`);
+    /// the result is tagged as `image`.
+    pub pull_source: Option<String>,
+}
+
+impl PoolConfig {
+    /// The prefix of the names this host gives the pool's runners.
+    pub fn host_prefix(&self, host_id: &str) -> String {
+        crate::core::naming::host_prefix(self.runner_name.as_str(), host_id)
+    }
 }
 
 mod secs {
@@ -318,13 +350,17 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The environment the defaults depend on, passed in so tests can fix it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Env {
     pub home: PathBuf,
     pub uid: u32,
     pub xdg_state_home: Option<PathBuf>,
     pub xdg_data_home: Option<PathBuf>,
     pub xdg_runtime_dir: Option<PathBuf>,
+    /// `PODRUNNER_HOST_ID`.
+    pub host_id: Option<String>,
+    /// The content of `/etc/machine-id`.
+    pub machine_id: Option<String>,
 }
 
 impl Env {
@@ -341,6 +377,11 @@ impl Env {
             xdg_state_home: var("XDG_STATE_HOME"),
             xdg_data_home: var("XDG_DATA_HOME"),
             xdg_runtime_dir: var("XDG_RUNTIME_DIR"),
+            host_id: std::env::var(HOST_ID_ENV).ok().filter(|v| !v.is_empty()),
+            machine_id: std::fs::read_to_string(MACHINE_ID_FILE)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
         }
     }
 
@@ -388,6 +429,18 @@ impl Env {
 }
 
 impl Config {
+    /// The settings of a config file without pools (all defaults): what `doctor` checks the
+    /// host against before a config exists.
+    pub fn without_pools(path: &Path, env: &Env) -> Result<Config, ConfigError> {
+        let mut c = Config::parse(
+            "[[pool]]\nname = \"none\"\nrepository = \"none/none\"\n",
+            path,
+            env,
+        )?;
+        c.pools.clear();
+        Ok(c)
+    }
+
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -456,11 +509,43 @@ impl Config {
             .state_dir
             .map(|p| expand_home(&p, &env.home))
             .unwrap_or_else(|| env.default_state_dir());
+        let instance = raw
+            .manager
+            .instance
+            .unwrap_or_else(|| PoolName::new("default").expect("valid"));
+        let host_id = match (raw.manager.host_id, &env.host_id) {
+            (Some(h), _) => {
+                if !crate::core::naming::valid_host_id(h.get_ref()) {
+                    return Err(at(
+                        h.span(),
+                        format!("host_id {:?} is not 1 to {} lowercase letters or digits", h.get_ref(), crate::core::naming::MAX_HOST_ID_LEN),
+                        "write e.g. host_id = \"web1\", or remove it to derive one from /etc/machine-id",
+                    ));
+                }
+                h.into_inner()
+            }
+            (None, Some(h)) => {
+                if !crate::core::naming::valid_host_id(h) {
+                    return Err(ConfigError::File {
+                        path: path.to_path_buf(),
+                        message: format!(
+                            "{HOST_ID_ENV}={h:?} is not 1 to {} lowercase letters or digits",
+                            crate::core::naming::MAX_HOST_ID_LEN
+                        ),
+                        fix: format!("unset {HOST_ID_ENV} or give it e.g. \"web1\""),
+                    });
+                }
+                h.clone()
+            }
+            // Without a machine id (containers, chroots) the instance alone: set host_id.
+            (None, None) => crate::core::naming::derive_host_id(
+                env.machine_id.as_deref().unwrap_or(""),
+                instance.as_str(),
+            ),
+        };
         let manager = ManagerConfig {
-            instance: raw
-                .manager
-                .instance
-                .unwrap_or_else(|| PoolName::new("default").expect("valid")),
+            instance,
+            host_id,
             runtime_dir: raw
                 .manager
                 .runtime_dir
@@ -630,6 +715,29 @@ impl Config {
                     ))
                 }
             };
+            let pull = match &p.pull {
+                None => crate::core::PullPolicy::Newer,
+                Some(v) => crate::core::PullPolicy::parse(v.get_ref()).ok_or_else(|| {
+                    at(
+                        v.span(),
+                        format!("pull {:?} is not a pull policy", v.get_ref()),
+                        "write pull = \"newer\" (missing at start, newer every pull_interval), \"missing\" or \"never\"",
+                    )
+                })?,
+            };
+            if p.pull_interval
+                .as_ref()
+                .is_some_and(|i| i.0 < MIN_PULL_INTERVAL)
+            {
+                return Err(at(
+                    span,
+                    format!(
+                        "pool \"{name}\": pull_interval is shorter than {}",
+                        humantime::format_duration(MIN_PULL_INTERVAL)
+                    ),
+                    "check for a newer image every few hours, e.g. pull_interval = \"6h\"",
+                ));
+            }
             let work_dir = p
                 .work_dir
                 .map(|w| expand_home(&w, &env.home))
@@ -671,6 +779,14 @@ impl Config {
                 scale_set: sizing.scale_set,
                 disable_update: sizing.disable_update,
                 poll_interval: sizing.poll_interval,
+                online_timeout: p
+                    .online_timeout
+                    .map_or(crate::core::DEFAULT_ONLINE_TIMEOUT, |s| s.0),
+                pull,
+                pull_interval: p
+                    .pull_interval
+                    .map_or(crate::core::pull::DEFAULT_PULL_INTERVAL, |s| s.0),
+                pull_source: p.pull_source.filter(|s| !s.trim().is_empty()),
                 name,
             });
         }
@@ -917,11 +1033,48 @@ pub(crate) fn test_pool(text: &str) -> PoolConfig {
         xdg_state_home: None,
         xdg_data_home: None,
         xdg_runtime_dir: Some("/run/user/1000".into()),
+        ..crate::config::Env::default()
     };
     Config::parse(text, Path::new("/c.toml"), &env)
         .expect("a valid test config")
         .pools
         .remove(0)
+}
+
+/// What `podrunner config init OWNER/REPO` writes: a working config for one repository, every
+/// other setting commented with its default.
+pub fn starter_config(repository: &str) -> String {
+    format!(
+        r#"# podrunner config: self-hosted GitHub Actions runners, one Podman container per job.
+# All keys and defaults: the README's "Configuration reference". Check it with
+# `podrunner config check`, the host with `podrunner doctor`.
+
+[github]
+# A fine-grained token with "Administration: write" on the repository (classic: `repo`),
+# readable only by you: (umask 077; printf '%s' 'github_pat_...' > ~/.github-runner-token)
+# token_file = "~/.github-runner-token"
+# api_url = "https://api.github.com"      # GitHub Enterprise Server: "https://HOST/api/v3"
+
+[manager]
+# Several hosts may share this file: each names its runners with its own host id, derived
+# from /etc/machine-id (docs/hosts.md). Set one to read names more easily:
+# host_id = "web1"
+
+[[pool]]
+name = "default"
+repository = "{repository}"
+count = 2                         # runners kept ready, each for one job
+labels = ["podman"]               # runs-on: [self-hosted, linux, podman]
+# cpus = 2
+# memory = "4g"
+# image = "ghcr.io/actions/actions-runner:latest"
+# pull = "newer"                  # pull when missing, and look for a newer image every pull_interval
+# pull_interval = "6h"
+# online_timeout = "5m"           # a runner not online by then is replaced
+# restart_delay = "1s"            # pause before a replacement, after failures only
+# docker = "isolated"             # a private Podman engine per runner for `docker` in jobs
+"#
+    )
 }
 
 #[cfg(test)]
@@ -935,11 +1088,65 @@ mod tests {
             xdg_state_home: None,
             xdg_data_home: None,
             xdg_runtime_dir: Some("/run/user/1000".into()),
+            machine_id: Some("0123456789abcdef0123456789abcdef".into()),
+            ..Env::default()
         }
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(s, Path::new("/c.toml"), &env())
+    }
+
+    #[test]
+    fn the_starter_config_is_valid_and_says_what_it_means() {
+        let c = parse(&starter_config("octo/hello")).unwrap();
+        assert_eq!(c.pools.len(), 1);
+        let p = &c.pools[0];
+        assert_eq!(p.scope.api_path(), "repos/octo/hello");
+        assert_eq!((p.count, p.pull), (2, crate::core::PullPolicy::Newer));
+        assert_eq!(p.labels, vec!["self-hosted", "linux", "x64", "podman"]);
+        let none = Config::without_pools(Path::new("/c.toml"), &env()).unwrap();
+        assert!(none.pools.is_empty());
+    }
+
+    #[test]
+    fn host_ids_from_file_env_or_machine() {
+        let derived = parse("[[pool]]\nname = \"a\"\nrepository = \"o/r\"\n").unwrap();
+        assert_eq!(
+            derived.manager.host_id,
+            crate::core::naming::derive_host_id("0123456789abcdef0123456789abcdef", "default")
+        );
+        let e = Env {
+            host_id: Some("web2".into()),
+            ..env()
+        };
+        let text = "[[pool]]\nname = \"a\"\nrepository = \"o/r\"\n";
+        let c = Config::parse(text, Path::new("/c.toml"), &e).unwrap();
+        assert_eq!(c.manager.host_id, "web2");
+        assert_eq!(c.pools[0].host_prefix(&c.manager.host_id), "a-web2");
+        let c = Config::parse(
+            &format!("[manager]\nhost_id = \"web1\"\n{text}"),
+            Path::new("/c.toml"),
+            &e,
+        )
+        .unwrap();
+        assert_eq!(c.manager.host_id, "web1", "the file wins");
+        let err = parse(&format!("[manager]\nhost_id = \"Web-1\"\n{text}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "/c.toml:2:11: host_id \"Web-1\" is not 1 to 8 lowercase letters or digits"
+            ),
+            "{err}"
+        );
+        let err = parse(&format!("{text}pull = \"always\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/c.toml:4:8: pull \"always\" is not a pull policy"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@ use serde::{Deserialize, Deserializer};
 use std::fmt;
 
 /// Longest runner name prefix we accept. GitHub caps runner names at 64 characters and
-/// podrunner appends `-` plus an 8-character suffix.
-pub const MAX_PREFIX_LEN: usize = 55;
+/// podrunner appends `-HOST-SUFFIX` (core/naming.rs): 46.
+pub const MAX_PREFIX_LEN: usize =
+    64 - 2 - crate::core::naming::MAX_HOST_ID_LEN - crate::core::naming::SUFFIX_LEN;
 
 /// Longest label GitHub accepts for a runner label (its UI and API refuse longer ones).
 pub const MAX_LABEL_LEN: usize = 256;
@@ -79,7 +80,7 @@ validated_string!(
 );
 
 validated_string!(
-    /// The prefix of every runner name in a pool; podrunner adds `-` and a unique suffix.
+    /// The prefix of every runner name in a pool; podrunner adds `-HOST-` and a unique suffix.
     RunnerPrefix,
     |s| check_name("runner_name", s, MAX_PREFIX_LEN)
 );
@@ -194,8 +195,8 @@ mod tests {
             PoolName::new("a b").unwrap_err(),
             "pool name \"a b\" contains ' '; use only letters, digits, '-', '_' and '.'"
         );
-        assert!(RunnerPrefix::new("x".repeat(55)).is_ok());
-        assert!(RunnerPrefix::new("x".repeat(56)).is_err());
+        assert!(RunnerPrefix::new("x".repeat(46)).is_ok());
+        assert!(RunnerPrefix::new("x".repeat(47)).is_err());
     }
 
     #[test]

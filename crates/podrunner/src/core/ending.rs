@@ -93,6 +93,8 @@ mod tests {
             container_gone: true,
             oom_killed: false,
             retry_at: None,
+            outcome: Default::default(),
+            failed: false,
         }
     }
 

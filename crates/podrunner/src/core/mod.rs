@@ -14,9 +14,13 @@ pub mod backoff;
 pub mod demand;
 pub mod ending;
 pub mod naming;
+pub mod outcome;
+pub mod pull;
 
+use outcome::{JobResult, RunnerOutcome};
+pub use pull::PullPolicy;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The shortest gap between two lists of GitHub's runners. Exits in that window share one
@@ -34,6 +38,19 @@ pub const RETIRE_RETRY: Duration = Duration::from_secs(10);
 /// After failed lists (GitHub down, token revoked, rate limited) the gap between sweeps
 /// doubles from [`SWEEP_MIN_INTERVAL`] up to this: a dead API costs a few calls an hour.
 pub const SWEEP_BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// A registration of the pool made by another host (or of unknown origin) is deleted only
+/// after it has been offline and idle this long in every list: a runner that is starting is
+/// offline for seconds, and its own host retires one that never comes online after
+/// `online_timeout` (default 5 minutes), well within this.
+pub const FLEET_OFFLINE_GRACE: Duration = Duration::from_secs(15 * 60);
+/// How many finished jobs a pool remembers for `status`.
+pub const RECENT_RESULTS: usize = 10;
+/// Default of `online_timeout`: a JIT runner is online within seconds; five minutes covers a
+/// slow image start and a self-update (about 200 MB).
+pub const DEFAULT_ONLINE_TIMEOUT: Duration = Duration::from_secs(300);
+/// The exit code of `run.sh` when GitHub refuses the runner's version, with
+/// `ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1` (docs/runner-output.md).
+pub const EXIT_VERSION_DEPRECATED: i32 = 7;
 
 /// What desired state says about one pool.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +67,31 @@ pub struct PoolSpec {
     /// Demand pools: runners of the pool at most, counting those still starting or stopping,
     /// so `max` holds even while a retired runner's container winds down.
     pub cap: Option<u32>,
+    /// The pool's `runner_name`: names of the pool made on any host (see [`naming`]).
+    pub family: String,
+    /// A runner that has not come online after this long is retired and counted a failure.
+    pub online_timeout: Duration,
+    pub pull: PullPolicy,
+    /// How often to look for a newer image (`pull = "newer"`).
+    pub pull_interval: Duration,
+}
+
+impl Default for PoolSpec {
+    fn default() -> PoolSpec {
+        PoolSpec {
+            name: String::new(),
+            scope: String::new(),
+            prefix: String::new(),
+            desired: 0,
+            restart_delay: Duration::from_secs(1),
+            family: String::new(),
+            online_timeout: DEFAULT_ONLINE_TIMEOUT,
+            pull: PullPolicy::Never,
+            pull_interval: pull::DEFAULT_PULL_INTERVAL,
+            idle_timeout: None,
+            cap: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,6 +149,10 @@ pub struct RunnerRec {
     /// The kernel's OOM killer struck inside the container.
     pub oom_killed: bool,
     pub retry_at: Option<Instant>,
+    /// What the runner's own output said so far.
+    pub outcome: RunnerOutcome,
+    /// Its end counted as a failure of the pool.
+    pub failed: bool,
 }
 
 impl RunnerRec {
@@ -131,7 +177,14 @@ impl RunnerRec {
             container_gone: false,
             oom_killed: false,
             retry_at: None,
+            outcome: RunnerOutcome::default(),
+            failed: false,
         }
+    }
+
+    /// Came online: it said `Listening for Jobs`, or GitHub listed it online or busy.
+    pub fn came_online(&self) -> bool {
+        self.outcome.listened || self.online || self.busy
     }
 
     /// Counts toward the pool's size.
@@ -155,7 +208,7 @@ impl RunnerRec {
     pub fn display_state(&self) -> &'static str {
         match self.phase {
             Phase::Registering | Phase::Starting => "starting",
-            Phase::Running if self.busy => "busy",
+            Phase::Running if self.busy || self.outcome.took_job() => "busy",
             Phase::Running => "idle",
             Phase::Retiring => "stopping",
             Phase::Exited | Phase::CleaningUp => "exited",
@@ -172,6 +225,36 @@ pub struct PoolState {
     pub jobs_done: u64,
     /// `last_error` came from a failed list of GitHub's runners: the next good list clears it.
     pub github_error: bool,
+    /// The last finished jobs, newest last (at most [`RECENT_RESULTS`]).
+    pub recent: VecDeque<JobRecord>,
+    /// The image: pulls and what they found (core/pull.rs).
+    pub image: pull::ImageState,
+}
+
+/// One finished job as the runner reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct JobRecord {
+    pub runner: String,
+    pub job: String,
+    pub result: JobResult,
+    pub duration_secs: Option<f64>,
+}
+
+/// A runner that is gone, with everything known about it: what a history or metrics module
+/// consumes ([`State::take_finished`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finished {
+    pub pool: String,
+    pub runner: String,
+    pub runner_id: Option<u64>,
+    pub exit_code: Option<i32>,
+    /// Counted as a failure of the pool (it backs off).
+    pub failure: bool,
+    /// podrunner stopped it (scale down, drain, never online).
+    pub stopped: bool,
+    pub outcome: RunnerOutcome,
+    /// Seconds from its start to its exit.
+    pub lifetime_secs: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -218,6 +301,13 @@ pub enum Action {
     },
     /// Delete a registration that has no container.
     DeleteOrphan { scope: String, id: u64 },
+    /// Pull the pool's image (`pull::PullReason::Start`: only if it is missing).
+    PullImage {
+        pool: String,
+        reason: pull::PullReason,
+    },
+    /// Remove an old image no runner needs any more (refused while a container uses it).
+    PruneImage { id: String },
     /// List GitHub's runners for every scope.
     Sweep,
     /// `podman ps` our containers.
@@ -254,6 +344,13 @@ pub struct State {
     pub resync_wanted: bool,
     /// Consecutive sweeps with a failed list: they space out the next ones.
     pub sweep_failures: u32,
+    /// Registrations of our pools' fleets that are not this host's, offline and idle since.
+    pub fleet_offline: BTreeMap<u64, Instant>,
+    /// Runners that are gone, for history and metrics ([`State::take_finished`]).
+    finished: Vec<Finished>,
+    /// Old image ids to remove once no container uses them.
+    pub stale_images: BTreeSet<String>,
+    prune_wanted: bool,
 }
 
 /// What status and the log say about a runner the OOM killer hit.
@@ -284,6 +381,89 @@ impl State {
         p.last_error = None;
         p.github_error = false;
         p.jobs_done += 1;
+    }
+
+    /// `name`'s end counts as a failure of its pool.
+    fn fail_runner(&mut self, name: &str, now: Instant, why: String) {
+        let Some(r) = self.runners.get_mut(name) else {
+            return;
+        };
+        r.failed = true;
+        let pool = r.pool.clone();
+        self.record_failure(&pool, now, why);
+    }
+
+    /// `name` ran its job, as its output or the registration list says.
+    fn succeed_runner(&mut self, name: &str) {
+        let Some(r) = self.runners.get(name) else {
+            return;
+        };
+        let pool = r.pool.clone();
+        let record = r.outcome.result.clone().map(|result| JobRecord {
+            runner: r.name.clone(),
+            job: r.outcome.job.clone().unwrap_or_default(),
+            result,
+            duration_secs: r.outcome.duration.map(|d| d.as_secs_f64()),
+        });
+        self.record_success(&pool);
+        if let Some(rec) = record {
+            let p = self.pool_mut(&pool);
+            if p.recent.len() >= RECENT_RESULTS {
+                p.recent.pop_front();
+            }
+            p.recent.push_back(rec);
+        }
+    }
+
+    /// New lines of `name`'s output.
+    pub fn runner_output(&mut self, name: &str, lines: &[String]) {
+        let Some(r) = self.runners.get_mut(name) else {
+            return;
+        };
+        let (updates, deprecated) = (r.outcome.self_updates, r.outcome.deprecated);
+        for l in lines {
+            r.outcome.observe(l);
+        }
+        let pool = r.pool.clone();
+        let (updated, newly_deprecated) = (
+            r.outcome.self_updates > updates,
+            r.outcome.deprecated && !deprecated,
+        );
+        if updated {
+            let p = self.pool_mut(&pool);
+            p.image.stale = true;
+            p.last_error = Some(format!("runner {name} is updating itself before its job: the pool's image is older than GitHub's current runner (each runner downloads about 200 MB and restarts)\n  fix: podrunner pulls the image now; keep `pull = \"newer\"` (the default), or point `image` at a current tag"));
+        }
+        if newly_deprecated {
+            self.pool_mut(&pool).image.stale = true;
+        }
+        // The last lines can reach the log just after the exit was seen: a job's result then
+        // judges an exit that still waits for the registration list.
+        let r = &self.runners[name];
+        if r.phase == Phase::Exited
+            && r.verdict == Verdict::Pending
+            && !r.stop_requested
+            && !r.failed
+            && r.outcome.result.is_some()
+        {
+            if let Some(r) = self.runners.get_mut(name) {
+                r.verdict = Verdict::Gone;
+            }
+            self.succeed_runner(name);
+        }
+    }
+
+    /// What the pool says about a runner GitHub refused as too old (exit 7, or its output).
+    fn deprecated_message(name: &str, line: Option<&str>) -> String {
+        format!(
+            "runner {name}: GitHub refuses this runner version as deprecated{}\n  fix: podrunner pulls the image now; if that does not help, point `image` at a current runner image",
+            line.map(|l| format!(" ({l})")).unwrap_or_default()
+        )
+    }
+
+    /// Finished runners since the last call, oldest first: for history and metrics.
+    pub fn take_finished(&mut self) -> Vec<Finished> {
+        std::mem::take(&mut self.finished)
     }
 
     /// The OOM killer struck in `name`'s container (podman's `oom` event, or the container's
@@ -392,9 +572,19 @@ impl State {
                     } else {
                         Verdict::Present
                     };
-                    let pool = r.pool.clone();
                     let c = code.unwrap_or_default();
-                    self.record_failure(&pool, now, format!("runner {name} exited with code {c}"));
+                    if c == EXIT_VERSION_DEPRECATED {
+                        let line = r.outcome.reason_line().map(str::to_string);
+                        let pool = r.pool.clone();
+                        self.pool_mut(&pool).image.stale = true;
+                        self.fail_runner(
+                            name,
+                            now,
+                            Self::deprecated_message(name, line.as_deref()),
+                        );
+                    } else {
+                        self.fail_runner(name, now, format!("runner {name} exited with code {c}"));
+                    }
                 } else if code != Some(0) && !r.stop_requested {
                     let pool = r.pool.clone();
                     let c = code.unwrap_or_default();
@@ -417,6 +607,33 @@ impl State {
             Verdict::Present
         };
         let (pool, expected, oom) = (r.pool.clone(), r.stop_requested, r.oom_killed);
+        let out = r.outcome.clone();
+        if !expected && out.result.is_some() {
+            // The runner says it ran its job: GitHub removes the registration itself (its
+            // list may lag), so no list needs to confirm it.
+            r.verdict = Verdict::Gone;
+            self.succeed_runner(name);
+            if oom {
+                self.pool_mut(&pool).last_error = Some(oom_message(name));
+            }
+            return;
+        }
+        if !expected && (code == Some(EXIT_VERSION_DEPRECATED) || out.deprecated) {
+            if r.runner_id.is_some() && !r.registration_deleted {
+                r.verdict = Verdict::Present;
+            }
+            self.pool_mut(&pool).image.stale = true;
+            self.fail_runner(name, now, Self::deprecated_message(name, out.reason_line()));
+            return;
+        }
+        if !expected && out.registration_deleted {
+            if let Some(r) = self.runners.get_mut(name) {
+                r.verdict = Verdict::Gone;
+            }
+            let line = out.reason_line().unwrap_or_default().to_string();
+            self.fail_runner(name, now, format!("runner {name} exited without a job: its registration was deleted on GitHub ({line})\n  fix: another manager or a person deleted it; give every host its own host id (docs/hosts.md)"));
+            return;
+        }
         let failed = !expected && matches!(code, Some(c) if c != 0);
         if failed {
             let c = code.unwrap_or_default();
@@ -426,14 +643,15 @@ impl State {
                 // 128 + SIGKILL, not asked for by podrunner: the OOM killer, most often.
                 format!("runner {name} exited with code 137 (killed by SIGKILL: out of memory at the pool's memory limit, most likely)")
             } else {
-                format!("runner {name} exited with code {c}")
+                match out.reason_line() {
+                    Some(l) => format!("runner {name} exited with code {c}: {l}"),
+                    None => format!("runner {name} exited with code {c}"),
+                }
             };
-            self.record_failure(&pool, now, why);
-        } else {
-            let p = self.pool_mut(&pool);
-            let at = now + backoff::start_delay(p.failures, p.restart_delay);
-            p.next_start_at = Some(p.next_start_at.map_or(at, |x| x.max(at)));
+            self.fail_runner(name, now, why);
         }
+        // After a success the replacement starts at once: `restart_delay` and the backoff
+        // apply after failures only (record_failure).
     }
 
     /// Podman removed the container (`--rm` after exit).
@@ -489,12 +707,56 @@ impl State {
         };
         match outcome {
             CleanupOutcome::Done => {
-                self.runners.remove(name);
+                if let Some(r) = self.runners.remove(name) {
+                    let end = r.exited_at.unwrap_or(now);
+                    self.finished.push(Finished {
+                        lifetime_secs: end.saturating_duration_since(r.created).as_secs_f64(),
+                        pool: r.pool,
+                        runner: r.name,
+                        runner_id: r.runner_id,
+                        exit_code: r.exit_code,
+                        failure: r.failed,
+                        stopped: r.stop_requested,
+                        outcome: r.outcome,
+                    });
+                }
+                self.prune_wanted = !self.stale_images.is_empty();
             }
             CleanupOutcome::Busy | CleanupOutcome::Failed => {
                 r.phase = Phase::Exited;
                 r.retry_at = Some(now + CLEANUP_RETRY);
             }
+        }
+    }
+
+    /// A pull of `pool`'s image finished. `Ok(Some(old))`: a new image replaced `old` (removed
+    /// once no container uses it); `Ok(None)`: nothing new.
+    pub fn pull_done(
+        &mut self,
+        spec: &PoolSpec,
+        result: Result<Option<String>, String>,
+        now: Instant,
+    ) {
+        let changed = matches!(result, Ok(Some(_)));
+        if let Ok(Some(old)) = &result {
+            if !old.is_empty() {
+                self.stale_images.insert(old.clone());
+                self.prune_wanted = true;
+            }
+        }
+        let p = self.pool_mut(&spec.name);
+        p.image
+            .done(result.map(|o| o.is_some()), spec.pull_interval, now);
+        if changed && p.failures > 0 {
+            // The old image was the trouble, most likely: the next runner starts at once.
+            p.next_start_at = None;
+        }
+    }
+
+    /// `podman image rm` of an old image: `true` when it is gone (or was).
+    pub fn prune_done(&mut self, id: &str, gone: bool) {
+        if gone {
+            self.stale_images.remove(id);
         }
     }
 
@@ -551,8 +813,8 @@ impl State {
                     verdicts.push((
                         r.pool.clone(),
                         r.name.clone(),
-                        present,
-                        r.stop_requested,
+                        present && !r.outcome.took_job(),
+                        r.stop_requested || r.failed,
                         r.oom_killed,
                     ));
                 }
@@ -570,24 +832,53 @@ impl State {
                 }
                 if oom && !present {
                     // The job ran (and maybe failed); keep saying why it struggled.
-                    self.record_success(&pool);
+                    self.succeed_runner(&name);
                     self.pool_mut(&pool).last_error = Some(oom_message(&name));
                 } else if present {
-                    self.record_failure(
-                        &pool,
-                        now,
-                        format!("runner {name} exited without running a job"),
-                    );
+                    let line = self
+                        .runners
+                        .get(&name)
+                        .and_then(|r| r.outcome.reason_line().map(str::to_string));
+                    let why = match line {
+                        Some(l) => format!("runner {name} exited without running a job: {l}"),
+                        None => format!("runner {name} exited without running a job"),
+                    };
+                    self.fail_runner(&name, now, why);
                 } else {
-                    self.record_success(&pool);
+                    self.succeed_runner(&name);
                 }
             }
+            // Registrations nobody here knows (docs/hosts.md): this host's own are deleted at
+            // once unless busy; the pool's on other hosts only once provably dead.
+            let listed: BTreeSet<u64> = list.iter().map(|g| g.id).collect();
+            self.fleet_offline.retain(|id, _| listed.contains(id));
             for g in list {
-                let ours = specs
-                    .iter()
-                    .any(|s| &s.scope == scope && naming::belongs_to(&s.prefix, &g.name));
-                if ours && !self.runners.contains_key(&g.name) && !self.orphans.contains_key(&g.id)
-                {
+                if self.runners.contains_key(&g.name) || self.orphans.contains_key(&g.id) {
+                    continue;
+                }
+                let pools = specs.iter().filter(|s| &s.scope == scope);
+                let ours = pools
+                    .clone()
+                    .any(|s| naming::belongs_to(&s.prefix, &g.name));
+                let fleet = !ours
+                    && pools
+                        .clone()
+                        .any(|s| !s.family.is_empty() && naming::fleet_member(&s.family, &g.name));
+                let dead = if ours {
+                    !g.busy
+                } else if fleet {
+                    if g.online || g.busy {
+                        self.fleet_offline.remove(&g.id);
+                        false
+                    } else {
+                        let since = *self.fleet_offline.entry(g.id).or_insert(now);
+                        now.duration_since(since) >= FLEET_OFFLINE_GRACE
+                    }
+                } else {
+                    false
+                };
+                if dead {
+                    self.fleet_offline.remove(&g.id);
                     self.orphans.insert(
                         g.id,
                         Orphan {
@@ -751,6 +1042,55 @@ impl State {
                 });
             }
         }
+        // Runners that never came online (run.sh restarts a failing listener forever).
+        let stuck: Vec<(String, Duration)> = self
+            .runners
+            .values()
+            .filter(|r| r.phase == Phase::Running && !r.stop_requested && !r.came_online())
+            .filter_map(|r| {
+                let timeout = specs.iter().find(|s| s.name == r.pool)?.online_timeout;
+                let since = r.running_since?;
+                (!timeout.is_zero() && now.duration_since(since) >= timeout)
+                    .then(|| (r.name.clone(), timeout))
+            })
+            .collect();
+        for (name, timeout) in stuck {
+            let line = self.runners[&name]
+                .outcome
+                .reason_line()
+                .map(str::to_string);
+            let why = format!(
+                "runner {name} did not come online within {}{}\n  fix: read its output with `podrunner logs {name}`; raise `online_timeout` if the image is slow to start",
+                humantime::format_duration(timeout),
+                line.map(|l| format!("; its last error: {l}")).unwrap_or_default()
+            );
+            self.fail_runner(&name, now, why);
+            if let Some(r) = self.runners.get_mut(&name) {
+                r.phase = Phase::Retiring;
+                r.stop_requested = true;
+            }
+            actions.push(Action::Retire { name });
+        }
+
+        // Images: pulls, and old images to remove.
+        for s in specs {
+            let p = self.pool_mut(&s.name);
+            if let Some(reason) = p.image.due(s.pull, now) {
+                p.image.begin(reason, now);
+                actions.push(Action::PullImage {
+                    pool: s.name.clone(),
+                    reason,
+                });
+            }
+        }
+        if std::mem::take(&mut self.prune_wanted) {
+            actions.extend(
+                self.stale_images
+                    .iter()
+                    .map(|id| Action::PruneImage { id: id.clone() }),
+            );
+        }
+
         for (id, o) in self.orphans.iter_mut() {
             if !o.in_flight && due(o.retry_at) {
                 o.in_flight = true;

@@ -7,8 +7,8 @@ fn spec(desired: u32) -> PoolSpec {
         prefix: "ci".into(),
         desired,
         restart_delay: Duration::from_secs(1),
-        idle_timeout: None,
-        cap: None,
+        family: "ci".into(),
+        ..PoolSpec::default()
     }
 }
 
@@ -63,7 +63,7 @@ fn fills_pool_then_is_idempotent() {
 }
 
 #[test]
-fn exit_then_replacement_after_restart_delay_and_verdict_by_sweep() {
+fn exit_is_replaced_at_once_and_judged_by_sweep_without_output() {
     let t0 = Instant::now();
     let mut s = State::new();
     let mut sfx = suffixes();
@@ -77,9 +77,19 @@ fn exit_then_replacement_after_restart_delay_and_verdict_by_sweep() {
     let t1 = t0 + Duration::from_secs(5);
     s.container_exited("ci-00000001", Some(0), t1);
     assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Pending);
-    // Within restart_delay: a sweep for the verdict, no start yet.
+    // No failure: the replacement starts at once (restart_delay is for failures), and a
+    // sweep judges the exit (no output was read).
     let a = s.plan(&specs, t1, &mut sfx);
-    assert_eq!(a, vec![Action::Sweep]);
+    assert_eq!(
+        a,
+        vec![
+            Action::Sweep,
+            Action::Start {
+                pool: "p".into(),
+                name: "ci-00000002".into()
+            }
+        ]
+    );
     // The list, asked after the exit, no longer has the runner: it finished its job.
     let t2 = t1 + Duration::from_millis(1500);
     s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t2);
@@ -88,16 +98,10 @@ fn exit_then_replacement_after_restart_delay_and_verdict_by_sweep() {
     let a = s.plan(&specs, t2, &mut sfx);
     assert_eq!(
         a,
-        vec![
-            Action::Cleanup {
-                name: "ci-00000001".into(),
-                delete_id: None
-            },
-            Action::Start {
-                pool: "p".into(),
-                name: "ci-00000002".into()
-            }
-        ]
+        vec![Action::Cleanup {
+            name: "ci-00000001".into(),
+            delete_id: None
+        }]
     );
     s.cleanup_done("ci-00000001", CleanupOutcome::Done, t2);
     assert!(!s.runners.contains_key("ci-00000001"));
@@ -188,7 +192,7 @@ fn registration_left_after_exit_is_a_failure_and_deleted() {
     let t1 = t0 + Duration::from_secs(3);
     s.container_exited("ci-00000001", Some(0), t1);
     let a = s.plan(&specs, t1, &mut sfx);
-    assert_eq!(a, vec![Action::Sweep]);
+    assert_eq!(a[0], Action::Sweep);
     s.apply_sweep(
         &[(
             "repos/o/r".into(),
@@ -467,7 +471,7 @@ fn early_exit_event_before_run_returns() {
 }
 
 #[test]
-fn busy_orphan_is_kept_and_retried_until_deleted() {
+fn busy_orphan_is_never_deleted_then_retried_until_deleted() {
     let t0 = Instant::now();
     let mut s = State::new();
     let mut sfx = suffixes();
@@ -485,6 +489,16 @@ fn busy_orphan_is_kept_and_retried_until_deleted() {
         scope: "repos/o/r".into(),
         id: 60,
     };
+    // Busy: left alone.
+    assert_eq!(s.plan(&specs, t0, &mut sfx), vec![]);
+    s.apply_sweep(
+        &[(
+            "repos/o/r".into(),
+            Some(vec![seen(60, "ci-0badc0de", false)]),
+        )],
+        &specs,
+        t0,
+    );
     assert_eq!(s.plan(&specs, t0, &mut sfx), vec![del.clone()]);
     // GitHub answers 422 (still running a job): keep it, ask again later.
     s.orphan_done(60, false, t0);
@@ -788,4 +802,323 @@ fn drain_ignores_the_idle_time() {
     assert!(a.contains(&Action::Retire {
         name: "ci-00000001".into()
     }));
+}
+
+fn lines(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A pool of `desired` whose first runner `ci-00000001` (id 1) runs since `t0`.
+fn one_running(desired: u32, t0: Instant) -> (State, [PoolSpec; 1], impl FnMut() -> String) {
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [spec(desired)];
+    s.plan(&specs, t0, &mut sfx);
+    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    s.apply_resync(&[], t0);
+    run(&mut s, "ci-00000001", 1, t0);
+    (s, specs, sfx)
+}
+
+#[test]
+fn the_runners_own_output_judges_its_job_without_a_list() {
+    let t0 = Instant::now();
+    let (mut s, specs, mut sfx) = one_running(1, t0);
+    s.runner_output(
+        "ci-00000001",
+        &lines(&[
+            "√ Connected to GitHub",
+            "2026-03-01 10:00:00Z: Listening for Jobs",
+        ]),
+    );
+    assert_eq!(s.runners["ci-00000001"].display_state(), "idle");
+    s.runner_output(
+        "ci-00000001",
+        &lines(&["2026-03-01 10:00:02Z: Running job: build"]),
+    );
+    assert_eq!(s.runners["ci-00000001"].display_state(), "busy");
+    assert_eq!(
+        s.runners["ci-00000001"].outcome.job.as_deref(),
+        Some("build")
+    );
+    s.runner_output(
+        "ci-00000001",
+        &lines(&[
+            "2026-03-01 10:00:09Z: Job build completed with result: Failed",
+            "√ Removed .credentials",
+            "Runner listener exit with 0 return code, stop the service, no retry needed.",
+            "Exiting runner...",
+        ]),
+    );
+    let t1 = t0 + Duration::from_secs(10);
+    s.container_exited("ci-00000001", Some(0), t1);
+    // Judged at once: no list needed (GitHub's may still show the registration), success.
+    assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Gone);
+    assert_eq!(s.pools["p"].jobs_done, 1);
+    assert_eq!(s.pools["p"].failures, 0);
+    assert_eq!(
+        s.pools["p"].recent.back(),
+        Some(&JobRecord {
+            runner: "ci-00000001".into(),
+            job: "build".into(),
+            result: outcome::JobResult::Failed,
+            duration_secs: Some(7.0),
+        })
+    );
+    // A list that still shows it (REST lag) changes nothing.
+    let a = s.plan(&specs, t1, &mut sfx);
+    assert!(a.contains(&Action::Cleanup {
+        name: "ci-00000001".into(),
+        delete_id: None
+    }));
+    assert_eq!(starts(&a), vec!["ci-00000002"]);
+    s.cleanup_done("ci-00000001", CleanupOutcome::Done, t1);
+    let f = s.take_finished();
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        (f[0].failure, f[0].stopped, f[0].exit_code),
+        (false, false, Some(0))
+    );
+    assert_eq!(f[0].outcome.result, Some(outcome::JobResult::Failed));
+    assert!(s.take_finished().is_empty());
+}
+
+#[test]
+fn restart_delay_and_backoff_follow_failures_only() {
+    let t0 = Instant::now();
+    let (mut s, mut specs, mut sfx) = one_running(1, t0);
+    specs[0].restart_delay = Duration::from_secs(30);
+    s.runner_output(
+        "ci-00000001",
+        &lines(&["Running job: a", "Job a completed with result: Succeeded"]),
+    );
+    s.container_exited("ci-00000001", Some(0), t0);
+    assert_eq!(starts(&s.plan(&specs, t0, &mut sfx)), vec!["ci-00000002"]);
+    run(&mut s, "ci-00000002", 2, t0);
+    s.runner_output("ci-00000002", &lines(&["An error occurred: Access denied"]));
+    s.container_exited("ci-00000002", Some(1), t0);
+    assert_eq!(
+        s.pools["p"].last_error.as_deref(),
+        Some("runner ci-00000002 exited with code 1: An error occurred: Access denied")
+    );
+    // After a failure: the longer of the backoff (5 s) and restart_delay (30 s).
+    assert!(starts(&s.plan(&specs, t0 + Duration::from_secs(29), &mut sfx)).is_empty());
+    assert_eq!(
+        starts(&s.plan(&specs, t0 + Duration::from_secs(30), &mut sfx)).len(),
+        1
+    );
+}
+
+#[test]
+fn deprecated_version_fails_with_the_fix_and_pulls_at_once() {
+    let t0 = Instant::now();
+    let (mut s, mut specs, mut sfx) = one_running(1, t0);
+    specs[0].pull = PullPolicy::Missing;
+    // The first plan asked for the start-up pull; it found the image there.
+    let a = s.plan(&specs, t0, &mut sfx);
+    assert!(a.contains(&Action::PullImage {
+        pool: "p".into(),
+        reason: pull::PullReason::Start
+    }));
+    s.pull_done(&specs[0], Ok(None), t0);
+    let t1 = t0 + Duration::from_secs(1);
+    s.runner_output(
+        "ci-00000001",
+        &lines(&[
+            "An error occurred: Runner version v2.200.0 is deprecated and cannot receive messages.",
+            "Runner listener exit with deprecated version exit code: 7.",
+            "Exiting runner...",
+        ]),
+    );
+    s.container_exited("ci-00000001", Some(EXIT_VERSION_DEPRECATED), t1);
+    let e = s.pools["p"].last_error.clone().unwrap();
+    assert!(e.starts_with("runner ci-00000001: GitHub refuses this runner version as deprecated (An error occurred: Runner version v2.200.0 is deprecated"), "{e}");
+    assert!(e.contains("fix: podrunner pulls the image now"), "{e}");
+    assert_eq!(s.pools["p"].failures, 1);
+    let a = s.plan(&specs, t1, &mut sfx);
+    assert!(a.contains(&Action::PullImage {
+        pool: "p".into(),
+        reason: pull::PullReason::Stale
+    }));
+    assert!(a.contains(&Action::Cleanup {
+        name: "ci-00000001".into(),
+        delete_id: Some(1)
+    }));
+    assert!(starts(&a).is_empty(), "backing off");
+    // A new image: the backoff ends, the next runner starts at once; the old image goes
+    // once no container uses it.
+    s.pull_done(&specs[0], Ok(Some("sha-old".into())), t1);
+    let a = s.plan(&specs, t1, &mut sfx);
+    assert_eq!(starts(&a).len(), 1);
+    assert!(a.contains(&Action::PruneImage {
+        id: "sha-old".into()
+    }));
+    s.prune_done("sha-old", false);
+    s.cleanup_done("ci-00000001", CleanupOutcome::Done, t1);
+    let a = s.plan(&specs, t1, &mut sfx);
+    assert!(a.contains(&Action::PruneImage {
+        id: "sha-old".into()
+    }));
+    s.prune_done("sha-old", true);
+    assert!(s.stale_images.is_empty());
+}
+
+#[test]
+fn a_self_update_says_the_image_is_stale_without_backoff() {
+    let t0 = Instant::now();
+    let (mut s, mut specs, mut sfx) = one_running(1, t0);
+    specs[0].pull = PullPolicy::Newer;
+    s.plan(&specs, t0, &mut sfx);
+    s.pull_done(&specs[0], Ok(None), t0);
+    s.runner_output(
+        "ci-00000001",
+        &lines(&[
+            "Runner update in progress, do not shutdown runner.",
+            "Downloading 2.330.0 runner",
+        ]),
+    );
+    assert!(s.pools["p"]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("updating itself"));
+    assert_eq!(s.pools["p"].failures, 0);
+    let a = s.plan(&specs, t0 + pull::PULL_MIN_GAP, &mut sfx);
+    assert!(a.contains(&Action::PullImage {
+        pool: "p".into(),
+        reason: pull::PullReason::Stale
+    }));
+}
+
+#[test]
+fn a_runner_never_online_is_retired_as_a_failure() {
+    let t0 = Instant::now();
+    let (mut s, specs, mut sfx) = one_running(1, t0);
+    s.runner_output(
+        "ci-00000001",
+        &lines(&[
+            "An error occurred: cannot reach the server",
+            "Runner listener exit with retryable error, re-launch runner in 5 seconds.",
+            "Restarting runner...",
+        ]),
+    );
+    let before = t0 + DEFAULT_ONLINE_TIMEOUT - Duration::from_secs(1);
+    assert!(!s.plan(&specs, before, &mut sfx).contains(&Action::Retire {
+        name: "ci-00000001".into()
+    }));
+    let t1 = t0 + DEFAULT_ONLINE_TIMEOUT;
+    let a = s.plan(&specs, t1, &mut sfx);
+    assert!(a.contains(&Action::Retire {
+        name: "ci-00000001".into()
+    }));
+    assert_eq!(s.pools["p"].failures, 1);
+    let e = s.pools["p"].last_error.clone().unwrap();
+    assert!(e.starts_with("runner ci-00000001 did not come online within 5m; its last error: An error occurred: cannot reach the server"), "{e}");
+    // Its exit after the stop is no second failure.
+    s.retire_done("ci-00000001", RetireOutcome::Stopped, t1);
+    s.container_exited("ci-00000001", Some(0), t1);
+    assert_eq!(s.pools["p"].failures, 1);
+    // One that listened is never retired this way.
+    let (mut s, specs, mut sfx) = one_running(1, t0);
+    s.runner_output("ci-00000001", &lines(&["Listening for Jobs"]));
+    assert!(!s
+        .plan(&specs, t1 + DEFAULT_ONLINE_TIMEOUT, &mut sfx)
+        .iter()
+        .any(|a| matches!(a, Action::Retire { .. })));
+}
+
+#[test]
+fn other_hosts_runners_are_deleted_only_when_provably_dead() {
+    let t0 = Instant::now();
+    let mut s = State::new();
+    let mut sfx = suffixes();
+    let specs = [PoolSpec {
+        prefix: "ci-aaaaaa".into(),
+        ..spec(0)
+    }];
+    let list = |v: Vec<RegistrationSeen>| vec![("repos/o/r".to_string(), Some(v))];
+    let off = |id, name: &str| RegistrationSeen {
+        id,
+        name: name.into(),
+        busy: false,
+        online: false,
+    };
+    s.plan(&specs, t0, &mut sfx);
+    s.apply_sweep(
+        &list(vec![
+            seen(1, "ci-bbbbbb-00000001", false), // another host's, idle and online
+            seen(2, "ci-bbbbbb-00000002", true),  // another host's, busy
+            off(3, "ci-bbbbbb-00000003"),         // another host's, offline (starting, or dead)
+            off(4, "ci-aaaaaa-00000004"),         // ours, no container: delete at once
+            off(5, "other-aaaaaa-00000005"),      // not of this pool at all
+        ]),
+        &specs,
+        t0,
+    );
+    let ids: Vec<u64> = s.orphans.keys().copied().collect();
+    assert_eq!(ids, vec![4]);
+    s.orphan_done(4, true, t0);
+    let t1 = t0 + FLEET_OFFLINE_GRACE - Duration::from_secs(1);
+    let again = || {
+        vec![
+            seen(1, "ci-bbbbbb-00000001", false),
+            seen(2, "ci-bbbbbb-00000002", true),
+            off(3, "ci-bbbbbb-00000003"),
+            off(5, "other-aaaaaa-00000005"),
+        ]
+    };
+    s.apply_sweep(&list(again()), &specs, t1);
+    assert!(s.orphans.is_empty(), "within the grace period");
+    let t2 = t0 + FLEET_OFFLINE_GRACE;
+    s.apply_sweep(&list(again()), &specs, t2);
+    let ids: Vec<u64> = s.orphans.keys().copied().collect();
+    assert_eq!(ids, vec![3], "offline through the whole grace period: dead");
+    // One seen online in between starts its grace period again.
+    let mut s = State::new();
+    s.plan(&specs, t0, &mut sfx);
+    s.apply_sweep(&list(vec![off(3, "ci-bbbbbb-00000003")]), &specs, t0);
+    s.apply_sweep(
+        &list(vec![seen(3, "ci-bbbbbb-00000003", false)]),
+        &specs,
+        t1,
+    );
+    s.apply_sweep(&list(vec![off(3, "ci-bbbbbb-00000003")]), &specs, t2);
+    assert!(s.orphans.is_empty());
+}
+
+#[test]
+fn org_pools_of_two_hosts_share_a_list_safely() {
+    // Two hosts' states, one org-wide list with both hosts' runners and another repo's pool.
+    let t0 = Instant::now();
+    let org = |prefix: &str| PoolSpec {
+        scope: "orgs/o".into(),
+        prefix: prefix.into(),
+        ..spec(1)
+    };
+    let (a, b) = ([org("ci-aaaaaa")], [org("ci-bbbbbb")]);
+    let mut sa = State::new();
+    let mut sb = State::new();
+    let mut fa = || "0000000a".to_string();
+    let mut fb = || "0000000b".to_string();
+    assert_eq!(
+        starts(&sa.plan(&a, t0, &mut fa)),
+        vec!["ci-aaaaaa-0000000a"]
+    );
+    assert_eq!(
+        starts(&sb.plan(&b, t0, &mut fb)),
+        vec!["ci-bbbbbb-0000000b"]
+    );
+    let list = vec![(
+        "orgs/o".to_string(),
+        Some(vec![
+            seen(1, "ci-aaaaaa-0000000a", false),
+            seen(2, "ci-bbbbbb-0000000b", false),
+            seen(3, "web-cccccc-0000000c", false),
+        ]),
+    )];
+    for t in [t0, t0 + FLEET_OFFLINE_GRACE * 2] {
+        sa.apply_sweep(&list, &a, t);
+        sb.apply_sweep(&list, &b, t);
+        assert!(sa.orphans.is_empty() && sb.orphans.is_empty());
+    }
 }

@@ -242,6 +242,18 @@ impl Facts {
 }
 
 /// A Skip for a check that only matters to rootless Podman.
+/// No config file yet: the checks that need pools were skipped. A warning, so that the text
+/// output shows the fix.
+pub fn no_config_check(path: &std::path::Path) -> Check {
+    Check::new("config", "config file", Status::Warn)
+        .found(format!(
+            "{} does not exist: host checks ran with the defaults; pool checks (images, Docker per pool, GitHub access to the pools' repositories) were skipped",
+            path.display()
+        ))
+        .why("podrunner needs a config naming at least one pool")
+        .fix("podrunner config init OWNER/REPO   # writes a commented starter config; then run `podrunner doctor` again")
+}
+
 fn rootful_skip(id: &str, title: &str) -> Check {
     Check::new(id, title, Status::Skip).found("rootful Podman: not needed")
 }

@@ -207,7 +207,8 @@ impl Ctx {
                 });
                 // Report the container's end as soon as its process is gone.
                 let pidfile = super::watch::container_pidfile(&self.cfg.manager.state_dir, &name);
-                super::watch::watch_container_pid(pidfile, name, self.tx.clone()).await;
+                let log = log_path(&self.cfg, &name);
+                super::watch::watch_container(pidfile, log, name, self.tx.clone()).await;
             }
             Err(why) => {
                 tracing::error!(pool = %pool.name, "cannot start runner {name}: {why}");
@@ -312,12 +313,9 @@ impl Ctx {
         }
         // The runner's docker engine, once its container is gone (docs/docker.md).
         errors.extend(crate::engine::service::teardown(&self.cfg, &self.podman, &name).await);
-        if let Some(pool) = self
-            .cfg
-            .pools
-            .iter()
-            .find(|p| crate::core::naming::belongs_to(p.runner_name.as_str(), &name))
-        {
+        if let Some(pool) = self.cfg.pools.iter().find(|p| {
+            crate::core::naming::belongs_to(&p.host_prefix(&self.cfg.manager.host_id), &name)
+        }) {
             let work = pool.work_dir.join(&name);
             if let Err(e) = remove_tree(&work) {
                 // Files a rootless job created belong to subordinate ids: remove them inside
@@ -404,6 +402,60 @@ impl Ctx {
             }
         }
         self.send(Outcome::Swept(lists));
+    }
+
+    /// Pulls the pool's image (docs/images.md): at start only when it is missing; otherwise
+    /// always, from `pull_source` when set (then tagged as the image). Runners started later
+    /// use the new image; running ones keep theirs. Reports the replaced image's id.
+    pub async fn pull_image(self, pool: PoolConfig, reason: crate::core::pull::PullReason) {
+        let image = pool.image.clone();
+        let result = async {
+            let old = self.podman.image_id(&image).await.map_err(|e| e.to_string())?;
+            if reason == crate::core::pull::PullReason::Start && old.is_some() {
+                return Ok(None);
+            }
+            let source = pool.pull_source.as_deref().unwrap_or(&image);
+            tracing::info!(pool = %pool.name, "pulling {source} ({reason:?})");
+            let new = self.podman.pull(source).await.map_err(|e| e.to_string())?;
+            if pool.pull_source.is_some() {
+                self.podman.tag(&new, &image).await.map_err(|e| e.to_string())?;
+            }
+            let now = self.podman.image_id(&image).await.map_err(|e| e.to_string())?;
+            Ok(match (old, now) {
+                (Some(o), Some(n)) if o != n => {
+                    tracing::info!(pool = %pool.name, "new image for {image}: {}; runners started from now on use it", short(&n));
+                    Some(o)
+                }
+                (None, Some(n)) => {
+                    tracing::info!(pool = %pool.name, "pulled {image}: {}", short(&n));
+                    Some(String::new())
+                }
+                _ => None,
+            })
+        }
+        .await;
+        if let Err(e) = &result {
+            tracing::warn!(pool = %pool.name, "cannot pull {image}: {e}");
+        }
+        self.send(Outcome::Pulled {
+            pool: pool.name.to_string(),
+            result,
+        });
+    }
+
+    /// Removes an old image once no container uses it (Podman refuses while one does).
+    pub async fn prune_image(self, id: String) {
+        let gone = match self.podman.image_rm(&id).await {
+            Ok(()) => {
+                tracing::info!("removed the old image {}", short(&id));
+                true
+            }
+            Err(e) => {
+                tracing::debug!("old image {} stays for now: {e}", short(&id));
+                false
+            }
+        };
+        self.send(Outcome::Pruned { id, gone });
     }
 
     pub async fn resync(self) {

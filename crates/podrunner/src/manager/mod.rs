@@ -99,6 +99,21 @@ pub enum Outcome {
     ContainerPidExited {
         name: String,
     },
+    /// New lines of a runner's output (core/outcome.rs reads them).
+    Output {
+        name: String,
+        lines: Vec<String>,
+    },
+    /// A pull of the pool's image ended: `Ok(Some(old id))` when a new image replaced it.
+    Pulled {
+        pool: String,
+        result: Result<Option<String>, String>,
+    },
+    /// `podman image rm` of an old image: gone or still in use.
+    Pruned {
+        id: String,
+        gone: bool,
+    },
     /// The queued jobs of a repository (manager/queued.rs): their `runs-on` labels.
     Queued {
         scope: String,
@@ -164,11 +179,15 @@ fn specs(cfg: &Config, overrides: &BTreeMap<String, u32>) -> Vec<PoolSpec> {
             PoolSpec {
                 name: p.name.to_string(),
                 scope: p.scope.api_path(),
-                prefix: p.runner_name.to_string(),
+                prefix: p.host_prefix(&cfg.manager.host_id),
                 desired: overrides.get(p.name.as_str()).copied().unwrap_or(p.count),
                 restart_delay: p.restart_delay,
                 idle_timeout: demand.then_some(p.idle_timeout),
                 cap: demand.then_some(p.max),
+                family: p.runner_name.to_string(),
+                online_timeout: p.online_timeout,
+                pull: p.pull,
+                pull_interval: p.pull_interval,
             }
         })
         .collect()
@@ -486,6 +505,22 @@ impl Manager {
             Action::Resync => {
                 tokio::spawn(ctx.resync());
             }
+            Action::PullImage { pool, reason } => match self.pool_cfg(&pool) {
+                Some(p) => {
+                    tokio::spawn(ctx.pull_image(p, reason));
+                }
+                None => {
+                    let spec = PoolSpec {
+                        name: pool,
+                        ..PoolSpec::default()
+                    };
+                    self.state
+                        .pull_done(&spec, Err("pool removed".into()), Instant::now());
+                }
+            },
+            Action::PruneImage { id } => {
+                tokio::spawn(ctx.prune_image(id));
+            }
         }
     }
 
@@ -535,6 +570,24 @@ impl Manager {
                 counted_calls,
                 note,
             } => self.apply_queued(&scope, &jobs, counted_calls, note),
+            Outcome::Output { name, lines } => {
+                let before = self.state.runners.get(&name).map(|r| r.outcome.clone());
+                self.state.runner_output(&name, &lines);
+                if let (Some(b), Some(r)) = (before, self.state.runners.get(&name)) {
+                    log_outcome_change(&r.pool, &name, &b, &r.outcome);
+                }
+            }
+            Outcome::Pulled { pool, result } => {
+                let spec = specs(&self.ctx.cfg, &self.overrides)
+                    .into_iter()
+                    .find(|s| s.name == pool)
+                    .unwrap_or(PoolSpec {
+                        name: pool,
+                        ..PoolSpec::default()
+                    });
+                self.state.pull_done(&spec, result, now);
+            }
+            Outcome::Pruned { id, gone } => self.state.prune_done(&id, gone),
             Outcome::OrphanDone { id, gone } => self.state.orphan_done(id, gone, now),
             Outcome::EventsRestarted => self.state.resync_wanted = true,
             Outcome::SweepFailed { scope, why } => {
@@ -564,7 +617,17 @@ impl Manager {
                 let specs = specs(&self.ctx.cfg, &self.overrides);
                 self.state.apply_sweep(&lists, &specs, now);
             }
-            Outcome::Resynced(Ok(seen)) => self.state.apply_resync(&seen, now),
+            Outcome::Resynced(Ok(seen)) => {
+                let known: std::collections::BTreeSet<String> =
+                    self.state.runners.keys().cloned().collect();
+                self.state.apply_resync(&seen, now);
+                let new: Vec<String> = seen
+                    .iter()
+                    .filter(|c| c.alive && !known.contains(&c.name))
+                    .map(|c| c.name.clone())
+                    .collect();
+                self.follow_adopted(new);
+            }
             Outcome::Resynced(Err(e)) => {
                 tracing::warn!("podman ps failed: {e}");
                 // Mark the resync finished without observations.
@@ -603,6 +666,21 @@ impl Manager {
         self.record_after(recorded);
     }
 
+    /// Follows the output and exit of runners adopted from `podman ps` (their pid files are
+    /// still there from the start that made them).
+    fn follow_adopted(&self, names: Vec<String>) {
+        for name in names {
+            let pidfile = watch::container_pidfile(&self.ctx.cfg.manager.state_dir, &name);
+            let log = exec::log_path(&self.ctx.cfg, &name);
+            tokio::spawn(watch::watch_container(
+                pidfile,
+                log,
+                name,
+                self.ctx.tx.clone(),
+            ));
+        }
+    }
+
     pub fn snapshot(&self) -> StatusSnapshot {
         let now = Instant::now();
         let mut specs = specs(&self.ctx.cfg, &self.overrides);
@@ -634,6 +712,8 @@ impl Manager {
                     backing_off_secs,
                     last_error: ps.last_error,
                     scaling: Some(self.scaling_status(s, now)),
+                    recent: ps.recent.iter().cloned().collect(),
+                    image_error: ps.image.last_error.clone(),
                 }
             })
             .collect();
@@ -657,6 +737,7 @@ impl Manager {
                     .cfg
                     .pool(&r.pool)
                     .map(|p| crate::engine::service::docker_state(&self.ctx.cfg, p, &r.name)),
+                job: r.outcome.job.clone(),
             })
             .collect();
         StatusSnapshot {
@@ -819,6 +900,13 @@ impl Manager {
         self.state.mark_resync_issued(Instant::now());
         self.state.apply_resync(&adopted, Instant::now());
         self.record.adopted(&self.state, &self.ctx.cfg);
+        self.follow_adopted(
+            adopted
+                .iter()
+                .filter(|c| c.alive)
+                .map(|c| c.name.clone())
+                .collect(),
+        );
         // Engines whose runner container vanished while no manager ran; and the Docker API
         // check (docs/docker.md).
         let known = adopted.iter().map(|c| c.name.clone()).collect();
@@ -866,6 +954,8 @@ impl Manager {
         let mut sighup = signal(SignalKind::hangup())?;
         let mut signals = 0u32;
         let mut rng_suffix = github::random_suffix;
+        // The pools' failure reasons as last logged: each new one is logged once.
+        let mut shown_errors: BTreeMap<String, String> = BTreeMap::new();
         tracing::info!(
             "podrunner manager started: {} pools, control socket {}",
             self.ctx.cfg.pools.len(),
@@ -926,6 +1016,17 @@ impl Manager {
             // Drain everything that is already queued before planning again.
             while let Ok(o) = self.outcomes.try_recv() {
                 self.apply(o);
+            }
+            for f in self.state.take_finished() {
+                log_finished(&f);
+            }
+            for (pool, ps) in &self.state.pools {
+                if let Some(e) = &ps.last_error {
+                    if shown_errors.get(pool) != Some(e) {
+                        tracing::warn!(pool = %pool, "{e}");
+                        shown_errors.insert(pool.clone(), e.clone());
+                    }
+                }
             }
         }
         self.stop_listeners().await;
@@ -996,4 +1097,44 @@ async fn serve_control(
                 .await;
         });
     }
+}
+
+/// Logs what a runner's output newly told (a job taken, a job's end, a self-update).
+fn log_outcome_change(
+    pool: &str,
+    name: &str,
+    before: &crate::core::outcome::RunnerOutcome,
+    now: &crate::core::outcome::RunnerOutcome,
+) {
+    if before.job.is_none() {
+        if let Some(job) = &now.job {
+            tracing::info!(pool = %pool, "runner {name} took job {job:?}");
+        }
+    }
+    if before.result.is_none() {
+        if let Some(result) = &now.result {
+            let secs = now
+                .duration
+                .map(|d| format!(" in {}s", d.as_secs()))
+                .unwrap_or_default();
+            tracing::info!(pool = %pool, "runner {name}: job {:?} {}{secs}", now.job.as_deref().unwrap_or(""), result.as_str());
+        }
+    }
+    if now.self_updates > before.self_updates {
+        tracing::warn!(pool = %pool, "runner {name} is updating itself: the image is stale; pulling a newer one");
+    }
+    if now.deprecated && !before.deprecated {
+        tracing::error!(pool = %pool, "runner {name}: GitHub refuses its version as deprecated; pulling a newer image");
+    }
+}
+
+/// One line per finished runner: the record a history or metrics module takes
+/// ([`crate::core::Finished`]).
+fn log_finished(f: &crate::core::Finished) {
+    tracing::debug!(
+        pool = %f.pool,
+        "runner {} finished: {}",
+        f.runner,
+        serde_json::to_string(f).unwrap_or_default()
+    );
 }

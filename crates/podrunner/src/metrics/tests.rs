@@ -3,6 +3,7 @@ use crate::control::{PoolStatus, RunnerStatus, StatusSnapshot};
 
 fn runner(pool: &str, name: &str, state: &str, id: Option<u64>, docker: &str) -> RunnerStatus {
     RunnerStatus {
+        job: None,
         pool: pool.into(),
         name: name.into(),
         runner_id: id,
@@ -28,6 +29,8 @@ fn snap() -> StatusSnapshot {
             reset: Some(1_800_000_000),
         },
         pools: vec![PoolStatus {
+            recent: vec![],
+            image_error: None,
             scaling: None,
             name: "ci".into(),
             scope: "repos/o/r".into(),

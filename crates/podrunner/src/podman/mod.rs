@@ -39,6 +39,13 @@ fn timeout_from_env(var: &str, default: Duration) -> Duration {
         .map_or(default, Duration::from_secs)
 }
 
+/// `podman pull` may fetch a whole runner image (about 1 GB) on a slow line.
+pub const PULL_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Set in every runner container: a runner whose version GitHub refuses then exits 7 instead of
+/// 0, so the manager can tell (docs/runner-output.md).
+pub const RUNNER_ENV: &[(&str, &str)] =
+    &[("ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE", "1")];
+
 /// Where the JIT config file is mounted inside a runner container.
 pub const SECRET_MOUNT: &str = "/run/podrunner";
 /// The file inside [`SECRET_MOUNT`] holding a JIT config of a shape podrunner cannot unpack
@@ -124,6 +131,9 @@ impl RunSpec {
         }
         a.push(format!("--pids-limit={}", self.pids_limit));
         a.push(format!("--stop-timeout={}", self.stop_timeout_secs));
+        for (k, v) in RUNNER_ENV {
+            a.push(format!("--env={k}={v}"));
+        }
         a.push("--log-driver=k8s-file".into());
         a.push(format!("--log-opt=path={}", self.log_path.display()));
         if let Some(p) = &self.container_pidfile {
@@ -248,6 +258,56 @@ impl Podman {
         }
     }
 
+    /// The id of a local image, `None` when there is none of that name.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, CommandError> {
+        match self
+            .call(
+                &["image", "inspect", "--format", "{{.Id}}", image],
+                self.quick_timeout,
+            )
+            .await
+        {
+            Ok(out) => Ok(Some(String::from_utf8_lossy(&out).trim().to_string())),
+            Err(e)
+                if e.stderr().contains("image not known")
+                    || e.stderr().contains("no such image") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `podman pull --quiet REFERENCE` (any transport: `docker://`, `oci-archive:`,
+    /// `docker-archive:`, `dir:`, `containers-storage:`); returns the pulled image's id.
+    pub async fn pull(&self, reference: &str) -> Result<String, CommandError> {
+        let out = self
+            .call(&["pull", "--quiet", reference], PULL_TIMEOUT)
+            .await?;
+        Ok(String::from_utf8_lossy(&out)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_string())
+    }
+
+    /// `podman tag SOURCE TARGET`.
+    pub async fn tag(&self, source: &str, target: &str) -> Result<(), CommandError> {
+        self.call(&["tag", source, target], self.quick_timeout)
+            .await
+            .map(drop)
+    }
+
+    /// Removes an image no container uses; refused (an error) while one does. A missing
+    /// image is no error.
+    pub async fn image_rm(&self, id: &str) -> Result<(), CommandError> {
+        match self.call(&["image", "rm", id], self.quick_timeout).await {
+            Err(e) if e.stderr().contains("image not known") => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
     /// Streams container events for containers carrying `label=value` into `tx` until the
     /// podman process ends or `tx` is closed. Returns why it ended.
     pub async fn stream_events(
@@ -327,7 +387,7 @@ mod tests {
         };
         let a = spec.to_args();
         let joined = a.join(" ");
-        assert!(joined.starts_with("run -d --rm --name r-1 --label podrunner.pool=p --cpus=1.5 --memory=536870912b --pids-limit=4096 --stop-timeout=60 --log-driver=k8s-file --log-opt=path=/st/r-1.log --pidfile=/st/r-1.pid -v /run/s:/run/podrunner:Z -v /w/r-1:/w/r-1:Z --entrypoint="), "{joined}");
+        assert!(joined.starts_with("run -d --rm --name r-1 --label podrunner.pool=p --cpus=1.5 --memory=536870912b --pids-limit=4096 --stop-timeout=60 --env=ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1 --log-driver=k8s-file --log-opt=path=/st/r-1.log --pidfile=/st/r-1.pid -v /run/s:/run/podrunner:Z -v /w/r-1:/w/r-1:Z --entrypoint="), "{joined}");
         assert!(
             joined.ends_with("--network=host img /home/runner /home/runner/run.sh"),
             "{joined}"

@@ -387,6 +387,7 @@ Description=podrunner: ephemeral self-hosted GitHub Actions runners in Podman\n"
             xdg_state_home: None,
             xdg_data_home: None,
             xdg_runtime_dir: None,
+            ..crate::config::Env::default()
         };
         let text = "[manager]\ndrain_timeout = \"1h\"\n\
                     [[pool]]\nname = \"a\"\nrepository = \"o/r\"\nrestart_delay = \"30s\"\n\

@@ -266,6 +266,8 @@ mod tests {
                 api_calls: 12,
                 rate_limit: Default::default(),
                 pools: vec![PoolStatus {
+                    recent: vec![],
+                    image_error: None,
                     scaling: None,
                     name: "ci".into(),
                     scope: "repos/o/r".into(),
@@ -277,6 +279,7 @@ mod tests {
                     last_error: Some("runner ci-1 exited with code 3: <b>x</b>".into()),
                 }],
                 runners: vec![RunnerStatus {
+                    job: None,
                     pool: "ci".into(),
                     name: "ci-2".into(),
                     runner_id: Some(4),

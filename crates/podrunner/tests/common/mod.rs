@@ -26,6 +26,8 @@ pub const REPO: &str = "octo/hello";
 pub const SCOPE: &str = "repos/octo/hello";
 /// `runs-on` labels every bench pool's runners carry.
 pub const LABELS: &[&str] = &["self-hosted", "linux"];
+/// The bench manager's host id (`[manager] host_id`), so tests know its runners' names.
+pub const BENCH_HOST_ID: &str = "h1";
 
 /// The binary under test; `PODRUNNER_BIN` overrides it when the compiled tests run elsewhere
 /// (the rootless pass copies them to a folder the test user can read).
@@ -170,7 +172,7 @@ impl Bench {
             .map(|a| format!("{a:?}"))
             .collect();
         let mut cfg = format!(
-            "[github]\napi_url = \"{}\"\ntoken_file = \"{}\"\n\n[podman]\nruntime = \"runc\"\nrun_args = [{}]\n\n[manager]\ninstance = \"{instance}\"\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n",
+            "[github]\napi_url = \"{}\"\ntoken_file = \"{}\"\n\n[podman]\nruntime = \"runc\"\nrun_args = [{}]\n\n[manager]\ninstance = \"{instance}\"\nhost_id = \"{BENCH_HOST_ID}\"\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n",
             gh.url(),
             token_file.display(),
             run_args.join(", "),
@@ -375,9 +377,13 @@ impl Bench {
         p
     }
 
-    /// The runner name prefix the bench gives pool `pool`.
+    /// The prefix of the names this bench's manager gives pool `pool`'s runners
+    /// (`runner_name-host_id`, docs/hosts.md).
     pub fn prefix(&self, pool: &str) -> String {
-        format!("{pool}-{}", &self.instance[self.instance.len() - 4..])
+        format!(
+            "{pool}-{}-{BENCH_HOST_ID}",
+            &self.instance[self.instance.len() - 4..]
+        )
     }
 
     pub fn manager_pid(&self) -> Option<u32> {
