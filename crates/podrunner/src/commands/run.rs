@@ -1,8 +1,8 @@
 //! `podrunner run`: the manager in the foreground.
 
 use super::Cli;
-use crate::config::read_token;
-use crate::github::{Client, Secret};
+use crate::github::auth::Credentials;
+use crate::github::Client;
 use crate::manager::{self, Manager, RunOptions};
 use crate::podman::Podman;
 
@@ -46,7 +46,7 @@ async fn start(cfg: crate::config::Config) -> anyhow::Result<()> {
     if !failed.is_empty() {
         anyhow::bail!("{}", crate::doctor::refusal(&failed));
     }
-    let token = read_token(&cfg.github.token_file)?;
+    let creds = Credentials::from_config(&cfg.github)?;
     let podman = Podman::from_config(&cfg.podman);
     let version = podman.version().await.map_err(|e| {
         anyhow::anyhow!("podman does not work: {e}\n  fix: install Podman (Debian/Ubuntu: sudo apt-get install podman; Fedora: sudo dnf install podman), then run `podrunner doctor`")
@@ -61,11 +61,44 @@ async fn start(cfg: crate::config::Config) -> anyhow::Result<()> {
             Err(e) => tracing::warn!("cannot check image {}: {e}", pool.image),
         }
     }
-    let gh = Client::new(&cfg.github.api_url, Secret::new(token))?;
+    let gh = Client::with_credentials(&cfg.github.api_url, creds)?;
+    check_github(&cfg, &gh).await?;
     let notify = std::env::var_os("NOTIFY_SOCKET").is_some();
     Manager::new(cfg, gh, podman)
         .run(RunOptions {
             notify_ready: notify,
         })
         .await
+}
+
+/// Before the first registration: a GitHub Enterprise Server new enough for just-in-time
+/// runners, and every `runner_group` name found (docs/credentials.md). GitHub being
+/// unreachable is no reason to refuse: the manager retries on its own.
+async fn check_github(cfg: &crate::config::Config, gh: &Client) -> anyhow::Result<()> {
+    use crate::github::Error;
+    let fatal = |e: &Error| {
+        matches!(
+            e,
+            Error::Unsupported(_) | Error::NoSuchRunnerGroup { .. } | Error::Auth(_)
+        )
+    };
+    if let Some(first) = cfg.pools.first() {
+        match gh.check_server(&first.scope).await {
+            Ok(Some(v)) => tracing::info!("GitHub Enterprise Server {v} at {}", cfg.github.api_url),
+            Ok(None) => {}
+            Err(e) if fatal(&e) => return Err(e.into()),
+            Err(e) => tracing::warn!("cannot ask {} for its version: {e}", cfg.github.api_url),
+        }
+    }
+    for p in &cfg.pools {
+        let Some(name) = &p.runner_group else { continue };
+        match gh.runner_group_id(&p.scope, name).await {
+            Ok(id) => tracing::info!(pool = %p.name, "runner group {name:?} of {} has id {id}", p.scope),
+            Err(e) if fatal(&e) => {
+                anyhow::bail!("pool {}: {e}", p.name)
+            }
+            Err(e) => tracing::warn!(pool = %p.name, "cannot look up runner group {name:?} yet: {e}"),
+        }
+    }
+    Ok(())
 }

@@ -110,17 +110,20 @@ impl Ctx {
         let slot = slots.acquire().await;
         let work = pool.work_dir.join(&name);
         let work_s = work.display().to_string();
-        let jit = match self
-            .gh
-            .generate_jitconfig(
-                &pool.scope,
-                &name,
-                pool.runner_group_id,
-                &pool.labels,
-                Some(&work_s),
-            )
-            .await
-        {
+        let group = match &pool.runner_group {
+            // Looked up once per scope and name, then remembered by the client.
+            Some(g) => self.gh.runner_group_id(&pool.scope, g).await,
+            None => Ok(pool.runner_group_id),
+        };
+        let registered = match group {
+            Ok(group) => {
+                self.gh
+                    .generate_jitconfig(&pool.scope, &name, group, &pool.labels, Some(&work_s))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let jit = match registered {
             Ok(j) => j,
             Err(e) => {
                 let conflict = matches!(e, github::Error::Conflict(_));

@@ -432,10 +432,11 @@ impl Manager {
             format!("the new config is invalid, the old one stays in force:\n{e}")
         })?;
         if new.github.api_url != self.ctx.cfg.github.api_url
+            || new.github.app != self.ctx.cfg.github.app
             || new.manager.instance != self.ctx.cfg.manager.instance
         {
             return Err(
-                "api_url and [manager] settings change only with a restart (`podrunner restart`)"
+                "[github] credentials, api_url and [manager] settings change only with a restart (`podrunner restart`)"
                     .into(),
             );
         }
