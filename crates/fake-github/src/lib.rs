@@ -176,6 +176,11 @@ impl FakeGithub {
         self.with_state(|st| st.auth.installation_token_ttl_secs = Some(ttl.as_secs()));
     }
 
+    /// Every App JWT the fake accepted.
+    pub fn jwts_seen(&self) -> Vec<String> {
+        self.shared.lock().auth.jwts_seen.clone()
+    }
+
     pub fn installation_tokens_issued(&self) -> u64 {
         self.shared.lock().auth.installation_tokens_issued
     }
