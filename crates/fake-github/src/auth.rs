@@ -55,8 +55,16 @@ impl Grant {
     pub fn from_scopes(scopes: &[&str]) -> Grant {
         let has = |s: &str| scopes.contains(&s);
         Grant {
-            repository: if has("repo") { Access::Write } else { Access::None },
-            organization: if has("admin:org") { Access::Write } else { Access::None },
+            repository: if has("repo") {
+                Access::Write
+            } else {
+                Access::None
+            },
+            organization: if has("admin:org") {
+                Access::Write
+            } else {
+                Access::None
+            },
             enterprise: has("manage_runners:enterprise") || has("admin:enterprise"),
         }
     }
@@ -329,12 +337,12 @@ impl Registry {
 
     /// A new installation token of installation `id` for App `app_id`: the token and the
     /// answer body (`installation-token`).
-    pub fn issue_installation_token(
-        &mut self,
-        app_id: u64,
-        id: u64,
-    ) -> Option<(String, Value)> {
-        let inst = self.installations.get(&id).filter(|i| i.app_id == app_id)?.clone();
+    pub fn issue_installation_token(&mut self, app_id: u64, id: u64) -> Option<(String, Value)> {
+        let inst = self
+            .installations
+            .get(&id)
+            .filter(|i| i.app_id == app_id)?
+            .clone();
         let token = format!("ghs_{}", random_token(36));
         let ttl = self
             .installation_token_ttl_secs
@@ -440,12 +448,12 @@ pub fn authorize(
         Who::App(_) if is_app_path => return Ok(()),
         Who::App(_) => return Err(integration()),
         Who::Token(_) if is_app_path => {
-            return Err(Refusal::new(
-                401,
-                "A JSON web token could not be decoded",
-            ))
+            return Err(Refusal::new(401, "A JSON web token could not be decoded"))
         }
-        Who::Token(t) => reg.tokens.get(t).ok_or_else(|| Refusal::new(401, "Bad credentials"))?,
+        Who::Token(t) => reg
+            .tokens
+            .get(t)
+            .ok_or_else(|| Refusal::new(401, "Bad credentials"))?,
     };
     let Some(scope) = scope else {
         return Ok(());
@@ -456,7 +464,10 @@ pub fn authorize(
             let mut r = Refusal::new(403, "Resource protected by organization SAML enforcement. You must grant your Personal Access token access to this organization.");
             r.headers.push((
                 "x-github-sso".into(),
-                format!("required; url=https://github.com/orgs/{org}/sso?authorization_request=FAKE{}", random_token(8)),
+                format!(
+                    "required; url=https://github.com/orgs/{org}/sso?authorization_request=FAKE{}",
+                    random_token(8)
+                ),
             ));
             return Err(r);
         }
@@ -466,7 +477,10 @@ pub fn authorize(
         Kind::FineGrained => Refusal::new(403, "Resource not accessible by personal access token"),
         Kind::Installation { .. } => integration(),
     };
-    if t.owner.as_deref().is_some_and(|o| !o.eq_ignore_ascii_case(owner)) {
+    if t.owner
+        .as_deref()
+        .is_some_and(|o| !o.eq_ignore_ascii_case(owner))
+    {
         return Err(refused());
     }
     let need = if method == "GET" {
@@ -531,28 +545,56 @@ mod tests {
             Registry::fine_grained("o", &[("administration", "write")]),
         );
         let org = token(&reg, "ghp_org");
-        assert_eq!(authorize(&reg, &org, "POST", Some("orgs/acme"), false), Ok(()));
+        assert_eq!(
+            authorize(&reg, &org, "POST", Some("orgs/acme"), false),
+            Ok(())
+        );
         let e = authorize(&reg, &org, "POST", Some("repos/o/r"), false).unwrap_err();
-        assert_eq!((e.status, e.message.as_str()), (403, "Must have admin rights to Repository."));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (403, "Must have admin rights to Repository.")
+        );
         assert!(authorize(&reg, &org, "GET", Some("enterprises/big"), false).is_err());
         let ent = token(&reg, "ghp_ent");
-        assert_eq!(authorize(&reg, &ent, "POST", Some("enterprises/big"), false), Ok(()));
-        let fg = token(&reg, "github_pat_r");
-        assert_eq!(authorize(&reg, &fg, "DELETE", Some("repos/o/r"), false), Ok(()));
-        let e = authorize(&reg, &fg, "GET", Some("repos/other/r"), false).unwrap_err();
-        assert_eq!(e.message, "Resource not accessible by personal access token");
-        assert!(authorize(&reg, &fg, "GET", Some("enterprises/o"), false).is_err());
-        assert_eq!(authorize(&reg, &Who::Main, "POST", Some("enterprises/x"), false), Ok(()));
         assert_eq!(
-            authorize(&reg, &Who::App(1), "GET", Some("orgs/acme"), false).unwrap_err().message,
+            authorize(&reg, &ent, "POST", Some("enterprises/big"), false),
+            Ok(())
+        );
+        let fg = token(&reg, "github_pat_r");
+        assert_eq!(
+            authorize(&reg, &fg, "DELETE", Some("repos/o/r"), false),
+            Ok(())
+        );
+        let e = authorize(&reg, &fg, "GET", Some("repos/other/r"), false).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Resource not accessible by personal access token"
+        );
+        assert!(authorize(&reg, &fg, "GET", Some("enterprises/o"), false).is_err());
+        assert_eq!(
+            authorize(&reg, &Who::Main, "POST", Some("enterprises/x"), false),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(&reg, &Who::App(1), "GET", Some("orgs/acme"), false)
+                .unwrap_err()
+                .message,
             "Resource not accessible by integration"
         );
-        assert_eq!(authorize(&reg, &org, "POST", None, true).unwrap_err().status, 401);
+        assert_eq!(
+            authorize(&reg, &org, "POST", None, true)
+                .unwrap_err()
+                .status,
+            401
+        );
         assert_eq!(
             reg.headers_for(&org, "/orgs/acme/actions/runners"),
             vec![
                 ("x-oauth-scopes".to_string(), "admin:org".to_string()),
-                ("x-accepted-oauth-scopes".to_string(), "admin:org".to_string())
+                (
+                    "x-accepted-oauth-scopes".to_string(),
+                    "admin:org".to_string()
+                )
             ]
         );
     }
@@ -564,19 +606,32 @@ mod tests {
         let id = reg.install(7, "acme", &[("organization_self_hosted_runners", "write")]);
         assert_eq!(reg.installation_for(7, "orgs/ACME").map(|i| i.id), Some(id));
         assert!(reg.installation_for(7, "orgs/other").is_none());
-        assert!(reg.issue_installation_token(8, id).is_none(), "another App's installation");
+        assert!(
+            reg.issue_installation_token(8, id).is_none(),
+            "another App's installation"
+        );
         let (t, body) = reg.issue_installation_token(7, id).unwrap();
         assert!(t.starts_with("ghs_") && body["token"] == t.as_str());
         let who = reg.authenticate(&format!("Bearer {t}"), "main").unwrap();
-        assert_eq!(authorize(&reg, &who, "POST", Some("orgs/acme"), false), Ok(()));
+        assert_eq!(
+            authorize(&reg, &who, "POST", Some("orgs/acme"), false),
+            Ok(())
+        );
         assert!(authorize(&reg, &who, "POST", Some("enterprises/acme"), false).is_err());
         assert!(authorize(&reg, &who, "POST", Some("orgs/other"), false).is_err());
         reg.clock_offset_secs = INSTALLATION_TOKEN_TTL_SECS;
-        let e = reg.authenticate(&format!("Bearer {t}"), "main").unwrap_err();
+        let e = reg
+            .authenticate(&format!("Bearer {t}"), "main")
+            .unwrap_err();
         assert_eq!((e.status, e.message.as_str()), (401, "Bad credentials"));
         assert_eq!(reg.authenticate("Bearer main", "main"), Ok(Who::Main));
         assert_eq!(reg.authenticate("Basic x", "main").unwrap_err().status, 401);
-        assert_eq!(reg.authenticate("Bearer eyJ.x.y", "main").unwrap_err().status, 401);
+        assert_eq!(
+            reg.authenticate("Bearer eyJ.x.y", "main")
+                .unwrap_err()
+                .status,
+            401
+        );
         assert_eq!(reg.jwts_refused, 1);
     }
 }

@@ -351,11 +351,10 @@ async fn app_token_expiring_mid_burst_loses_no_job() {
     let issued_before = b.gh.installation_tokens_issued();
     b.gh.advance_clock(Duration::from_secs(3600));
     for id in &jobs {
-        let j = b
-            .gh
-            .wait_job_completed(*id, Duration::from_secs(120))
-            .await
-            .unwrap_or_else(|| panic!("job {id} lost\n{}", b.log_tail(80)));
+        let j =
+            b.gh.wait_job_completed(*id, Duration::from_secs(120))
+                .await
+                .unwrap_or_else(|| panic!("job {id} lost\n{}", b.log_tail(80)));
         assert_eq!(format!("{:?}", j.conclusion), "Some(Success)", "job {id}");
     }
     assert!(
@@ -375,7 +374,10 @@ async fn app_token_expiring_mid_burst_loses_no_job() {
         log.contains("new installation token, valid for"),
         "tokens are renewed"
     );
-    assert!(!log.contains("cannot register runner"), "no registration failed:\n{log}");
+    assert!(
+        !log.contains("cannot register runner"),
+        "no registration failed:\n{log}"
+    );
     let (code, out, err) = b.cli(&["stop"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);

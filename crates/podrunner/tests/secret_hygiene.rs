@@ -243,7 +243,10 @@ async fn app_secrets_nowhere_on_the_host() {
         .collect();
     let mut outputs = String::new();
     for id in jobs {
-        let j = b.gh.wait_job_completed(id, Duration::from_secs(90)).await.expect("job done");
+        let j =
+            b.gh.wait_job_completed(id, Duration::from_secs(90))
+                .await
+                .expect("job done");
         outputs.push_str(&j.output.unwrap_or_default());
     }
     let host = procs();
@@ -259,8 +262,17 @@ async fn app_secrets_nowhere_on_the_host() {
     assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
 
     let jwts = b.gh.jwts_seen();
-    let tokens: Vec<String> = b.gh.extra_tokens().into_iter().filter(|t| t.starts_with("ghs_")).collect();
-    assert!(!jwts.is_empty() && tokens.len() >= 2, "{} JWTs, {} tokens", jwts.len(), tokens.len());
+    let tokens: Vec<String> =
+        b.gh.extra_tokens()
+            .into_iter()
+            .filter(|t| t.starts_with("ghs_"))
+            .collect();
+    assert!(
+        !jwts.is_empty() && tokens.len() >= 2,
+        "{} JWTs, {} tokens",
+        jwts.len(),
+        tokens.len()
+    );
     // The key's body, line by line (any line of it would give it away).
     let key_lines: Vec<&str> = app
         .private_key_pem
@@ -272,10 +284,18 @@ async fn app_secrets_nowhere_on_the_host() {
     secrets.extend(jwts.iter().map(String::as_str));
     secrets.extend(tokens.iter().map(String::as_str));
     let logs = b.all_logs();
-    assert!(logs.contains("DEBUG") && logs.contains("new installation token"), "the manager ran at debug level with the App");
+    assert!(
+        logs.contains("DEBUG") && logs.contains("new installation token"),
+        "the manager ran at debug level with the App"
+    );
     let mut stored = String::new();
-    for f in walk(&b.state_dir()).into_iter().chain(walk(&b.dir.path().join("run"))) {
-        stored.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()));
+    for f in walk(&b.state_dir())
+        .into_iter()
+        .chain(walk(&b.dir.path().join("run")))
+    {
+        stored.push_str(&String::from_utf8_lossy(
+            &std::fs::read(f).unwrap_or_default(),
+        ));
     }
     for s in secrets {
         for p in &host {
@@ -289,8 +309,14 @@ async fn app_secrets_nowhere_on_the_host() {
         assert!(!inspect.contains(s), "App secret in podman inspect");
         assert!(!logs.contains(s), "App secret in the manager's log");
         assert!(!status.contains(s), "App secret in status");
-        assert!(!stored.contains(s), "App secret in the state or runtime folder");
+        assert!(
+            !stored.contains(s),
+            "App secret in the state or runtime folder"
+        );
         assert!(!outputs.contains(s), "App secret seen by a job");
     }
-    assert!(app.key_file.exists(), "the key file is the user's and stays");
+    assert!(
+        app.key_file.exists(),
+        "the key file is the user's and stays"
+    );
 }

@@ -44,7 +44,10 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
                     .map(|i| format!("installation {i}"))
                     .unwrap_or_else(|| "installation looked up for each pool".into()),
                 if cfg.github.token_file_set {
-                    format!("; enterprise pools use the token file {}", cfg.github.token_file.display())
+                    format!(
+                        "; enterprise pools use the token file {}",
+                        cfg.github.token_file.display()
+                    )
                 } else {
                     String::new()
                 }

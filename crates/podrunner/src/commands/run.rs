@@ -91,13 +91,19 @@ async fn check_github(cfg: &crate::config::Config, gh: &Client) -> anyhow::Resul
         }
     }
     for p in &cfg.pools {
-        let Some(name) = &p.runner_group else { continue };
+        let Some(name) = &p.runner_group else {
+            continue;
+        };
         match gh.runner_group_id(&p.scope, name).await {
-            Ok(id) => tracing::info!(pool = %p.name, "runner group {name:?} of {} has id {id}", p.scope),
+            Ok(id) => {
+                tracing::info!(pool = %p.name, "runner group {name:?} of {} has id {id}", p.scope)
+            }
             Err(e) if fatal(&e) => {
                 anyhow::bail!("pool {}: {e}", p.name)
             }
-            Err(e) => tracing::warn!(pool = %p.name, "cannot look up runner group {name:?} yet: {e}"),
+            Err(e) => {
+                tracing::warn!(pool = %p.name, "cannot look up runner group {name:?} yet: {e}")
+            }
         }
     }
     Ok(())

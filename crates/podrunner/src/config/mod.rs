@@ -441,7 +441,9 @@ impl Config {
                 ))
             }
             (Some(a), None) => Some((a.span(), a.get_ref().to_string())),
-            (None, Some(c)) if c.get_ref().trim().is_empty() || c.get_ref().contains(char::is_whitespace) => {
+            (None, Some(c))
+                if c.get_ref().trim().is_empty() || c.get_ref().contains(char::is_whitespace) =>
+            {
                 return Err(at(
                     c.span(),
                     format!("client_id {:?} is not a GitHub App client id", c.get_ref()),
@@ -756,7 +758,10 @@ fn fix_for_parse_error(message: &str) -> String {
 fn read_secret_file(path: &Path, what: &str, fix_missing: &str) -> anyhow::Result<String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| {
-        anyhow::anyhow!("cannot read the {what} {}: {e}\n  fix: {fix_missing}", path.display())
+        anyhow::anyhow!(
+            "cannot read the {what} {}: {e}\n  fix: {fix_missing}",
+            path.display()
+        )
     })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -977,7 +982,10 @@ command = ["/bin/sh", "-c", "run"]
             "{e}"
         );
         let e = err("[[pool]]\nname = \"p\"\nrepository = \"o/r\"\norganization = \"o\"\n");
-        assert!(e.contains("sets more than one of repository, organization and enterprise"), "{e}");
+        assert!(
+            e.contains("sets more than one of repository, organization and enterprise"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1053,7 +1061,10 @@ command = ["/bin/sh", "-c", "run"]
         ))
         .unwrap();
         let app = c.github.app.unwrap();
-        assert_eq!((app.issuer.as_str(), app.installation_id), ("Iv23liABC", Some(42)));
+        assert_eq!(
+            (app.issuer.as_str(), app.installation_id),
+            ("Iv23liABC", Some(42))
+        );
         assert_eq!(
             err("[github]\napp_id = 1\n[[pool]]\nname = \"p\"\norganization = \"acme\"\n"),
             "/c.toml:2:10: a GitHub App needs its private key\n  fix: add private_key_file = \"/path/to/app.private-key.pem\" (the key downloaded from the App's settings, chmod 600)"
@@ -1071,7 +1082,9 @@ command = ["/bin/sh", "-c", "run"]
         let c = parse(ent).unwrap();
         assert_eq!(c.pools[0].scope, Scope::Enterprise("big-co".into()));
         assert!(c.github.uses_token(&c.pools[0].scope));
-        let e = err(&format!("[github]\napp_id = 1\nprivate_key_file = \"/k\"\n{ent}"));
+        let e = err(&format!(
+            "[github]\napp_id = 1\nprivate_key_file = \"/k\"\n{ent}"
+        ));
         assert_eq!(e, "/c.toml:6:14: pool \"e\" is an enterprise pool, and a GitHub App cannot manage enterprise runners (GitHub has no App permission for them)\n  fix: also set [github] token_file to a file holding a classic personal access token with the manage_runners:enterprise scope (enterprise pools use it, the others the App), or register these runners in an organization");
         let c = parse(&format!(
             "[github]\napp_id = 1\nprivate_key_file = \"/k\"\ntoken_file = \"/t\"\n{ent}{pool}"
@@ -1081,7 +1094,8 @@ command = ["/bin/sh", "-c", "run"]
         assert!(!c.github.uses_token(&c.pools[1].scope));
         let e = err("[[pool]]\nname = \"p\"\norganization = \"a\"\nenterprise = \"b\"\n");
         assert!(e.starts_with("/c.toml:4:14: pool \"p\" sets more than one of repository, organization and enterprise"), "{e}");
-        assert!(err("[[pool]]\nname = \"p\"\nenterprise = \"a b\"\n").starts_with("/c.toml:3:14: enterprise \"a b\""));
+        assert!(err("[[pool]]\nname = \"p\"\nenterprise = \"a b\"\n")
+            .starts_with("/c.toml:3:14: enterprise \"a b\""));
     }
 
     #[test]
@@ -1090,14 +1104,19 @@ command = ["/bin/sh", "-c", "run"]
         let c = parse(&format!("{org}runner_group = \"Linux builders\"\n")).unwrap();
         assert_eq!(c.pools[0].runner_group.as_deref(), Some("Linux builders"));
         let c = parse(&format!("{org}runner_group_id = 7\n")).unwrap();
-        assert_eq!((c.pools[0].runner_group.clone(), c.pools[0].runner_group_id), (None, 7));
+        assert_eq!(
+            (c.pools[0].runner_group.clone(), c.pools[0].runner_group_id),
+            (None, 7)
+        );
         assert_eq!(
             err(&format!("{org}runner_group = \"a\"\nrunner_group_id = 2\n")),
             "/c.toml:4:16: pool \"p\" sets both runner_group and runner_group_id\n  fix: keep one: runner_group = \"name\" is looked up, runner_group_id = N is used as is"
         );
         let e = err("[[pool]]\nname = \"p\"\nrepository = \"o/r\"\nrunner_group = \"x\"\n");
         assert!(e.starts_with("/c.toml:4:16: pool \"p\" registers runners in repository o/r, which has no runner groups"), "{e}");
-        assert!(err(&format!("{org}runner_group = \" \"\n")).contains("runner_group must not be empty"));
+        assert!(
+            err(&format!("{org}runner_group = \" \"\n")).contains("runner_group must not be empty")
+        );
     }
 
     #[test]
@@ -1106,23 +1125,38 @@ command = ["/bin/sh", "-c", "run"]
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("t");
         for (text, says) in [
-            ("AABF3JGZDX3P5PMEXLND6TS6FCWO6\n", "holds a runner registration (or remove) token"),
+            (
+                "AABF3JGZDX3P5PMEXLND6TS6FCWO6\n",
+                "holds a runner registration (or remove) token",
+            ),
             ("ghs_abcdef\n", "holds a GitHub App installation token"),
-            ("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n", "holds a private key"),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n",
+                "holds a private key",
+            ),
         ] {
             std::fs::write(&f, text).unwrap();
             std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
             let e = read_token(&f).unwrap_err().to_string();
-            assert!(e.starts_with(&format!("the GitHub token file {} {says}", f.display())), "{e}");
+            assert!(
+                e.starts_with(&format!("the GitHub token file {} {says}", f.display())),
+                "{e}"
+            );
             assert!(e.contains("\n  fix: "), "{e}");
-            assert!(!e.contains("AABF3") && !e.contains("ghs_abc"), "not echoed: {e}");
+            assert!(
+                !e.contains("AABF3") && !e.contains("ghs_abc"),
+                "not echoed: {e}"
+            );
         }
         std::fs::write(&f, "not a key").unwrap();
         let e = read_private_key(&f).unwrap_err().to_string();
         assert!(e.contains("does not hold a PEM key"), "{e}");
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
         let e = read_private_key(&f).unwrap_err().to_string();
-        assert!(e.contains("GitHub App private key file") && e.contains("chmod 600"), "{e}");
+        assert!(
+            e.contains("GitHub App private key file") && e.contains("chmod 600"),
+            "{e}"
+        );
     }
 
     #[test]

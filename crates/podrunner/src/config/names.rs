@@ -106,7 +106,10 @@ validated_string!(
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(tag = "kind", content = "name", rename_all = "lowercase")]
 pub enum Scope {
-    Repository { owner: String, repo: String },
+    Repository {
+        owner: String,
+        repo: String,
+    },
     Organization(String),
     /// An enterprise's slug (docs/credentials.md: only a classic token can manage its runners).
     Enterprise(String),
@@ -262,7 +265,10 @@ mod tests {
         let ent = Scope::enterprise("big-co").unwrap();
         assert_eq!(ent.api_path(), "enterprises/big-co");
         assert_eq!(ent.to_string(), "enterprise big-co");
-        assert_eq!(Scope::from_api_path("enterprises/big-co"), Some(ent.clone()));
+        assert_eq!(
+            Scope::from_api_path("enterprises/big-co"),
+            Some(ent.clone())
+        );
         assert!(ent.has_runner_groups());
         assert!(!Scope::repository("o/r").unwrap().has_runner_groups());
         assert!(Scope::enterprise("..").is_err());

@@ -26,7 +26,11 @@ fn split_fix(msg: &str) -> (String, Option<String>) {
 /// App's private key. One check, id `token`, so `podrunner run` refuses on it.
 pub fn check_token_file(cfg: &Config) -> Check {
     let g = &cfg.github;
-    let c = Check::new("token", "GitHub credentials", Status::Pass);
+    let title = match &g.app {
+        Some(_) => "GitHub App credentials",
+        None => "token file",
+    };
+    let c = Check::new("token", title, Status::Pass);
     let why = "the manager authenticates to GitHub with this credential to register every runner; one other users can read lets them register runners or delete yours";
     let failed = |e: anyhow::Error, default_fix: String| {
         let (found, fix) = split_fix(&e.to_string());
@@ -45,10 +49,7 @@ pub fn check_token_file(cfg: &Config) -> Check {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", app.private_key_file.display()))
         });
         if let Err(e) = key {
-            return failed(
-                e,
-                format!("chmod 600 {}", app.private_key_file.display()),
-            );
+            return failed(e, format!("chmod 600 {}", app.private_key_file.display()));
         }
         found.push(format!(
             "GitHub App {} with the key {} (mode 600, an RSA key){}",
@@ -89,7 +90,12 @@ pub fn required(scope: &Scope) -> (&'static str, &'static str) {
 }
 
 /// Judges one probe of `scope` made with a credential of `kind`.
-pub fn judge(scope: &Scope, api_url: &str, kind: CredentialKind, probe: Result<Probe, Error>) -> Check {
+pub fn judge(
+    scope: &Scope,
+    api_url: &str,
+    kind: CredentialKind,
+    probe: Result<Probe, Error>,
+) -> Check {
     let c = Check::new(
         format!("github:{scope}"),
         format!("GitHub access to {scope}"),
@@ -210,7 +216,12 @@ pub async fn check_github(cfg: &Config, token_ok: bool) -> Vec<Check> {
         _ => {
             return scopes
                 .iter()
-                .map(|s| skip(s, "no usable credentials (see the GitHub credentials check)"))
+                .map(|s| {
+                    skip(
+                        s,
+                        "no usable credentials (see the GitHub credentials check)",
+                    )
+                })
                 .collect()
         }
     };
@@ -243,7 +254,12 @@ pub async fn check_github(cfg: &Config, token_ok: bool) -> Vec<Check> {
         if let Err(Error::Transport { message, .. }) = &probe {
             unreachable = Some(message.clone());
         }
-        out.push(judge(s, &cfg.github.api_url, client.credentials().kind(s), probe));
+        out.push(judge(
+            s,
+            &cfg.github.api_url,
+            client.credentials().kind(s),
+            probe,
+        ));
     }
     for p in cfg.pools.iter().filter(|p| p.runner_group.is_some()) {
         let name = p.runner_group.as_deref().unwrap_or_default();
@@ -252,11 +268,18 @@ pub async fn check_github(cfg: &Config, token_ok: bool) -> Vec<Check> {
             format!("runner group of pool {}", p.name),
             Status::Pass,
         );
-        if out.iter().any(|o| o.id == format!("github:{}", p.scope) && o.status != Status::Pass) {
-            out.push(c.with_status(Status::Skip).found(format!("no access to {} (see above)", p.scope)));
+        if out
+            .iter()
+            .any(|o| o.id == format!("github:{}", p.scope) && o.status != Status::Pass)
+        {
+            out.push(
+                c.with_status(Status::Skip)
+                    .found(format!("no access to {} (see above)", p.scope)),
+            );
             continue;
         }
-        let found = tokio::time::timeout(PROBE_TIMEOUT, client.runner_group_id(&p.scope, name)).await;
+        let found =
+            tokio::time::timeout(PROBE_TIMEOUT, client.runner_group_id(&p.scope, name)).await;
         out.push(match found {
             Ok(Ok(id)) => c.found(format!("runner group {name:?} of {} has id {id}", p.scope)),
             Ok(Err(e)) => {
@@ -269,7 +292,9 @@ pub async fn check_github(cfg: &Config, token_ok: bool) -> Vec<Check> {
                     ..c
                 }
             }
-            Err(_) => c.with_status(Status::Warn).found(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())),
+            Err(_) => c
+                .with_status(Status::Warn)
+                .found(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())),
         });
     }
     out
@@ -364,7 +389,11 @@ mod tests {
             ..probe(200, Some("repo")).unwrap()
         });
         let c = judge(&repo, api, old);
-        assert!(c.is_fail() && c.found.contains("version 3.9.2"), "{}", c.found);
+        assert!(
+            c.is_fail() && c.found.contains("version 3.9.2"),
+            "{}",
+            c.found
+        );
         let new = Ok(Probe {
             server_version: Some("3.14.0".into()),
             ..probe(200, Some("repo")).unwrap()

@@ -276,10 +276,20 @@ pub(crate) mod tests {
                 .args(args)
                 .output()
                 .expect("openssl runs");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             out.stdout
         };
-        run(&["genrsa", "-traditional", "-out", key.to_str().unwrap(), "2048"]);
+        run(&[
+            "genrsa",
+            "-traditional",
+            "-out",
+            key.to_str().unwrap(),
+            "2048",
+        ]);
         let public = run(&["rsa", "-in", key.to_str().unwrap(), "-pubout"]);
         (
             std::fs::read_to_string(&key).unwrap(),
@@ -302,11 +312,19 @@ pub(crate) mod tests {
             data.claims["iat"].as_u64().unwrap(),
             data.claims["exp"].as_u64().unwrap(),
         );
-        assert_eq!(exp - iat, 600, "iat 60 s back, exp 9 min ahead: 10 minutes at most");
+        assert_eq!(
+            exp - iat,
+            600,
+            "iat 60 s back, exp 9 min ahead: 10 minutes at most"
+        );
         assert_eq!(format!("{jwt:?}"), "Secret(***)");
-        let e = App::new("1", "-----BEGIN RSA PRIVATE KEY-----\nnope\n-----END RSA PRIVATE KEY-----\n", None)
-            .err()
-            .unwrap();
+        let e = App::new(
+            "1",
+            "-----BEGIN RSA PRIVATE KEY-----\nnope\n-----END RSA PRIVATE KEY-----\n",
+            None,
+        )
+        .err()
+        .unwrap();
         assert!(e.contains("not an RSA key in PEM form"), "{e}");
     }
 
@@ -354,7 +372,10 @@ pub(crate) mod tests {
         assert!(matches!(c.source(&org), Ok(Source::App(_))));
         assert_eq!(c.kind(&org), CredentialKind::App);
         let e = c.source(&ent).err().unwrap().to_string();
-        assert!(e.contains("a GitHub App cannot manage enterprise runners"), "{e}");
+        assert!(
+            e.contains("a GitHub App cannot manage enterprise runners"),
+            "{e}"
+        );
         let c = Credentials::app(
             App::new("1", &private, Some(9)).unwrap(),
             Some(Secret::new("ghp_x".into())),

@@ -136,10 +136,7 @@ impl CredentialKind {
             ),
             _ => return None,
         };
-        Some(format!(
-            "{what} (a {})\n  fix: {fix}",
-            self.describe()
-        ))
+        Some(format!("{what} (a {})\n  fix: {fix}", self.describe()))
     }
 }
 
@@ -265,10 +262,7 @@ pub fn diagnose(kind: CredentialKind, scope: &Scope, a: &Answer) -> Diagnosis {
     }
     if a.status == 401 {
         let expired = a.message.to_ascii_lowercase().contains("expired")
-            || a
-                .token_expiration
-                .as_deref()
-                .is_some_and(expiration_passed);
+            || a.token_expiration.as_deref().is_some_and(expiration_passed);
         return match kind {
             App => Diagnosis {
                 found: format!("GitHub rejected the GitHub App's credentials ({said})"),
@@ -423,8 +417,18 @@ mod tests {
             let r = k.refusal().unwrap();
             assert!(r.contains("\n  fix: "), "{k:?}: {r}");
         }
-        assert!(InstallationToken.refusal().unwrap().contains("[github] app_id"));
-        for k in [FineGrainedPat, ClassicPat, UserToServerToken, OAuthToken, App, Unknown] {
+        assert!(InstallationToken
+            .refusal()
+            .unwrap()
+            .contains("[github] app_id"));
+        for k in [
+            FineGrainedPat,
+            ClassicPat,
+            UserToServerToken,
+            OAuthToken,
+            App,
+            Unknown,
+        ] {
             assert_eq!(k.refusal(), None, "{k:?}");
         }
     }
@@ -457,23 +461,37 @@ mod tests {
             ..answer(404, "Not Found")
         };
         let d = diagnose(ClassicPat, &org, &a);
-        assert!(d.found.contains("its owner cannot administer org acme"), "{}", d.found);
+        assert!(
+            d.found.contains("its owner cannot administer org acme"),
+            "{}",
+            d.found
+        );
         let ent = Scope::enterprise("big").unwrap();
         let a = Answer {
             oauth_scopes: Some("admin:enterprise".into()),
             ..answer(403, "x")
         };
-        assert!(diagnose(ClassicPat, &ent, &a).found.contains("cannot administer"));
+        assert!(diagnose(ClassicPat, &ent, &a)
+            .found
+            .contains("cannot administer"));
     }
 
     #[test]
     fn fine_grained_and_app_permissions() {
         let repo = Scope::repository("o/r").unwrap();
-        let d = diagnose(FineGrainedPat, &repo, &answer(403, "Resource not accessible by personal access token"));
+        let d = diagnose(
+            FineGrainedPat,
+            &repo,
+            &answer(403, "Resource not accessible by personal access token"),
+        );
         assert_eq!(d.found, "the fine-grained personal access token lacks the repository permission Administration: write for o/r, or o/r is not among its resources (GitHub answered 403: Resource not accessible by personal access token)");
         assert!(d.fix.starts_with("edit the token at https://github.com/settings/personal-access-tokens: resource owner o, repository access including r, repository permission Administration: write"), "{}", d.fix);
         let org = Scope::organization("acme").unwrap();
-        let d = diagnose(App, &org, &answer(403, "Resource not accessible by integration"));
+        let d = diagnose(
+            App,
+            &org,
+            &answer(403, "Resource not accessible by integration"),
+        );
         assert!(d.found.starts_with("the GitHub App's installation lacks the organization permission Self-hosted runners: write for org acme"), "{}", d.found);
         assert!(d.fix.contains("accept the new permissions"), "{}", d.fix);
     }
@@ -482,7 +500,11 @@ mod tests {
     fn enterprise_needs_a_classic_token() {
         let ent = Scope::enterprise("big").unwrap();
         for k in [FineGrainedPat, App, InstallationToken] {
-            let d = diagnose(k, &ent, &answer(403, "Resource not accessible by integration"));
+            let d = diagnose(
+                k,
+                &ent,
+                &answer(403, "Resource not accessible by integration"),
+            );
             if k == InstallationToken {
                 // A ghs_ token in the file is refused for what it is first.
                 assert!(d.found.contains("cannot renew"), "{}", d.found);
@@ -497,19 +519,32 @@ mod tests {
     fn sso_expired_and_rejected() {
         let org = Scope::organization("acme").unwrap();
         let a = Answer {
-            sso: Some("required; url=https://github.com/orgs/acme/sso?authorization_request=XYZ".into()),
+            sso: Some(
+                "required; url=https://github.com/orgs/acme/sso?authorization_request=XYZ".into(),
+            ),
             ..answer(403, "Resource protected by organization SAML enforcement.")
         };
         let d = diagnose(ClassicPat, &org, &a);
         assert!(d.found.starts_with("the classic personal access token is not authorized for the SAML single sign-on that org acme enforces"), "{}", d.found);
-        assert!(d.fix.starts_with("open https://github.com/orgs/acme/sso?authorization_request=XYZ while signed in"), "{}", d.fix);
+        assert!(
+            d.fix.starts_with(
+                "open https://github.com/orgs/acme/sso?authorization_request=XYZ while signed in"
+            ),
+            "{}",
+            d.fix
+        );
         let a = Answer {
             token_expiration: Some("2020-01-02 03:04:05 UTC".into()),
             ..answer(401, "Bad credentials")
         };
         let d = diagnose(FineGrainedPat, &org, &a);
         assert_eq!(d.found, "the fine-grained personal access token has expired (expiry: 2020-01-02 03:04:05 UTC) (GitHub answered 401: Bad credentials)");
-        assert!(d.fix.starts_with("regenerate it (https://github.com/settings/personal-access-tokens)"), "{}", d.fix);
+        assert!(
+            d.fix
+                .starts_with("regenerate it (https://github.com/settings/personal-access-tokens)"),
+            "{}",
+            d.fix
+        );
         let a = Answer {
             token_expiration: Some("2999-01-02 03:04:05 UTC".into()),
             ..answer(401, "Bad credentials")
@@ -517,9 +552,18 @@ mod tests {
         let d = diagnose(ClassicPat, &org, &a);
         assert!(d.found.starts_with("GitHub rejected the classic personal access token: it is wrong, expired or revoked"), "{}", d.found);
         assert!(d.fix.contains("the admin:org scope (fine-grained: organization permission Self-hosted runners: write)"), "{}", d.fix);
-        let d = diagnose(App, &org, &answer(401, "A JSON web token could not be decoded"));
+        let d = diagnose(
+            App,
+            &org,
+            &answer(401, "A JSON web token could not be decoded"),
+        );
         assert!(d.fix.contains("clock"), "{}", d.fix);
         let d = diagnose(RegistrationToken, &org, &answer(401, "Bad credentials"));
-        assert!(d.found.starts_with("the token file holds a runner registration"), "{}", d.found);
+        assert!(
+            d.found
+                .starts_with("the token file holds a runner registration"),
+            "{}",
+            d.found
+        );
     }
 }

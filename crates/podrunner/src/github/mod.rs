@@ -325,7 +325,13 @@ impl Client {
         let jwt = app.jwt()?;
         let (status, headers, bytes) = self.send_with(Method::POST, &url, None, &jwt).await?;
         if !status.is_success() {
-            return Err(self.app_failure(status, &headers, &bytes, scope, &format!("installation {id}")));
+            return Err(self.app_failure(
+                status,
+                &headers,
+                &bytes,
+                scope,
+                &format!("installation {id}"),
+            ));
         }
         #[derive(Deserialize)]
         struct Token {
@@ -339,7 +345,10 @@ impl Client {
         let secret = Secret::new(t.token);
         tracing::info!(
             "GitHub App installation {id}: new installation token, valid for {}s",
-            expires.duration_since(obtained).unwrap_or_default().as_secs()
+            expires
+                .duration_since(obtained)
+                .unwrap_or_default()
+                .as_secs()
         );
         app.store(id, secret.clone(), obtained, expires);
         Ok(Bearer {
@@ -448,10 +457,7 @@ impl Client {
                 .request(method.clone(), url)
                 .header(header::ACCEPT, ACCEPT)
                 .header("X-GitHub-Api-Version", API_VERSION)
-                .header(
-                    header::AUTHORIZATION,
-                    format!("Bearer {}", bearer.expose()),
-                );
+                .header(header::AUTHORIZATION, format!("Bearer {}", bearer.expose()));
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -688,15 +694,30 @@ impl Client {
         let answer = self.send(Method::POST, &url, Some(&body), scope).await?;
         match answer.0.as_u16() {
             201 | 200 => {
-                let r: JitResponse = serde_json::from_slice(&answer.2).map_err(|e| Error::Decode(e.to_string()))?;
-                Ok(JitConfig { runner: r.runner, encoded: Secret(r.encoded_jit_config) })
+                let r: JitResponse =
+                    serde_json::from_slice(&answer.2).map_err(|e| Error::Decode(e.to_string()))?;
+                Ok(JitConfig {
+                    runner: r.runner,
+                    encoded: Secret(r.encoded_jit_config),
+                })
             }
             409 => Err(Error::Conflict(name.to_string())),
-            404 => match self.server_version().and_then(|v| ghes::require(&v, ghes::Feature::JitRunners).err()) {
+            404 => match self
+                .server_version()
+                .and_then(|v| ghes::require(&v, ghes::Feature::JitRunners).err())
+            {
                 Some(old) => Err(Error::Unsupported(old)),
-                None => Err(self.fail(scope, &answer, &format!("{scope} (does it exist, and can the credential see it?)"))),
+                None => Err(self.fail(
+                    scope,
+                    &answer,
+                    &format!("{scope} (does it exist, and can the credential see it?)"),
+                )),
             },
-            _ => Err(self.fail(scope, &answer, &format!("{scope} (does it exist, and can the credential see it?)"))),
+            _ => Err(self.fail(
+                scope,
+                &answer,
+                &format!("{scope} (does it exist, and can the credential see it?)"),
+            )),
         }
     }
 

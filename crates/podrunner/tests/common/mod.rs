@@ -67,11 +67,24 @@ pub fn rsa_key_pair() -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k.pem");
     let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).output().expect("openssl runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
-    run(&["genrsa", "-traditional", "-out", key.to_str().unwrap(), "2048"]);
+    run(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        key.to_str().unwrap(),
+        "2048",
+    ]);
     let public = run(&["rsa", "-in", key.to_str().unwrap(), "-pubout"]);
     (
         std::fs::read_to_string(&key).unwrap(),
@@ -183,12 +196,20 @@ impl Bench {
         let app_id = 4242;
         self.gh.add_app(app_id, "Iv23liBENCH", &public);
         let owner = REPO.split('/').next().unwrap();
-        let installation = self.gh.install_app(app_id, owner, &[("administration", "write")]);
+        let installation = self
+            .gh
+            .install_app(app_id, owner, &[("administration", "write")]);
         let key_file = self.dir.path().join("app.private-key.pem");
         std::fs::write(&key_file, &private).unwrap();
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let token_line = format!("token_file = \"{}\"", self.dir.path().join("token").display());
-        let key_line = format!("app_id = {app_id}\nprivate_key_file = \"{}\"", key_file.display());
+        let token_line = format!(
+            "token_file = \"{}\"",
+            self.dir.path().join("token").display()
+        );
+        let key_line = format!(
+            "app_id = {app_id}\nprivate_key_file = \"{}\"",
+            key_file.display()
+        );
         self.edit_config(|c| c.replace(&token_line, &key_line));
         AppCreds {
             app_id,
