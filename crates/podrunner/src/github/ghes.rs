@@ -12,7 +12,8 @@ pub enum Feature {
     /// `generate-jitconfig` (podrunner's way to register a runner for one job): GHES 3.10.
     JitRunners,
     /// Runner scale sets (the runner-registration exchange and the Actions service): GHES 3.9
-    /// (docs/github-runner.md, scale sets), though podrunner's scale sets also need JIT.
+    /// has the service, but podrunner's scale sets also register just in time, so 3.10
+    /// (docs/credentials.md, GHES).
     ScaleSets,
 }
 
