@@ -61,8 +61,9 @@ async fn start(cfg: crate::config::Config) -> anyhow::Result<()> {
             Err(e) => tracing::warn!("cannot check image {}: {e}", pool.image),
         }
     }
-    let gh = Client::with_credentials(&cfg.github.api_url, creds)?;
-    check_github(&cfg, &gh).await?;
+    let gh = std::sync::Arc::new(Client::with_credentials(&cfg.github.api_url, creds)?);
+    // In the background: a rate-limited GitHub must not hold up the manager's start.
+    tokio::spawn(check_github(cfg.clone(), gh.clone()));
     let notify = std::env::var_os("NOTIFY_SOCKET").is_some();
     Manager::new(cfg, gh, podman)
         .run(RunOptions {
@@ -71,23 +72,19 @@ async fn start(cfg: crate::config::Config) -> anyhow::Result<()> {
         .await
 }
 
-/// Before the first registration: a GitHub Enterprise Server new enough for just-in-time
-/// runners, and every `runner_group` name found (docs/credentials.md). GitHub being
-/// unreachable is no reason to refuse: the manager retries on its own.
-async fn check_github(cfg: &crate::config::Config, gh: &Client) -> anyhow::Result<()> {
-    use crate::github::Error;
-    let fatal = |e: &Error| {
-        matches!(
-            e,
-            Error::Unsupported(_) | Error::NoSuchRunnerGroup { .. } | Error::Auth(_)
-        )
-    };
-    if let Some(first) = cfg.pools.first() {
-        match gh.check_server(&first.scope).await {
-            Ok(Some(v)) => tracing::info!("GitHub Enterprise Server {v} at {}", cfg.github.api_url),
-            Ok(None) => {}
-            Err(e) if fatal(&e) => return Err(e.into()),
-            Err(e) => tracing::warn!("cannot ask {} for its version: {e}", cfg.github.api_url),
+/// Soon after the start, in the log: a GitHub Enterprise Server too old for just-in-time
+/// runners, and every `runner_group` name looked up (docs/credentials.md). Both would also
+/// show at the first registration, as the pool's error in `podrunner status`.
+async fn check_github(cfg: crate::config::Config, gh: std::sync::Arc<Client>) {
+    if cfg.github.api_url != crate::config::DEFAULT_API_URL {
+        if let Some(first) = cfg.pools.first() {
+            match gh.check_server(&first.scope).await {
+                Ok(Some(v)) => {
+                    tracing::info!("GitHub Enterprise Server {v} at {}", cfg.github.api_url)
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("{e}"),
+            }
         }
     }
     for p in &cfg.pools {
@@ -98,13 +95,7 @@ async fn check_github(cfg: &crate::config::Config, gh: &Client) -> anyhow::Resul
             Ok(id) => {
                 tracing::info!(pool = %p.name, "runner group {name:?} of {} has id {id}", p.scope)
             }
-            Err(e) if fatal(&e) => {
-                anyhow::bail!("pool {}: {e}", p.name)
-            }
-            Err(e) => {
-                tracing::warn!(pool = %p.name, "cannot look up runner group {name:?} yet: {e}")
-            }
+            Err(e) => tracing::error!(pool = %p.name, "{e}"),
         }
     }
-    Ok(())
 }

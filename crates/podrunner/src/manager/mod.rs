@@ -123,12 +123,12 @@ pub fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
 }
 
 impl Manager {
-    pub fn new(cfg: Config, gh: Client, podman: Podman) -> Manager {
+    pub fn new(cfg: Config, gh: impl Into<Arc<Client>>, podman: Podman) -> Manager {
         let (tx, rx) = mpsc::unbounded_channel();
         Manager {
             ctx: Ctx {
                 cfg: Arc::new(cfg),
-                gh: Arc::new(gh),
+                gh: gh.into(),
                 podman: Arc::new(podman),
                 tx,
                 start_slots: Arc::new(tokio::sync::Semaphore::new(exec::MAX_CONCURRENT_STARTS)),
