@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State as AxState};
+use axum::extract::{OriginalUri, Path, Request, State as AxState};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::auth;
 use crate::state::{
     self, Conclusion, CreateError, DeleteError, FaultRule, RateLimit, State, DOCS_AUTH,
     DOCS_RATE_LIMIT, DOCS_RUNNERS, FAULT_RESET_IN_SECS, REGISTRATION_TOKEN_TTL_SECS,
@@ -75,10 +76,38 @@ impl Shared {
 
 type Sh = Arc<Shared>;
 
-/// The whole application: API routes behind `api_layer`, plus `/_runner` and `/_fake`.
+/// The whole application: API routes behind `api_layer`, plus `/_runner` and `/_fake`. As a
+/// GitHub Enterprise Server (`State::ghes_version`) the API lives under `/api/v3`.
 pub fn router(shared: Sh) -> Router {
+    let ghes = shared.lock().ghes_version.is_some();
     let api = Router::new()
         .route("/rate_limit", get(rate_limit))
+        .route("/meta", get(meta))
+        .route("/enterprises/:e/actions/runners", get(list_runners))
+        .route(
+            "/enterprises/:e/actions/runners/generate-jitconfig",
+            post(generate_jitconfig),
+        )
+        .route(
+            "/enterprises/:e/actions/runners/registration-token",
+            post(registration_token),
+        )
+        .route(
+            "/enterprises/:e/actions/runners/:runner_id",
+            get(get_runner).delete(delete_runner),
+        )
+        .route("/orgs/:org/actions/runner-groups", get(list_runner_groups))
+        .route(
+            "/enterprises/:e/actions/runner-groups",
+            get(list_runner_groups),
+        )
+        .route(
+            "/app/installations/:id/access_tokens",
+            post(installation_token),
+        )
+        .route("/repos/:owner/:repo/installation", get(get_installation))
+        .route("/orgs/:org/installation", get(get_installation))
+        .route("/enterprises/:e/installation", get(get_installation))
         .route("/repos/:owner/:repo/actions/runners", get(list_runners))
         .route("/orgs/:org/actions/runners", get(list_runners))
         .route(
@@ -108,6 +137,11 @@ pub fn router(shared: Sh) -> Router {
         .merge(crate::runs::routes())
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), api_layer));
+    let api = if ghes {
+        Router::new().nest("/api/v3", api)
+    } else {
+        api
+    };
 
     let fake = Router::new()
         .route("/_runner/:id/acquire", post(acquire))
@@ -175,36 +209,29 @@ pub fn route_key(method: &str, path: &str) -> String {
         "runs"
     } else if path.contains("/actions/runs/") && path.ends_with("/jobs") {
         "runs/{id}/jobs"
+    } else if path.ends_with("/actions/runner-groups") {
+        "runner-groups"
+    } else if path.ends_with("/access_tokens") {
+        "access_tokens"
+    } else if path.ends_with("/installation") {
+        "installation"
+    } else if path == "/meta" {
+        "meta"
     } else {
         "other"
     };
     format!("{method} {what}")
 }
 
-/// `repos/{owner}/{repo}` or `orgs/{org}` from an API path.
+/// `repos/{owner}/{repo}`, `orgs/{org}` or `enterprises/{e}` from an API path.
 fn scope_of_path(path: &str) -> Option<String> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
         ["repos", owner, repo, ..] => Some(format!("repos/{owner}/{repo}")),
         ["orgs", org, ..] => Some(format!("orgs/{org}")),
+        ["enterprises", e, ..] => Some(format!("enterprises/{e}")),
         _ => None,
     }
-}
-
-/// Whether `Authorization` carries the server's token (`Bearer T` or `token T`).
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some((scheme, presented)) = value.trim().split_once(' ') else {
-        return false;
-    };
-    (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
-        && !token.is_empty()
-        && presented.trim() == token
 }
 
 fn set_header(resp: &mut Response, name: &str, value: &str) {
@@ -251,22 +278,54 @@ async fn api_layer(AxState(sh): AxState<Sh>, req: Request, next: Next) -> Respon
         return fault_response(&sh, &rule);
     }
 
-    let token_ok = authorized(req.headers(), &sh.lock().token);
-    if !token_ok {
-        let mut resp = gh_error(StatusCode::UNAUTHORIZED, "Bad credentials", DOCS_AUTH);
-        add_rate_headers(&mut resp, &current_rate(&sh));
-        return resp;
-    }
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let scope = scope_of_path(&path);
+    let is_app_path = path.starts_with("/app/") || path.ends_with("/installation");
+    let checked = {
+        let mut st = sh.lock();
+        let main = st.token.clone();
+        match st.auth.authenticate(&authorization, &main) {
+            Err(r) => Err((r, Vec::new())),
+            Ok(who) => {
+                let extra = st.auth.headers_for(&who, &path);
+                match auth::authorize(&st.auth, &who, &method, scope.as_deref(), is_app_path) {
+                    Ok(()) => Ok((who, extra)),
+                    Err(r) => Err((r, extra)),
+                }
+            }
+        }
+    };
+    let (who, extra) = match checked {
+        Ok(x) => x,
+        Err((refusal, extra)) => {
+            let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::FORBIDDEN);
+            let mut resp = gh_error(status, &refusal.message, DOCS_AUTH);
+            add_rate_headers(&mut resp, &current_rate(&sh));
+            for (n, v) in extra.iter().chain(&refusal.headers) {
+                set_header(&mut resp, n, v);
+            }
+            stamp_server(&sh, &mut resp);
+            return resp;
+        }
+    };
 
     // GET /rate_limit neither counts against the budget nor is refused for it (GitHub's doc).
+    // Each credential spends its own budget; the server's own token the global one.
     if path != "/rate_limit" {
         let exhausted = {
             let mut st = sh.lock();
-            st.rate.refresh(state::now_secs());
-            if st.rate.remaining == 0 {
-                Some(st.rate)
+            let st = &mut *st;
+            let rate = st.auth.rate_of(&who).unwrap_or(&mut st.rate);
+            rate.refresh(state::now_secs());
+            if rate.remaining == 0 {
+                Some(*rate)
             } else {
-                st.rate.remaining -= 1;
+                rate.remaining -= 1;
                 None
             }
         };
@@ -277,13 +336,32 @@ async fn api_layer(AxState(sh): AxState<Sh>, req: Request, next: Next) -> Respon
                 DOCS_RATE_LIMIT,
             );
             add_rate_headers(&mut resp, &rate);
+            stamp_server(&sh, &mut resp);
             return resp;
         }
     }
 
     let mut resp = next.run(req).await;
-    add_rate_headers(&mut resp, &current_rate(&sh));
+    let rate = {
+        let mut st = sh.lock();
+        let st = &mut *st;
+        let r = st.auth.rate_of(&who).unwrap_or(&mut st.rate);
+        r.refresh(state::now_secs());
+        *r
+    };
+    add_rate_headers(&mut resp, &rate);
+    for (n, v) in &extra {
+        set_header(&mut resp, n, v);
+    }
+    stamp_server(&sh, &mut resp);
     resp
+}
+
+/// A GitHub Enterprise Server names its version on every answer.
+fn stamp_server(sh: &Shared, resp: &mut Response) {
+    if let Some(v) = sh.lock().ghes_version.clone() {
+        set_header(resp, "x-github-enterprise-version", &v);
+    }
 }
 
 /// The answer of a fault rule with a status.
@@ -345,7 +423,12 @@ async fn rate_limit(AxState(sh): AxState<Sh>) -> Response {
     Json(body).into_response()
 }
 
-async fn list_runners(AxState(sh): AxState<Sh>, uri: Uri, headers: HeaderMap) -> Response {
+async fn list_runners(
+    AxState(sh): AxState<Sh>,
+    uri: Uri,
+    OriginalUri(original): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
     let Some(scope) = scope_of_path(uri.path()) else {
         return not_found();
     };
@@ -373,7 +456,8 @@ async fn list_runners(AxState(sh): AxState<Sh>, uri: Uri, headers: HeaderMap) ->
         .and_then(|h| h.to_str().ok())
         .map(|h| format!("http://{h}"))
         .unwrap_or(base_url);
-    let url = format!("{origin}{}", uri.path());
+    // The path as the client sent it (under `/api/v3` on a GHES).
+    let url = format!("{origin}{}", original.path());
     let mut resp = Json(json!({"total_count": total, "runners": runners})).into_response();
     if let Some(link) = state::link_header(&url, &query, page, window.last_page) {
         set_header(&mut resp, "link", &link);
@@ -444,6 +528,98 @@ async fn generate_jitconfig(AxState(sh): AxState<Sh>, uri: Uri, body: Bytes) -> 
             &format!("Already exists - A runner with the name {name} already exists."),
             DOCS_RUNNERS,
         ),
+        Err(CreateError::NoSuchGroup(_)) => not_found(),
+    }
+}
+
+async fn meta(AxState(sh): AxState<Sh>) -> Response {
+    let mut body = json!({"verifiable_password_authentication": false});
+    if let Some(v) = sh.lock().ghes_version.clone() {
+        body["installed_version"] = json!(v);
+    }
+    Json(body).into_response()
+}
+
+/// `GET /{orgs/o|enterprises/e}/actions/runner-groups`: "Default" and the added groups.
+async fn list_runner_groups(AxState(sh): AxState<Sh>, uri: Uri) -> Response {
+    let Some(scope) = scope_of_path(uri.path()) else {
+        return not_found();
+    };
+    let st = sh.lock();
+    let base = st.server_url.clone();
+    let enterprise = scope.starts_with("enterprises/");
+    let groups: Vec<Value> = st
+        .runner_groups_of(&scope)
+        .into_iter()
+        .map(|(id, name)| {
+            let mut g = json!({
+                "id": id,
+                "name": name,
+                "visibility": "all",
+                "default": id == state::DEFAULT_RUNNER_GROUP_ID,
+                "runners_url": format!("{base}/{scope}/actions/runner-groups/{id}/runners"),
+                "allows_public_repositories": false,
+                "restricted_to_workflows": false,
+                "selected_workflows": [],
+                "workflow_restrictions_read_only": false,
+            });
+            if !enterprise {
+                g["inherited"] = json!(false);
+            }
+            g
+        })
+        .collect();
+    Json(json!({"total_count": groups.len(), "runner_groups": groups})).into_response()
+}
+
+/// `POST /app/installations/{id}/access_tokens` (JWT only): a new `ghs_` token.
+async fn installation_token(
+    AxState(sh): AxState<Sh>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return not_found();
+    };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let issued = sh.mutate(|st| {
+        let main = st.token.clone();
+        match st.auth.authenticate(authorization, &main) {
+            Ok(auth::Who::App(app)) => st.auth.issue_installation_token(app, id),
+            _ => None,
+        }
+    });
+    match issued {
+        Some((_, body)) => (StatusCode::CREATED, Json(body)).into_response(),
+        None => not_found(),
+    }
+}
+
+/// `GET /{repos/o/r|orgs/o|enterprises/e}/installation` (JWT only): the App's installation
+/// on that account, 404 when there is none.
+async fn get_installation(AxState(sh): AxState<Sh>, uri: Uri, headers: HeaderMap) -> Response {
+    let Some(scope) = scope_of_path(uri.path()) else {
+        return not_found();
+    };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut st = sh.lock();
+    let main = st.token.clone();
+    let Ok(auth::Who::App(app)) = st.auth.authenticate(authorization, &main) else {
+        return not_found();
+    };
+    let base = st.server_url.clone();
+    match (
+        st.auth.installation_for(app, &scope),
+        st.auth.apps.get(&app),
+    ) {
+        (Some(inst), Some(a)) => Json(auth::installation_json(inst, a, &base)).into_response(),
+        _ => not_found(),
     }
 }
 

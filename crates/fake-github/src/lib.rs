@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 pub mod http;
 pub mod runs;
 pub mod scaleset;
@@ -61,6 +62,9 @@ pub struct Options {
     pub token: String,
     /// Base URL written into JIT configs; default: `http://` + the bound address.
     pub public_url: Option<String>,
+    /// Behave as a GitHub Enterprise Server of this version: the API under `/api/v3`, and
+    /// `X-GitHub-Enterprise-Version` on every answer.
+    pub ghes_version: Option<String>,
 }
 
 /// API request counters (`/_fake/stats`), plus the registration totals.
@@ -91,6 +95,7 @@ impl FakeGithub {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: token.to_string(),
             public_url: None,
+            ghes_version: None,
         })
         .await
     }
@@ -112,7 +117,9 @@ impl FakeGithub {
             .unwrap_or(&url)
             .trim_end_matches('/')
             .to_string();
-        let shared = Arc::new(Shared::new(State::new(&opts.token, &server_url)));
+        let mut state = State::new(&opts.token, &server_url);
+        state.ghes_version = opts.ghes_version.clone();
+        let shared = Arc::new(Shared::new(state));
         let app = http::router(shared.clone());
         tokio::spawn(webhooks::deliver(shared.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -138,6 +145,58 @@ impl FakeGithub {
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// The REST API's base URL: [`FakeGithub::url`], plus `/api/v3` on a GHES.
+    pub fn api_url(&self) -> String {
+        match self.shared.lock().ghes_version {
+            Some(_) => format!("{}/api/v3", self.url),
+            None => self.url.clone(),
+        }
+    }
+
+    /// Accepts `token` too, as the credential `record` describes (auth.rs).
+    pub fn add_token(&self, token: &str, record: auth::TokenRecord) {
+        self.with_state(|st| st.auth.add_token(token, record));
+    }
+
+    /// Registers a GitHub App whose JWTs are verified against `public_key_pem`.
+    pub fn add_app(&self, id: u64, client_id: &str, public_key_pem: &str) {
+        self.with_state(|st| st.auth.add_app(id, client_id, public_key_pem));
+    }
+
+    /// Installs App `app_id` on `account` with `permissions`; returns the installation id.
+    pub fn install_app(&self, app_id: u64, account: &str, permissions: &[(&str, &str)]) -> u64 {
+        self.with_state(|st| st.auth.install(app_id, account, permissions))
+    }
+
+    /// Moves the clock installation tokens expire by (the real clock is untouched).
+    pub fn advance_clock(&self, by: Duration) {
+        self.with_state(|st| st.auth.clock_offset_secs += by.as_secs());
+    }
+
+    /// Lifetime of the installation tokens issued from now on (GitHub: one hour).
+    pub fn set_installation_token_ttl(&self, ttl: Duration) {
+        self.with_state(|st| st.auth.installation_token_ttl_secs = Some(ttl.as_secs()));
+    }
+
+    /// Every App JWT the fake accepted.
+    pub fn jwts_seen(&self) -> Vec<String> {
+        self.shared.lock().auth.jwts_seen.clone()
+    }
+
+    pub fn installation_tokens_issued(&self) -> u64 {
+        self.shared.lock().auth.installation_tokens_issued
+    }
+
+    /// Every token the fake accepts besides its own (installation tokens included).
+    pub fn extra_tokens(&self) -> Vec<String> {
+        self.shared.lock().auth.tokens.keys().cloned().collect()
+    }
+
+    /// Adds a runner group to `scope` (`orgs/o`, `enterprises/e`); returns its id.
+    pub fn add_runner_group(&self, scope: &str, name: &str) -> i64 {
+        self.with_state(|st| st.add_runner_group(scope, name))
     }
 
     pub fn port(&self) -> u16 {

@@ -33,6 +33,9 @@ struct Cli {
     /// Base URL to put into JIT configs instead of the listening address.
     #[arg(long)]
     public_url: Option<String>,
+    /// Behave as a GitHub Enterprise Server of this version (API under /api/v3).
+    #[arg(long)]
+    ghes_version: Option<String>,
 }
 
 fn read_token(cli: &Cli) -> anyhow::Result<String> {
@@ -78,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         listen: cli.listen,
         token,
         public_url: cli.public_url.clone(),
+        ghes_version: cli.ghes_version.clone(),
     })
     .await?;
     if let Some(path) = &cli.port_file {

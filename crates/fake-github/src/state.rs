@@ -472,13 +472,14 @@ pub fn scope_matches(runner_scope: &str, job_scope: &str) -> bool {
     }
 }
 
-/// Checks a scope string: `repos/{owner}/{repo}` or `orgs/{org}`, segments non-empty.
+/// Checks a scope string: `repos/{owner}/{repo}`, `orgs/{org}` or `enterprises/{e}`,
+/// segments non-empty.
 pub fn normalize_scope(scope: &str) -> Option<String> {
     let s = scope.trim().trim_matches('/');
     let parts: Vec<&str> = s.split('/').collect();
     let ok = match parts.as_slice() {
         ["repos", o, r] => !o.is_empty() && !r.is_empty(),
-        ["orgs", o] => !o.is_empty(),
+        ["orgs", o] | ["enterprises", o] => !o.is_empty(),
         _ => false,
     };
     ok.then(|| s.to_string())
@@ -624,6 +625,8 @@ pub fn rfc3339(epoch_secs: u64) -> String {
 pub enum CreateError {
     /// A live registration with that name exists in the scope (409).
     NameExists(String),
+    /// The organization or enterprise has no runner group with this id (404).
+    NoSuchGroup(i64),
 }
 
 /// Why a runner registration could not be deleted.
@@ -662,6 +665,14 @@ pub struct State {
     pub scalesets: crate::scaleset::Service,
     /// `workflow_job` webhooks (webhooks.rs).
     pub webhooks: crate::webhooks::Webhooks,
+    /// Tokens, Apps and installations besides `token` (auth.rs).
+    pub auth: crate::auth::Registry,
+    /// Runner groups added per organization or enterprise scope, besides "Default" (id 1).
+    pub runner_groups: BTreeMap<String, Vec<(i64, String)>>,
+    next_group_id: i64,
+    /// `Some`: behave as a GitHub Enterprise Server of this version (API under `/api/v3`,
+    /// `X-GitHub-Enterprise-Version` on every answer).
+    pub ghes_version: Option<String>,
 }
 
 impl State {
@@ -685,7 +696,35 @@ impl State {
             rate: RateLimit::new(now_secs()),
             scalesets: Default::default(),
             webhooks: Default::default(),
+            auth: crate::auth::Registry::default(),
+            runner_groups: BTreeMap::new(),
+            next_group_id: DEFAULT_RUNNER_GROUP_ID + 1,
+            ghes_version: None,
         }
+    }
+
+    /// Adds a runner group named `name` to `scope` (`orgs/o` or `enterprises/e`); returns
+    /// its id.
+    pub fn add_runner_group(&mut self, scope: &str, name: &str) -> i64 {
+        let id = self.next_group_id;
+        self.next_group_id += 1;
+        self.runner_groups
+            .entry(scope.to_ascii_lowercase())
+            .or_default()
+            .push((id, name.to_string()));
+        id
+    }
+
+    /// The runner groups of `scope`: "Default" (id 1) first.
+    pub fn runner_groups_of(&self, scope: &str) -> Vec<(i64, String)> {
+        let mut out = vec![(DEFAULT_RUNNER_GROUP_ID, "Default".to_string())];
+        out.extend(
+            self.runner_groups
+                .get(&scope.to_ascii_lowercase())
+                .cloned()
+                .unwrap_or_default(),
+        );
+        out
     }
 
     /// Sets the primary budget: `remaining` calls until `reset_in_secs` from now (default: a
@@ -740,6 +779,14 @@ impl State {
         scope: &str,
         req: &JitRequest,
     ) -> Result<(RunnerRecord, String), CreateError> {
+        if !scope.starts_with("repos/")
+            && !self
+                .runner_groups_of(scope)
+                .iter()
+                .any(|(id, _)| *id == req.runner_group_id)
+        {
+            return Err(CreateError::NoSuchGroup(req.runner_group_id));
+        }
         if self
             .runners
             .values()

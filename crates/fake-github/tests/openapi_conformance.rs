@@ -58,9 +58,21 @@ impl Spec {
             )
         });
         let doc: Value = serde_json::from_str(&text).expect("spec is JSON");
-        Spec {
-            api: doc["api.github.com"].clone(),
+        let mut api = doc["api.github.com"].clone();
+        // The enterprise paths come from GitHub's GHEC description: add them, and the
+        // components they name that api.github.com's lacks.
+        let ent = &doc["ghec-enterprise"];
+        for (path, item) in ent["paths"].as_object().expect("enterprise paths") {
+            api["paths"][path] = item.clone();
         }
+        for (kind, items) in ent["components"].as_object().expect("components") {
+            for (name, v) in items.as_object().expect("component kind") {
+                if api["components"][kind][name].is_null() {
+                    api["components"][kind][name] = v.clone();
+                }
+            }
+        }
+        Spec { api }
     }
 
     /// Path template in the spec for a template with `{scope}`, e.g. `repos` →
@@ -69,6 +81,7 @@ impl Spec {
         let scope = match kind {
             "repos" => "repos/{owner}/{repo}",
             "orgs" => "orgs/{org}",
+            "enterprises" => "enterprises/{enterprise}",
             _ => panic!("scope kind {kind}"),
         };
         template.replace("{scope}", scope)
@@ -403,7 +416,11 @@ fn jit_body(name: &str, labels: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_answers_conform_to_openapi() {
     let mut c = Checker::new().await;
-    for (kind, scope) in [("repos", "repos/octo/hello"), ("orgs", "orgs/octo")] {
+    for (kind, scope) in [
+        ("repos", "repos/octo/hello"),
+        ("orgs", "orgs/octo"),
+        ("enterprises", "enterprises/octo-ent"),
+    ] {
         scope_round(&mut c, kind, scope).await;
     }
     other_endpoints(&mut c).await;
@@ -998,6 +1015,382 @@ async fn queued_runs_and_jobs_conform_and_answer_304() {
         .ok(Method::GET, RUNS, "/repos/octo/hello/actions/runs", None)
         .await;
     assert_eq!(a.json()["workflow_runs"][0]["status"], "in_progress");
+    c.assert_statuses_declared();
+    c.gh.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials (issue 14): runner groups, GitHub App JWTs and installation tokens, permissions,
+// per-credential rate limits
+// ---------------------------------------------------------------------------------------------
+
+const GROUPS_ORG: &str = "/orgs/{org}/actions/runner-groups";
+const GROUPS_ENT: &str = "/enterprises/{enterprise}/actions/runner-groups";
+const INSTALLATION: &str = "/orgs/{org}/installation";
+const ACCESS_TOKENS: &str = "/app/installations/{installation_id}/access_tokens";
+
+/// An RSA key pair made by openssl (PKCS#1 private key, like GitHub's downloads).
+fn rsa_pair() -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pem");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        key.to_str().unwrap(),
+        "2048",
+    ]);
+    let public = run(&["rsa", "-in", key.to_str().unwrap(), "-pubout"]);
+    (
+        std::fs::read_to_string(&key).unwrap(),
+        String::from_utf8(public).unwrap(),
+    )
+}
+
+fn jwt(private_pem: &str, iss: &str, iat_offset: i64, lifetime: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let iat = (now + iat_offset) as u64;
+    let claims = json!({"iat": iat, "exp": iat + lifetime, "iss": iss});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_runner_groups_conform() {
+    let mut c = Checker::new().await;
+    // Runner groups by name, organization and enterprise.
+    let gid = c.gh.add_runner_group("orgs/octo", "Linux builders");
+    let a = c
+        .ok(
+            Method::GET,
+            GROUPS_ORG,
+            "/orgs/octo/actions/runner-groups",
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    let names: Vec<&str> = a.json()["runner_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Default", "Linux builders"]);
+    assert_eq!(a.json()["runner_groups"][1]["id"], gid);
+    let a = c
+        .ok(
+            Method::GET,
+            GROUPS_ENT,
+            "/enterprises/big/actions/runner-groups",
+            None,
+        )
+        .await;
+    assert_eq!(a.json()["total_count"], 1);
+    assert_eq!(
+        c.call(
+            Method::GET,
+            GROUPS_ORG,
+            "/orgs/octo/actions/runner-groups",
+            None,
+            "nope"
+        )
+        .await
+        .status,
+        401
+    );
+    // A JIT runner lands in the named group; an unknown group id is 404.
+    let jit = Spec::template("orgs", JIT);
+    let body = json!({"name": "g1", "runner_group_id": gid, "labels": ["x"]}).to_string();
+    let a = c
+        .ok(
+            Method::POST,
+            &jit,
+            "/orgs/octo/actions/runners/generate-jitconfig",
+            Some(&body),
+        )
+        .await;
+    assert_eq!(a.status, 201);
+    assert_eq!(a.json()["runner"]["runner_group_id"], gid);
+    let body = json!({"name": "g2", "runner_group_id": 999, "labels": ["x"]}).to_string();
+    let a = c
+        .ok(
+            Method::POST,
+            &jit,
+            "/orgs/octo/actions/runners/generate-jitconfig",
+            Some(&body),
+        )
+        .await;
+    assert_eq!(a.status, 404);
+
+    // A GitHub App: JWTs verified against its public key.
+    let (private, public) = rsa_pair();
+    let (other_private, _) = rsa_pair();
+    c.gh.add_app(77, "Iv23liFAKE", &public);
+    let inst = c.gh.install_app(
+        77,
+        "octo",
+        &[
+            ("organization_self_hosted_runners", "write"),
+            ("administration", "write"),
+        ],
+    );
+    let good = jwt(&private, "77", -60, 600);
+    let a = c
+        .call(
+            Method::GET,
+            INSTALLATION,
+            "/orgs/octo/installation",
+            None,
+            &good,
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["id"], inst);
+    // The client id works as issuer too.
+    let by_client = jwt(&private, "Iv23liFAKE", -60, 600);
+    assert_eq!(
+        c.call(
+            Method::GET,
+            INSTALLATION,
+            "/orgs/octo/installation",
+            None,
+            &by_client
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        c.call(
+            Method::GET,
+            INSTALLATION,
+            "/orgs/elsewhere/installation",
+            None,
+            &good
+        )
+        .await
+        .status,
+        404
+    );
+    for (bad, why) in [
+        (jwt(&other_private, "77", -60, 600), "signed by another key"),
+        (jwt(&private, "78", -60, 600), "unknown issuer"),
+        (jwt(&private, "77", -60, 3600), "valid for an hour"),
+        (jwt(&private, "77", -1200, 600), "expired"),
+        (jwt(&private, "77", 600, 60), "issued in the future"),
+    ] {
+        let a = c
+            .call(
+                Method::GET,
+                INSTALLATION,
+                "/orgs/octo/installation",
+                None,
+                &bad,
+            )
+            .await;
+        assert_eq!(a.status, 401, "{why}");
+    }
+    // A token is no JWT.
+    let url = format!("/app/installations/{inst}/access_tokens");
+    assert_eq!(
+        c.call(Method::POST, ACCESS_TOKENS, &url, None, TOKEN)
+            .await
+            .status,
+        401
+    );
+    let a = c.call(Method::POST, ACCESS_TOKENS, &url, None, &good).await;
+    assert_eq!(a.status, 201);
+    let ghs = a.json()["token"].as_str().unwrap().to_string();
+    assert!(ghs.starts_with("ghs_"));
+    assert_eq!(
+        c.call(
+            Method::POST,
+            ACCESS_TOKENS,
+            "/app/installations/999/access_tokens",
+            None,
+            &good
+        )
+        .await
+        .status,
+        404
+    );
+    // A JWT alone may not manage runners.
+    let list = Spec::template("orgs", LIST);
+    assert_eq!(
+        c.call(
+            Method::GET,
+            &list,
+            "/orgs/octo/actions/runners",
+            None,
+            &good
+        )
+        .await
+        .status,
+        403
+    );
+    // The installation token manages its organization's runners, not another's, and no
+    // enterprise's.
+    assert_eq!(
+        c.call(Method::GET, &list, "/orgs/octo/actions/runners", None, &ghs)
+            .await
+            .status,
+        200
+    );
+    let a = c
+        .call(
+            Method::GET,
+            &list,
+            "/orgs/other/actions/runners",
+            None,
+            &ghs,
+        )
+        .await;
+    assert_eq!(
+        (a.status.as_u16(), a.json()["message"].as_str()),
+        (403, Some("Resource not accessible by integration"))
+    );
+    let ent_list = Spec::template("enterprises", LIST);
+    assert_eq!(
+        c.call(
+            Method::GET,
+            &ent_list,
+            "/enterprises/octo/actions/runners",
+            None,
+            &ghs
+        )
+        .await
+        .status,
+        403
+    );
+    // Per-credential rate limit: the installation's budget runs out, the server token's not.
+    c.gh.with_state(|st| {
+        let r = st.auth.installations.get_mut(&inst).unwrap();
+        r.rate.remaining = 0;
+        r.rate.reset = fake_github::state::now_secs() + 600;
+    });
+    let a = c
+        .call(Method::GET, &list, "/orgs/octo/actions/runners", None, &ghs)
+        .await;
+    assert_eq!(
+        (a.status.as_u16(), a.header("x-ratelimit-remaining")),
+        (403, Some("0"))
+    );
+    let a = c
+        .ok(Method::GET, &list, "/orgs/octo/actions/runners", None)
+        .await;
+    assert_eq!(a.status, 200);
+    assert_ne!(a.header("x-ratelimit-remaining"), Some("0"));
+    // It expires by the fake's clock.
+    c.gh.advance_clock(Duration::from_secs(3600));
+    assert_eq!(
+        c.call(Method::GET, &list, "/orgs/octo/actions/runners", None, &ghs)
+            .await
+            .status,
+        401
+    );
+
+    // Classic and fine-grained tokens: scopes, permissions, SSO.
+    let mut classic = fake_github::auth::Registry::classic(&["repo"]);
+    c.gh.add_token("ghp_repoonly", classic.clone());
+    let a = c
+        .call(
+            Method::GET,
+            &list,
+            "/orgs/octo/actions/runners",
+            None,
+            "ghp_repoonly",
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    assert_eq!(a.header("x-oauth-scopes"), Some("repo"));
+    assert_eq!(a.header("x-accepted-oauth-scopes"), Some("admin:org"));
+    classic.sso_blocked_org = Some("octo".into());
+    classic.grant.organization = fake_github::auth::Access::Write;
+    c.gh.add_token("ghp_nosso", classic);
+    let a = c
+        .call(
+            Method::GET,
+            &list,
+            "/orgs/octo/actions/runners",
+            None,
+            "ghp_nosso",
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    assert!(a
+        .header("x-github-sso")
+        .unwrap()
+        .starts_with("required; url=https://github.com/orgs/octo/sso"));
+    c.gh.add_token(
+        "ghp_ent",
+        fake_github::auth::Registry::classic(&["manage_runners:enterprise"]),
+    );
+    assert_eq!(
+        c.call(
+            Method::GET,
+            &ent_list,
+            "/enterprises/octo/actions/runners",
+            None,
+            "ghp_ent"
+        )
+        .await
+        .status,
+        200
+    );
+    c.gh.add_token(
+        "github_pat_x",
+        fake_github::auth::Registry::fine_grained(
+            "octo",
+            &[("organization_self_hosted_runners", "read")],
+        ),
+    );
+    assert_eq!(
+        c.call(
+            Method::GET,
+            &list,
+            "/orgs/octo/actions/runners",
+            None,
+            "github_pat_x"
+        )
+        .await
+        .status,
+        200
+    );
+    let a = c
+        .call(
+            Method::POST,
+            &jit,
+            "/orgs/octo/actions/runners/generate-jitconfig",
+            Some(&jit_body("fg", &["x"])),
+            "github_pat_x",
+        )
+        .await;
+    assert_eq!(
+        (a.status.as_u16(), a.json()["message"].as_str()),
+        (
+            403,
+            Some("Resource not accessible by personal access token")
+        )
+    );
     c.assert_statuses_declared();
     c.gh.shutdown().await;
 }

@@ -874,12 +874,12 @@ async fn github_token_accepted_rejected_or_lacking_permission() {
         let checks = doctor::github::check_github(&cfg, true).await;
         assert_eq!(checks[0].status, Status::Pass);
         assert_eq!(checks[1].status, Status::Fail, "{checks:#?}");
-        assert!(checks[1].found.starts_with("token lacks permission for org acme (404"), "{}", checks[1].found);
+        assert_eq!(checks[1].found, "the classic personal access token may not manage the runners of org acme (GitHub answered 404: Not Found)");
         assert!(checks[1].fix.as_deref().unwrap().contains("Self-hosted runners: write"));
 
         std::fs::write(dir.path().join("token"), "ghp_wrong").unwrap();
         let checks = doctor::github::check_github(&cfg, true).await;
-        assert!(checks.iter().all(|c| c.is_fail() && c.found.starts_with("token rejected (401")), "{checks:#?}");
+        assert!(checks.iter().all(|c| c.is_fail() && c.found.starts_with("GitHub rejected the classic personal access token: it is wrong, expired or revoked (GitHub answered 401")), "{checks:#?}");
         gh.shutdown().await;
     })
     .await

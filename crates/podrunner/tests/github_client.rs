@@ -168,7 +168,7 @@ async fn busy_delete_unauthorized_and_forbidden() {
     gh.add_fault(rule);
     let e = c.list_runners(&scope).await.unwrap_err();
     assert!(
-        matches!(e, Error::Forbidden(ref m) if m == "Resource not accessible by personal access token"),
+        matches!(e, Error::Forbidden(ref d) if d.found.ends_with("(GitHub answered 403: Resource not accessible by personal access token)")),
         "{e}"
     );
     assert!(

@@ -166,8 +166,8 @@ async fn revoked_token_is_reported_runners_kept_retries_bounded() {
     .await;
     let err = b.pool_error();
     assert!(
-        err.contains("rejected the token")
-            && err.contains("revoked or expired")
+        err.contains("GitHub rejected the classic personal access token")
+            && err.contains("expired or revoked")
             && err.contains("fix:"),
         "{err}"
     );
@@ -181,7 +181,9 @@ async fn revoked_token_is_reported_runners_kept_retries_bounded() {
     assert!(calls <= 6, "{calls} calls in 30 s with a revoked token");
     assert!(b.manager_alive());
     assert_eq!(b.containers(), containers, "runners kept");
-    assert!(b.all_logs().contains("rejected the token"));
+    assert!(b
+        .all_logs()
+        .contains("GitHub rejected the classic personal access token"));
     // A new valid token: the error clears at the next list.
     b.gh.with_state(|st| st.token = TOKEN.into());
     b.wait_until("the error cleared", Duration::from_secs(90), |b| {

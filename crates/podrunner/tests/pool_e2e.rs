@@ -316,3 +316,73 @@ async fn stop_lets_busy_runner_finish() {
     assert!(b.gh.live_runners().is_empty());
     assert!(b.containers().is_empty());
 }
+
+/// GitHub App authentication (issue 14): the manager registers every runner with installation
+/// tokens made from its own JWTs. In the middle of a burst of jobs the fake's clock jumps an
+/// hour, so the token the manager holds is expired at once while the manager still thinks it
+/// good: GitHub's 401 makes it get a new one and send the call again. No job is lost, none
+/// fails, nothing is left registered. (Renewal before expiry: tests/credentials.rs.)
+#[tokio::test(flavor = "multi_thread")]
+async fn app_token_expiring_mid_burst_loses_no_job() {
+    let mut b = Bench::new("app", vec![Pool::no_engine("app", 3)]).await;
+    let app = b.use_app();
+    b.start_manager();
+    b.wait_until("3 idle runners", Duration::from_secs(90), |b| {
+        b.runners_in("idle").len() == 3
+    })
+    .await;
+    let jobs: Vec<u64> = (0..12)
+        .map(|_| b.gh.enqueue_job(SCOPE, LABELS, "sleep 0.5; echo done").id)
+        .collect();
+    // Mid-burst: a third of the jobs done, then every token held is suddenly expired.
+    assert!(
+        b.gh.wait_for(Duration::from_secs(90), |st| {
+            st.jobs
+                .values()
+                .filter(|j| j.status == fake_github::JobStatus::Completed)
+                .count()
+                >= 4
+        })
+        .await,
+        "{}",
+        b.log_tail(60)
+    );
+    let issued_before = b.gh.installation_tokens_issued();
+    b.gh.advance_clock(Duration::from_secs(3600));
+    for id in &jobs {
+        let j =
+            b.gh.wait_job_completed(*id, Duration::from_secs(120))
+                .await
+                .unwrap_or_else(|| panic!("job {id} lost\n{}", b.log_tail(80)));
+        assert_eq!(format!("{:?}", j.conclusion), "Some(Success)", "job {id}");
+    }
+    assert!(
+        b.gh.wait_for(Duration::from_secs(30), |st| st
+            .auth
+            .installation_tokens_issued
+            > issued_before)
+            .await,
+        "a new token after the jump"
+    );
+    let log = b.all_logs();
+    assert!(
+        log.contains(&format!(
+            "GitHub refused the installation token of installation {} (401); making a new one",
+            app.installation
+        )),
+        "the 401 path was taken:\n{}",
+        b.log_tail(80)
+    );
+    assert!(
+        log.contains("new installation token, valid for"),
+        "tokens are renewed"
+    );
+    assert!(
+        !log.contains("cannot register runner"),
+        "no registration failed:\n{log}"
+    );
+    let (code, out, err) = b.cli(&["stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+    assert!(b.gh.live_runners().is_empty(), "{:?}", b.gh.live_runners());
+}

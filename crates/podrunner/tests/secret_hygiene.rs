@@ -222,3 +222,101 @@ async fn no_secret_anywhere_on_the_host() {
         assert!(!runner_logs.contains(s), "secret in `podrunner logs`");
     }
 }
+
+/// The GitHub App's secrets (issue 14): the private key, every JWT the manager signed and
+/// every installation token GitHub gave it are in no process's argv or environment (the
+/// manager's included), no `podman inspect`, no log at debug level, no `status` and no file
+/// under the state and runtime folders.
+#[tokio::test(flavor = "multi_thread")]
+async fn app_secrets_nowhere_on_the_host() {
+    let mut b = Bench::new("hyapp", vec![Pool::no_engine("hya", 2)]).await;
+    let app = b.use_app();
+    // Short-lived tokens: several are made and renewed during the test.
+    b.gh.set_installation_token_ttl(Duration::from_secs(4));
+    b.start_manager();
+    b.wait_until("2 idle runners", Duration::from_secs(90), |b| {
+        b.runners_in("idle").len() == 2
+    })
+    .await;
+    let jobs: Vec<u64> = (0..4)
+        .map(|_| b.gh.enqueue_job(SCOPE, LABELS, "env; echo ok").id)
+        .collect();
+    let mut outputs = String::new();
+    for id in jobs {
+        let j =
+            b.gh.wait_job_completed(id, Duration::from_secs(90))
+                .await
+                .expect("job done");
+        outputs.push_str(&j.output.unwrap_or_default());
+    }
+    let host = procs();
+    let inspect = std::process::Command::new("podman")
+        .arg("inspect")
+        .args(b.containers())
+        .output()
+        .unwrap();
+    let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    let status = b.cli(&["status", "--json"]).1 + &b.cli(&["status"]).1;
+    let (code, out, err) = b.cli(&["stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(60)).await, 0);
+
+    let jwts = b.gh.jwts_seen();
+    let tokens: Vec<String> =
+        b.gh.extra_tokens()
+            .into_iter()
+            .filter(|t| t.starts_with("ghs_"))
+            .collect();
+    assert!(
+        !jwts.is_empty() && tokens.len() >= 2,
+        "{} JWTs, {} tokens",
+        jwts.len(),
+        tokens.len()
+    );
+    // The key's body, line by line (any line of it would give it away).
+    let key_lines: Vec<&str> = app
+        .private_key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 40)
+        .collect();
+    assert!(key_lines.len() > 10);
+    let mut secrets: Vec<&str> = key_lines.clone();
+    secrets.extend(jwts.iter().map(String::as_str));
+    secrets.extend(tokens.iter().map(String::as_str));
+    let logs = b.all_logs();
+    assert!(
+        logs.contains("DEBUG") && logs.contains("new installation token"),
+        "the manager ran at debug level with the App"
+    );
+    let mut stored = String::new();
+    for f in walk(&b.state_dir())
+        .into_iter()
+        .chain(walk(&b.dir.path().join("run")))
+    {
+        stored.push_str(&String::from_utf8_lossy(
+            &std::fs::read(f).unwrap_or_default(),
+        ));
+    }
+    for s in secrets {
+        for p in &host {
+            assert!(
+                !p.cmdline.contains(s) && !p.environ.contains(s),
+                "an App secret in argv or environment of pid {} ({})",
+                p.pid,
+                p.cmdline
+            );
+        }
+        assert!(!inspect.contains(s), "App secret in podman inspect");
+        assert!(!logs.contains(s), "App secret in the manager's log");
+        assert!(!status.contains(s), "App secret in status");
+        assert!(
+            !stored.contains(s),
+            "App secret in the state or runtime folder"
+        );
+        assert!(!outputs.contains(s), "App secret seen by a job");
+    }
+    assert!(
+        app.key_file.exists(),
+        "the key file is the user's and stays"
+    );
+}

@@ -14,14 +14,46 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let token = crate::config::read_token(&cfg.github.token_file);
+    // Reads the token file and the App's key with their checks; the secrets are dropped here.
+    let creds = crate::github::auth::Credentials::from_config(&cfg.github);
+    let kinds: Vec<String> = match &creds {
+        Ok(c) => cfg
+            .pools
+            .iter()
+            .map(|p| c.kind(&p.scope).describe().to_string())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     if args.json {
         let mut v = serde_json::to_value(&cfg).expect("config serializes");
-        v["token_file_ok"] = serde_json::Value::Bool(token.is_ok());
+        v["token_file_ok"] = serde_json::Value::Bool(creds.is_ok());
+        v["credentials_ok"] = serde_json::Value::Bool(creds.is_ok());
+        for (i, k) in kinds.iter().enumerate() {
+            v["pools"][i]["credential"] = serde_json::Value::String(k.clone());
+        }
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
         println!("{}: ok", cfg.path.display());
         println!("  GitHub API: {}", cfg.github.api_url);
+        match &cfg.github.app {
+            Some(a) => println!(
+                "  GitHub App {} (key {}), {}{}",
+                a.issuer,
+                a.private_key_file.display(),
+                a.installation_id
+                    .map(|i| format!("installation {i}"))
+                    .unwrap_or_else(|| "installation looked up for each pool".into()),
+                if cfg.github.token_file_set {
+                    format!(
+                        "; enterprise pools use the token file {}",
+                        cfg.github.token_file.display()
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            None => println!("  token file: {}", cfg.github.token_file.display()),
+        }
         for p in &cfg.pools {
             let limits = match (p.cpus, p.memory) {
                 (None, None) => "no CPU or memory limit".to_string(),
@@ -33,8 +65,12 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
                         .unwrap_or_else(|| "unlimited".into())
                 ),
             };
+            let group = match &p.runner_group {
+                Some(g) => format!("runner group {g:?} (its id is looked up at start)"),
+                None => format!("runner group id {}", p.runner_group_id),
+            };
             println!(
-                "  pool {}: {} runner(s) for {}, image {}, labels [{}], {limits}",
+                "  pool {}: {} runner(s) for {}, image {}, labels [{}], {limits}, {group}",
                 p.name,
                 p.count,
                 p.scope,
@@ -43,7 +79,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             );
         }
     }
-    match token {
+    match creds {
         Ok(_) => 0,
         Err(e) => {
             eprintln!("warning: {e}");

@@ -1,8 +1,8 @@
 //! `podrunner run`: the manager in the foreground.
 
 use super::Cli;
-use crate::config::read_token;
-use crate::github::{Client, Secret};
+use crate::github::auth::Credentials;
+use crate::github::Client;
 use crate::manager::{self, Manager, RunOptions};
 use crate::podman::Podman;
 
@@ -46,7 +46,7 @@ async fn start(cfg: crate::config::Config) -> anyhow::Result<()> {
     if !failed.is_empty() {
         anyhow::bail!("{}", crate::doctor::refusal(&failed));
     }
-    let token = read_token(&cfg.github.token_file)?;
+    let creds = Credentials::from_config(&cfg.github)?;
     let podman = Podman::from_config(&cfg.podman);
     let version = podman.version().await.map_err(|e| {
         anyhow::anyhow!("podman does not work: {e}\n  fix: install Podman (Debian/Ubuntu: sudo apt-get install podman; Fedora: sudo dnf install podman), then run `podrunner doctor`")
@@ -61,11 +61,41 @@ async fn start(cfg: crate::config::Config) -> anyhow::Result<()> {
             Err(e) => tracing::warn!("cannot check image {}: {e}", pool.image),
         }
     }
-    let gh = Client::new(&cfg.github.api_url, Secret::new(token))?;
+    let gh = std::sync::Arc::new(Client::with_credentials(&cfg.github.api_url, creds)?);
+    // In the background: a rate-limited GitHub must not hold up the manager's start.
+    tokio::spawn(check_github(cfg.clone(), gh.clone()));
     let notify = std::env::var_os("NOTIFY_SOCKET").is_some();
     Manager::new(cfg, gh, podman)
         .run(RunOptions {
             notify_ready: notify,
         })
         .await
+}
+
+/// Soon after the start, in the log: a GitHub Enterprise Server too old for just-in-time
+/// runners, and every `runner_group` name looked up (docs/credentials.md). Both would also
+/// show at the first registration, as the pool's error in `podrunner status`.
+async fn check_github(cfg: crate::config::Config, gh: std::sync::Arc<Client>) {
+    if cfg.github.api_url != crate::config::DEFAULT_API_URL {
+        if let Some(first) = cfg.pools.first() {
+            match gh.check_server(&first.scope).await {
+                Ok(Some(v)) => {
+                    tracing::info!("GitHub Enterprise Server {v} at {}", cfg.github.api_url)
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+    }
+    for p in &cfg.pools {
+        let Some(name) = &p.runner_group else {
+            continue;
+        };
+        match gh.runner_group_id(&p.scope, name).await {
+            Ok(id) => {
+                tracing::info!(pool = %p.name, "runner group {name:?} of {} has id {id}", p.scope)
+            }
+            Err(e) => tracing::error!(pool = %p.name, "{e}"),
+        }
+    }
 }

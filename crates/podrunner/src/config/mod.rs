@@ -45,6 +45,9 @@ pub const HOST_ID_ENV: &str = "PODRUNNER_HOST_ID";
 pub const MACHINE_ID_FILE: &str = "/etc/machine-id";
 /// The shortest `pull_interval`: a check is a registry request; more often only costs.
 pub const MIN_PULL_INTERVAL: Duration = Duration::from_secs(10);
+/// Every organization's and enterprise's "Default" runner group has id 1; a repository's
+/// runners are in it too.
+pub const DEFAULT_RUNNER_GROUP_ID: u64 = 1;
 /// GitHub refuses more than 100 labels on a runner (docs/github-runner.md, JIT body).
 pub const MAX_LABELS: usize = 100;
 /// History rows older than this are deleted (docs/history.md): a month answers "what ran
@@ -95,6 +98,10 @@ struct RawConfig {
 struct RawGithub {
     api_url: Option<Spanned<String>>,
     token_file: Option<String>,
+    app_id: Option<Spanned<u64>>,
+    client_id: Option<Spanned<String>>,
+    private_key_file: Option<Spanned<String>>,
+    installation_id: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +138,7 @@ struct RawPool {
     name: Spanned<PoolName>,
     repository: Option<Spanned<String>>,
     organization: Option<Spanned<String>>,
+    enterprise: Option<Spanned<String>>,
     runner_name: Option<RunnerPrefix>,
     image: Option<String>,
     command: Option<Command>,
@@ -143,7 +151,8 @@ struct RawPool {
     work_dir: Option<String>,
     restart_delay: Option<Secs>,
     stop_timeout: Option<Spanned<Secs>>,
-    runner_group_id: Option<u64>,
+    runner_group_id: Option<Spanned<u64>>,
+    runner_group: Option<Spanned<String>>,
     #[serde(default)]
     run_args: Vec<String>,
     docker: Option<Spanned<String>>,
@@ -213,6 +222,28 @@ pub struct GithubConfig {
     /// Base URL without a trailing slash.
     pub api_url: String,
     pub token_file: PathBuf,
+    /// Whether `token_file` was written in the config (with an App, a token is then used for
+    /// enterprise pools, which an App cannot manage).
+    pub token_file_set: bool,
+    /// GitHub App authentication instead of the token (docs/credentials.md).
+    pub app: Option<AppConfig>,
+}
+
+/// `[github] app_id` or `client_id`, `private_key_file`, `installation_id`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AppConfig {
+    /// The JWT's `iss`: the App's numeric id or its client id (GitHub accepts both).
+    pub issuer: String,
+    pub private_key_file: PathBuf,
+    /// When unset, each pool's installation is looked up from its repository or organization.
+    pub installation_id: Option<u64>,
+}
+
+impl GithubConfig {
+    /// Whether pools of `scope` authenticate with the token file (otherwise with the App).
+    pub fn uses_token(&self, scope: &Scope) -> bool {
+        self.app.is_none() || matches!(scope, Scope::Enterprise(_))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -274,6 +305,9 @@ pub struct PoolConfig {
     #[serde(with = "secs")]
     pub stop_timeout: Duration,
     pub runner_group_id: u64,
+    /// `runner_group = "name"`: resolved to its id by the GitHub client before the first
+    /// registration (github::Client::runner_group_id); `runner_group_id` is then unused.
+    pub runner_group: Option<String>,
     pub run_args: Vec<String>,
     /// Where jobs' `docker` goes (default isolated).
     pub docker: DockerMode,
@@ -475,7 +509,7 @@ impl Config {
             }
         })?;
 
-        let api_url = match raw.github.api_url {
+        let api_url = match raw.github.api_url.as_ref() {
             None => DEFAULT_API_URL.to_string(),
             Some(u) => {
                 let s = u.get_ref().trim_end_matches('/').to_string();
@@ -496,6 +530,60 @@ impl Config {
                 .unwrap_or(DEFAULT_TOKEN_FILE),
             &env.home,
         );
+        let g = &raw.github;
+        let issuer = match (&g.app_id, &g.client_id) {
+            (Some(a), Some(_)) => {
+                return Err(at(
+                    a.span(),
+                    "[github] sets both app_id and client_id".into(),
+                    "keep one of them: either identifies the GitHub App",
+                ))
+            }
+            (Some(a), None) => Some((a.span(), a.get_ref().to_string())),
+            (None, Some(c))
+                if c.get_ref().trim().is_empty() || c.get_ref().contains(char::is_whitespace) =>
+            {
+                return Err(at(
+                    c.span(),
+                    format!("client_id {:?} is not a GitHub App client id", c.get_ref()),
+                    "copy the Client ID from the App's settings page (it starts with Iv)",
+                ))
+            }
+            (None, Some(c)) => Some((c.span(), c.get_ref().clone())),
+            (None, None) => None,
+        };
+        let app = match (issuer, &g.private_key_file) {
+            (Some((_, issuer)), Some(k)) => Some(AppConfig {
+                issuer,
+                private_key_file: expand_home(k.get_ref(), &env.home),
+                installation_id: g.installation_id.as_ref().map(|i| *i.get_ref()),
+            }),
+            (Some((span, _)), None) => {
+                return Err(at(
+                    span,
+                    "a GitHub App needs its private key".into(),
+                    "add private_key_file = \"/path/to/app.private-key.pem\" (the key downloaded from the App's settings, chmod 600)",
+                ))
+            }
+            (None, Some(k)) => {
+                return Err(at(
+                    k.span(),
+                    "private_key_file is set but no app_id or client_id".into(),
+                    "add app_id = 123456 (the App's id from its settings page), or remove private_key_file to use token_file",
+                ))
+            }
+            (None, None) => {
+                if let Some(i) = &g.installation_id {
+                    return Err(at(
+                        i.span(),
+                        "installation_id is set but no GitHub App is configured".into(),
+                        "add app_id and private_key_file, or remove installation_id",
+                    ));
+                }
+                None
+            }
+        };
+        let token_file_set = raw.github.token_file.is_some();
 
         let podman = PodmanConfig {
             path: raw.podman.path.unwrap_or_else(|| "podman".into()),
@@ -616,25 +704,63 @@ impl Config {
                     "give every [[pool]] its own name",
                 ));
             }
-            let scope = match (&p.repository, &p.organization) {
-                (Some(r), None) => Scope::repository(r.get_ref())
+            let scope = match (&p.repository, &p.organization, &p.enterprise) {
+                (Some(r), None, None) => Scope::repository(r.get_ref())
                     .map_err(|m| at(r.span(), m, "write repository = \"owner/repo\""))?,
-                (None, Some(o)) => Scope::organization(o.get_ref())
+                (None, Some(o), None) => Scope::organization(o.get_ref())
                     .map_err(|m| at(o.span(), m, "write organization = \"org-name\""))?,
-                (Some(r), Some(_)) => {
-                    return Err(at(
-                        r.span(),
-                        format!("pool \"{name}\" sets both repository and organization"),
-                        "keep exactly one of them",
-                    ));
+                (None, None, Some(e)) => {
+                    let scope = Scope::enterprise(e.get_ref())
+                        .map_err(|m| at(e.span(), m, "write enterprise = \"enterprise-slug\""))?;
+                    if app.is_some() && !token_file_set {
+                        return Err(at(
+                            e.span(),
+                            format!("pool \"{name}\" is an enterprise pool, and a GitHub App cannot manage enterprise runners (GitHub has no App permission for them)"),
+                            "also set [github] token_file to a file holding a classic personal access token with the manage_runners:enterprise scope (enterprise pools use it, the others the App), or register these runners in an organization",
+                        ));
+                    }
+                    scope
                 }
-                (None, None) => {
+                (None, None, None) => {
                     return Err(at(
                         span,
                         format!("pool \"{name}\" sets neither repository nor organization"),
-                        "add repository = \"owner/repo\" or organization = \"org\"",
+                        "add repository = \"owner/repo\", organization = \"org\" or enterprise = \"slug\"",
                     ));
                 }
+                (r, o, e) => {
+                    let second = [r, o, e].into_iter().flatten().nth(1).expect("two are set");
+                    return Err(at(
+                        second.span(),
+                        format!("pool \"{name}\" sets more than one of repository, organization and enterprise"),
+                        "keep exactly one of them",
+                    ));
+                }
+            };
+            let runner_group = match (&p.runner_group, &p.runner_group_id) {
+                (Some(g), Some(_)) => {
+                    return Err(at(
+                        g.span(),
+                        format!("pool \"{name}\" sets both runner_group and runner_group_id"),
+                        "keep one: runner_group = \"name\" is looked up, runner_group_id = N is used as is",
+                    ))
+                }
+                (Some(g), None) if !scope.has_runner_groups() => {
+                    return Err(at(
+                        g.span(),
+                        format!("pool \"{name}\" registers runners in repository {scope}, which has no runner groups"),
+                        "remove runner_group: runner groups belong to organizations and enterprises (use organization = \"...\" to choose a group)",
+                    ))
+                }
+                (Some(g), None) if g.get_ref().trim().is_empty() => {
+                    return Err(at(
+                        g.span(),
+                        "runner_group must not be empty".into(),
+                        "write the group's name as shown in the organization's Actions settings > Runner groups",
+                    ))
+                }
+                (Some(g), None) => Some(g.get_ref().clone()),
+                (None, _) => None,
             };
             let sizing = demand_sizing(&p, &name, span.clone(), &at)?;
             let runner_name = match p.runner_name {
@@ -765,7 +891,11 @@ impl Config {
                     .map(|s| s.0)
                     .unwrap_or(DEFAULT_RESTART_DELAY),
                 stop_timeout,
-                runner_group_id: p.runner_group_id.unwrap_or(1),
+                runner_group_id: p
+                    .runner_group_id
+                    .map(|g| g.into_inner())
+                    .unwrap_or(DEFAULT_RUNNER_GROUP_ID),
+                runner_group,
                 run_args: p.run_args,
                 docker,
                 docker_policy,
@@ -796,6 +926,8 @@ impl Config {
             github: GithubConfig {
                 api_url,
                 token_file,
+                token_file_set,
+                app,
             },
             podman,
             manager,
@@ -982,28 +1114,57 @@ fn fix_for_parse_error(message: &str) -> String {
     }
 }
 
-/// Reads the GitHub token. Refuses a file that group or others can read, and an empty one;
-/// strips one trailing newline or CRLF.
-pub fn read_token(path: &Path) -> anyhow::Result<String> {
+/// Reads a file that holds a secret, refusing one that group or others can read. `what`
+/// names it in messages ("GitHub token file"), `fix_missing` says how to create it.
+fn read_secret_file(path: &Path, what: &str, fix_missing: &str) -> anyhow::Result<String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| {
         anyhow::anyhow!(
-            "cannot read the GitHub token file {}: {e}\n  fix: write a token to it: (umask 077; printf '%s' \"$TOKEN\" > {})",
-            path.display(),
+            "cannot read the {what} {}: {e}\n  fix: {fix_missing}",
             path.display()
         )
     })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         anyhow::bail!(
-            "the GitHub token file {} has mode {mode:o}, readable by other users\n  fix: chmod 600 {}",
+            "the {what} {} has mode {mode:o}, readable by other users\n  fix: chmod 600 {}",
             path.display(),
             path.display()
         );
     }
-    let raw = std::fs::read_to_string(path).map_err(|e| {
-        anyhow::anyhow!("cannot read the GitHub token file {}: {e}", path.display())
-    })?;
+    std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the {what} {}: {e}", path.display()))
+}
+
+/// Reads a GitHub App's private key (PEM), with the token file's permission rule. The key is
+/// checked to be an RSA key when the client is built (github::auth).
+pub fn read_private_key(path: &Path) -> anyhow::Result<String> {
+    let pem = read_secret_file(
+        path,
+        "GitHub App private key file",
+        &format!("download a private key from the App's settings page (Private keys > Generate a private key) and save it there with chmod 600 {}", path.display()),
+    )?;
+    if !pem.trim_start().starts_with("-----BEGIN ") {
+        anyhow::bail!(
+            "the GitHub App private key file {} does not hold a PEM key\n  fix: save the .pem file GitHub gave when the key was generated, unchanged",
+            path.display()
+        );
+    }
+    Ok(pem)
+}
+
+/// Reads the GitHub token. Refuses a file that group or others can read, an empty one, and
+/// a credential podrunner cannot use (a runner registration token, a key: github::diagnose);
+/// strips one trailing newline or CRLF.
+pub fn read_token(path: &Path) -> anyhow::Result<String> {
+    let raw = read_secret_file(
+        path,
+        "GitHub token file",
+        &format!(
+            "write a token to it: (umask 077; printf '%s' \"$TOKEN\" > {})",
+            path.display()
+        ),
+    )?;
     let token = raw
         .strip_suffix('\n')
         .map(|s| s.strip_suffix('\r').unwrap_or(s))
@@ -1013,6 +1174,9 @@ pub fn read_token(path: &Path) -> anyhow::Result<String> {
             "the GitHub token file {} is empty\n  fix: put a personal access token in it (repository Administration: write, or admin:org for organization pools)",
             path.display()
         );
+    }
+    if let Some(refusal) = crate::github::diagnose::kind_of(token.trim()).refusal() {
+        anyhow::bail!("the GitHub token file {} {refusal}", path.display());
     }
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
         anyhow::bail!(
@@ -1270,7 +1434,10 @@ command = ["/bin/sh", "-c", "run"]
             "{e}"
         );
         let e = err("[[pool]]\nname = \"p\"\nrepository = \"o/r\"\norganization = \"o\"\n");
-        assert!(e.contains("both repository and organization"), "{e}");
+        assert!(
+            e.contains("sets more than one of repository, organization and enterprise"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1322,6 +1489,125 @@ command = ["/bin/sh", "-c", "run"]
         assert_eq!(
             err(&format!("{base}runner_dir = \"home/runner\"\n")),
             "/c.toml:4:14: runner_dir \"home/runner\" is not an absolute path without spaces\n  fix: write the folder inside the image that holds the runner's run.sh, e.g. runner_dir = \"/home/runner\""
+        );
+    }
+
+    #[test]
+    fn github_app_and_enterprise() {
+        let pool = "[[pool]]\nname = \"p\"\norganization = \"acme\"\n";
+        let c = parse(&format!(
+            "[github]\napp_id = 123\nprivate_key_file = \"~/app.pem\"\n{pool}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.github.app,
+            Some(AppConfig {
+                issuer: "123".into(),
+                private_key_file: "/home/u/app.pem".into(),
+                installation_id: None
+            })
+        );
+        assert!(!c.github.token_file_set);
+        let c = parse(&format!(
+            "[github]\nclient_id = \"Iv23liABC\"\nprivate_key_file = \"/k.pem\"\ninstallation_id = 42\n{pool}"
+        ))
+        .unwrap();
+        let app = c.github.app.unwrap();
+        assert_eq!(
+            (app.issuer.as_str(), app.installation_id),
+            ("Iv23liABC", Some(42))
+        );
+        assert_eq!(
+            err("[github]\napp_id = 1\n[[pool]]\nname = \"p\"\norganization = \"acme\"\n"),
+            "/c.toml:2:10: a GitHub App needs its private key\n  fix: add private_key_file = \"/path/to/app.private-key.pem\" (the key downloaded from the App's settings, chmod 600)"
+        );
+        assert!(err(&format!("[github]\nprivate_key_file = \"/k\"\n{pool}"))
+            .starts_with("/c.toml:2:20: private_key_file is set but no app_id or client_id"));
+        assert!(err(&format!("[github]\ninstallation_id = 5\n{pool}"))
+            .starts_with("/c.toml:2:19: installation_id is set but no GitHub App"));
+        assert!(err(&format!(
+            "[github]\napp_id = 1\nclient_id = \"Iv1\"\nprivate_key_file = \"/k\"\n{pool}"
+        ))
+        .starts_with("/c.toml:2:10: [github] sets both app_id and client_id"));
+        // Enterprise pools: a token works, an App alone cannot manage them.
+        let ent = "[[pool]]\nname = \"e\"\nenterprise = \"big-co\"\n";
+        let c = parse(ent).unwrap();
+        assert_eq!(c.pools[0].scope, Scope::Enterprise("big-co".into()));
+        assert!(c.github.uses_token(&c.pools[0].scope));
+        let e = err(&format!(
+            "[github]\napp_id = 1\nprivate_key_file = \"/k\"\n{ent}"
+        ));
+        assert_eq!(e, "/c.toml:6:14: pool \"e\" is an enterprise pool, and a GitHub App cannot manage enterprise runners (GitHub has no App permission for them)\n  fix: also set [github] token_file to a file holding a classic personal access token with the manage_runners:enterprise scope (enterprise pools use it, the others the App), or register these runners in an organization");
+        let c = parse(&format!(
+            "[github]\napp_id = 1\nprivate_key_file = \"/k\"\ntoken_file = \"/t\"\n{ent}{pool}"
+        ))
+        .unwrap();
+        assert!(c.github.uses_token(&c.pools[0].scope));
+        assert!(!c.github.uses_token(&c.pools[1].scope));
+        let e = err("[[pool]]\nname = \"p\"\norganization = \"a\"\nenterprise = \"b\"\n");
+        assert!(e.starts_with("/c.toml:4:14: pool \"p\" sets more than one of repository, organization and enterprise"), "{e}");
+        assert!(err("[[pool]]\nname = \"p\"\nenterprise = \"a b\"\n")
+            .starts_with("/c.toml:3:14: enterprise \"a b\""));
+    }
+
+    #[test]
+    fn runner_group_by_name_or_id() {
+        let org = "[[pool]]\nname = \"p\"\norganization = \"acme\"\n";
+        let c = parse(&format!("{org}runner_group = \"Linux builders\"\n")).unwrap();
+        assert_eq!(c.pools[0].runner_group.as_deref(), Some("Linux builders"));
+        let c = parse(&format!("{org}runner_group_id = 7\n")).unwrap();
+        assert_eq!(
+            (c.pools[0].runner_group.clone(), c.pools[0].runner_group_id),
+            (None, 7)
+        );
+        assert_eq!(
+            err(&format!("{org}runner_group = \"a\"\nrunner_group_id = 2\n")),
+            "/c.toml:4:16: pool \"p\" sets both runner_group and runner_group_id\n  fix: keep one: runner_group = \"name\" is looked up, runner_group_id = N is used as is"
+        );
+        let e = err("[[pool]]\nname = \"p\"\nrepository = \"o/r\"\nrunner_group = \"x\"\n");
+        assert!(e.starts_with("/c.toml:4:16: pool \"p\" registers runners in repository o/r, which has no runner groups"), "{e}");
+        assert!(
+            err(&format!("{org}runner_group = \" \"\n")).contains("runner_group must not be empty")
+        );
+    }
+
+    #[test]
+    fn registration_tokens_and_keys_are_refused_in_the_token_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t");
+        for (text, says) in [
+            (
+                "AABF3JGZDX3P5PMEXLND6TS6FCWO6\n",
+                "holds a runner registration (or remove) token",
+            ),
+            ("ghs_abcdef\n", "holds a GitHub App installation token"),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n",
+                "holds a private key",
+            ),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let e = read_token(&f).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("the GitHub token file {} {says}", f.display())),
+                "{e}"
+            );
+            assert!(e.contains("\n  fix: "), "{e}");
+            assert!(
+                !e.contains("AABF3") && !e.contains("ghs_abc"),
+                "not echoed: {e}"
+            );
+        }
+        std::fs::write(&f, "not a key").unwrap();
+        let e = read_private_key(&f).unwrap_err().to_string();
+        assert!(e.contains("does not hold a PEM key"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = read_private_key(&f).unwrap_err().to_string();
+        assert!(
+            e.contains("GitHub App private key file") && e.contains("chmod 600"),
+            "{e}"
         );
     }
 

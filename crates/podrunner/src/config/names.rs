@@ -103,12 +103,17 @@ validated_string!(
     }
 );
 
-/// `owner/repo` or an organization: where a pool's runners are registered.
+/// `owner/repo`, an organization or an enterprise: where a pool's runners are registered.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(tag = "kind", content = "name", rename_all = "lowercase")]
 pub enum Scope {
-    Repository { owner: String, repo: String },
+    Repository {
+        owner: String,
+        repo: String,
+    },
     Organization(String),
+    /// An enterprise's slug (docs/credentials.md: only a classic token can manage its runners).
+    Enterprise(String),
 }
 
 /// GitHub's rules for user, organization and repository names, loosely: letters, digits,
@@ -149,21 +154,36 @@ impl Scope {
         Ok(Scope::Organization(org.into()))
     }
 
+    pub fn enterprise(slug: &str) -> Result<Scope, String> {
+        check_github_name("enterprise", slug)?;
+        Ok(Scope::Enterprise(slug.into()))
+    }
+
     /// The inverse of [`Scope::api_path`].
     pub fn from_api_path(p: &str) -> Option<Scope> {
         if let Some(rest) = p.strip_prefix("repos/") {
             return Scope::repository(rest).ok();
         }
+        if let Some(e) = p.strip_prefix("enterprises/") {
+            return Scope::enterprise(e).ok();
+        }
         p.strip_prefix("orgs/")
             .and_then(|o| Scope::organization(o).ok())
     }
 
-    /// The REST path prefix: `repos/{owner}/{repo}` or `orgs/{org}`.
+    /// The REST path prefix: `repos/{owner}/{repo}`, `orgs/{org}` or `enterprises/{slug}`.
     pub fn api_path(&self) -> String {
         match self {
             Scope::Repository { owner, repo } => format!("repos/{owner}/{repo}"),
             Scope::Organization(org) => format!("orgs/{org}"),
+            Scope::Enterprise(e) => format!("enterprises/{e}"),
         }
+    }
+
+    /// Whether runner groups exist at this scope (organizations and enterprises have them;
+    /// a repository's runners are always in its owner's default group).
+    pub fn has_runner_groups(&self) -> bool {
+        !matches!(self, Scope::Repository { .. })
     }
 }
 
@@ -172,6 +192,7 @@ impl fmt::Display for Scope {
         match self {
             Scope::Repository { owner, repo } => write!(f, "{owner}/{repo}"),
             Scope::Organization(org) => write!(f, "org {org}"),
+            Scope::Enterprise(e) => write!(f, "enterprise {e}"),
         }
     }
 }
@@ -242,6 +263,17 @@ mod tests {
             Some(Scope::organization("acme").unwrap())
         );
         assert_eq!(Scope::from_api_path("users/x"), None);
+        let ent = Scope::enterprise("big-co").unwrap();
+        assert_eq!(ent.api_path(), "enterprises/big-co");
+        assert_eq!(ent.to_string(), "enterprise big-co");
+        assert_eq!(
+            Scope::from_api_path("enterprises/big-co"),
+            Some(ent.clone())
+        );
+        assert!(ent.has_runner_groups());
+        assert!(!Scope::repository("o/r").unwrap().has_runner_groups());
+        assert!(Scope::enterprise("..").is_err());
+        assert!(Scope::enterprise("a/b").is_err());
         assert!(Scope::organization("a b").is_err());
         // Names that would change the API path, or that GitHub refuses.
         for bad in [

@@ -1,10 +1,13 @@
-//! The GitHub side: the token file, and whether GitHub at `api_url` accepts the token for each
-//! pool's repository or organization (docs/github-runner.md, REST conventions: permissions).
+//! The GitHub side: the credential files (token, App key), whether GitHub at `api_url`
+//! accepts them for each pool's repository, organization or enterprise, what they lack
+//! (github::diagnose), the GHES version, and the pools' runner groups by name.
 
 use super::{Check, Status};
 use crate::config::names::Scope;
 use crate::config::Config;
-use crate::github::{Client, Error, Probe, Secret};
+use crate::github::auth::Credentials;
+use crate::github::diagnose::{self, CredentialKind};
+use crate::github::{ghes, Client, Error, Probe};
 use std::time::Duration;
 
 /// The whole probe of one scope, retries included; a GitHub that does not answer in this time
@@ -19,52 +22,86 @@ fn split_fix(msg: &str) -> (String, Option<String>) {
     }
 }
 
+/// The credential files: the token file (unless a GitHub App alone is configured), and the
+/// App's private key. One check, id `token`, so `podrunner run` refuses on it.
 pub fn check_token_file(cfg: &Config) -> Check {
-    let path = &cfg.github.token_file;
-    let c = Check::new("token", "token file", Status::Pass);
-    match crate::config::read_token(path) {
-        Ok(_) => c.found(format!("{} (mode 600, not empty)", path.display())),
-        Err(e) => {
-            let (found, fix) = split_fix(&e.to_string());
-            let mut c = Check {
-                status: Status::Fail,
-                found,
-                why: "the manager authenticates to GitHub with this token to register every runner; a token other users can read lets them register runners or delete yours".into(),
-                ..c
-            };
-            c.fix = fix.or_else(|| {
-                Some(format!(
-                    "(umask 077; printf '%s' \"$TOKEN\" > {})",
-                    path.display()
-                ))
-            });
-            c
+    let g = &cfg.github;
+    let title = match &g.app {
+        Some(_) => "GitHub App credentials",
+        None => "token file",
+    };
+    let c = Check::new("token", title, Status::Pass);
+    let why = "the manager authenticates to GitHub with this credential to register every runner; one other users can read lets them register runners or delete yours";
+    let failed = |e: anyhow::Error, default_fix: String| {
+        let (found, fix) = split_fix(&e.to_string());
+        Check {
+            status: Status::Fail,
+            found,
+            why: why.into(),
+            fix: fix.or(Some(default_fix)),
+            ..c.clone()
+        }
+    };
+    let mut found = Vec::new();
+    if let Some(app) = &g.app {
+        let key = crate::config::read_private_key(&app.private_key_file).and_then(|pem| {
+            crate::github::auth::App::new(&app.issuer, &pem, app.installation_id)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", app.private_key_file.display()))
+        });
+        if let Err(e) = key {
+            return failed(e, format!("chmod 600 {}", app.private_key_file.display()));
+        }
+        found.push(format!(
+            "GitHub App {} with the key {} (mode 600, an RSA key){}",
+            app.issuer,
+            app.private_key_file.display(),
+            app.installation_id
+                .map(|i| format!(", installation {i}"))
+                .unwrap_or_else(|| ", installations looked up per pool".into())
+        ));
+    }
+    if g.app.is_none() || g.token_file_set {
+        let path = &g.token_file;
+        match crate::config::read_token(path) {
+            Ok(t) => found.push(format!(
+                "{} (mode 600): a {}",
+                path.display(),
+                diagnose::kind_of(&t).describe()
+            )),
+            Err(e) => {
+                return failed(
+                    e,
+                    format!("(umask 077; printf '%s' \"$TOKEN\" > {})", path.display()),
+                )
+            }
         }
     }
+    c.found(found.join("; "))
 }
 
 /// What a scope needs: the classic scope, and the fine-grained permission.
 pub fn required(scope: &Scope) -> (&'static str, &'static str) {
-    match scope {
-        Scope::Repository { .. } => ("repo", "repository permission Administration: write"),
-        Scope::Organization(_) => (
-            "admin:org",
-            "organization permission Self-hosted runners: write",
-        ),
-    }
+    let n = diagnose::needs(scope);
+    (
+        n.classic,
+        n.permission
+            .unwrap_or("a classic token: no fine-grained token or App can manage these runners"),
+    )
 }
 
-/// Judges one probe of `scope`.
-pub fn judge(scope: &Scope, api_url: &str, probe: Result<Probe, Error>) -> Check {
+/// Judges one probe of `scope` made with a credential of `kind`.
+pub fn judge(
+    scope: &Scope,
+    api_url: &str,
+    kind: CredentialKind,
+    probe: Result<Probe, Error>,
+) -> Check {
     let c = Check::new(
         format!("github:{scope}"),
         format!("GitHub access to {scope}"),
         Status::Pass,
     );
     let (classic, fine) = required(scope);
-    let grant = format!(
-        "give the token {fine} (classic token: the {classic} scope) for {scope}, in GitHub's Settings > Developer settings > Personal access tokens, and put the new token in the token file"
-    );
     let why =
         format!("the manager lists, registers (generate-jitconfig) and deletes runners of {scope}");
     let p = match probe {
@@ -77,6 +114,16 @@ pub fn judge(scope: &Scope, api_url: &str, probe: Result<Probe, Error>) -> Check
                 fix: Some("wait, and run podrunner doctor again".into()),
                 ..c
             }
+        }
+        Err(e @ (Error::Auth(_) | Error::Unsupported(_))) => {
+            let (found, fix) = split_fix(&e.to_string());
+            return Check {
+                status: Status::Fail,
+                found,
+                why,
+                fix,
+                ..c
+            };
         }
         Err(e) => {
             return Check {
@@ -91,6 +138,22 @@ pub fn judge(scope: &Scope, api_url: &str, probe: Result<Probe, Error>) -> Check
             }
         }
     };
+    let server = match &p.server_version {
+        Some(v) => format!(" (GitHub Enterprise Server {v})"),
+        None => String::new(),
+    };
+    if let Some(v) = &p.server_version {
+        if let Err(e) = ghes::require(v, ghes::Feature::JitRunners) {
+            let (found, fix) = split_fix(&e);
+            return Check {
+                status: Status::Fail,
+                found,
+                why,
+                fix,
+                ..c
+            };
+        }
+    }
     let fail = |found: String, fix: String| Check {
         status: Status::Fail,
         found,
@@ -104,35 +167,26 @@ pub fn judge(scope: &Scope, api_url: &str, probe: Result<Probe, Error>) -> Check
                 let has: Vec<&str> = scopes.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
                 if has.contains(&classic) {
                     Check {
-                        found: format!("token accepted; classic token with scopes: {}", has.join(", ")),
+                        found: format!("accepted{server}; classic personal access token with scopes: {}", has.join(", ")),
                         ..c
                     }
                 } else {
-                    fail(
-                        format!(
-                            "classic token without the {classic} scope (it has: {})",
-                            if has.is_empty() { "none".into() } else { has.join(", ") }
-                        ),
-                        grant,
-                    )
+                    let d = diagnose::diagnose(kind, scope, &diagnose::Answer { status: 200, oauth_scopes: Some(scopes.clone()), ..Default::default() });
+                    fail(d.found, d.fix)
                 }
             }
             None => Check {
-                found: format!("token accepted, runners of {scope} listed (fine-grained token or app: registering also needs {fine})"),
+                found: match kind {
+                    CredentialKind::App => format!("accepted{server}: the GitHub App's installation lists the runners of {scope} (registering also needs {fine})"),
+                    k => format!("accepted{server}: a {} listed the runners of {scope} (registering also needs {fine})", k.describe()),
+                },
                 ..c
             },
         },
-        401 => fail(
-            format!("token rejected (401: {})", p.message),
-            "the token is wrong, expired or revoked: create a new one and put it in the token file".into(),
-        ),
-        403 | 404 => fail(
-            format!(
-                "token lacks permission for {scope} ({}: {})",
-                p.status, p.message
-            ),
-            format!("{grant}; check that {scope} exists and the token's owner can administer it"),
-        ),
+        401 | 403 | 404 => {
+            let d = p.diagnosis.unwrap_or_else(|| diagnose::diagnose(kind, scope, &diagnose::Answer { status: p.status, message: p.message.clone(), ..Default::default() }));
+            fail(d.found, d.fix)
+        }
         s => fail(
             format!("GitHub answered {s}: {}", p.message),
             format!("check api_url ({api_url}) and GitHub's status"),
@@ -140,7 +194,8 @@ pub fn judge(scope: &Scope, api_url: &str, probe: Result<Probe, Error>) -> Check
     }
 }
 
-/// One check per distinct scope among the pools; skipped when the token file is bad.
+/// One check per distinct scope among the pools, then one per pool that names its runner
+/// group; skipped when the credentials are bad.
 pub async fn check_github(cfg: &Config, token_ok: bool) -> Vec<Check> {
     let mut scopes: Vec<&Scope> = Vec::new();
     for p in &cfg.pools {
@@ -156,16 +211,21 @@ pub async fn check_github(cfg: &Config, token_ok: bool) -> Vec<Check> {
         )
         .found(why.to_string())
     };
-    let token = match (token_ok, crate::config::read_token(&cfg.github.token_file)) {
-        (true, Ok(t)) => t,
+    let creds = match (token_ok, Credentials::from_config(&cfg.github)) {
+        (true, Ok(c)) => c,
         _ => {
             return scopes
                 .iter()
-                .map(|s| skip(s, "no usable token (see the token file check)"))
+                .map(|s| {
+                    skip(
+                        s,
+                        "no usable credentials (see the GitHub credentials check)",
+                    )
+                })
                 .collect()
         }
     };
-    let client = match Client::new(&cfg.github.api_url, Secret::new(token)) {
+    let client = match Client::with_credentials(&cfg.github.api_url, creds) {
         Ok(c) => c,
         Err(e) => {
             return scopes
@@ -194,7 +254,48 @@ pub async fn check_github(cfg: &Config, token_ok: bool) -> Vec<Check> {
         if let Err(Error::Transport { message, .. }) = &probe {
             unreachable = Some(message.clone());
         }
-        out.push(judge(s, &cfg.github.api_url, probe));
+        out.push(judge(
+            s,
+            &cfg.github.api_url,
+            client.credentials().kind(s),
+            probe,
+        ));
+    }
+    for p in cfg.pools.iter().filter(|p| p.runner_group.is_some()) {
+        let name = p.runner_group.as_deref().unwrap_or_default();
+        let c = Check::new(
+            format!("runner-group:{}", p.name),
+            format!("runner group of pool {}", p.name),
+            Status::Pass,
+        );
+        if out
+            .iter()
+            .any(|o| o.id == format!("github:{}", p.scope) && o.status != Status::Pass)
+        {
+            out.push(
+                c.with_status(Status::Skip)
+                    .found(format!("no access to {} (see above)", p.scope)),
+            );
+            continue;
+        }
+        let found =
+            tokio::time::timeout(PROBE_TIMEOUT, client.runner_group_id(&p.scope, name)).await;
+        out.push(match found {
+            Ok(Ok(id)) => c.found(format!("runner group {name:?} of {} has id {id}", p.scope)),
+            Ok(Err(e)) => {
+                let (found, fix) = split_fix(&e.to_string());
+                Check {
+                    status: Status::Fail,
+                    found,
+                    why: "every runner of the pool is registered in this group".into(),
+                    fix,
+                    ..c
+                }
+            }
+            Err(_) => c
+                .with_status(Status::Warn)
+                .found(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())),
+        });
     }
     out
 }
@@ -208,7 +309,13 @@ mod tests {
             status,
             oauth_scopes: scopes.map(str::to_string),
             message: "m".into(),
+            diagnosis: None,
+            server_version: None,
         })
+    }
+
+    fn judge(scope: &Scope, api: &str, probe: Result<Probe, Error>) -> Check {
+        super::judge(scope, api, CredentialKind::ClassicPat, probe)
     }
 
     #[test]
@@ -222,10 +329,13 @@ mod tests {
         );
         let c = judge(&repo, api, probe(200, Some("public_repo")));
         assert_eq!(c.status, Status::Fail);
-        assert!(c.found.contains("without the repo scope"), "{}", c.found);
+        assert_eq!(
+            c.found,
+            "the classic personal access token lacks the repo scope for o/r (it has: public_repo)"
+        );
         let c = judge(&org, api, probe(200, Some("repo")));
         assert_eq!(c.status, Status::Fail);
-        assert!(c.fix.unwrap().contains("Self-hosted runners: write"));
+        assert!(c.fix.unwrap().contains("tick admin:org"));
         assert_eq!(
             judge(&org, api, probe(200, Some("admin:org, repo"))).status,
             Status::Pass
@@ -236,14 +346,20 @@ mod tests {
         assert!(c.found.contains("Administration: write"), "{}", c.found);
         let c = judge(&repo, api, probe(401, None));
         assert!(
-            c.is_fail() && c.found.starts_with("token rejected"),
+            c.is_fail()
+                && c.found.starts_with(
+                    "GitHub rejected the classic personal access token: it is wrong, expired or revoked"
+                ),
             "{}",
             c.found
         );
         for s in [403, 404] {
             let c = judge(&repo, api, probe(s, None));
             assert!(
-                c.is_fail() && c.found.starts_with("token lacks permission"),
+                c.is_fail()
+                    && c.found.starts_with(
+                        "the classic personal access token may not manage the runners of o/r"
+                    ),
                 "{}",
                 c.found
             );
@@ -267,6 +383,26 @@ mod tests {
             Status::Warn
         );
         assert_eq!(c.id, "github:o/r");
+        // A GHES too old for just-in-time runners.
+        let old = Ok(Probe {
+            server_version: Some("3.9.2".into()),
+            ..probe(200, Some("repo")).unwrap()
+        });
+        let c = judge(&repo, api, old);
+        assert!(
+            c.is_fail() && c.found.contains("version 3.9.2"),
+            "{}",
+            c.found
+        );
+        let new = Ok(Probe {
+            server_version: Some("3.14.0".into()),
+            ..probe(200, Some("repo")).unwrap()
+        });
+        let c = judge(&repo, api, new);
+        assert_eq!(
+            c.found,
+            "accepted (GitHub Enterprise Server 3.14.0); classic personal access token with scopes: repo"
+        );
     }
 
     #[test]

@@ -53,13 +53,19 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 impl Client {
     async fn conditional<T: serde::de::DeserializeOwned>(
         &self,
+        scope: &Scope,
         url: &str,
         etag: Option<&str>,
         what: &str,
     ) -> Result<Conditional<T>, Error> {
-        let (status, headers, bytes) = self
-            .send_if_none_match(Method::GET, url, None, etag)
+        let bearer = self.bearer(scope).await?;
+        let answer = self
+            .send_if_none_match(Method::GET, url, None, etag, &bearer.secret)
             .await?;
+        if answer.0 == reqwest::StatusCode::UNAUTHORIZED {
+            self.refused(&bearer);
+        }
+        let (status, headers, bytes) = answer;
         match status.as_u16() {
             304 => Ok(Conditional::NotModified),
             200 => Ok(Conditional::Modified {
@@ -69,7 +75,7 @@ impl Client {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string),
             }),
-            _ => Err(Self::fail(status, &bytes, what)),
+            _ => Err(Self::fail_plain(status, &bytes, what)),
         }
     }
 
@@ -88,7 +94,7 @@ impl Client {
         );
         Ok(
             match self
-                .conditional::<Runs>(&url, etag, &scope.to_string())
+                .conditional::<Runs>(scope, &url, etag, &scope.to_string())
                 .await?
             {
                 Conditional::Modified { value, etag } => Conditional::Modified {
@@ -114,7 +120,7 @@ impl Client {
         );
         Ok(
             match self
-                .conditional::<Jobs>(&url, etag, &format!("run {run_id}"))
+                .conditional::<Jobs>(scope, &url, etag, &format!("run {run_id}"))
                 .await?
             {
                 Conditional::Modified { value, etag } => Conditional::Modified {

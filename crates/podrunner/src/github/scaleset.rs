@@ -239,6 +239,7 @@ pub fn config_url(api_base: &str, scope: &Scope) -> String {
     match scope {
         Scope::Repository { owner, repo } => format!("{web}/{owner}/{repo}"),
         Scope::Organization(org) => format!("{web}/{org}"),
+        Scope::Enterprise(e) => format!("{web}/enterprises/{e}"),
     }
 }
 
@@ -304,7 +305,7 @@ impl ScaleSetClient {
             .await
             .map_err(|e| transport(self.gh.base(), e))?;
         if !status.is_success() {
-            return Err(Client::fail(
+            return Err(Client::fail_plain(
                 status,
                 &bytes,
                 "the runner registration exchange",
@@ -381,7 +382,7 @@ impl ScaleSetClient {
         );
         let (status, bytes) = self.service(Method::GET, &path, None, None).await?;
         if !status.is_success() {
-            return Err(Client::fail(status, &bytes, "the scale set list"));
+            return Err(Client::fail_plain(status, &bytes, "the scale set list"));
         }
         let list: ListOf<ScaleSet> = Self::decode(&bytes)?;
         let want = ScaleSet {
@@ -407,7 +408,7 @@ impl ScaleSetClient {
                     )
                     .await?;
                 if !status.is_success() {
-                    return Err(Client::fail(status, &bytes, "the scale set update"));
+                    return Err(Client::fail_plain(status, &bytes, "the scale set update"));
                 }
                 Self::decode(&bytes)
             }
@@ -421,7 +422,7 @@ impl ScaleSetClient {
                     )
                     .await?;
                 if !status.is_success() {
-                    return Err(Client::fail(status, &bytes, "the scale set creation"));
+                    return Err(Client::fail_plain(status, &bytes, "the scale set creation"));
                 }
                 let s: ScaleSet = Self::decode(&bytes)?;
                 tracing::info!("created runner scale set {name:?} (id {})", s.id);
@@ -446,7 +447,7 @@ impl ScaleSetClient {
         match status.as_u16() {
             200 | 201 => Ok(Self::decode::<SessionWire>(&bytes)?.into()),
             409 => Err(ScaleSetError::SessionConflict(error_message(&bytes))),
-            _ => Err(Client::fail(status, &bytes, "the message session").into()),
+            _ => Err(Client::fail_plain(status, &bytes, "the message session").into()),
         }
     }
 
@@ -463,7 +464,7 @@ impl ScaleSetClient {
         match status.as_u16() {
             200 => Ok(Self::decode::<SessionWire>(&bytes)?.into()),
             404 => Err(ScaleSetError::SessionGone),
-            _ => Err(Client::fail(status, &bytes, "the message session").into()),
+            _ => Err(Client::fail_plain(status, &bytes, "the message session").into()),
         }
     }
 
@@ -479,7 +480,7 @@ impl ScaleSetClient {
             .await?;
         match status.as_u16() {
             200 | 204 | 404 => Ok(()),
-            _ => Err(Client::fail(status, &bytes, "the message session")),
+            _ => Err(Client::fail_plain(status, &bytes, "the message session")),
         }
     }
 
@@ -521,7 +522,7 @@ impl ScaleSetClient {
             200 => Ok(Some(parse_message(&bytes)?)),
             401 => Err(ScaleSetError::QueueTokenExpired),
             404 => Err(ScaleSetError::SessionGone),
-            _ => Err(Client::fail(status, &bytes, "the message queue").into()),
+            _ => Err(Client::fail_plain(status, &bytes, "the message queue").into()),
         }
     }
 
@@ -550,7 +551,7 @@ impl ScaleSetClient {
             200 | 204 => Ok(()),
             401 => Err(ScaleSetError::QueueTokenExpired),
             404 => Err(ScaleSetError::SessionGone),
-            _ => Err(Client::fail(status, &bytes, "the message acknowledgement").into()),
+            _ => Err(Client::fail_plain(status, &bytes, "the message acknowledgement").into()),
         }
     }
 
@@ -572,7 +573,7 @@ impl ScaleSetClient {
         match status.as_u16() {
             200 => Ok(Self::decode::<ListOf<u64>>(&bytes)?.value),
             401 => Err(ScaleSetError::QueueTokenExpired),
-            _ => Err(Client::fail(status, &bytes, "the job acquisition").into()),
+            _ => Err(Client::fail_plain(status, &bytes, "the job acquisition").into()),
         }
     }
 
@@ -619,7 +620,11 @@ impl ScaleSetClient {
                 })
             }
             409 => Err(Error::Conflict(name.to_string())),
-            _ => Err(Client::fail(status, &bytes, "the scale set's JIT config")),
+            _ => Err(Client::fail_plain(
+                status,
+                &bytes,
+                "the scale set's JIT config",
+            )),
         }
     }
 }

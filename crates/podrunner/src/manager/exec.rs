@@ -117,15 +117,19 @@ impl Ctx {
                 .jit(pool.name.as_str(), &name, &work_s)
                 .await
         } else {
-            self.gh
-                .generate_jitconfig(
-                    &pool.scope,
-                    &name,
-                    pool.runner_group_id,
-                    &pool.labels,
-                    Some(&work_s),
-                )
-                .await
+            // A group by name is looked up once per scope and name, then remembered.
+            let group = match &pool.runner_group {
+                Some(g) => self.gh.runner_group_id(&pool.scope, g).await,
+                None => Ok(pool.runner_group_id),
+            };
+            match group {
+                Ok(group) => {
+                    self.gh
+                        .generate_jitconfig(&pool.scope, &name, group, &pool.labels, Some(&work_s))
+                        .await
+                }
+                Err(e) => Err(e),
+            }
         };
         let jit = match jit {
             Ok(j) => j,

@@ -207,13 +207,13 @@ pub fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
 }
 
 impl Manager {
-    pub fn new(cfg: Config, gh: Client, podman: Podman) -> Manager {
+    pub fn new(cfg: Config, gh: impl Into<Arc<Client>>, podman: Podman) -> Manager {
         let (tx, rx) = mpsc::unbounded_channel();
         let record = record::Recorder::new(&cfg);
         Manager {
             ctx: Ctx {
                 cfg: Arc::new(cfg),
-                gh: Arc::new(gh),
+                gh: gh.into(),
                 podman: Arc::new(podman),
                 tx,
                 start_slots: Arc::new(tokio::sync::Semaphore::new(exec::MAX_CONCURRENT_STARTS)),
@@ -828,12 +828,13 @@ impl Manager {
             format!("the new config is invalid, the old one stays in force:\n{e}")
         })?;
         if new.github.api_url != self.ctx.cfg.github.api_url
+            || new.github.app != self.ctx.cfg.github.app
             || new.manager.instance != self.ctx.cfg.manager.instance
             || new.manager.listen != self.ctx.cfg.manager.listen
             || new.manager.history != self.ctx.cfg.manager.history
         {
             return Err(
-                "api_url and [manager] settings change only with a restart (`podrunner restart`)"
+                "[github] credentials, api_url and [manager] settings change only with a restart (`podrunner restart`)"
                     .into(),
             );
         }

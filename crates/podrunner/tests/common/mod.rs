@@ -67,6 +67,44 @@ pub fn host_address() -> std::net::IpAddr {
     s.local_addr().unwrap().ip()
 }
 
+/// A GitHub App the bench's fake GitHub knows, installed on the bench's repository owner.
+pub struct AppCreds {
+    pub app_id: u64,
+    pub installation: u64,
+    pub private_key_pem: String,
+    pub key_file: PathBuf,
+}
+
+/// An RSA key pair made by openssl: (PKCS#1 private key as GitHub hands it out, public key).
+pub fn rsa_key_pair() -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pem");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        key.to_str().unwrap(),
+        "2048",
+    ]);
+    let public = run(&["rsa", "-in", key.to_str().unwrap(), "-pubout"]);
+    (
+        std::fs::read_to_string(&key).unwrap(),
+        String::from_utf8(public).unwrap(),
+    )
+}
+
 pub struct Pool {
     pub name: &'static str,
     pub count: u32,
@@ -156,6 +194,7 @@ impl Bench {
                 listen: std::net::SocketAddr::from(([0, 0, 0, 0], port)),
                 token: TOKEN.to_string(),
                 public_url: Some(format!("http://{}:{port}", host_address())),
+                ghes_version: None,
             })
             .await
             .unwrap()
@@ -205,6 +244,37 @@ impl Bench {
             instance,
             manager: None,
             manager_log,
+        }
+    }
+
+    /// Switches the bench to GitHub App authentication: a new App with a fresh key,
+    /// installed on the repository's owner with Administration: write; the config names the
+    /// App and its key file instead of the token file.
+    pub fn use_app(&self) -> AppCreds {
+        let (private, public) = rsa_key_pair();
+        let app_id = 4242;
+        self.gh.add_app(app_id, "Iv23liBENCH", &public);
+        let owner = REPO.split('/').next().unwrap();
+        let installation = self
+            .gh
+            .install_app(app_id, owner, &[("administration", "write")]);
+        let key_file = self.dir.path().join("app.private-key.pem");
+        std::fs::write(&key_file, &private).unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let token_line = format!(
+            "token_file = \"{}\"",
+            self.dir.path().join("token").display()
+        );
+        let key_line = format!(
+            "app_id = {app_id}\nprivate_key_file = \"{}\"",
+            key_file.display()
+        );
+        self.edit_config(|c| c.replace(&token_line, &key_line));
+        AppCreds {
+            app_id,
+            installation,
+            private_key_pem: private,
+            key_file,
         }
     }
 
