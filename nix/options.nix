@@ -78,6 +78,42 @@ let
       docker_policy = opt (nullable (types.enum [ "contained" "open" ]))
         "What a job may ask of its engine: `contained` (no privileged containers, host paths or host namespaces) or `open` (trusted jobs only). Default: contained."
         "contained";
+      enterprise = opt (nullable types.str)
+        "Enterprise slug whose runners the pool provides (classic token with `manage_runners:enterprise`; docs/credentials.md)."
+        "your-enterprise";
+      runner_group = opt (nullable types.str)
+        "Runner group by name (organization and enterprise pools), resolved to its id."
+        "Linux builders";
+      min_idle = opt (nullable types.ints.unsigned)
+        "Demand pools: idle runners kept ready (docs/scaling.md). Default: 0."
+        1;
+      max = opt (nullable types.ints.positive)
+        "Demand pools: runners at most, busy or not (docs/scaling.md)."
+        4;
+      idle_timeout = opt (nullable duration)
+        "Demand pools: how long an idle runner waits for a job before it is retired. Default: 5m."
+        "10m";
+      scale_set = opt (nullable (types.either types.bool types.str))
+        "Make the pool a GitHub runner scale set (`true`: named like the pool, or a name; docs/scaling.md)."
+        true;
+      disable_update = opt (nullable types.bool)
+        "Scale set pools: the scale set's runners do not update themselves. Default: false."
+        true;
+      poll_interval = opt (nullable duration)
+        "Label demand pools: how often queued jobs are polled. Default: 10s."
+        "15s";
+      online_timeout = opt (nullable duration)
+        "A runner not online after this long is retired and counted a failure. Default: 5m."
+        "10m";
+      pull = opt (nullable (types.enum [ "newer" "missing" "never" ]))
+        "When podrunner pulls the image (docs/images.md). Default: newer."
+        "missing";
+      pull_interval = opt (nullable duration)
+        "How often to look for a newer image with `pull = \"newer\"`. Default: 6h."
+        "12h";
+      pull_source = opt (nullable types.str)
+        "Pull from this reference instead of `image` (any podman transport); the result is tagged as `image`."
+        "oci-archive:/srv/images/runner.tar";
       engine_containers_conf = opt (nullable (types.either types.path types.str))
         "A containers.conf for the pool's private engines (isolated mode). A Nix path is copied to the store."
         (literalExpression "./engine-containers.conf");
@@ -138,6 +174,18 @@ in
     token_file = opt (nullable types.str)
       "File holding the GitHub token, outside the Nix store, mode 600 (`tokenFile` sets it too). Default: `${plib.defaults.tokenFile}`."
       "/run/secrets/github-runner-token";
+    app_id = opt (nullable types.ints.positive)
+      "GitHub App id (or set `client_id`); with `private_key_file` (docs/credentials.md)."
+      123456;
+    client_id = opt (nullable types.str)
+      "GitHub App client id, instead of `app_id`."
+      "Iv23liEXAMPLE";
+    private_key_file = opt (nullable types.str)
+      "The GitHub App's private key (PEM), outside the Nix store, mode 600."
+      "/run/secrets/github-app.pem";
+    installation_id = opt (nullable types.ints.positive)
+      "The App's installation; default: looked up for each pool's repository or organization."
+      987654;
   };
 
   podman = section "podman" { runtime = "runc"; } {
@@ -167,5 +215,26 @@ in
     log_file = opt (nullable types.bool)
       "Also write the manager's log to `state_dir/manager.log`. Default: true."
       false;
+    host_id = opt (nullable types.str)
+      "Part of every runner name so hosts sharing this config never collide (docs/hosts.md). Default: from /etc/machine-id."
+      "buildbox";
+    webhook_listen = opt (nullable types.str)
+      "Address for `workflow_job` webhooks (docs/scaling.md)."
+      "127.0.0.1:8088";
+    webhook_secret_file = opt (nullable types.str)
+      "The webhooks' shared secret, mode 600; required with `webhook_listen`."
+      "/run/secrets/github-webhook-secret";
+    listen = opt (nullable types.str)
+      "Metrics at `/metrics` and the status page at `/`: an address or a Unix socket path (docs/metrics.md)."
+      "127.0.0.1:9464";
+    history = opt (nullable types.bool)
+      "Record every runner and job in `state_dir/history.sqlite` (docs/history.md). Default: true."
+      false;
+    history_max_age = opt (nullable duration)
+      "History rows older than this are deleted. Default: 30d."
+      "7d";
+    history_max_size = opt (nullable memory)
+      "The history is kept within this size, oldest rows first. Default: 64m."
+      "16m";
   };
 }
