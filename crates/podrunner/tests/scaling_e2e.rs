@@ -306,15 +306,22 @@ impl SecondManager {
         let text = std::fs::read_to_string(&a.config).unwrap();
         let base = a.dir.path().join(instance);
         std::fs::create_dir_all(&base).unwrap();
-        let prefix = format!("{}-b", a.prefix("ss"));
+        // The config's runner_name is the family; names add the host id (docs/hosts.md).
+        let family = a
+            .prefix("ss")
+            .strip_suffix(&format!("-{BENCH_HOST_ID}"))
+            .expect("the bench's prefix ends with its host id")
+            .to_string();
+        let b_family = format!("{family}-b");
+        let prefix = format!("{b_family}-{BENCH_HOST_ID}");
         let text = text
             .replace(
                 &format!("instance = \"{}\"", a.instance),
                 &format!("instance = \"{instance}\""),
             )
             .replace(
-                &format!("runner_name = \"{}\"", a.prefix("ss")),
-                &format!("runner_name = \"{prefix}\""),
+                &format!("runner_name = \"{family}\""),
+                &format!("runner_name = \"{b_family}\""),
             )
             .replace(
                 &a.dir.path().join("state").display().to_string(),
