@@ -1029,36 +1029,6 @@ const GROUPS_ENT: &str = "/enterprises/{enterprise}/actions/runner-groups";
 const INSTALLATION: &str = "/orgs/{org}/installation";
 const ACCESS_TOKENS: &str = "/app/installations/{installation_id}/access_tokens";
 
-/// An RSA key pair made by openssl (PKCS#1 private key, like GitHub's downloads).
-fn rsa_pair() -> (String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("k.pem");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
-    run(&[
-        "genrsa",
-        "-traditional",
-        "-out",
-        key.to_str().unwrap(),
-        "2048",
-    ]);
-    let public = run(&["rsa", "-in", key.to_str().unwrap(), "-pubout"]);
-    (
-        std::fs::read_to_string(&key).unwrap(),
-        String::from_utf8(public).unwrap(),
-    )
-}
-
 fn jwt(private_pem: &str, iss: &str, iat_offset: i64, lifetime: u64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1142,8 +1112,8 @@ async fn credentials_and_runner_groups_conform() {
     assert_eq!(a.status, 404);
 
     // A GitHub App: JWTs verified against its public key.
-    let (private, public) = rsa_pair();
-    let (other_private, _) = rsa_pair();
+    let (private, public) = fake_github::auth::rsa_key_pair();
+    let (other_private, _) = fake_github::auth::rsa_key_pair();
     c.gh.add_app(77, "Iv23liFAKE", &public);
     let inst = c.gh.install_app(
         77,

@@ -266,35 +266,9 @@ impl Credentials {
 pub(crate) mod tests {
     use super::*;
 
-    /// An RSA key made by the openssl program (PKCS#1, like GitHub's downloads) and its
-    /// public half.
+    /// An RSA key pair made at run time (fake-github's helper; PKCS#1 like GitHub's downloads).
     pub(crate) fn test_key() -> (String, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("k.pem");
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.stdout
-        };
-        run(&[
-            "genrsa",
-            "-traditional",
-            "-out",
-            key.to_str().unwrap(),
-            "2048",
-        ]);
-        let public = run(&["rsa", "-in", key.to_str().unwrap(), "-pubout"]);
-        (
-            std::fs::read_to_string(&key).unwrap(),
-            String::from_utf8(public).unwrap(),
-        )
+        fake_github::auth::rsa_key_pair()
     }
 
     #[test]

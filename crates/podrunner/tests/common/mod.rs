@@ -75,35 +75,8 @@ pub struct AppCreds {
     pub key_file: PathBuf,
 }
 
-/// An RSA key pair made by openssl: (PKCS#1 private key as GitHub hands it out, public key).
-pub fn rsa_key_pair() -> (String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("k.pem");
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
-    run(&[
-        "genrsa",
-        "-traditional",
-        "-out",
-        key.to_str().unwrap(),
-        "2048",
-    ]);
-    let public = run(&["rsa", "-in", key.to_str().unwrap(), "-pubout"]);
-    (
-        std::fs::read_to_string(&key).unwrap(),
-        String::from_utf8(public).unwrap(),
-    )
-}
+/// An RSA key pair made at run time: (PKCS#1 private key as GitHub hands it out, public key).
+pub use fake_github::auth::rsa_key_pair;
 
 pub struct Pool {
     pub name: &'static str,
