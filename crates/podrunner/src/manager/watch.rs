@@ -27,6 +27,8 @@ fn read_pid(path: &Path) -> Option<i32> {
 
 /// After the exit, how long to keep reading lines conmon has not written yet.
 const LATE_LINES_WAIT: Duration = Duration::from_secs(1);
+/// After run.sh's last line, how long stderr lines written a moment later are still read.
+const AFTER_LAST_LINE: Duration = Duration::from_millis(60);
 /// The last line `run.sh` prints (actions/runner `src/Misc/layoutroot/run.sh`).
 const LAST_LINE: &str = "Exiting runner...";
 
@@ -151,23 +153,27 @@ pub async fn watch_container(
                 if !last.is_empty() {
                     let _ = tx.send(Outcome::Output { name: name.clone(), lines: std::mem::take(&mut last) });
                 }
+                // The exit is reported only after the late lines: conmon writes stdout and
+                // stderr from two pipes, so the runner's own error line (stderr) can land
+                // after run.sh's closing lines (stdout), and the core judges the exit from
+                // the lines it has by then. One more short read follows even the last line.
+                let mut waited = Duration::ZERO;
+                let mut end = complete;
+                while waited < LATE_LINES_WAIT {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    waited += Duration::from_millis(20);
+                    let more = read_new_lines(&log, &mut offset, &mut partial);
+                    let seen_end = done(&more);
+                    if !more.is_empty() {
+                        let _ = tx.send(Outcome::Output { name: name.clone(), lines: more });
+                    }
+                    if end && waited >= AFTER_LAST_LINE {
+                        break;
+                    }
+                    end |= seen_end;
+                }
                 if r.is_ok() {
                     exited(&tx);
-                }
-                if !complete {
-                    let mut waited = Duration::ZERO;
-                    while waited < LATE_LINES_WAIT {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        waited += Duration::from_millis(20);
-                        let more = read_new_lines(&log, &mut offset, &mut partial);
-                        let end = done(&more);
-                        if !more.is_empty() {
-                            let _ = tx.send(Outcome::Output { name: name.clone(), lines: more });
-                        }
-                        if end {
-                            break;
-                        }
-                    }
                 }
                 break;
             }
