@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 fn jobs_of(b: &Bench) -> Vec<serde_json::Value> {
@@ -64,20 +64,7 @@ fn second_host(b: &Bench) -> (std::path::PathBuf, Child) {
         );
     let config = dir.join("config.toml");
     std::fs::write(&config, text).unwrap();
-    let log = std::fs::File::create(dir.join("manager.stderr")).unwrap();
-    let child = Command::new(podrunner_bin())
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--log-level",
-            "debug",
-            "run",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let child = spawn_manager(&config, &dir.join("manager.stderr"), &[]);
     (config, child)
 }
 

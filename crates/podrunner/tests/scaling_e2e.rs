@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -338,20 +338,7 @@ impl SecondManager {
         let config = base.join("config.toml");
         std::fs::write(&config, text).unwrap();
         let log = base.join("manager.stderr");
-        let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(podrunner_bin())
-            .args([
-                "--config",
-                config.to_str().unwrap(),
-                "--log-level",
-                "debug",
-                "run",
-            ])
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap();
+        let child = spawn_manager(&config, &log, &[]);
         SecondManager {
             config,
             child: Some(child),

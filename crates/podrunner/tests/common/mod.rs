@@ -31,6 +31,30 @@ pub const BENCH_HOST_ID: &str = "h1";
 
 /// The binary under test; `PODRUNNER_BIN` overrides it when the compiled tests run elsewhere
 /// (the rootless pass copies them to a folder the test user can read).
+/// Starts `podrunner run` on `config` at debug level, its output appended to `log`: the
+/// bench's manager, and the second managers of the several-hosts tests.
+pub fn spawn_manager(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(podrunner_bin())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--log-level",
+            "debug",
+            "run",
+        ])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 pub fn podrunner_bin() -> String {
     std::env::var("PODRUNNER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_podrunner").to_string())
 }
@@ -262,26 +286,7 @@ impl Bench {
 
     /// [`Bench::start_manager`] with extra environment variables.
     pub fn start_manager_env(&mut self, env: &[(&str, &str)]) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.manager_log)
-            .unwrap();
-        let child = Command::new(podrunner_bin())
-            .args([
-                "--config",
-                self.config.to_str().unwrap(),
-                "--log-level",
-                "debug",
-                "run",
-            ])
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.manager = Some(child);
+        self.manager = Some(spawn_manager(&self.config, &self.manager_log, env));
     }
 
     /// Runs a podrunner CLI command; returns (exit code, stdout, stderr).
