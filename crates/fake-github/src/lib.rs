@@ -4,7 +4,7 @@
 //! (generate-jitconfig, list, get, delete, registration-token, `/rate_limit`), keeps a job
 //! queue that fake runners take jobs from (`/_runner/...`), and injects faults on request
 //! (`/_fake/...`). docs/test-bench.md is the specification; the API answers conform to
-//! `shared/github-api/openapi-runners.json` (checked by `tests/openapi_conformance.rs`).
+//! `tests/data/openapi-runners.json` (checked by `tests/openapi_conformance.rs`).
 //!
 //! Layout: `state` holds the data and every decision as pure functions; `http` is the axum
 //! router around it; this file is the handle tests use. The crate must not know anything about

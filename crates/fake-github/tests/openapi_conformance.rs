@@ -1,6 +1,7 @@
 //! OpenAPI conformance of fake-github: every GitHub API answer the fake gives, on success and
 //! error paths, is validated against the schema that GitHub's own OpenAPI description
-//! (`shared/github-api/openapi-runners.json`) declares for that path, method and status; and
+//! (`tests/data/openapi-runners.json`, see docs/github-openapi.md) declares for that path,
+//! method and status; and
 //! every status must be declared for the path, except the few every GitHub endpoint can
 //! answer (see [`UNIVERSAL_STATUSES`]).
 //!
@@ -36,11 +37,10 @@ const RATE: &str = "/rate_limit";
 // The spec
 // ---------------------------------------------------------------------------------------------
 
+/// GitHub's runner endpoints, schemas only (where it comes from and how it was cut down:
+/// docs/github-openapi.md).
 fn spec_path() -> PathBuf {
-    let shared = std::env::var_os("PODRUNNER_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    shared.join("github-api/openapi-runners.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/openapi-runners.json")
 }
 
 struct Spec {
@@ -51,12 +51,8 @@ struct Spec {
 impl Spec {
     fn load() -> Spec {
         let path = spec_path();
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "cannot read {} ({e}); set PODRUNNER_SHARED_DIR to the shared/ folder",
-                path.display()
-            )
-        });
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {} ({e})", path.display()));
         let doc: Value = serde_json::from_str(&text).expect("spec is JSON");
         let mut api = doc["api.github.com"].clone();
         // The enterprise paths come from GitHub's GHEC description: add them, and the

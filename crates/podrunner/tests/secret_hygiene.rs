@@ -98,9 +98,11 @@ async fn no_secret_anywhere_on_the_host() {
 
     // The probe's runner is replaced: its JIT config is the fourth. The replacement is asked for
     // after the probe's exit is seen, which can be after the busy runner took its job.
-    b.wait_until("the probe's replacement registered", Duration::from_secs(60), |b| {
-        b.gh.jit_configs_issued().len() >= 4 && container_ids(b).len() >= 3
-    })
+    b.wait_until(
+        "the probe's replacement registered",
+        Duration::from_secs(60),
+        |b| b.gh.jit_configs_issued().len() >= 4 && container_ids(b).len() >= 3,
+    )
     .await;
     let jits = b.gh.jit_configs_issued();
     // Which runner each JIT config belongs to.
