@@ -650,7 +650,12 @@ echo job-done"
 /// `"open"` lets a trusted pool's jobs do all of it.
 #[tokio::test(flavor = "multi_thread")]
 async fn contained_jobs_cannot_reach_the_host_through_their_engine() {
-    let mut b = isolated_bench("dockerpolicy", "dp", 1).await;
+    // With the metrics listener: the refusals show in the metrics and the runner's history.
+    let mut port = 0;
+    let mut b = isolated_bench_before("dockerpolicy", "dp", 1, "", |b| {
+        port = b.listen_on_free_port();
+    })
+    .await;
     let attempts = [
         (
             "privileged",
@@ -692,7 +697,7 @@ async fn contained_jobs_cannot_reach_the_host_through_their_engine() {
     script.push_str(&format!(
         "echo own > own.txt; docker run --rm -v \"$PWD:$PWD\" -w \"$PWD\" {TEST_IMAGE} cat own.txt\necho job-done\n"
     ));
-    let (out, _) = run_job(&b, &script).await;
+    let (out, runner) = run_job(&b, &script).await;
     assert!(out.contains("job-done"), "{out}");
     assert!(
         out.lines().any(|l| l.trim() == "own"),
@@ -710,6 +715,35 @@ async fn contained_jobs_cannot_reach_the_host_through_their_engine() {
             "{tag}: {line}"
         );
     }
+    // One refused request per attempt, counted from the proxy's log when the runner exits:
+    // in its history row and in the metric (reason `policy`: a request body was refused).
+    let refusals = |b: &Bench| {
+        let (_, out, _) = b.cli(&["history", "--json", "--limit", "0"]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&out)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r["name"] == runner.as_str() && !r["ended_ms"].is_null())
+            .and_then(|r| r["proxy_refusals"].as_u64())
+    };
+    b.wait_until(
+        "the refusals in the runner's history row",
+        Duration::from_secs(90),
+        |b| refusals(b).is_some_and(|n| n > 0),
+    )
+    .await;
+    assert_eq!(refusals(&b), Some(attempts.len() as u64));
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let want = format!(
+        "podrunner_proxy_refusals_total{{pool=\"dp\",reason=\"policy\"}} {}\n",
+        attempts.len()
+    );
+    assert!(metrics.contains(&want), "{want}in\n{metrics}");
+    assert!(!metrics.contains("reason=\"endpoint\""), "{metrics}");
     b.cli(&["stop"]);
     assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
 

@@ -11,14 +11,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Samples of a metrics text: `name{labels}` -> value.
 fn parse(text: &str) -> BTreeMap<String, f64> {
     text.lines()
@@ -138,14 +130,7 @@ async fn metrics_history_and_page_follow_a_scripted_run() {
         ],
     )
     .await;
-    let port = free_port();
-    b.edit_config(|s| {
-        s.replacen(
-            "[manager]\n",
-            &format!("[manager]\nlisten = \"127.0.0.1:{port}\"\n"),
-            1,
-        )
-    });
+    let port = b.listen_on_free_port();
     b.start_manager();
     let base = format!("http://127.0.0.1:{port}");
     let m_idle = |b: &Bench| {
@@ -218,25 +203,25 @@ async fn metrics_history_and_page_follow_a_scripted_run() {
     let v = |name: &str, labels: &[(&str, &str)]| value(&m, name, labels);
     let pool = [("pool", "m")];
     assert_eq!(v("gha_started_jobs_total", &pool), 3.0, "{text}");
-    // Results as the runner reports them once its output is read (issue 11); until then
-    // `unknown`. Either way, exactly three.
+    // Results as the runners reported them in their output.
     let by_result = |r: &str| {
         v(
             "gha_completed_jobs_total",
             &[("pool", "m"), ("job_result", r)],
         )
     };
-    if by_result("unknown") == 0.0 {
-        assert_eq!(
-            (by_result("succeeded"), by_result("failed")),
-            (2.0, 1.0),
-            "{text}"
-        );
-    } else {
-        assert_eq!(by_result("unknown"), 3.0, "{text}");
-    }
+    assert_eq!(
+        (
+            by_result("succeeded"),
+            by_result("failed"),
+            by_result("unknown")
+        ),
+        (2.0, 1.0, 0.0),
+        "{text}"
+    );
     assert_eq!(v("gha_completed_jobs_total", &pool), 3.0);
-    // Execution: from GitHub showing the runner busy to its exit, within the 4 s script.
+    // Execution: the runner's `Running job` to its `completed` line (whole seconds), around
+    // the 4 s script.
     let exec = "gha_job_execution_duration_seconds";
     assert_eq!(v(&format!("{exec}_count"), &pool), 3.0, "{text}");
     let sum = v(&format!("{exec}_sum"), &pool);
@@ -308,7 +293,19 @@ async fn metrics_history_and_page_follow_a_scripted_run() {
             r["job"]["started_ms"].as_i64().unwrap(),
             r["job"]["finished_ms"].as_i64().unwrap(),
         );
-        assert!(f > s && r["created_ms"].as_i64().unwrap() <= s, "{r}");
+        // The runner's clock says whole seconds: its start may read up to 1 s early.
+        assert!(
+            f > s && r["created_ms"].as_i64().unwrap() <= s + 1000,
+            "{r}"
+        );
+    }
+    // Each job's row: the job's name and result as its runner reported them (the fake
+    // runner names a job by its id).
+    for (id, want) in jobs.iter().zip(["Succeeded", "Failed", "Succeeded"]) {
+        let runner = b.gh.job(*id).unwrap().runner_name.unwrap();
+        let r = done.iter().find(|r| r["name"] == runner.as_str()).unwrap();
+        assert_eq!(r["job"]["name"], id.to_string(), "{r}");
+        assert_eq!(r["job"]["result"], want, "{r}");
     }
     let mut ran_on: Vec<String> = jobs
         .iter()
@@ -446,4 +443,115 @@ async fn metrics_history_and_page_follow_a_scripted_run() {
     assert_eq!(code, 0, "{out}");
     b.wait_manager_exit(Duration::from_secs(60)).await;
     assert!(!sock.exists(), "the socket is removed at exit");
+}
+
+/// Queue-to-start latency, from what GitHub tells about a job: a scale set's `JobStarted`
+/// message (its `queueTime`) and a label pool's job list (`created_at` of a job in progress).
+/// After one job in each, its history row has the queue time, repository and workflow run,
+/// and the pool's startup histogram has exactly that one sample.
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_times_from_a_scale_set_and_a_label_pool() {
+    const SET: &str = "qset";
+    let mut b = Bench::new(
+        "queuetimes",
+        vec![
+            Pool::demand(
+                "ss",
+                &format!("scale_set = \"{SET}\"\nmin_idle = 0\nmax = 1\nidle_timeout = \"3s\""),
+            ),
+            // The job runs long enough for a 1 s poll to see it in progress.
+            Pool::demand(
+                "lp",
+                "min_idle = 0\nmax = 1\nidle_timeout = \"3s\"\npoll_interval = \"1s\"\nlabels = [\"podman\"]",
+            ),
+        ],
+    )
+    .await;
+    b.gh.with_state(|st| st.scalesets.poll_wait_ms = 1000);
+    let port = b.listen_on_free_port();
+    b.start_manager();
+    let scaling = |b: &Bench, pool: &str| {
+        b.status_json()["status"]["pools"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == pool).cloned())
+            .map(|p| p["scaling"].clone())
+            .unwrap_or_default()
+    };
+    b.wait_until(
+        "the scale set's session and the first poll",
+        Duration::from_secs(60),
+        |b| {
+            scaling(b, "ss")["session_held"] == true
+                && scaling(b, "lp")["reported_secs_ago"].is_u64()
+        },
+    )
+    .await;
+    let ss_job = b.gh.enqueue_job(SCOPE, &[SET], "sleep 2; echo set").id;
+    let lp_job =
+        b.gh.enqueue_job(SCOPE, &["self-hosted", "podman"], "sleep 6; echo label")
+            .id;
+    for id in [ss_job, lp_job] {
+        let j =
+            b.gh.wait_job_completed(id, Duration::from_secs(120))
+                .await
+                .unwrap_or_else(|| panic!("job {id} did not run\n{}", b.log_tail(60)));
+        assert_eq!(format!("{:?}", j.conclusion), "Some(Success)");
+    }
+    let row_of = |b: &Bench, id: u64| {
+        let runner = b.gh.job(id).unwrap().runner_name.unwrap();
+        history(b, &[])
+            .into_iter()
+            .find(|r| r["name"] == runner.as_str())
+    };
+    b.wait_until(
+        "both rows finished with a queue time",
+        Duration::from_secs(90),
+        |b| {
+            [ss_job, lp_job].iter().all(|id| {
+                row_of(b, *id).is_some_and(|r| {
+                    r["job"]["result"] == "Succeeded" && r["job"]["queued_ms"].is_i64()
+                })
+            })
+        },
+    )
+    .await;
+    let m = parse(&get_sync(port, "/metrics"));
+    for (pool, id) in [("ss", ss_job), ("lp", lp_job)] {
+        let r = row_of(&b, id).unwrap();
+        let job = &r["job"];
+        assert_eq!(r["pool"], pool, "{r}");
+        assert_eq!(job["name"], id.to_string(), "{r}");
+        assert_eq!(job["repository"], REPO, "{r}");
+        // The fake GitHub makes one workflow run per job, with the job's id.
+        assert_eq!(job["workflow_run"], id, "{r}");
+        let queued = job["queued_ms"].as_i64().unwrap();
+        let started = job["started_ms"].as_i64().unwrap();
+        let enqueued = b.gh.job(id).unwrap().queued_at as i64;
+        // GitHub's queue time is the fake's own (whole seconds in the REST API).
+        assert!(
+            (enqueued - 1000..=enqueued).contains(&queued),
+            "{queued} {enqueued}"
+        );
+        let startup = (started - queued).max(0) as f64 / 1000.0;
+        let l = [("pool", pool)];
+        let count = value(&m, "gha_job_startup_duration_seconds_count", &l);
+        let sum = value(&m, "gha_job_startup_duration_seconds_sum", &l);
+        assert_eq!(count, 1.0, "{pool}: {m:?}");
+        assert!((sum - startup).abs() < 1e-6, "{pool}: {sum} != {startup}");
+        assert_eq!(
+            value(
+                &m,
+                "gha_completed_jobs_total",
+                &[("pool", pool), ("job_result", "succeeded")]
+            ),
+            1.0
+        );
+    }
+    // The page charts the queue times it now knows.
+    let (code, html) = get(&format!("http://127.0.0.1:{port}/")).await;
+    assert_eq!(code, 200);
+    assert!(html.contains("queue-to-start (blue): up to"), "{html}");
+    let (code, out, _) = b.cli(&["stop"]);
+    assert_eq!(code, 0, "{out}");
+    b.wait_manager_exit(Duration::from_secs(60)).await;
 }

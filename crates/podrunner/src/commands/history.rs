@@ -106,6 +106,12 @@ pub fn render(rows: &[Entry], now_ms: i64) -> String {
         if e.oom && !failure.contains("memory") {
             failure = format!("OOM {failure}").trim().to_string();
         }
+        if e.proxy_refusals > 0 {
+            let n = e.proxy_refusals;
+            failure = format!("{failure} (Docker proxy refused {n})")
+                .trim()
+                .to_string();
+        }
         out.push_str(&format!(
             "{:<24} {:<10} {:>6} {:<10} {:<12} {:>8} {:>5}  {}\n",
             e.name,
@@ -149,6 +155,7 @@ mod tests {
             failure: None,
             oom: false,
             log_path: None,
+            proxy_refusals: 0,
         };
         let mut f = e.clone();
         f.name = "ci-ffffffff".into();
@@ -158,6 +165,7 @@ mod tests {
         };
         f.exit_code = Some(3);
         f.failure = Some("exited with code 3".into());
+        f.proxy_refusals = 2;
         let s = render(&[e, f], 61_000);
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines.len(), 3);
@@ -166,7 +174,7 @@ mod tests {
             ["ci-0a1b2c3d", "ci", "60s", "yes", "-", "2.5s", "0"]
         );
         assert!(
-            lines[2].ends_with("    3  exited with code 3"),
+            lines[2].ends_with("    3  exited with code 3 (Docker proxy refused 2)"),
             "{}",
             lines[2]
         );

@@ -36,6 +36,19 @@ impl JobResult {
         }
     }
 
+    /// The runner's own word (`TaskResult`), as it prints it: `Succeeded`, `Failed`, ...
+    pub fn word(&self) -> &str {
+        match self {
+            JobResult::Succeeded => "Succeeded",
+            JobResult::SucceededWithIssues => "SucceededWithIssues",
+            JobResult::Failed => "Failed",
+            JobResult::Canceled => "Canceled",
+            JobResult::Skipped => "Skipped",
+            JobResult::Abandoned => "Abandoned",
+            JobResult::Other(s) => s,
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             JobResult::Succeeded => "succeeded",
@@ -174,8 +187,12 @@ pub struct RunnerOutcome {
     /// From `Running job` to `completed`, by the runner's own clock (whole seconds).
     #[serde(with = "opt_secs")]
     pub duration: Option<Duration>,
+    /// When it printed `Running job` and `completed`, by its own clock (whole seconds: the
+    /// runner's log prefix has no fraction).
     #[serde(skip)]
-    job_started_at: Option<SystemTime>,
+    pub job_started_at: Option<SystemTime>,
+    #[serde(skip)]
+    pub job_finished_at: Option<SystemTime>,
     /// How often it began to update itself (a stale image).
     pub self_updates: u32,
     /// GitHub refused its version.
@@ -218,6 +235,7 @@ impl RunnerOutcome {
                 if self.job.is_none() {
                     self.job = Some(job);
                 }
+                self.job_finished_at = at;
                 self.result = Some(result);
             }
             Line::SelfUpdate { .. } => {

@@ -27,6 +27,16 @@ pub struct RunJob {
     pub labels: Vec<String>,
     #[serde(default)]
     pub runner_name: Option<String>,
+    /// For the history (manager/record.rs): the job's run and name, when it was queued
+    /// (`created_at`) and when a runner started it (RFC 3339).
+    #[serde(default)]
+    pub run_id: Option<u64>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -142,6 +142,20 @@ pub struct JobEvent {
     pub runner_name: Option<String>,
     #[serde(default)]
     pub result: Option<String>,
+    /// `JobMessageBase`: where the job comes from and when it was queued and assigned
+    /// (RFC 3339; Go's zero time `0001-01-01T00:00:00Z` where not yet known).
+    #[serde(default)]
+    pub owner_name: Option<String>,
+    #[serde(default)]
+    pub repository_name: Option<String>,
+    #[serde(default)]
+    pub workflow_run_id: Option<u64>,
+    #[serde(default)]
+    pub job_display_name: Option<String>,
+    #[serde(default)]
+    pub queue_time: Option<String>,
+    #[serde(default)]
+    pub runner_assign_time: Option<String>,
 }
 
 /// A message from the queue: statistics and the job events batched since the last one.

@@ -19,8 +19,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Size pruning deletes the share of the oldest rows that is over the limit plus this many,
 /// then measures again (freed pages do not shrink the used size row by row).
 const PRUNE_MARGIN: i64 = 8;
-/// The schema this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this code writes (`PRAGMA user_version`). 2 added `proxy_refusals`.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runners (
@@ -47,11 +47,18 @@ CREATE TABLE IF NOT EXISTS runners (
     failure TEXT,
     oom INTEGER NOT NULL DEFAULT 0,
     log_path TEXT,
-    closed INTEGER NOT NULL DEFAULT 0
+    closed INTEGER NOT NULL DEFAULT 0,
+    proxy_refusals INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runners_created ON runners(created_ms);
 CREATE INDEX IF NOT EXISTS runners_pool ON runners(pool, created_ms);
 ";
+
+/// What a file of an older schema gets before it is used (`user_version` below the key).
+const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    "ALTER TABLE runners ADD COLUMN proxy_refusals INTEGER NOT NULL DEFAULT 0",
+)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -95,6 +102,28 @@ pub struct JobOutcome {
     pub finished_ms: Option<i64>,
 }
 
+impl JobOutcome {
+    /// `self`, with what it leaves open taken from `other` (a less direct source).
+    pub fn or(self, other: JobOutcome) -> JobOutcome {
+        JobOutcome {
+            ran: self.ran.or(other.ran),
+            name: self.name.or(other.name),
+            repository: self.repository.or(other.repository),
+            workflow_run: self.workflow_run.or(other.workflow_run),
+            result: self.result.or(other.result),
+            queued_ms: self.queued_ms.or(other.queued_ms),
+            started_ms: self.started_ms.or(other.started_ms),
+            finished_ms: self.finished_ms.or(other.finished_ms),
+        }
+    }
+
+    /// Seconds from queued to started; 0 when the start, known to the second only (the
+    /// runner's log), reads a little before the queue time.
+    pub fn startup_secs(&self) -> Option<f64> {
+        Some((self.started_ms? - self.queued_ms?).max(0) as f64 / 1000.0)
+    }
+}
+
 /// A runner whose registration is being requested.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRunner<'a> {
@@ -134,6 +163,8 @@ pub struct Entry {
     pub failure: Option<String>,
     pub oom: bool,
     pub log_path: Option<String>,
+    /// Docker API requests its proxy refused (`docker = "isolated"`).
+    pub proxy_refusals: u64,
 }
 
 impl Entry {
@@ -197,6 +228,13 @@ impl History {
                 path: path.to_path_buf(),
                 found,
             });
+        }
+        // A file made before (user_version 0 is a new file: its table has every column).
+        if found > 0 {
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+                h.conn.execute_batch(sql).map_err(|e| h.err(e))?;
+                tracing::info!("history: schema upgraded to {version}");
+            }
         }
         h.conn
             .pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -291,6 +329,15 @@ impl History {
         .map(|_| ())
     }
 
+    /// The Docker proxy refused `n` of the runner's requests (counted at its exit).
+    pub fn runner_proxy_refusals(&self, name: &str, n: u64) -> Result<(), Error> {
+        self.exec(
+            "UPDATE runners SET proxy_refusals = ?2 WHERE name = ?1",
+            params![name, n as i64],
+        )
+        .map(|_| ())
+    }
+
     pub fn runner_oom(&self, name: &str) -> Result<(), Error> {
         self.exec("UPDATE runners SET oom = 1 WHERE name = ?1", params![name])
             .map(|_| ())
@@ -314,7 +361,7 @@ impl History {
                 job_run_id = COALESCE(?10, job_run_id),
                 job_result = COALESCE(?11, job_result),
                 job_queued_ms = COALESCE(?12, job_queued_ms),
-                job_started_ms = COALESCE(job_started_ms, ?13),
+                job_started_ms = COALESCE(?13, job_started_ms),
                 job_finished_ms = COALESCE(?14, job_finished_ms)
              WHERE name = ?1",
             params![
@@ -403,6 +450,7 @@ impl History {
             failure: r.get("failure")?,
             oom: r.get::<_, i64>("oom")? != 0,
             log_path: r.get("log_path")?,
+            proxy_refusals: r.get::<_, i64>("proxy_refusals")?.max(0) as u64,
         })
     }
 
@@ -474,7 +522,7 @@ impl History {
                 "SELECT (ended_ms / 3600000) * 3600000 AS h, COUNT(*),
                         SUM(failure IS NOT NULL OR oom = 1 OR job_result IN ('Failed', 'Canceled')),
                         AVG(CASE WHEN job_queued_ms IS NOT NULL AND job_started_ms IS NOT NULL
-                                 THEN (job_started_ms - job_queued_ms) / 1000.0 END)
+                                 THEN MAX(job_started_ms - job_queued_ms, 0) / 1000.0 END)
                  FROM runners WHERE job_ran = 1 AND ended_ms >= ?1
                  GROUP BY h ORDER BY h",
             )

@@ -36,6 +36,7 @@ fn a_runner_life_is_one_row() {
     h.job_started("ci-1", 2_500).unwrap();
     h.job_started("ci-1", 2_600).unwrap();
     h.runner_exited("ci-1", 8_000, Some(0)).unwrap();
+    h.runner_proxy_refusals("ci-1", 2).unwrap();
     h.runner_finished(
         "ci-1",
         &Finish {
@@ -48,6 +49,9 @@ fn a_runner_life_is_one_row() {
                 ran: Some(true),
                 name: Some("build".into()),
                 result: Some("Succeeded".into()),
+                queued_ms: Some(1_200),
+                // The runner's own start replaces the one first seen busy.
+                started_ms: Some(2_400),
                 finished_ms: Some(7_900),
                 ..Default::default()
             },
@@ -73,8 +77,8 @@ fn a_runner_life_is_one_row() {
                 repository: None,
                 workflow_run: None,
                 result: Some("Succeeded".into()),
-                queued_ms: None,
-                started_ms: Some(2_500),
+                queued_ms: Some(1_200),
+                started_ms: Some(2_400),
                 finished_ms: Some(7_900),
             },
             ended_ms: Some(8_000),
@@ -82,6 +86,7 @@ fn a_runner_life_is_one_row() {
             failure: None,
             oom: false,
             log_path: Some("/s/logs/x.log".into()),
+            proxy_refusals: 2,
         }
     );
     assert!(!e.failed());
@@ -93,6 +98,33 @@ fn a_runner_life_is_one_row() {
     assert_eq!(by("abc1").as_deref(), Some("ci-1"));
     assert_eq!(by("abc"), None, "too short a prefix");
     assert_eq!(by("43"), None);
+}
+
+#[test]
+fn a_file_of_schema_1_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = History::path_in(dir.path());
+    {
+        // Schema 1: the table without `proxy_refusals`, one row in it.
+        let c = Connection::open(&path).unwrap();
+        let v1 = SCHEMA.replace(",\n    proxy_refusals INTEGER NOT NULL DEFAULT 0", "");
+        assert!(!v1.contains("proxy_refusals"));
+        c.execute_batch(&v1).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        c.execute(
+            "INSERT INTO runners (name, pool, created_ms) VALUES ('old-1', 'ci', 5)",
+            [],
+        )
+        .unwrap();
+    }
+    let h = History::open(&path).unwrap();
+    assert_eq!(h.find("old-1").unwrap().unwrap().proxy_refusals, 0);
+    h.runner_proxy_refusals("old-1", 3).unwrap();
+    assert_eq!(h.find("old-1").unwrap().unwrap().proxy_refusals, 3);
+    drop(h);
+    // Opened again: nothing to upgrade.
+    let h = History::open(&path).unwrap();
+    assert_eq!(h.find("old-1").unwrap().unwrap().proxy_refusals, 3);
 }
 
 #[test]

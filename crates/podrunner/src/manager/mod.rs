@@ -118,6 +118,8 @@ pub enum Outcome {
     Queued {
         scope: String,
         jobs: Vec<Vec<String>>,
+        /// Jobs in progress with their runner's name (for the history's queue times).
+        running: Vec<crate::github::queued::RunJob>,
         counted_calls: u32,
         note: Option<String>,
     },
@@ -419,8 +421,10 @@ impl Manager {
                 }
                 sc.reported_at = Some(now);
                 tracing::debug!(pool = %pool, "scale set message: {} assigned jobs, {acquired} acquired, {} started, {completed} completed", sc.demand.assigned, started.len());
-                for name in started {
-                    self.state.mark_busy(&name);
+                for e in started {
+                    let Some(name) = &e.runner_name else { continue };
+                    self.state.mark_busy(name);
+                    self.record.job_seen(name, record::scale_set_job(&e));
                 }
             }
             Report::Conflict { message } => {
@@ -567,9 +571,18 @@ impl Manager {
             Outcome::Queued {
                 scope,
                 jobs,
+                running,
                 counted_calls,
                 note,
-            } => self.apply_queued(&scope, &jobs, counted_calls, note),
+            } => {
+                for j in &running {
+                    if let Some(name) = &j.runner_name {
+                        self.record
+                            .job_seen(name, record::label_pool_job(&scope, j));
+                    }
+                }
+                self.apply_queued(&scope, &jobs, counted_calls, note)
+            }
             Outcome::Output { name, lines } => {
                 let before = self.state.runners.get(&name).map(|r| r.outcome.clone());
                 self.state.runner_output(&name, &lines);

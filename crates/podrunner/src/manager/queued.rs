@@ -65,9 +65,17 @@ async fn run(
             .filter(|j| j.status == "queued")
             .map(|j| j.labels.clone())
             .collect();
+        let running = cache
+            .jobs
+            .values()
+            .flat_map(|(_, jobs)| jobs.iter())
+            .filter(|j| j.status == "in_progress" && j.runner_name.is_some())
+            .cloned()
+            .collect();
         let _ = tx.send(Outcome::Queued {
             scope: scope.api_path(),
             jobs,
+            running,
             counted_calls: budget.used,
             note,
         });

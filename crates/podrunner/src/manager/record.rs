@@ -3,14 +3,17 @@
 //! not need, judges finished runners (`core::ending`) and writes. A history that cannot be
 //! written is logged, never fatal: runners keep flowing.
 //!
-//! The seam for the runner's own report of its job: [`Recorder::cleaned`] takes a
-//! [`JobOutcome`] the caller filled from the runner's output (name, repository, workflow run,
-//! result); what GitHub's registration state tells (the job ran; when it was first seen busy)
-//! fills what the report leaves open, in [`job_outcome`].
+//! A job's outcome comes from three sources, best first: the runner's own output
+//! ([`reported_job`]: name, result, start and end), what GitHub said about the job
+//! ([`Recorder::job_seen`]: queue time, repository, workflow run), and what the manager saw
+//! itself ([`job_outcome`]: the job ran; when the runner was first seen busy; its exit).
 
 use crate::config::Config;
 use crate::core::ending::{self, FailureReason};
+use crate::core::outcome::RunnerOutcome;
 use crate::core::{RunnerRec, State};
+use crate::github::queued::RunJob;
+use crate::github::scaleset::JobEvent;
 use crate::history::{self, Finish, History, JobOutcome, NewRunner, Retention};
 use crate::metrics::Metrics;
 use crate::podman::Podman;
@@ -39,6 +42,8 @@ struct Track {
     oom: bool,
     /// Its end was recorded (start failure or cleanup).
     finished: bool,
+    /// What GitHub said about its job (a scale set's message, a label pool's job list).
+    github: JobOutcome,
 }
 
 type ImageIds = Arc<Mutex<BTreeMap<String, (String, Instant)>>>;
@@ -54,6 +59,62 @@ pub struct Recorder {
     replaced: BTreeMap<String, u64>,
     image_ids: ImageIds,
     history_broken: bool,
+}
+
+/// The runner's own account of its job, from its output: the job's display name, the
+/// result in the runner's word, start and end by its clock. Nothing it did not say.
+pub fn reported_job(o: &RunnerOutcome) -> JobOutcome {
+    JobOutcome {
+        ran: o.took_job().then_some(true),
+        name: o.job.clone(),
+        result: o.result.as_ref().map(|r| r.word().to_string()),
+        started_ms: o.job_started_at.map(history::ms),
+        finished_ms: o.job_finished_at.map(history::ms),
+        ..JobOutcome::default()
+    }
+}
+
+/// What a scale set's `JobStarted` message says about the job (docs/metrics.md): the queue
+/// time, the time GitHub assigned it to the runner, repository, workflow run and name.
+pub fn scale_set_job(e: &JobEvent) -> JobOutcome {
+    let repository = match (e.owner_name.as_deref(), e.repository_name.as_deref()) {
+        (Some(o), Some(r)) if !o.is_empty() && !r.is_empty() => Some(format!("{o}/{r}")),
+        _ => None,
+    };
+    JobOutcome {
+        ran: Some(true),
+        name: e.job_display_name.clone().filter(|n| !n.is_empty()),
+        repository,
+        workflow_run: e.workflow_run_id.filter(|&n| n > 0),
+        queued_ms: e.queue_time.as_deref().and_then(epoch_ms),
+        started_ms: e.runner_assign_time.as_deref().and_then(epoch_ms),
+        ..JobOutcome::default()
+    }
+}
+
+/// What a label pool's job list says about a job in progress (`scope` is `repos/o/r`): when
+/// it was queued (`created_at`) and started, its workflow run and name.
+pub fn label_pool_job(scope: &str, j: &RunJob) -> JobOutcome {
+    JobOutcome {
+        ran: Some(true),
+        name: j.name.clone().filter(|n| !n.is_empty()),
+        repository: scope.strip_prefix("repos/").map(str::to_string),
+        workflow_run: j.run_id,
+        queued_ms: j.created_at.as_deref().and_then(epoch_ms),
+        started_ms: j.started_at.as_deref().and_then(epoch_ms),
+        ..JobOutcome::default()
+    }
+}
+
+/// An RFC 3339 time of GitHub's in epoch ms; `None` for Go's zero time (not known yet) and
+/// anything unreadable.
+fn epoch_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let s = s
+        .strip_suffix("+00:00")
+        .map_or(s.to_string(), |t| format!("{t}Z"));
+    let ms = history::ms(humantime::parse_rfc3339_weak(&s).ok()?);
+    (ms > 0).then_some(ms)
 }
 
 /// Fills what the runner's report leaves open from what the manager saw: the job ran
@@ -144,6 +205,7 @@ impl Recorder {
                     online: false,
                     oom: false,
                     finished: false,
+                    github: JobOutcome::default(),
                 },
             );
         }
@@ -193,6 +255,7 @@ impl Recorder {
                 online: false,
                 oom: false,
                 finished: false,
+                github: JobOutcome::default(),
             },
         );
     }
@@ -308,12 +371,33 @@ impl Recorder {
                 name,
             ) {
                 if let Ok(log) = std::fs::read_to_string(d.log()) {
+                    let mut total = 0;
                     for (reason, n) in crate::metrics::proxy::count_refusals(&log) {
                         self.metrics.proxy_refusals(&pool, reason, n);
+                        total += n;
+                    }
+                    if total > 0 {
+                        self.write("proxy refusals", |h| h.runner_proxy_refusals(name, total));
                     }
                 }
             }
         }
+    }
+
+    /// GitHub told about the job runner `name` took (a scale set's `JobStarted`, a label
+    /// pool's job list): kept for its end, and counted as started if nothing counted it yet.
+    pub fn job_seen(&mut self, name: &str, facts: JobOutcome) {
+        let Some(t) = self.tracks.get_mut(name) else {
+            return;
+        };
+        t.github = facts.or(std::mem::take(&mut t.github));
+        if t.job_started_ms.is_some() || t.finished {
+            return;
+        }
+        let now = history::now_ms();
+        t.job_started_ms = Some(now);
+        self.metrics.job_started(&t.pool);
+        self.write("a job start", |h| h.job_started(name, now));
     }
 
     pub fn oom(&mut self, name: &str) {
@@ -356,8 +440,8 @@ impl Recorder {
     }
 
     /// A runner is being cleaned up (its verdict is known): judge it, count its job and
-    /// failure, write its end. `reported` is the runner's own account of its job (empty when
-    /// nothing parsed it).
+    /// failure, write its end. `reported` is the runner's own account of its job
+    /// ([`reported_job`]); GitHub's facts and the manager's own fill what it leaves open.
     pub fn cleaned(&mut self, rec: &RunnerRec, reported: JobOutcome) {
         let Some(t) = self.tracks.get_mut(&rec.name) else {
             return;
@@ -368,7 +452,12 @@ impl Recorder {
         t.finished = true;
         let t = t.clone();
         let ending = ending::judge(rec, t.job_started_ms.is_some());
-        let job = job_outcome(reported, ending.job_ran, t.job_started_ms, t.exited_ms);
+        let job = job_outcome(
+            reported.or(t.github.clone()),
+            ending.job_ran,
+            t.job_started_ms,
+            t.exited_ms,
+        );
         if ending.job_ran {
             if t.job_started_ms.is_none() {
                 // A job shorter than the gap between two lists of GitHub's runners.
@@ -378,7 +467,7 @@ impl Recorder {
             self.metrics.job_completed(
                 &t.pool,
                 job.result.as_deref(),
-                secs(job.queued_ms, job.started_ms),
+                job.startup_secs(),
                 secs(job.started_ms, job.finished_ms),
             );
         }
@@ -485,8 +574,7 @@ impl super::Manager {
             Outcome::Swept(_) => return After::Swept,
             Outcome::Cleaned { name, .. } => {
                 if let Some(rec) = self.state.runners.get(name) {
-                    // The runner's own report of its job goes here once its output is read.
-                    r.cleaned(rec, JobOutcome::default());
+                    r.cleaned(rec, reported_job(&rec.outcome));
                 }
                 return After::Cleaned(name.clone());
             }
@@ -539,6 +627,169 @@ impl super::Manager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runner_reports_its_job() {
+        let mut o = RunnerOutcome::default();
+        o.observe("2026-03-01 10:00:00Z: Listening for Jobs");
+        // Online, no job yet: it says nothing about a job.
+        assert_eq!(reported_job(&o), JobOutcome::default());
+        o.observe("2026-03-01 10:00:05Z: Running job: build (ubuntu)");
+        let t0 = 1_772_359_205_000; // 2026-03-01T10:00:05Z
+        assert_eq!(
+            reported_job(&o),
+            JobOutcome {
+                ran: Some(true),
+                name: Some("build (ubuntu)".into()),
+                started_ms: Some(t0),
+                ..Default::default()
+            }
+        );
+        o.observe(
+            "2026-03-01 10:01:47Z: Job build (ubuntu) completed with result: SucceededWithIssues",
+        );
+        assert_eq!(
+            reported_job(&o),
+            JobOutcome {
+                ran: Some(true),
+                name: Some("build (ubuntu)".into()),
+                result: Some("SucceededWithIssues".into()),
+                started_ms: Some(t0),
+                finished_ms: Some(t0 + 102_000),
+                ..Default::default()
+            }
+        );
+        let mut f = RunnerOutcome::default();
+        f.observe("2026-03-01 10:00:05Z: Running job: test");
+        f.observe("2026-03-01 10:00:09Z: Job test completed with result: Failed");
+        assert_eq!(reported_job(&f).result.as_deref(), Some("Failed"));
+        assert_eq!(
+            crate::metrics::job_result_label(reported_job(&f).result.as_deref()),
+            "failed"
+        );
+    }
+
+    #[test]
+    fn a_scale_set_job_started_message() {
+        // As GitHub's service sends it (actions/scaleset `JobStarted`); unknown times are Go's
+        // zero time.
+        let e: JobEvent = serde_json::from_str(
+            r#"{"messageType":"JobStarted","runnerRequestId":42,"runnerId":9,
+                "runnerName":"ss-0a1b2c3d","repositoryName":"hello","ownerName":"octo",
+                "jobId":"j","jobWorkflowRef":"octo/hello/.github/workflows/ci.yml@refs/heads/main",
+                "jobDisplayName":"build","workflowRunId":77,"eventName":"push",
+                "requestLabels":["ss"],"queueTime":"2026-03-01T10:00:01.2500000Z",
+                "scaleSetAssignTime":"2026-03-01T10:00:02Z",
+                "runnerAssignTime":"2026-03-01T10:00:04.75Z",
+                "finishTime":"0001-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let t = 1_772_359_200_000; // 2026-03-01T10:00:00Z
+        assert_eq!(
+            scale_set_job(&e),
+            JobOutcome {
+                ran: Some(true),
+                name: Some("build".into()),
+                repository: Some("octo/hello".into()),
+                workflow_run: Some(77),
+                queued_ms: Some(t + 1_250),
+                started_ms: Some(t + 4_750),
+                ..Default::default()
+            }
+        );
+        let bare: JobEvent = serde_json::from_str(
+            r#"{"messageType":"JobStarted","runnerName":"x","queueTime":"0001-01-01T00:00:00Z",
+                "runnerAssignTime":"2026-03-01T10:00:04+00:00","repositoryName":""}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            scale_set_job(&bare),
+            JobOutcome {
+                ran: Some(true),
+                started_ms: Some(t + 4_000),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_label_pool_job_in_progress() {
+        // A job of GitHub's REST API (GET .../actions/runs/{id}/jobs), trimmed.
+        let j: RunJob = serde_json::from_str(
+            r#"{"id":5,"run_id":77,"status":"in_progress","name":"test",
+                "labels":["self-hosted","gpu"],"runner_name":"gpu-0a1b2c3d",
+                "created_at":"2026-03-01T10:00:01Z","started_at":"2026-03-01T10:00:09Z",
+                "completed_at":null}"#,
+        )
+        .unwrap();
+        let t = 1_772_359_200_000; // 2026-03-01T10:00:00Z
+        assert_eq!(
+            label_pool_job("repos/octo/hello", &j),
+            JobOutcome {
+                ran: Some(true),
+                name: Some("test".into()),
+                repository: Some("octo/hello".into()),
+                workflow_run: Some(77),
+                queued_ms: Some(t + 1_000),
+                started_ms: Some(t + 9_000),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn the_report_then_github_then_the_manager() {
+        let runner = JobOutcome {
+            ran: Some(true),
+            name: Some("build".into()),
+            result: Some("Succeeded".into()),
+            started_ms: Some(5_000),
+            finished_ms: Some(9_000),
+            ..Default::default()
+        };
+        let github = JobOutcome {
+            ran: Some(true),
+            name: Some("job 7".into()),
+            repository: Some("octo/hello".into()),
+            workflow_run: Some(7),
+            queued_ms: Some(1_500),
+            started_ms: Some(4_900),
+            ..Default::default()
+        };
+        let j = job_outcome(runner.or(github.clone()), true, Some(6_000), Some(9_500));
+        assert_eq!(
+            j,
+            JobOutcome {
+                ran: Some(true),
+                name: Some("build".into()),
+                repository: Some("octo/hello".into()),
+                workflow_run: Some(7),
+                result: Some("Succeeded".into()),
+                queued_ms: Some(1_500),
+                started_ms: Some(5_000),
+                finished_ms: Some(9_000),
+            }
+        );
+        assert_eq!(j.startup_secs(), Some(3.5));
+        // The runner's whole-second start may read before a queue time in the same second.
+        let early = JobOutcome {
+            queued_ms: Some(5_400),
+            started_ms: Some(5_000),
+            ..Default::default()
+        };
+        assert_eq!(early.startup_secs(), Some(0.0));
+        // Nothing from the runner: GitHub's start, then its end is the exit.
+        let j = job_outcome(
+            JobOutcome::default().or(github),
+            true,
+            Some(6_000),
+            Some(9_500),
+        );
+        assert_eq!(
+            (j.started_ms, j.finished_ms, j.startup_secs()),
+            (Some(4_900), Some(9_500), Some(3.4))
+        );
+    }
 
     #[test]
     fn job_outcome_fills_only_what_the_report_leaves_open() {

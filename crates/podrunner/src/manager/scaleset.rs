@@ -9,7 +9,7 @@
 
 use super::Outcome;
 use crate::config::PoolConfig;
-use crate::github::scaleset::{ScaleSetClient, ScaleSetError, Session, Statistics};
+use crate::github::scaleset::{JobEvent, ScaleSetClient, ScaleSetError, Session, Statistics};
 use crate::github::{self, JitConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,10 +33,11 @@ pub enum Report {
         owner: String,
         statistics: Option<Statistics>,
     },
-    /// A message was acknowledged: the statistics, and the runners GitHub saw start a job.
+    /// A message was acknowledged: the statistics, and the `JobStarted` events of runners
+    /// GitHub saw start a job (each names its runner).
     Message {
         statistics: Option<Statistics>,
-        started: Vec<String>,
+        started: Vec<JobEvent>,
         completed: usize,
         acquired: usize,
     },
@@ -343,8 +344,8 @@ impl Listener {
             let started = msg
                 .events
                 .iter()
-                .filter(|e| e.message_type == "JobStarted")
-                .filter_map(|e| e.runner_name.clone())
+                .filter(|e| e.message_type == "JobStarted" && e.runner_name.is_some())
+                .cloned()
                 .collect();
             let completed = msg
                 .events

@@ -156,7 +156,7 @@ pub fn render(d: &PageData) -> String {
             _ => String::new(),
         };
         let span = |a: Option<i64>, b: Option<i64>| match (a, b) {
-            (Some(a), Some(b)) => secs(b - a),
+            (Some(a), Some(b)) => secs((b - a).max(0)),
             _ => String::new(),
         };
         let class = if e.failed() { " class=\"bad\"" } else { "" };
@@ -311,6 +311,7 @@ mod tests {
                 failure: None,
                 oom: false,
                 log_path: None,
+                proxy_refusals: 0,
             }],
             hours: vec![
                 Hour {

@@ -402,6 +402,18 @@ impl Bench {
         std::fs::write(&self.config, f(s)).unwrap();
     }
 
+    /// Turns on the metrics listener (`[manager] listen`) on a free loopback port; returns it.
+    pub fn listen_on_free_port(&self) -> u16 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("[manager]\nlisten = \"127.0.0.1:{port}\"\n");
+        self.edit_config(|s| s.replacen("[manager]\n", &listen, 1));
+        port
+    }
+
     /// Points `[podman] path` at a wrapper script that runs the shell snippet `hook` (it sees
     /// the podman arguments as "$@" and the bench folder as $BENCH) and then the real podman.
     pub fn podman_wrapper(&self, hook: &str) -> PathBuf {
