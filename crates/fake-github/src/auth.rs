@@ -526,6 +526,39 @@ pub fn installation_json(inst: &InstallationRecord, app: &AppRecord, base: &str)
     })
 }
 
+/// A fresh RSA key pair for tests that play a GitHub App: the private key in PKCS#1 PEM (the
+/// form GitHub's "Generate a private key" download has) and its public half, made by the
+/// `openssl` program (setup-host installs it). Keys are made at run time; none is committed.
+pub fn rsa_key_pair() -> (String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let private = Command::new("openssl")
+        .args(["genrsa", "-traditional", "2048"])
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(private.status.success(), "openssl genrsa failed");
+    let mut public = Command::new("openssl")
+        .args(["rsa", "-pubout"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl runs");
+    public
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(&private.stdout)
+        .expect("openssl reads the key");
+    let public = public.wait_with_output().expect("openssl rsa");
+    assert!(public.status.success(), "openssl rsa -pubout failed");
+    (
+        String::from_utf8(private.stdout).expect("PEM is ASCII"),
+        String::from_utf8(public.stdout).expect("PEM is ASCII"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,37 +667,4 @@ mod tests {
         );
         assert_eq!(reg.jwts_refused, 1);
     }
-}
-
-/// A fresh RSA key pair for tests that play a GitHub App: the private key in PKCS#1 PEM (the
-/// form GitHub's "Generate a private key" download has) and its public half, made by the
-/// `openssl` program (setup-host installs it). Keys are made at run time; none is committed.
-pub fn rsa_key_pair() -> (String, String) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let private = Command::new("openssl")
-        .args(["genrsa", "-traditional", "2048"])
-        .stderr(Stdio::null())
-        .output()
-        .expect("openssl runs (apt-get install openssl)");
-    assert!(private.status.success(), "openssl genrsa failed");
-    let mut public = Command::new("openssl")
-        .args(["rsa", "-pubout"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl runs");
-    public
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(&private.stdout)
-        .expect("openssl reads the key");
-    let public = public.wait_with_output().expect("openssl rsa");
-    assert!(public.status.success(), "openssl rsa -pubout failed");
-    (
-        String::from_utf8(private.stdout).expect("PEM is ASCII"),
-        String::from_utf8(public.stdout).expect("PEM is ASCII"),
-    )
 }

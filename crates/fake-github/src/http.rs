@@ -160,7 +160,7 @@ pub fn router(shared: Sh) -> Router {
         .route("/_fake/rate-limit", post(fake_rate_limit));
 
     api.merge(fake)
-        .merge(crate::scaleset::router())
+        .merge(crate::scaleset::router(ghes))
         .with_state(shared)
 }
 

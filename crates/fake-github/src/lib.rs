@@ -119,6 +119,9 @@ impl FakeGithub {
             .to_string();
         let mut state = State::new(&opts.token, &server_url);
         state.ghes_version = opts.ghes_version.clone();
+        if state.ghes_version.is_some() {
+            state.scalesets.prefix = scaleset::GHES_SERVICE_PREFIX.to_string();
+        }
         let shared = Arc::new(Shared::new(state));
         let app = http::router(shared.clone());
         tokio::spawn(webhooks::deliver(shared.clone()));

@@ -44,6 +44,13 @@ pub const POLL_WAIT_MS: u64 = 50_000;
 pub const SESSION_IDLE_TIMEOUT_SECS: u64 = 120;
 /// The path under the fake's origin where its Actions service lives.
 pub const SERVICE_PREFIX: &str = "/_actions";
+/// Where it lives when the fake is a GitHub Enterprise Server: such a server names its Actions
+/// service `https://HOST/_services/pipelines/<tenant>` (docs/ghes.md), a
+/// path under the server's own origin, beside `/api/v3`.
+pub const GHES_SERVICE_PREFIX: &str = "/_services/pipelines/FakeGhesTenant0a1b2c3d4e5f";
+/// The first GHES release with runner scale sets (docs/ghes.md): an older fake GHES answers the
+/// runner-registration exchange 404, as a server without the service does.
+pub const GHES_SCALE_SETS_SINCE: (u32, u32) = (3, 9);
 
 /// One event of a message, as `actions/scaleset` decodes it (`JobMessageBase` and friends).
 #[derive(Clone, Debug, PartialEq)]
@@ -113,6 +120,9 @@ pub struct Service {
     pub session_idle_timeout_secs: u64,
     /// Jobs acquired through `acquirejobs`, in order (a job acquired twice shows twice).
     pub acquired_log: Vec<u64>,
+    /// The Actions service's path under the fake's origin ([`SERVICE_PREFIX`], or
+    /// [`GHES_SERVICE_PREFIX`] as a GitHub Enterprise Server); fixed when the fake starts.
+    pub prefix: String,
 }
 
 impl Default for Service {
@@ -129,6 +139,7 @@ impl Default for Service {
             poll_wait_ms: POLL_WAIT_MS,
             session_idle_timeout_secs: SESSION_IDLE_TIMEOUT_SECS,
             acquired_log: Vec::new(),
+            prefix: SERVICE_PREFIX.to_string(),
         }
     }
 }
@@ -207,8 +218,10 @@ impl Service {
                     acquired: false,
                 },
             );
-            let url =
-                format!("{SERVICE_PREFIX}/_apis/runtime/runnerscalesets/{set_id}/acquirejobs");
+            let url = format!(
+                "{}/_apis/runtime/runnerscalesets/{set_id}/acquirejobs",
+                self.prefix
+            );
             self.push(
                 set_id,
                 job_event("JobAvailable", job, json!({"acquireJobUrl": url})),
@@ -324,7 +337,7 @@ fn set_json(st: &State, s: &ScaleSetRec) -> Value {
         "labels": [{"type": "System", "name": s.name}],
         "RunnerSetting": {"disableUpdate": s.disable_update},
         "createdOn": rfc3339_ms(s.created_at),
-        "runnerJitConfigUrl": format!("{SERVICE_PREFIX}/_apis/runtime/runnerscalesets/{}/generatejitconfig", s.id),
+        "runnerJitConfigUrl": format!("{}/_apis/runtime/runnerscalesets/{}/generatejitconfig", st.scalesets.prefix, s.id),
         "statistics": statistics(st, s.id),
     })
 }
@@ -393,8 +406,10 @@ impl State {
             .filter_map(|(id, _)| self.jobs.get(id))
             .filter(|j| j.status == JobStatus::Queued)
             .map(|j| {
-                let url =
-                    format!("{SERVICE_PREFIX}/_apis/runtime/runnerscalesets/{set_id}/acquirejobs");
+                let url = format!(
+                    "{}/_apis/runtime/runnerscalesets/{set_id}/acquirejobs",
+                    self.scalesets.prefix
+                );
                 job_event("JobAvailable", j, json!({"acquireJobUrl": url}))
             })
             .collect();
@@ -445,35 +460,44 @@ impl State {
 
 type Sh = Arc<Shared>;
 
-/// The scale set service's routes; merged into the fake's router by `http::router`.
-pub fn router() -> Router<Sh> {
-    Router::new()
-        .route("/actions/runner-registration", post(runner_registration))
-        .route("/_actions/_apis/runtime/runnergroups/", get(runner_groups))
+/// The scale set service's routes; merged into the fake's router by `http::router`. As a
+/// GitHub Enterprise Server (`ghes`) the registration exchange sits under `/api/v3` with the
+/// rest of the REST API, and the Actions service under [`GHES_SERVICE_PREFIX`].
+pub fn router(ghes: bool) -> Router<Sh> {
+    let service = Router::new()
+        .route("/_apis/runtime/runnergroups/", get(runner_groups))
         .route(
-            "/_actions/_apis/runtime/runnerscalesets",
+            "/_apis/runtime/runnerscalesets",
             get(list_sets).post(create_set),
         )
         .route(
-            "/_actions/_apis/runtime/runnerscalesets/:id",
+            "/_apis/runtime/runnerscalesets/:id",
             get(get_set).patch(patch_set).delete(delete_set),
         )
         .route(
-            "/_actions/_apis/runtime/runnerscalesets/:id/sessions",
+            "/_apis/runtime/runnerscalesets/:id/sessions",
             post(create_session),
         )
         .route(
-            "/_actions/_apis/runtime/runnerscalesets/:id/sessions/:sid",
+            "/_apis/runtime/runnerscalesets/:id/sessions/:sid",
             patch(refresh_session).delete(delete_session),
         )
         .route(
-            "/_actions/_apis/runtime/runnerscalesets/:id/acquirejobs",
+            "/_apis/runtime/runnerscalesets/:id/acquirejobs",
             post(acquire_jobs),
         )
         .route(
-            "/_actions/_apis/runtime/runnerscalesets/:id/generatejitconfig",
+            "/_apis/runtime/runnerscalesets/:id/generatejitconfig",
             post(generate_jitconfig),
-        )
+        );
+    let (registration, prefix) = if ghes {
+        ("/api/v3/actions/runner-registration", GHES_SERVICE_PREFIX)
+    } else {
+        ("/actions/runner-registration", SERVICE_PREFIX)
+    };
+    Router::new()
+        .route(registration, post(runner_registration))
+        .nest(prefix, service)
         .route("/_queue/:sid", get(get_message))
         .route("/_queue/:sid/:mid", axum::routing::delete(delete_message))
         .route("/_fake/jobs/:id/cancel", post(cancel))
@@ -538,6 +562,15 @@ async fn runner_registration(
     body: Bytes,
 ) -> Response {
     count(&sh, "POST runner-registration");
+    let too_old = sh
+        .lock()
+        .ghes_version
+        .as_deref()
+        .and_then(state::ghes_minor)
+        .is_some_and(|v| v < GHES_SCALE_SETS_SINCE);
+    if too_old {
+        return (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response();
+    }
     let Some(tok) = bearer(&headers, "RemoteAuth") else {
         return (
             StatusCode::UNAUTHORIZED,
@@ -566,15 +599,15 @@ async fn runner_registration(
         )
             .into_response();
     }
-    let (token, base) = sh.mutate(|st| {
+    let (token, base, prefix) = sh.mutate(|st| {
         let exp = now_secs() + st.scalesets.admin_token_ttl_secs;
         let t = admin_jwt(exp);
         st.scalesets
             .admin_tokens
             .insert(t.clone(), (scope.clone(), exp));
-        (t, st.server_url.clone())
+        (t, st.server_url.clone(), st.scalesets.prefix.clone())
     });
-    Json(json!({"url": format!("{base}{SERVICE_PREFIX}/"), "token": token, "token_schema": "OAuthAccessToken"}))
+    Json(json!({"url": format!("{base}{prefix}/"), "token": token, "token_schema": "OAuthAccessToken"}))
         .into_response()
 }
 

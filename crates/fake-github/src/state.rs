@@ -411,6 +411,14 @@ pub fn encode_query(s: &str) -> String {
     out
 }
 
+/// `3.14.2` → `(3, 14)`: a GitHub Enterprise Server version's feature release.
+pub fn ghes_minor(v: &str) -> Option<(u32, u32)> {
+    let mut it = v.trim().split('.');
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 /// Decodes `application/x-www-form-urlencoded` query text into ordered pairs.
 pub fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
     let Some(raw) = raw else { return Vec::new() };

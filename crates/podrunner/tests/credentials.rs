@@ -10,6 +10,7 @@ use fake_github::auth::Registry;
 use fake_github::{FakeGithub, Options};
 use podrunner::config::names::Scope;
 use podrunner::github::auth::{App, Credentials};
+use podrunner::github::ghes::Feature;
 use podrunner::github::{Client, Error, Secret};
 use std::time::Duration;
 
@@ -62,12 +63,14 @@ async fn app_with_two_installations_caches_renews_and_retries_once() {
     gh.advance_clock(Duration::from_secs(3600));
     assert_eq!(c.list_runners(&alpha).await.unwrap().len(), 5);
     assert_eq!(gh.installation_tokens_issued(), 3);
-    // Short-lived tokens are renewed before they run out, without a 401.
-    gh.set_installation_token_ttl(Duration::from_secs(2));
+    // Short-lived tokens are renewed before they run out, without a 401. 4 s tokens (at least
+    // 3 s, as GitHub's expiry is in whole seconds) leave a loaded machine time to use each
+    // fresh one; after 3.1 s less than a quarter of any such token's life is left.
+    gh.set_installation_token_ttl(Duration::from_secs(4));
     c.list_runners(&beta).await.unwrap();
     let issued = gh.installation_tokens_issued();
     let refused_before = gh.stats().api_calls;
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     c.list_runners(&beta).await.unwrap();
     assert_eq!(
         gh.installation_tokens_issued(),
@@ -253,10 +256,8 @@ async fn ghes_base_path_version_and_app() {
     assert!(gh.api_url().ends_with("/api/v3"));
     let c = Client::new(&gh.api_url(), Secret::new(TOKEN.into())).unwrap();
     let repo = Scope::repository("octo/hello").unwrap();
-    assert_eq!(
-        c.check_server(&repo).await.unwrap().as_deref(),
-        Some("3.14.2")
-    );
+    let version = c.check_server(&repo, &[Feature::JitRunners]).await.unwrap();
+    assert_eq!(version.as_deref(), Some("3.14.2"));
     for i in 0..120 {
         c.generate_jitconfig(&repo, &format!("g{i}"), 1, &labels(), None)
             .await
@@ -272,13 +273,30 @@ async fn ghes_base_path_version_and_app() {
         .await
         .unwrap();
     assert_eq!(app.server_version().as_deref(), Some("3.14.2"));
+    // A refused token's fix points at the server's own settings pages, not github.com's.
+    gh.add_token("ghp_repo_only", Registry::classic(&["repo"]));
+    let c = Client::new(&gh.api_url(), Secret::new("ghp_repo_only".into())).unwrap();
+    let e = c.list_runners(&org).await.unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "fix: edit the token at {}/settings/tokens, tick admin:org",
+            gh.url()
+        )),
+        "{e}"
+    );
     gh.shutdown().await;
 
     let old = ghes("3.9.4").await;
     let c = Client::new(&old.api_url(), Secret::new(TOKEN.into())).unwrap();
-    let e = c.check_server(&repo).await.unwrap_err();
+    let e = c
+        .check_server(&repo, &[Feature::JitRunners])
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Unsupported(_)), "{e}");
     assert!(e.to_string().starts_with("this GitHub Enterprise Server is version 3.9.4; just-in-time runners (generate-jitconfig) need 3.10 or later\n  fix: upgrade"), "{e}");
+    // Scale sets need only 3.9 (tests/scaleset_client.rs runs their flow on a GHES).
+    let version = c.check_server(&repo, &[Feature::ScaleSets]).await.unwrap();
+    assert_eq!(version.as_deref(), Some("3.9.4"));
     old.shutdown().await;
 }
 

@@ -2,7 +2,7 @@
 
 use super::Cli;
 use crate::github::auth::Credentials;
-use crate::github::Client;
+use crate::github::{ghes, Client};
 use crate::manager::{self, Manager, RunOptions};
 use crate::podman::Podman;
 
@@ -72,15 +72,22 @@ async fn start(cfg: crate::config::Config) -> anyhow::Result<()> {
         .await
 }
 
-/// Soon after the start, in the log: a GitHub Enterprise Server too old for just-in-time
-/// runners, and every `runner_group` name looked up (docs/credentials.md). Both would also
-/// show at the first registration, as the pool's error in `podrunner status`.
+/// Soon after the start, in the log: a GitHub Enterprise Server too old for what a pool
+/// needs (docs/ghes.md), and every `runner_group` name looked up (docs/credentials.md). Both
+/// would also show at the first registration, as the pool's error in `podrunner status`.
 async fn check_github(cfg: crate::config::Config, gh: std::sync::Arc<Client>) {
     if cfg.github.api_url != crate::config::DEFAULT_API_URL {
         if let Some(first) = cfg.pools.first() {
-            match gh.check_server(&first.scope).await {
+            match gh.check_server(&first.scope, &[]).await {
                 Ok(Some(v)) => {
-                    tracing::info!("GitHub Enterprise Server {v} at {}", cfg.github.api_url)
+                    tracing::info!("GitHub Enterprise Server {v} at {}", cfg.github.api_url);
+                    for p in &cfg.pools {
+                        let needs =
+                            ghes::needed(p.scale_set.is_some(), gh.credentials().kind(&p.scope));
+                        if let Err(e) = ghes::require_all(&v, &needs) {
+                            tracing::error!(pool = %p.name, "{e}");
+                        }
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => tracing::error!("{e}"),

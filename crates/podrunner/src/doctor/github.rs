@@ -89,11 +89,13 @@ pub fn required(scope: &Scope) -> (&'static str, &'static str) {
     )
 }
 
-/// Judges one probe of `scope` made with a credential of `kind`.
+/// Judges one probe of `scope` made with a credential of `kind`, for pools that need `needs`
+/// of a GitHub Enterprise Server (`ghes::needed`).
 pub fn judge(
     scope: &Scope,
     api_url: &str,
     kind: CredentialKind,
+    needs: &[ghes::Feature],
     probe: Result<Probe, Error>,
 ) -> Check {
     let c = Check::new(
@@ -143,7 +145,7 @@ pub fn judge(
         None => String::new(),
     };
     if let Some(v) = &p.server_version {
-        if let Err(e) = ghes::require(v, ghes::Feature::JitRunners) {
+        if let Err(e) = ghes::require_all(v, needs) {
             let (found, fix) = split_fix(&e);
             return Check {
                 status: Status::Fail,
@@ -171,7 +173,7 @@ pub fn judge(
                         ..c
                     }
                 } else {
-                    let d = diagnose::diagnose(kind, scope, &diagnose::Answer { status: 200, oauth_scopes: Some(scopes.clone()), ..Default::default() });
+                    let d = diagnose::diagnose(kind, scope, &diagnose::Answer { status: 200, oauth_scopes: Some(scopes.clone()), ..Default::default() }).on(api_url);
                     fail(d.found, d.fix)
                 }
             }
@@ -184,7 +186,7 @@ pub fn judge(
             },
         },
         401 | 403 | 404 => {
-            let d = p.diagnosis.unwrap_or_else(|| diagnose::diagnose(kind, scope, &diagnose::Answer { status: p.status, message: p.message.clone(), ..Default::default() }));
+            let d = p.diagnosis.unwrap_or_else(|| diagnose::diagnose(kind, scope, &diagnose::Answer { status: p.status, message: p.message.clone(), ..Default::default() }).on(api_url));
             fail(d.found, d.fix)
         }
         s => fail(
@@ -254,12 +256,14 @@ pub async fn check_github(cfg: &Config, token_ok: bool) -> Vec<Check> {
         if let Err(Error::Transport { message, .. }) = &probe {
             unreachable = Some(message.clone());
         }
-        out.push(judge(
-            s,
-            &cfg.github.api_url,
-            client.credentials().kind(s),
-            probe,
-        ));
+        let kind = client.credentials().kind(s);
+        let scale_sets_only = cfg
+            .pools
+            .iter()
+            .filter(|p| &p.scope == s)
+            .all(|p| p.scale_set.is_some());
+        let needs = ghes::needed(scale_sets_only, kind);
+        out.push(judge(s, &cfg.github.api_url, kind, &needs, probe));
     }
     for p in cfg.pools.iter().filter(|p| p.runner_group.is_some()) {
         let name = p.runner_group.as_deref().unwrap_or_default();
@@ -315,7 +319,13 @@ mod tests {
     }
 
     fn judge(scope: &Scope, api: &str, probe: Result<Probe, Error>) -> Check {
-        super::judge(scope, api, CredentialKind::ClassicPat, probe)
+        super::judge(
+            scope,
+            api,
+            CredentialKind::ClassicPat,
+            &[ghes::Feature::JitRunners],
+            probe,
+        )
     }
 
     #[test]
@@ -384,16 +394,28 @@ mod tests {
         );
         assert_eq!(c.id, "github:o/r");
         // A GHES too old for just-in-time runners.
-        let old = Ok(Probe {
-            server_version: Some("3.9.2".into()),
-            ..probe(200, Some("repo")).unwrap()
-        });
-        let c = judge(&repo, api, old);
+        let old = || {
+            Ok(Probe {
+                server_version: Some("3.9.2".into()),
+                ..probe(200, Some("repo")).unwrap()
+            })
+        };
+        let c = judge(&repo, api, old());
         assert!(
             c.is_fail() && c.found.contains("version 3.9.2"),
             "{}",
             c.found
         );
+        // The same server is new enough for scale sets (GHES 3.9), unless the token is a
+        // fine-grained one (GHES 3.10).
+        let sets = |kind| {
+            let needs = ghes::needed(true, kind);
+            super::judge(&repo, api, kind, &needs, old())
+        };
+        assert_eq!(sets(CredentialKind::ClassicPat).status, Status::Pass);
+        let c = sets(CredentialKind::FineGrainedPat);
+        assert_eq!(c.found, "this GitHub Enterprise Server is version 3.9.2; fine-grained personal access tokens need 3.10 or later");
+        assert_eq!(c.fix.as_deref(), Some("upgrade the server to GHES 3.10 or later (or use a classic personal access token (https://HOST/settings/tokens/new) or a GitHub App)"));
         let new = Ok(Probe {
             server_version: Some("3.14.0".into()),
             ..probe(200, Some("repo")).unwrap()

@@ -209,6 +209,21 @@ pub struct Diagnosis {
     pub fix: String,
 }
 
+impl Diagnosis {
+    /// The fix's settings pages on the GitHub whose API is `api_base`: a GitHub Enterprise
+    /// Server's tokens are made at `https://HOST/settings/...` (`ghes::known_web_origin`); an
+    /// API URL of no known form keeps github.com's pages.
+    pub fn on(mut self, api_base: &str) -> Diagnosis {
+        if let Some(web) = super::ghes::known_web_origin(api_base) {
+            self.fix = self.fix.replace(
+                &format!("{GITHUB_WEB}/settings/"),
+                &format!("{web}/settings/"),
+            );
+        }
+        self
+    }
+}
+
 impl std::fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}\n  fix: {}", self.found, self.fix)
@@ -233,6 +248,8 @@ fn covers(has: &[String], need: &str) -> bool {
     })
 }
 
+/// github.com's web origin; [`Diagnosis::on`] moves its settings pages to a GHES.
+const GITHUB_WEB: &str = "https://github.com";
 /// Where a classic scope or a fine-grained permission is granted, for fixes.
 const CLASSIC_SETTINGS: &str = "https://github.com/settings/tokens";
 const FINE_GRAINED_SETTINGS: &str = "https://github.com/settings/personal-access-tokens";
@@ -455,6 +472,10 @@ mod tests {
             "the classic personal access token lacks the admin:org scope for org acme (it has: repo, workflow)"
         );
         assert_eq!(d.fix, "edit the token at https://github.com/settings/tokens, tick admin:org, and save (the token itself stays the same)");
+        // On a GitHub Enterprise Server the same page is the server's own.
+        assert_eq!(d.clone().on("https://api.github.com").fix, d.fix);
+        assert_eq!(d.clone().on("http://127.0.0.1:8080").fix, d.fix);
+        assert_eq!(d.clone().on("https://ghe.example/api/v3/").fix, "edit the token at https://ghe.example/settings/tokens, tick admin:org, and save (the token itself stays the same)");
         // It has the scope: the account is the problem.
         let a = Answer {
             oauth_scopes: Some("admin:org".into()),

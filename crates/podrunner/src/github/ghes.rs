@@ -1,28 +1,36 @@
-//! GitHub Enterprise Server: which version a feature needs (docs/credentials.md, GHES). Pure.
+//! GitHub Enterprise Server: which version a feature needs (docs/ghes.md). Pure.
 //!
 //! A GHES answers every REST call with `X-GitHub-Enterprise-Version: 3.14.2`; github.com sends
 //! no such header. Its REST API lives under `https://HOST/api/v3`, which `api_url` names.
 
+use super::diagnose::CredentialKind;
+
 /// The header a GitHub Enterprise Server stamps on every answer.
 pub const VERSION_HEADER: &str = "x-github-enterprise-version";
 
-/// What podrunner uses that a server may lack.
+/// What podrunner uses that a server may lack. The first release of each is taken from GitHub's
+/// GHES release notes; docs/ghes.md lists them with their sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature {
-    /// `generate-jitconfig` (podrunner's way to register a runner for one job): GHES 3.10.
+    /// The REST `generate-jitconfig` endpoints, podrunner's way to register a runner for one
+    /// job in label-matched pools: GHES 3.10.0 (release notes, GitHub Actions).
     JitRunners,
-    /// Runner scale sets (the runner-registration exchange and the Actions service): GHES 3.9
-    /// has the service, but podrunner's scale sets also register just in time, so 3.10
-    /// (docs/credentials.md, GHES).
+    /// Runner scale sets (the runner-registration exchange, the Actions service and its
+    /// message queue; scale set runners get their JIT config from that service): GHES 3.9.0
+    /// (release notes, "Actions Runner Controller and runner scale sets").
     ScaleSets,
+    /// Fine-grained personal access tokens: GHES 3.10.0 (release notes, Authentication; a
+    /// public beta there).
+    FineGrainedTokens,
 }
 
 impl Feature {
-    /// The first GHES release that has it.
+    /// The first GHES feature release that has it (docs/ghes.md).
     pub fn min_version(self) -> (u32, u32) {
         match self {
             Feature::JitRunners => (3, 10),
-            Feature::ScaleSets => (3, 10),
+            Feature::ScaleSets => (3, 9),
+            Feature::FineGrainedTokens => (3, 10),
         }
     }
 
@@ -30,8 +38,55 @@ impl Feature {
         match self {
             Feature::JitRunners => "just-in-time runners (generate-jitconfig)",
             Feature::ScaleSets => "runner scale sets",
+            Feature::FineGrainedTokens => "fine-grained personal access tokens",
         }
     }
+
+    /// What to do instead of upgrading, if anything.
+    fn otherwise(self) -> &'static str {
+        match self {
+            Feature::JitRunners => "podrunner registers every runner of a label-matched pool just in time and has no fallback; pools with scale_set = true need only GHES 3.9",
+            Feature::ScaleSets => "or drop scale_set from the pool: label-matched pools need GHES 3.10",
+            Feature::FineGrainedTokens => "or use a classic personal access token (https://HOST/settings/tokens/new) or a GitHub App",
+        }
+    }
+}
+
+/// The web origin of the GitHub whose REST API is `api_base`, where people create tokens and
+/// name repositories: `https://github.com` for `https://api.github.com` (likewise
+/// `https://api.SUB.ghe.com`), `https://HOST` for a GitHub Enterprise Server's
+/// `https://HOST/api/v3`; `None` for an API URL of neither form.
+pub fn known_web_origin(api_base: &str) -> Option<String> {
+    let base = api_base.trim_end_matches('/');
+    if let Some(rest) = base.strip_prefix("https://api.") {
+        Some(format!("https://{rest}"))
+    } else {
+        base.strip_suffix("/api/v3").map(str::to_string)
+    }
+}
+
+/// [`known_web_origin`], or the API's own origin.
+pub fn web_origin(api_base: &str) -> String {
+    known_web_origin(api_base).unwrap_or_else(|| api_base.trim_end_matches('/').to_string())
+}
+
+/// What pools need of the server: runner scale sets when every one of them is a scale set
+/// (`scale_set`), just-in-time runners as soon as one is label-matched, and fine-grained
+/// tokens when that is the credential they use.
+pub fn needed(scale_sets_only: bool, kind: CredentialKind) -> Vec<Feature> {
+    let mut f = vec![match scale_sets_only {
+        true => Feature::ScaleSets,
+        false => Feature::JitRunners,
+    }];
+    if kind == CredentialKind::FineGrainedPat {
+        f.push(Feature::FineGrainedTokens);
+    }
+    f
+}
+
+/// `require` for each of `features`: the first one the server lacks.
+pub fn require_all(version: &str, features: &[Feature]) -> Result<(), String> {
+    features.iter().try_for_each(|f| require(version, *f))
 }
 
 /// `3.14.2` → `(3, 14)`.
@@ -57,8 +112,9 @@ pub fn require(version: &str, feature: Feature) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "this GitHub Enterprise Server is version {version}; {} need {major}.{minor} or later\n  fix: upgrade the server to GHES {major}.{minor} or later (podrunner registers every runner just in time and has no fallback)",
-        feature.describe()
+        "this GitHub Enterprise Server is version {version}; {} need {major}.{minor} or later\n  fix: upgrade the server to GHES {major}.{minor} or later ({})",
+        feature.describe(),
+        feature.otherwise()
     ))
 }
 
@@ -76,7 +132,42 @@ mod tests {
         assert_eq!(require("3.19.1", Feature::JitRunners), Ok(()));
         assert_eq!(require("garbage", Feature::JitRunners), Ok(()));
         let e = require("3.9.4", Feature::JitRunners).unwrap_err();
-        assert_eq!(e, "this GitHub Enterprise Server is version 3.9.4; just-in-time runners (generate-jitconfig) need 3.10 or later\n  fix: upgrade the server to GHES 3.10 or later (podrunner registers every runner just in time and has no fallback)");
+        assert_eq!(e, "this GitHub Enterprise Server is version 3.9.4; just-in-time runners (generate-jitconfig) need 3.10 or later\n  fix: upgrade the server to GHES 3.10 or later (podrunner registers every runner of a label-matched pool just in time and has no fallback; pools with scale_set = true need only GHES 3.9)");
+        // Scale sets arrived one release earlier (3.9.0), fine-grained tokens with JIT (3.10.0).
+        assert_eq!(require("3.9.0", Feature::ScaleSets), Ok(()));
+        let e = require("3.8.17", Feature::ScaleSets).unwrap_err();
+        assert_eq!(e, "this GitHub Enterprise Server is version 3.8.17; runner scale sets need 3.9 or later\n  fix: upgrade the server to GHES 3.9 or later (or drop scale_set from the pool: label-matched pools need GHES 3.10)");
         assert!(require("2.22.0", Feature::ScaleSets).is_err());
+        assert_eq!(
+            needed(true, CredentialKind::ClassicPat),
+            vec![Feature::ScaleSets]
+        );
+        assert_eq!(
+            needed(false, CredentialKind::FineGrainedPat),
+            vec![Feature::JitRunners, Feature::FineGrainedTokens]
+        );
+        assert_eq!(
+            require_all("3.9.1", &needed(true, CredentialKind::App)),
+            Ok(())
+        );
+        assert!(
+            require_all("3.9.1", &needed(true, CredentialKind::FineGrainedPat))
+                .unwrap_err()
+                .contains("fine-grained")
+        );
+        assert_eq!(require("3.10.1", Feature::FineGrainedTokens), Ok(()));
+        assert_eq!(web_origin("https://api.github.com"), "https://github.com");
+        assert_eq!(
+            web_origin("https://ghe.example/api/v3/"),
+            "https://ghe.example"
+        );
+        assert_eq!(known_web_origin("http://127.0.0.1:8080"), None);
+        assert_eq!(
+            web_origin("http://127.0.0.1:8080/"),
+            "http://127.0.0.1:8080"
+        );
+        assert!(require("3.9.4", Feature::FineGrainedTokens)
+            .unwrap_err()
+            .contains("fine-grained personal access tokens need 3.10 or later"));
     }
 }

@@ -445,7 +445,9 @@ impl Client {
         let answer = Answer::from_headers(status.as_u16(), error_message(bytes), headers);
         match status.as_u16() {
             401 | 403 => Error::Auth(
-                diagnose::diagnose(diagnose::CredentialKind::App, scope, &answer).to_string(),
+                diagnose::diagnose(diagnose::CredentialKind::App, scope, &answer)
+                    .on(&self.base)
+                    .to_string(),
             ),
             404 => Error::NotFound(what.to_string()),
             s => Error::Http {
@@ -651,7 +653,8 @@ impl Client {
         what: &str,
     ) -> Error {
         let answer = Answer::from_headers(status.as_u16(), error_message(bytes), headers);
-        let diagnosis = || diagnose::diagnose(self.creds.kind(scope), scope, &answer);
+        let diagnosis =
+            || diagnose::diagnose(self.creds.kind(scope), scope, &answer).on(&self.base);
         match status.as_u16() {
             401 => Error::Unauthorized(diagnosis()),
             403 => Error::Forbidden(diagnosis()),
@@ -733,9 +736,13 @@ impl Client {
     }
 
     /// Asks the server for its version (GHES answers with `X-GitHub-Enterprise-Version` on
-    /// every response; github.com does not) and refuses a GHES too old for just-in-time
-    /// runners. `Ok(None)` on github.com.
-    pub async fn check_server(&self, scope: &Scope) -> Result<Option<String>, Error> {
+    /// every response; github.com does not) and refuses a GHES that lacks one of `needs`
+    /// (docs/ghes.md). `Ok(None)` on github.com.
+    pub async fn check_server(
+        &self,
+        scope: &Scope,
+        needs: &[ghes::Feature],
+    ) -> Result<Option<String>, Error> {
         let url = format!("{}/meta", self.base);
         let answer = self.send(Method::GET, &url, None, scope).await?;
         let version = answer
@@ -744,7 +751,7 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         if let Some(v) = &version {
-            ghes::require(v, ghes::Feature::JitRunners).map_err(Error::Unsupported)?;
+            ghes::require_all(v, needs).map_err(Error::Unsupported)?;
         }
         Ok(version)
     }
@@ -843,8 +850,9 @@ impl Client {
             } else {
                 refused.message.clone()
             },
-            diagnosis: (!status.is_success())
-                .then(|| diagnose::diagnose(self.creds.kind(scope), scope, &refused)),
+            diagnosis: (!status.is_success()).then(|| {
+                diagnose::diagnose(self.creds.kind(scope), scope, &refused).on(&self.base)
+            }),
             server_version: headers
                 .get(ghes::VERSION_HEADER)
                 .and_then(|v| v.to_str().ok())

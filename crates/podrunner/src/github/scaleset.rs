@@ -12,7 +12,7 @@
 //! Owns: the wire shapes of the scale set service and the token lifetimes. It decides nothing
 //! about pool sizes (core/demand.rs) and starts nothing (manager/scaleset.rs drives it).
 
-use super::{error_message, Client, Error, JitConfig, Runner, Secret};
+use super::{error_message, ghes, Client, Error, JitConfig, Runner, Secret};
 use crate::config::names::Scope;
 use base64::Engine as _;
 use reqwest::{header, Method, StatusCode};
@@ -244,12 +244,7 @@ pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
 /// `https://github.com/o/r` for `https://api.github.com`, `https://HOST/o/r` for GitHub
 /// Enterprise Server (`https://HOST/api/v3`), and the API's own origin otherwise.
 pub fn config_url(api_base: &str, scope: &Scope) -> String {
-    let base = api_base.trim_end_matches('/');
-    let web = if let Some(rest) = base.strip_prefix("https://api.") {
-        format!("https://{rest}")
-    } else {
-        base.strip_suffix("/api/v3").unwrap_or(base).to_string()
-    };
+    let web = ghes::web_origin(api_base);
     match scope {
         Scope::Repository { owner, repo } => format!("{web}/{owner}/{repo}"),
         Scope::Organization(org) => format!("{web}/{org}"),
@@ -319,6 +314,14 @@ impl ScaleSetClient {
             .await
             .map_err(|e| transport(self.gh.base(), e))?;
         if !status.is_success() {
+            // A GHES without scale sets has no such endpoint: say which release does.
+            let old = (status == StatusCode::NOT_FOUND)
+                .then(|| self.gh.server_version())
+                .flatten()
+                .and_then(|v| ghes::require(&v, ghes::Feature::ScaleSets).err());
+            if let Some(m) = old {
+                return Err(Error::Unsupported(m));
+            }
             return Err(Client::fail_plain(
                 status,
                 &bytes,
