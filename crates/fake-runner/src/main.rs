@@ -10,7 +10,7 @@ mod jit;
 mod job;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -133,6 +133,45 @@ fn runner_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The externals folder of an update to `target`, laid out as the runner's update script does
+/// (actions/runner, update.sh.template): the running version's folder is moved aside to
+/// `externals.OLD` and `externals` becomes a symlink to `externals.NEW`, here holding only the
+/// marker file the test image's externals have, naming the new version.
+fn switch_externals(root: &Path, target: &str) -> std::io::Result<()> {
+    let new = root.join(format!("externals.{target}"));
+    std::fs::create_dir_all(&new)?;
+    std::fs::write(
+        new.join("podrunner-marker"),
+        format!("externals-of-runner-{target}\n"),
+    )?;
+    let current = root.join("externals");
+    if current.is_symlink() {
+        std::fs::remove_file(&current)?;
+    } else if current.exists() {
+        let aside = root.join(format!("externals.{VERSION}"));
+        // Like `mv`: overlayfs refuses to rename a folder of a lower layer (EXDEV).
+        if std::fs::rename(&current, &aside).is_err() {
+            copy_tree(&current, &aside)?;
+            std::fs::remove_dir_all(&current)?;
+        }
+    }
+    std::os::unix::fs::symlink(&new, &current)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let dest = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &dest)?;
+        } else {
+            std::fs::copy(e.path(), dest)?;
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     // Read and scrub ACTIONS_RUNNER_INPUT_* first, before any thread exists, like the runner
     // does: the job must never see the JIT config.
@@ -225,6 +264,9 @@ fn run(args: &[String], env_jit: Option<String>) -> i32 {
                 "Runner will exit shortly for update, should be back online within 10 seconds."
             );
             let _ = std::fs::write(&marker, &target);
+            if let Err(e) = switch_externals(&runner_root(), &target) {
+                error_line!("cannot lay out the externals of {target}: {e}");
+            }
             return EXIT_RUN_ONCE_UPDATING;
         }
     }

@@ -40,6 +40,40 @@ struct Engine {
     work: PathBuf,
     secret: PathBuf,
     outside: PathBuf,
+    /// The host copy of the image's externals folder the proxy maps the runner's path to
+    /// (shared by every runner of the image).
+    externals: PathBuf,
+}
+
+/// The runner's path of its externals folder, as GitHub's runner binds it.
+const RUNNER_EXTERNALS: &str = "/home/runner/externals";
+const EXTERNALS_MARKER: &str = "externals-of-the-image";
+
+/// A host copy of an image's externals, as engine/externals.rs makes it, in `dir`.
+fn make_externals(dir: &Path) -> PathBuf {
+    let ext = dir.join("externals");
+    std::fs::create_dir_all(ext.join("node20/bin")).unwrap();
+    std::fs::write(ext.join("podrunner-marker"), EXTERNALS_MARKER).unwrap();
+    std::fs::write(ext.join("node20/bin/node"), "#!/bin/sh\necho node\n").unwrap();
+    ext
+}
+
+/// Every file under `dir` with its content: what a `container:` job would execute.
+fn tree(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(tree(&p));
+        } else {
+            out.push((
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap_or_default(),
+            ));
+        }
+    }
+    out.sort();
+    out
 }
 
 const SECRET: &str = "CANARY-podrunner-attack-suite-0123456789";
@@ -54,6 +88,11 @@ fn podman_info() -> podrunner::doctor::podman::PodmanInfo {
 
 impl Engine {
     fn start() -> Engine {
+        Engine::start_with(None)
+    }
+
+    /// With `externals`, the copy another runner of the same image already maps.
+    fn start_with(externals: Option<&Path>) -> Engine {
         // Short: Podman's run root must stay within 50 characters.
         let dir = tempfile::Builder::new()
             .prefix("pa")
@@ -72,6 +111,10 @@ impl Engine {
         std::fs::create_dir_all(&outside).unwrap();
         let secret = outside.join("token");
         std::fs::write(&secret, SECRET).unwrap();
+        let externals = match externals {
+            Some(e) => e.to_path_buf(),
+            None => make_externals(dir.path()),
+        };
         // The job's user inside a container (another uid, rootless a subordinate one) works
         // in the work folder; the canary folder stays the manager's.
         Command::new("chmod")
@@ -114,6 +157,8 @@ impl Engine {
             format!("--map=/var/run/docker.sock={}", sock.display()),
             format!("--allow={}", work.display()),
             format!("--allow={}", sock.display()),
+            format!("--map={RUNNER_EXTERNALS}={}", externals.display()),
+            format!("--allow-read-only={}", externals.display()),
         ];
         // No runner container here: the engine joins this test's own network namespace
         // (engine-exec reads the "runner's" pid from this file).
@@ -149,6 +194,7 @@ impl Engine {
             work,
             secret,
             outside,
+            externals,
         };
         if !host.shareable() {
             // A vfs host store cannot be shared: the image comes in through the proxy.
@@ -257,7 +303,8 @@ impl Engine {
     }
 
     /// What the host must still look like: the canary as written, nothing new beside it, and
-    /// no container with a bind mount from outside the work folder and the runner's socket.
+    /// no container with a bind mount from outside the work folder and the runner's socket
+    /// (but the externals copy, read-only).
     fn assert_host_untouched(&self) {
         assert_eq!(std::fs::read_to_string(&self.secret).unwrap(), SECRET);
         let beside: Vec<String> = std::fs::read_dir(&self.outside)
@@ -271,6 +318,10 @@ impl Engine {
             for m in c["Mounts"].as_array().cloned().unwrap_or_default() {
                 if m["Type"] == "bind" {
                     let src = PathBuf::from(m["Source"].as_str().unwrap());
+                    if src.starts_with(&self.externals) {
+                        assert_eq!(m["RW"], json!(false), "{c}");
+                        continue;
+                    }
                     assert!(
                         src.starts_with(&work) || src == sock,
                         "container {} binds {}",
@@ -1189,4 +1240,151 @@ fn ordinary_docker_use_keeps_working() {
     assert_eq!(code, 0, "{err}");
 
     e.assert_host_untouched();
+}
+
+/// The externals copy (issue point 4): `container:` jobs execute it, and every runner of the
+/// image maps the same copy, so a job that could write it would run its code in other
+/// runners' jobs. Each way of mounting it writable is made read-only or refused, `docker cp`
+/// into it writes nothing, and a second runner of the image still reads the copy as it was.
+/// A control shows the same write works in the work folder (so a refusal here is the
+/// read-only bind, not a permission).
+#[test]
+fn jobs_cannot_change_the_externals_other_runners_get() {
+    let e = Engine::start();
+    let before = tree(&e.externals);
+    let ext = e.externals.display().to_string();
+    let w = e.work.join("_work/repo").display().to_string();
+    let write = "echo evil > /x/podrunner-marker; mkdir -p /x/node20/bin; echo evil > /x/node20/bin/node; touch /x/planted";
+    let run = |args: &[&str]| {
+        let mut a = vec!["run", "--rm", "--user", "0"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&[TEST_IMAGE, "sh", "-c", write]);
+        e.docker(&a)
+    };
+    // Control: root in a job container writes a folder it may bind writable.
+    let (code, out, err) = run(&["-v", &format!("{w}:/x")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(Path::new(&w).join("planted").exists());
+
+    let mut attacks = 0;
+    let link = e.work.join("_work/ext-link");
+    std::os::unix::fs::symlink(&e.externals, &link).unwrap();
+    let link = link.display().to_string();
+    for how in [
+        vec!["-v".to_string(), format!("{RUNNER_EXTERNALS}:/x")],
+        vec!["-v".into(), format!("{RUNNER_EXTERNALS}:/x:rw")],
+        vec!["-v".into(), format!("{RUNNER_EXTERNALS}:/x:ro,rw")],
+        vec!["-v".into(), format!("{ext}:/x:rw")],
+        vec!["-v".into(), format!("{ext}/node20:/x/node20:rw")],
+        vec!["-v".into(), format!("{link}:/x:rw")],
+        vec![
+            "--mount".into(),
+            format!("type=bind,source={RUNNER_EXTERNALS},target=/x"),
+        ],
+        vec![
+            "--mount".into(),
+            format!("type=bind,source={ext},target=/x,readonly=false"),
+        ],
+    ] {
+        let args: Vec<&str> = how.iter().map(String::as_str).collect();
+        let (_, out, err) = run(&args);
+        let said = format!("{out}{err}");
+        assert!(said.contains("Read-only file system"), "{how:?}: {said}");
+        assert_eq!(tree(&e.externals), before, "{how:?} changed the externals");
+        attacks += 1;
+    }
+    // A read-only holder, then its volumes taken over writable: refused.
+    let (code, out, err) = e.docker(&[
+        "create",
+        "--name",
+        "holder",
+        "-v",
+        &format!("{RUNNER_EXTERNALS}:/x:ro"),
+        TEST_IMAGE,
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&["--volumes-from", "holder:rw"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("HostConfig.VolumesFrom"), "{out}{err}");
+    attacks += 1;
+    // Without options the holder's read-only mode is kept.
+    let (_, out, err) = run(&["--volumes-from", "holder"]);
+    assert!(
+        format!("{out}{err}").contains("Read-only file system"),
+        "{out}{err}"
+    );
+    assert_eq!(tree(&e.externals), before);
+    attacks += 1;
+    // `docker cp` into the holder's read-only bind.
+    let evil = e.dir.path().join("evil");
+    std::fs::write(&evil, "evil").unwrap();
+    // Podman writes through a read-only bind to its host source: refused for such containers.
+    let evil = evil.to_str().unwrap();
+    let (code, out, err) = e.docker(&[
+        "create",
+        "--name",
+        "taker",
+        "--volumes-from",
+        "holder",
+        TEST_IMAGE,
+        "true",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for target in [
+        "holder:/x/podrunner-marker",
+        "holder:/x/planted",
+        "holder:/",
+        "taker:/x/planted",
+    ] {
+        let (code, out, err) = e.docker(&["cp", evil, target]);
+        assert_ne!(code, 0, "{target}: {out}{err}");
+        assert!(
+            err.contains("copying into a container"),
+            "{target}: {out}{err}"
+        );
+        assert_eq!(
+            tree(&e.externals),
+            before,
+            "docker cp {target} changed the externals"
+        );
+        attacks += 1;
+    }
+    // Copying out still works, and into a container without such binds.
+    let (code, out, err) = e.docker(&["cp", "holder:/x/podrunner-marker", "-"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = e.docker(&["create", "--name", "plain", TEST_IMAGE, "true"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = e.docker(&["cp", evil, "plain:/tmp/evil"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Started and exec'd as root: the bind is read-only in the container's kernel mount.
+    let (code, out, err) = e.docker(&["start", "holder"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, out, err) = e.docker(&["exec", "--user", "0", "holder", "sh", "-c", write]);
+    assert!(
+        format!("{out}{err}").contains("Read-only file system"),
+        "{out}{err}"
+    );
+    attacks += 1;
+    assert_eq!(tree(&e.externals), before);
+    e.assert_host_untouched();
+
+    // A second runner of the same image maps the same copy and reads it as it was.
+    let second = Engine::start_with(Some(&e.externals));
+    let (code, out, err) = second.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{RUNNER_EXTERNALS}:/__e:ro"),
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "cat /__e/podrunner-marker; ls /__e",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, format!("{EXTERNALS_MARKER}node20\npodrunner-marker\n"));
+    let log = e.proxy_log();
+    assert!(!log.contains("panicked"), "{log}");
+    eprintln!("{attacks} attacks on the externals refused or defused");
 }

@@ -643,6 +643,57 @@ echo job-done"
     assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
 }
 
+/// A runner that updated itself runs another version's externals than its image's (the
+/// update points `externals` at the new version's folder, as the fake runner does like the
+/// real one): its `container:` jobs get those, from the runner's own read-only copy, not the
+/// image's copy that other runners of the image share.
+#[tokio::test(flavor = "multi_thread")]
+async fn container_jobs_of_an_updated_runner_get_the_externals_that_run() {
+    let mut b = isolated_bench_with(
+        "dockerupd",
+        "du",
+        1,
+        "pull = \"missing\"\nrun_args = [\"--env=FAKE_RUNNER_UPDATE_TO=2.999.1\", \"--env=FAKE_RUNNER_RESTART_DELAY=1\"]",
+    )
+    .await;
+    b.wait_until("an idle runner", Duration::from_secs(90), |b| {
+        b.runners_in("idle").len() == 1
+    })
+    .await;
+    let script = format!(
+        "set -e
+docker run --rm --user 0 -v /home/runner/externals:/__e:ro {TEST_IMAGE} \\
+  sh -c 'cat /__e/podrunner-marker; echo evil > /__e/podrunner-marker || echo write-refused'
+echo job-done"
+    );
+    let (out, _) = run_job(&b, &script).await;
+    for want in ["externals-of-runner-2.999.1", "write-refused", "job-done"] {
+        assert!(
+            out.contains(want),
+            "{want:?} missing in:\n{out}\nmanager:\n{}",
+            b.log_tail(60)
+        );
+    }
+    assert!(!out.contains("externals-of-the-test-image"), "{out}");
+    // The image's copy, which the next runners of the image get, is as the image has it.
+    let copies = entries(&b.state_dir().join("externals"));
+    let copy = copies
+        .iter()
+        .find(|c| !c.contains('.'))
+        .expect("the image's copy");
+    let marker = b
+        .state_dir()
+        .join("externals")
+        .join(copy)
+        .join("podrunner-marker");
+    assert_eq!(
+        std::fs::read_to_string(marker).unwrap().trim(),
+        "externals-of-the-test-image"
+    );
+    b.cli(&["stop"]);
+    assert_eq!(b.wait_manager_exit(Duration::from_secs(90)).await, 0);
+}
+
 /// `docker_policy = "contained"` (the default): a job cannot ask its engine, which runs as the
 /// manager's user, for what reaches the host: a privileged container or exec, a bind mount of
 /// a host path outside its work folder (also through a symlink it planted there), the host's

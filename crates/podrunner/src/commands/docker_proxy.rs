@@ -5,8 +5,10 @@
 
 use super::Cli;
 use crate::engine::caps::{Caps, PathMap, Rules};
+use crate::engine::externals::RunnerCopy;
 use crate::engine::policy::Policy;
 use crate::engine::proxy::Launcher;
+use crate::podman::Podman;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -32,6 +34,27 @@ pub struct Args {
     /// A host folder job containers may bind (repeatable); binds elsewhere are refused
     #[arg(long = "allow")]
     pub allowed: Vec<PathBuf>,
+    /// A host folder job containers may bind read-only only (repeatable): the externals copy
+    #[arg(long = "allow-read-only")]
+    pub read_only: Vec<PathBuf>,
+    /// The runner's container, whose own externals an updated runner's container jobs get
+    #[arg(long)]
+    pub runner_container: Option<String>,
+    /// The runner's path of its externals folder
+    #[arg(long)]
+    pub runner_externals: Option<String>,
+    /// Where the manager notes the version the runner updated itself to
+    #[arg(long)]
+    pub runner_version_file: Option<PathBuf>,
+    /// Where the updated runner's externals are copied to (bound read-only)
+    #[arg(long)]
+    pub runner_copy: Option<PathBuf>,
+    /// The manager's podman, for that copy
+    #[arg(long, default_value = "podman")]
+    pub podman: String,
+    /// A global argument of the manager's podman (repeatable)
+    #[arg(long = "podman-arg", allow_hyphen_values = true)]
+    pub podman_args: Vec<String>,
     /// Apply no policy (docker_policy = "open")
     #[arg(long)]
     pub open: bool,
@@ -70,16 +93,49 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
         }
     };
     // Canonical, as the proxy compares them with canonical bind sources.
-    let allowed = args
-        .allowed
-        .iter()
-        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-        .map(|p| p.display().to_string())
-        .collect();
+    let canonical = |paths: &[PathBuf]| -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+    let runner_copy = match (
+        &args.runner_container,
+        &args.runner_externals,
+        &args.runner_version_file,
+        &args.runner_copy,
+    ) {
+        (None, None, None, None) => None,
+        (Some(c), Some(inside), Some(version_file), Some(dir)) => {
+            // Not there yet: its folder is, and canonical paths are compared.
+            let dir = match (dir.parent().map(std::fs::canonicalize), dir.file_name()) {
+                (Some(Ok(parent)), Some(n)) => parent.join(n),
+                _ => dir.clone(),
+            };
+            Some(RunnerCopy::new(
+                inside.clone(),
+                version_file.clone(),
+                dir,
+                c.clone(),
+                Podman::new(&args.podman, None, &args.podman_args),
+            ))
+        }
+        _ => {
+            eprintln!("error: --runner-container, --runner-externals, --runner-version-file and --runner-copy go together");
+            return 2;
+        }
+    };
+    let mut read_only = canonical(&args.read_only);
+    if let Some(r) = &runner_copy {
+        read_only.push(r.dir.display().to_string());
+    }
+    let mut allowed = canonical(&args.allowed);
+    allowed.extend(read_only.iter().cloned());
     let rules = Rules {
         caps,
         paths,
-        policy: (!args.open).then_some(Policy { allowed }),
+        policy: (!args.open).then_some(Policy { allowed, read_only }),
         pool_hint: args
             .pool
             .as_ref()
@@ -108,7 +164,9 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             return 2;
         }
     };
-    match crate::engine::proxy::serve(&args.listen, &args.upstream, rules, launcher).await {
+    match crate::engine::proxy::serve(&args.listen, &args.upstream, rules, launcher, runner_copy)
+        .await
+    {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: docker-proxy on {}: {e}", args.listen.display());

@@ -165,6 +165,7 @@ pub fn rewrite(
                 p.check_docker_create(m, resolve).map_err(forbid)?;
                 if let Some(Value::Object(h)) = m.get_mut("HostConfig") {
                     map_docker_sources(h, &|s| s.starts_with('/').then(|| resolve(s)).flatten());
+                    p.force_read_only(h);
                 }
             }
             let h = sub_object(m, "HostConfig");
@@ -296,6 +297,20 @@ impl PathMap {
         }
         v.sort_by_key(|(inside, _)| std::cmp::Reverse(inside.len()));
         Ok(PathMap(v))
+    }
+
+    /// The same map with `inside` standing for `host` instead.
+    pub fn with(&self, inside: &str, host: &str) -> PathMap {
+        let inside = inside.trim_end_matches('/');
+        let mut v: Vec<(String, String)> = self
+            .0
+            .iter()
+            .filter(|(i, _)| i != inside)
+            .cloned()
+            .collect();
+        v.push((inside.to_string(), host.to_string()));
+        v.sort_by_key(|(inside, _)| std::cmp::Reverse(inside.len()));
+        PathMap(v)
     }
 
     /// The host path of `source`, when it is at or below a mapped path.
@@ -634,6 +649,7 @@ mod tests {
                 .unwrap(),
             policy: Some(Policy {
                 allowed: vec!["/w/r-1".into(), "/run/pr/e/k/docker.sock".into()],
+                ..Policy::default()
             }),
             pool_hint: " in pool ci".into(),
             cgroup_parent: Some("/podrunner.ci/r-1".into()),

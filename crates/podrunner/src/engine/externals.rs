@@ -10,7 +10,18 @@
 //! Each copy records its image name beside it (`ID.image`). When a new id of an image is copied,
 //! the older copies of that image that no running Docker proxy maps any more are removed (a
 //! runner adopted after a restart may still use an older one).
+//!
+//! Job containers bind these copies read-only only ([`crate::engine::policy::Policy`]): one
+//! runner's job cannot change what another's `container:` jobs execute.
+//!
+//! A runner that updated itself runs another version's externals than its image's (its update
+//! moves the new version's folder in and points `externals` at it). The manager notes the
+//! version the runner's output announced in the runner's engine folder ([`note_self_update`]);
+//! the runner's Docker proxy then maps the runner's path to a copy of the runner's own folder,
+//! taken from its container on the first `container:` job after the update ([`RunnerCopy`]),
+//! in the engine folder (removed with it), for that runner only and read-only as well.
 
+use super::EngineDirs;
 use crate::config::{Config, PoolConfig};
 use crate::podman::{Podman, QUICK_TIMEOUT};
 use std::collections::BTreeMap;
@@ -26,6 +37,142 @@ pub const EXTERNALS_DIR: &str = "externals";
 pub const ID_RECHECK: Duration = Duration::from_secs(300);
 /// Copying GitHub's externals (a few hundred MB of node builds) out of the image.
 const COPY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// In a runner's engine data folder: the runner version its output announced updating to.
+const VERSION_FILE: &str = "runner-version";
+/// In a runner's engine data folder: the copy of the updated runner's externals.
+const RUNNER_COPY: &str = "externals";
+
+/// Where the manager notes a runner's self-update for its proxy.
+pub fn version_file(d: &EngineDirs) -> PathBuf {
+    d.data.join(VERSION_FILE)
+}
+
+/// The updated runner's own copy of its externals.
+pub fn runner_copy_dir(d: &EngineDirs) -> PathBuf {
+    d.data.join(RUNNER_COPY)
+}
+
+/// A version as a runner announces it (`2.329.0`): digits and dots only, since the line comes
+/// from a container a job runs in.
+pub fn plausible_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 32
+        && v.split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Notes that runner `name` announced updating itself to `version`, for its Docker proxy;
+/// nothing when the runner has no engine folder (no isolated Docker).
+pub fn note_self_update(runtime_dir: &Path, state_dir: &Path, name: &str, version: &str) {
+    if !plausible_version(version) {
+        return;
+    }
+    let Ok(d) = EngineDirs::for_runner(runtime_dir, state_dir, name) else {
+        return;
+    };
+    if d.data.is_dir() {
+        if let Err(e) = std::fs::write(version_file(&d), version) {
+            tracing::warn!("cannot note runner {name}'s update for its container jobs: {e}");
+        }
+    }
+}
+
+/// The proxy's arguments that let it follow runner `container`'s self-update
+/// (`podrunner docker-proxy --runner-container ...`).
+pub fn self_update_args(
+    d: &EngineDirs,
+    pool: &PoolConfig,
+    container: &str,
+    podman: &Podman,
+) -> Vec<String> {
+    let mut a = vec![
+        format!("--runner-container={container}"),
+        format!("--runner-externals={}", inside_path(pool)),
+        format!("--runner-version-file={}", version_file(d).display()),
+        format!("--runner-copy={}", runner_copy_dir(d).display()),
+        format!("--podman={}", podman.program()),
+    ];
+    a.extend(
+        podman
+            .global_args()
+            .iter()
+            .map(|g| format!("--podman-arg={g}")),
+    );
+    a
+}
+
+/// What the proxy needs to give an updated runner's `container:` jobs its own externals.
+#[derive(Debug)]
+pub struct RunnerCopy {
+    /// The runner's path of its externals folder.
+    pub inside: String,
+    /// [`version_file`].
+    pub version_file: PathBuf,
+    /// [`runner_copy_dir`] (also among the proxy's read-only folders).
+    pub dir: PathBuf,
+    /// The runner's container.
+    pub container: String,
+    /// The manager's `podman` and its global arguments.
+    pub podman: Podman,
+    /// The version whose copy `dir` holds.
+    copied: tokio::sync::Mutex<Option<String>>,
+}
+
+impl RunnerCopy {
+    pub fn new(
+        inside: String,
+        version_file: PathBuf,
+        dir: PathBuf,
+        container: String,
+        podman: Podman,
+    ) -> RunnerCopy {
+        RunnerCopy {
+            inside,
+            version_file,
+            dir,
+            container,
+            podman,
+            copied: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The host folder the runner's externals path stands for now: `None` while the runner
+    /// runs its image's version (the image's copy stays mapped); otherwise the runner's own
+    /// copy, taken now when the version changed since the last.
+    pub async fn current(&self) -> Result<Option<PathBuf>, String> {
+        let Ok(version) = std::fs::read_to_string(&self.version_file) else {
+            return Ok(None);
+        };
+        let version = version.trim().to_string();
+        if !plausible_version(&version) {
+            return Ok(None);
+        }
+        let mut copied = self.copied.lock().await;
+        if copied.as_deref() == Some(version.as_str()) && self.dir.is_dir() {
+            return Ok(Some(self.dir.clone()));
+        }
+        let tmp = self.dir.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // `/.`: the folder's content, its symlink (the update's) followed inside the container.
+        let src = format!("{}:{}/.", self.container, self.inside);
+        let tmp_s = tmp.display().to_string();
+        if let Err(e) = self.podman.call(&["cp", &src, &tmp_s], COPY_TIMEOUT).await {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(format!(
+                "podrunner: cannot copy the externals of runner version {version} out of the runner: {e}"
+            ));
+        }
+        std::fs::rename(&tmp, &self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        tracing::info!(
+            "docker-proxy: container jobs get the externals of runner version {version} ({})",
+            self.dir.display()
+        );
+        *copied = Some(version);
+        Ok(Some(self.dir.clone()))
+    }
+}
 
 /// The runner's own path of its externals folder.
 pub fn inside_path(pool: &PoolConfig) -> String {
@@ -225,5 +372,15 @@ mod tests {
             copy_dir(Path::new("/s"), "sha256:0123456789abcdef"),
             PathBuf::from("/s/externals/0123456789ab")
         );
+    }
+
+    #[test]
+    fn versions_announced_in_output_are_plain() {
+        for ok in ["2.329.0", "2.999.1", "3"] {
+            assert!(plausible_version(ok), "{ok}");
+        }
+        for bad in ["", "../x", "2..1", "2.3.a", "2.3/4", ".2", "2.3."] {
+            assert!(!plausible_version(bad), "{bad}");
+        }
     }
 }

@@ -260,7 +260,8 @@ pub fn proxy_args(
             a.push(format!("--allow={}", work_dir.display()));
             a.push(format!("--allow={}", d.socket().display()));
             if let Some(e) = externals {
-                a.push(format!("--allow={}", e.display()));
+                // Later `container:` jobs execute it: read-only for every job.
+                a.push(format!("--allow-read-only={}", e.display()));
             }
         }
     }
@@ -672,7 +673,7 @@ mod tests {
                 "--map=/home/runner/externals=/var/lib/pr/externals/abc",
                 "--allow=/w/ci-0a1b2c3d",
                 "--allow=/run/pr/e/0ee801953a/docker.sock",
-                "--allow=/var/lib/pr/externals/abc",
+                "--allow-read-only=/var/lib/pr/externals/abc",
             ]
         );
         let service = service_args(&pc(Some("runc"), &[]), &dirs(), &store());

@@ -325,6 +325,20 @@ fn option_list(opts: &str, allowed: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// `VolumesFrom` entries, `CONTAINER[:OPTIONS]`: without options a mount keeps its mode in the
+/// other container; `rw` would make a read-only bind (the externals copy) writable, and is
+/// not seen by the start check (Podman lists no such mount before the start).
+fn volumes_from(v: &Value) -> Result<(), String> {
+    for entry in strings(v)? {
+        let (name, opts) = entry.split_once(':').unwrap_or((entry, ""));
+        if !plain_name(name) {
+            return Err(format!("the container {name:?}"));
+        }
+        option_list(opts, &["ro", "z"])?;
+    }
+    Ok(())
+}
+
 fn tmpfs(v: &Value) -> Result<(), String> {
     let Some(o) = object(v)? else {
         return Ok(());
@@ -519,7 +533,7 @@ const HOST_CONFIG: &[(&str, R)] = &with_resources!(
     ("RestartPolicy", RESTART),
     ("AutoRemove", R::Any),
     ("VolumeDriver", R::Str(&["", "local"])),
-    ("VolumesFrom", R::Any),
+    ("VolumesFrom", R::Fn(volumes_from)),
     ("ConsoleSize", R::Any),
     ("Annotations", R::Zero),
     ("CapAdd", R::Fn(cap_add)),
@@ -739,11 +753,26 @@ const BIND_OPTIONS: &[&str] = &[
 ];
 
 /// The contained policy of one runner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     /// Host folders and files a job container may bind (and what is below them): the runner's
     /// work folder and the targets of the runner's path map. Canonical paths.
     pub allowed: Vec<String>,
+    /// Of those, the folders a job container may bind only read-only: the runner's externals
+    /// copy, which later `container:` jobs execute (docs/docker.md, "The externals"). Every bind
+    /// of them is made read-only at create ([`Policy::force_read_only`]) and a container that
+    /// holds one writable is not started ([`Policy::check_inspected_mounts`]). Canonical paths.
+    pub read_only: Vec<String>,
+}
+
+/// Whether the host path `real` is one of `roots` or below one.
+fn inside_any(roots: &[String], real: &str) -> bool {
+    roots.iter().any(|root| {
+        real == *root
+            || real
+                .strip_prefix(root.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
 }
 
 /// What the caller does with a checked bind source.
@@ -759,12 +788,45 @@ impl Policy {
     }
 
     fn inside(&self, real: &str) -> bool {
-        self.allowed.iter().any(|root| {
-            real == *root
-                || real
-                    .strip_prefix(root.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'))
-        })
+        inside_any(&self.allowed, real)
+    }
+
+    /// Makes every bind of a read-only folder in a checked Docker `HostConfig` (sources already
+    /// replaced by the host paths that were checked) read-only: `Binds` get the option `ro`
+    /// instead of any `rw`/`ro`, `Mounts` of type bind `ReadOnly: true`.
+    pub fn force_read_only(&self, h: &mut Map<String, Value>) {
+        if self.read_only.is_empty() {
+            return;
+        }
+        if let Some(Value::Array(binds)) = h.get_mut("Binds") {
+            for b in binds.iter_mut() {
+                let Some(text) = b.as_str() else { continue };
+                let parts: Vec<&str> = text.splitn(3, ':').collect();
+                let (src, dst, opts) = match parts.as_slice() {
+                    [src, dst] => (*src, *dst, ""),
+                    [src, dst, opts] => (*src, *dst, *opts),
+                    _ => continue,
+                };
+                if !inside_any(&self.read_only, src) {
+                    continue;
+                }
+                let mut kept: Vec<&str> = opts
+                    .split(',')
+                    .filter(|o| !o.is_empty() && *o != "rw" && *o != "ro")
+                    .collect();
+                kept.push("ro");
+                *b = Value::String(format!("{src}:{dst}:{}", kept.join(",")));
+            }
+        }
+        if let Some(Value::Array(mounts)) = h.get_mut("Mounts") {
+            for m in mounts.iter_mut().filter_map(Value::as_object_mut) {
+                let bind = m.get("Type").and_then(Value::as_str) == Some("bind");
+                let source = m.get("Source").and_then(Value::as_str).unwrap_or("");
+                if bind && inside_any(&self.read_only, source) {
+                    m.insert("ReadOnly".into(), Value::Bool(true));
+                }
+            }
+        }
     }
 
     fn check_source(&self, field: &str, source: &str, resolve: Resolve) -> Result<(), String> {
@@ -887,6 +949,34 @@ impl Policy {
         check_body("a volume", body, VOLUME_CREATE)
     }
 
+    /// `PUT /containers/{id}/archive` into container `inspect` (`GET /containers/{id}/json`):
+    /// Podman copies into a bind mount's host source even when the bind is read-only, so a
+    /// container that binds a read-only folder, or takes another's mounts (`VolumesFrom`,
+    /// whose mounts Podman lists only once started), gets nothing copied in.
+    pub fn check_copy_in(&self, inspect: &Value) -> Result<(), String> {
+        if self.read_only.is_empty() {
+            return Ok(());
+        }
+        let h = &inspect["HostConfig"];
+        let from = h["VolumesFrom"].as_array().is_some_and(|v| !v.is_empty());
+        let binds = h["Binds"].as_array().into_iter().flatten().filter_map(|b| {
+            b.as_str()
+                .map(|b| b.split(':').next().unwrap_or("").to_string())
+        });
+        let mounts = [&inspect["Mounts"], &h["Mounts"]]
+            .into_iter()
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(|m| m["Source"].as_str().map(str::to_string));
+        let mut sources = binds.chain(mounts);
+        if from || sources.any(|s| inside_any(&self.read_only, &s)) {
+            return Err(
+                "copying into a container that binds the runner's externals copy or another container's mounts (Podman writes through read-only binds)".into(),
+            );
+        }
+        Ok(())
+    }
+
     /// A created container's bind sources as the engine holds them (`GET /containers/{id}/json`
     /// `Mounts`), checked again before it starts: each must still be the path it was when
     /// checked at create (no symlink planted since: resolving it gives itself) and allowed.
@@ -904,6 +994,13 @@ impl Policy {
                 return Err(format!(
                     "starting a container whose bind source {source} changed since it was created (now {})",
                     real.as_deref().unwrap_or("missing")
+                ));
+            }
+            // `RW` is what the engine will mount; `VolumesFrom` with `:rw` can make a
+            // read-only bind of another container writable.
+            if inside_any(&self.read_only, source) && m.get("RW") != Some(&Value::Bool(false)) {
+                return Err(format!(
+                    "starting a container that mounts {source} writable (the runner's externals copy is read-only for jobs)"
                 ));
             }
         }

@@ -146,6 +146,7 @@ async fn start_isolated(
         .map_err(|e| format!("cannot find podrunner's own binary for the docker proxy: {e}"))?;
     let externals = super::externals::host_copy(cfg, pool, podman).await;
     let mut args = proxy_args(&d, pool, &pool.work_dir.join(name), externals.as_deref());
+    args.extend(super::externals::self_update_args(&d, pool, name, podman));
     if let Some(parent) = &budget {
         args.push(format!("--cgroup-parent={parent}"));
     }

@@ -584,6 +584,19 @@ impl Manager {
                 self.apply_queued(&scope, &jobs, counted_calls, note)
             }
             Outcome::Output { name, lines } => {
+                for l in &lines {
+                    if let crate::core::outcome::Line::SelfUpdate { version: Some(v) } =
+                        crate::core::outcome::parse_line(l)
+                    {
+                        let m = &self.ctx.cfg.manager;
+                        crate::engine::externals::note_self_update(
+                            &m.runtime_dir,
+                            &m.state_dir,
+                            &name,
+                            &v,
+                        );
+                    }
+                }
                 let before = self.state.runners.get(&name).map(|r| r.outcome.clone());
                 self.state.runner_output(&name, &lines);
                 if let (Some(b), Some(r)) = (before, self.state.runners.get(&name)) {

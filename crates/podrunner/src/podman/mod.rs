@@ -180,6 +180,11 @@ impl Podman {
         &self.program
     }
 
+    /// The arguments before every subcommand (`--runtime=...` and the configured ones).
+    pub fn global_args(&self) -> &[String] {
+        &self.global_args
+    }
+
     fn args(&self, rest: &[&str]) -> Vec<String> {
         self.global_args
             .iter()

@@ -3,7 +3,12 @@ use serde_json::json;
 
 fn policy() -> Policy {
     Policy {
-        allowed: vec!["/w/r-1".into(), "/run/pr/e/k/docker.sock".into()],
+        allowed: vec![
+            "/w/r-1".into(),
+            "/run/pr/e/k/docker.sock".into(),
+            "/s/externals/abc".into(),
+        ],
+        read_only: vec!["/s/externals/abc".into()],
     }
 }
 
@@ -493,4 +498,93 @@ fn build_and_import_queries() {
     assert_eq!(check_image_create_query(&q(&[("fromSrc", "-")])), Ok(()));
     assert!(check_image_create_query(&q(&[("fromSrc", "/etc/shadow")])).is_err());
     assert!(refusal("x", " in pool ci").contains("docker_policy = \"open\" in pool ci"));
+}
+
+#[test]
+fn read_only_folders_are_bound_read_only_whatever_the_job_asks() {
+    let p = policy();
+    let mut h = json!({
+        "Binds": ["/s/externals/abc:/__e", "/s/externals/abc/node20:/n:rw,z",
+                  "/s/externals/abc:/x:ro", "/w/r-1/_work:/w:rw", "vol:/v"],
+        "Mounts": [{"Type": "bind", "Source": "/s/externals/abc", "Target": "/m", "ReadOnly": false},
+                   {"Type": "bind", "Source": "/w/r-1/_work", "Target": "/k"},
+                   {"Type": "volume", "Source": "/s/externals/abc", "Target": "/v2"}]
+    });
+    p.force_read_only(h.as_object_mut().unwrap());
+    assert_eq!(
+        h,
+        json!({
+            "Binds": ["/s/externals/abc:/__e:ro", "/s/externals/abc/node20:/n:z,ro",
+                      "/s/externals/abc:/x:ro", "/w/r-1/_work:/w:rw", "vol:/v"],
+            "Mounts": [{"Type": "bind", "Source": "/s/externals/abc", "Target": "/m", "ReadOnly": true},
+                       {"Type": "bind", "Source": "/w/r-1/_work", "Target": "/k"},
+                       {"Type": "volume", "Source": "/s/externals/abc", "Target": "/v2"}]
+        })
+    );
+}
+
+#[test]
+fn a_container_holding_a_read_only_folder_writable_is_not_started() {
+    let p = policy();
+    let inspect = |rw: Value| json!({"Mounts": [{"Type": "bind", "Source": "/s/externals/abc/node20", "RW": rw}]});
+    let id = |p: &str| Some(p.to_string());
+    assert_eq!(
+        p.check_inspected_mounts(&inspect(json!(false)), &id),
+        Ok(())
+    );
+    for rw in [json!(true), Value::Null] {
+        let err = p.check_inspected_mounts(&inspect(rw), &id).unwrap_err();
+        assert!(
+            err.contains("mounts /s/externals/abc/node20 writable"),
+            "{err}"
+        );
+    }
+    // The work folder may be writable.
+    let work = json!({"Mounts": [{"Type": "bind", "Source": "/w/r-1/_work", "RW": true}]});
+    assert_eq!(p.check_inspected_mounts(&work, &id), Ok(()));
+}
+
+#[test]
+fn nothing_is_copied_into_a_container_binding_a_read_only_folder() {
+    let p = policy();
+    let ok = json!({"Mounts": [{"Type": "bind", "Source": "/w/r-1/_work"}],
+                    "HostConfig": {"Binds": ["/w/r-1/_work:/w"], "VolumesFrom": null}});
+    assert_eq!(p.check_copy_in(&ok), Ok(()));
+    for bad in [
+        json!({"Mounts": [{"Type": "bind", "Source": "/s/externals/abc"}]}),
+        json!({"Mounts": [], "HostConfig": {"Binds": ["/s/externals/abc/node20:/n:ro"]}}),
+        json!({"HostConfig": {"Mounts": [{"Type": "bind", "Source": "/s/externals/abc"}]}}),
+        json!({"Mounts": [], "HostConfig": {"VolumesFrom": ["holder"]}}),
+    ] {
+        let err = p.check_copy_in(&bad).unwrap_err();
+        assert!(err.contains("copying into a container"), "{bad}: {err}");
+    }
+    // Without read-only folders (no externals copy) nothing is refused.
+    let open = Policy {
+        allowed: vec!["/w/r-1".into()],
+        read_only: Vec::new(),
+    };
+    assert_eq!(
+        open.check_copy_in(&json!({"HostConfig": {"VolumesFrom": ["holder"]}})),
+        Ok(())
+    );
+}
+
+#[test]
+fn volumes_from_keeps_modes_or_makes_them_read_only() {
+    let create = |v: Value| {
+        let mut m = Map::new();
+        m.insert("Image".into(), json!("alpine"));
+        m.insert("HostConfig".into(), json!({"VolumesFrom": v}));
+        policy().check_docker_create(&m, &|p| Some(p.to_string()))
+    };
+    assert_eq!(create(json!(["holder", "other:ro", "x:ro,z"])), Ok(()));
+    for bad in [
+        json!(["holder:rw"]),
+        json!(["holder:ro,rw"]),
+        json!(["../x"]),
+    ] {
+        let err = create(bad.clone()).unwrap_err();
+        assert!(err.contains("HostConfig.VolumesFrom"), "{bad}: {err}");
+    }
 }

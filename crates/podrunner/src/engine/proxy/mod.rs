@@ -123,6 +123,7 @@ pub async fn serve(
     upstream: &Path,
     rules: Rules,
     launcher: Option<Launcher>,
+    runner_copy: Option<super::externals::RunnerCopy>,
 ) -> std::io::Result<()> {
     match std::fs::remove_file(listen) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -140,6 +141,7 @@ pub async fn serve(
         starting: tokio::sync::Mutex::new(()),
         rules,
         json_slots: Semaphore::new(MAX_JSON_AT_ONCE),
+        runner_copy,
     });
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -165,6 +167,8 @@ struct Shared {
     starting: tokio::sync::Mutex<()>,
     rules: Rules,
     json_slots: Semaphore,
+    /// An updated runner's own externals ([`super::externals::RunnerCopy`]).
+    runner_copy: Option<super::externals::RunnerCopy>,
 }
 
 impl Shared {
@@ -524,7 +528,8 @@ pub fn plan(method: &str, raw_target: &str, rules: &Rules) -> Result<Plan, (&'st
         // the parent's `conmon` cgroup, next to conmon, and runc refuses it (measured).
         caps::cap_build_query(&mut t, &rules.caps);
     }
-    let container = (spec.special == Special::Start).then(|| t.segments[1].clone());
+    let container =
+        matches!(spec.special, Special::Start | Special::CopyIn).then(|| t.segments[1].clone());
     let context_check = (contained && spec.special == Special::Build)
         .then(|| t.param("dockerfile").map(str::to_string));
     Ok(Plan {
@@ -845,6 +850,30 @@ async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
                 )
                 .await;
             };
+            // After a self-update the runner's externals path stands for its own copy.
+            let updated;
+            let rules = match &shared.runner_copy {
+                Some(rc)
+                    if schema == Schema::ContainerCreate
+                        && find(&raw, rc.inside.as_bytes()).is_some() =>
+                {
+                    match rc.current().await {
+                        Ok(None) => rules,
+                        Ok(Some(dir)) => {
+                            updated = Rules {
+                                paths: rules.paths.with(&rc.inside, &dir.display().to_string()),
+                                ..rules.clone()
+                            };
+                            &updated
+                        }
+                        Err(why) => {
+                            tracing::warn!("{why}");
+                            return answer(&mut inc.stream, "502 Bad Gateway", &why).await;
+                        }
+                    }
+                }
+                _ => rules,
+            };
             match engine_body(&raw, &plan, schema, rules) {
                 Ok(b) => body = Some(b),
                 Err(Rejected::BadBody(why)) => {
@@ -870,9 +899,14 @@ async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
         )
         .await;
         if let Ok(Some(c)) = inspect {
-            if let Err(why) = policy.check_inspected_mounts(&c, &resolve_on_host) {
+            let checked = if plan.special == Special::CopyIn {
+                policy.check_copy_in(&c)
+            } else {
+                policy.check_inspected_mounts(&c, &resolve_on_host)
+            };
+            if let Err(why) = checked {
                 let why = refusal(&why, &rules.pool_hint);
-                tracing::info!("docker-proxy: refused starting {id}: {why}");
+                tracing::info!("docker-proxy: refused {} {id}: {why}", head.method);
                 return answer(&mut inc.stream, "403 Forbidden", &why).await;
             }
         }
@@ -1104,7 +1138,7 @@ mod tests {
         );
         let up = tokio::spawn(upstream(UnixListener::bind(&engine).unwrap()));
         let (l2, e2) = (listen.clone(), engine.clone());
-        let proxy = tokio::spawn(async move { serve(&l2, &e2, rules(), None).await });
+        let proxy = tokio::spawn(async move { serve(&l2, &e2, rules(), None, None).await });
         while UnixStream::connect(&listen).await.is_err() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -1195,6 +1229,7 @@ mod tests {
         Rules {
             policy: Some(crate::engine::policy::Policy {
                 allowed: vec!["/w/r-1".into()],
+                ..Default::default()
             }),
             pool_hint: " in pool ci".into(),
             ..rules()

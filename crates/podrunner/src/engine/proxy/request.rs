@@ -218,6 +218,9 @@ pub enum Special {
     Version,
     /// `POST /build`: query values checked and resources capped.
     Build,
+    /// `PUT /containers/{id}/archive`: Podman writes through a read-only bind to its host
+    /// source, so a container that binds a read-only folder gets nothing copied in.
+    CopyIn,
 }
 
 /// One allowed route.
@@ -440,7 +443,7 @@ pub const ROUTES: &[Spec] = &[
         "containers/{}/archive",
         &["path", "noOverwriteDirNonDir", "copyUIDGID"],
         Stream,
-        S::None,
+        S::CopyIn,
     ),
     spec(
         "POST",
