@@ -5,6 +5,7 @@
 # with isolation (the proxy alone), and isolated jobs that call `docker version` (the engine
 # starts). Prints the runs and the differences per job: wall-clock seconds of throughput
 # (elapsed / jobs) and host CPU seconds (all processes: manager, podman, proxies, engines).
+# Then one engine alone (bench/engine.py): its start time and RSS, idle and with a container.
 # Usage: bench/docker-cost.sh [--jobs N] [--pool N]   (defaults: 40 jobs, pool of 4)
 set -eu
 cd "$(dirname "$0")/.."
@@ -35,3 +36,4 @@ def per_job(a, b):
 print(f"| isolated - none, a job without docker | | {per_job(i, n)} | | |")
 print(f"| a job's first docker call (engine start + teardown) | | {per_job(e, i)} | | |")
 PY
+bench/engine.py --rounds 5
