@@ -181,7 +181,12 @@ fn job_event(kind: &str, job: &JobRecord, extra: Value) -> Event {
         "eventName": "push",
         "requestLabels": job.labels,
         "queueTime": rfc3339_ms(job.queued_at),
+        // A set's job is the set's from the moment it is queued (`on_enqueue`).
+        "scaleSetAssignTime": rfc3339_ms(job.queued_at),
     });
+    if let Some(started) = job.started_at {
+        v["runnerAssignTime"] = json!(rfc3339_ms(started));
+    }
     if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
         for (k, x) in e {
             o.insert(k.clone(), x.clone());

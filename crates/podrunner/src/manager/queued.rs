@@ -54,6 +54,11 @@ async fn run(
         if *stop.borrow() {
             return;
         }
+        // Registered before the round, so a webhook that arrives while it runs still wakes
+        // the next one (`notify_waiters` wakes only futures already registered).
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let note = poll(&gh, &scope, &mut cache, &mut budget).await.err();
         if let Some(n) = &note {
             tracing::warn!("queued jobs of {scope}: {n}");
@@ -81,7 +86,7 @@ async fn run(
         });
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = wake.notified() => {}
+            _ = &mut woken => tracing::debug!("a webhook woke the poller of {scope}"),
             _ = stop.changed() => return,
         }
     }
