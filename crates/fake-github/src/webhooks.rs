@@ -55,9 +55,14 @@ impl Webhooks {
         if repo.is_empty() {
             return;
         }
+        let mut workflow_job = job_json(server_url, owner, repo, job);
+        // GitHub's deliveries carry these too (tests/webhook_samples.rs): each fake job is
+        // its run's first attempt, with no steps reported.
+        workflow_job["run_attempt"] = json!(1);
+        workflow_job["steps"] = json!([]);
         let body = json!({
             "action": action,
-            "workflow_job": job_json(server_url, owner, repo, job),
+            "workflow_job": workflow_job,
             "repository": {"id": 1296269, "name": repo, "full_name": format!("{owner}/{repo}"),
                            "owner": {"login": owner}},
             "sender": {"login": owner},
