@@ -1,44 +1,14 @@
-//! The fake's `workflow_job` webhook payloads against deliveries GitHub really sent
-//! (`shared/github-api/webhooks/workflow_job.<action>.<n>.json`, recorded payloads): for the
-//! `queued`, `in_progress` and `completed` events of one job, every field of `workflow_job`
-//! GitHub sends is there with the same JSON type, and the fake's slimmer `repository` and
+//! The fake's `workflow_job` webhook payloads against what GitHub's deliveries carry
+//! (`tests/data/workflow-job-shapes.json`: the field names and JSON types of recorded
+//! deliveries, per action; docs/webhook-shapes.md): for the `queued`, `in_progress` and
+//! `completed` events of one job, every field of `workflow_job` that each recorded delivery
+//! has is there with a type GitHub used, and the fake's slimmer payload, `repository` and
 //! `sender` carry only fields GitHub's have, with GitHub's types. podrunner's receiver reads
 //! `action`, `workflow_job.labels` and `repository.full_name` (docs/scaling.md).
-
-use std::path::PathBuf;
 
 use fake_github::state::JitRequest;
 use fake_github::{Conclusion, State};
 use serde_json::Value;
-
-fn samples_dir() -> PathBuf {
-    let shared = std::env::var_os("PODRUNNER_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    shared.join("github-api/webhooks")
-}
-
-/// GitHub's payloads for `action`.
-fn samples(action: &str) -> Vec<Value> {
-    let dir = samples_dir();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot read {} ({e}); set PODRUNNER_SHARED_DIR to the shared/ folder",
-                dir.display()
-            )
-        })
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&format!("workflow_job.{action}.")) {
-            let text = std::fs::read_to_string(e.path()).unwrap();
-            out.push(serde_json::from_str(&text).unwrap());
-        }
-    }
-    out
-}
 
 fn kind(v: &Value) -> &'static str {
     match v {
@@ -52,35 +22,30 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Differences between the fake's object and GitHub's (several recorded deliveries, which
-/// differ a little with their age): fields every delivery has that the fake lacks (when
-/// `all_of_github` holds), fields the fake sends that none has, and types that differ from
-/// a delivery's where neither is null.
-fn compare(at: &str, fake: &Value, github: &[&Value], all_of_github: bool, errs: &mut Vec<String>) {
+/// Differences between the fake's object and GitHub's `shape` (`types`: field -> JSON types
+/// seen; `in_every_delivery`): fields every delivery has that the fake lacks (when
+/// `all_of_github` holds), fields the fake sends that no delivery has, and types no delivery
+/// used (null aside: GitHub leaves many fields null until they apply).
+fn compare(at: &str, fake: &Value, shape: &Value, all_of_github: bool, errs: &mut Vec<String>) {
     let Some(f) = fake.as_object() else {
         errs.push(format!("{at}: not an object"));
         return;
     };
-    let g: Vec<&serde_json::Map<String, Value>> =
-        github.iter().filter_map(|g| g.as_object()).collect();
     for (k, v) in f {
-        let theirs: Vec<&Value> = g.iter().filter_map(|g| g.get(k)).collect();
-        if theirs.is_empty() {
-            errs.push(format!("{at}.{k}: GitHub sends no such field"));
-        }
-        for gv in theirs {
-            let (fk, gk) = (kind(v), kind(gv));
-            if fk != gk && fk != "null" && gk != "null" {
-                errs.push(format!("{at}.{k}: {fk}, GitHub sends {gk}"));
+        match shape["types"][k].as_array() {
+            None => errs.push(format!("{at}.{k}: GitHub sends no such field")),
+            Some(kinds) => {
+                let k_of = kind(v);
+                if k_of != "null" && !kinds.iter().any(|x| x == k_of) {
+                    errs.push(format!("{at}.{k}: {k_of}, GitHub sends {kinds:?}"));
+                }
             }
         }
     }
     if all_of_github {
-        if let Some(first) = g.first() {
-            for k in first.keys() {
-                if g.iter().all(|o| o.contains_key(k)) && !f.contains_key(k) {
-                    errs.push(format!("{at}.{k}: missing"));
-                }
+        for k in shape["in_every_delivery"].as_array().unwrap() {
+            if !f.contains_key(k.as_str().unwrap()) {
+                errs.push(format!("{at}.{}: missing", k.as_str().unwrap()));
             }
         }
     }
@@ -122,17 +87,17 @@ fn workflow_job_payloads_match_what_github_sends() {
     let actions: Vec<&str> = sent.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(actions, ["queued", "in_progress", "completed"]);
 
+    let shapes: Value =
+        serde_json::from_str(include_str!("data/workflow-job-shapes.json")).unwrap();
     let mut errs = Vec::new();
     for (action, body) in &sent {
-        let github = samples(action);
-        assert!(!github.is_empty(), "no recorded {action} delivery");
-        let all: Vec<&Value> = github.iter().collect();
-        let part = |p: &str| -> Vec<&Value> { github.iter().map(|g| &g[p]).collect() };
-        compare(action, body, &all, false, &mut errs);
+        let shape = &shapes["actions"][action.as_str()];
+        assert!(shape.is_object(), "no recorded {action} delivery");
+        compare(action, body, &shape["payload"], false, &mut errs);
         compare(
             &format!("{action}.workflow_job"),
             &body["workflow_job"],
-            &part("workflow_job"),
+            &shape["workflow_job"],
             true,
             &mut errs,
         );
@@ -140,7 +105,7 @@ fn workflow_job_payloads_match_what_github_sends() {
             compare(
                 &format!("{action}.{p}"),
                 &body[p],
-                &part(p),
+                &shape[p],
                 false,
                 &mut errs,
             );
