@@ -291,7 +291,7 @@ pub struct PoolConfig {
     pub image: String,
     pub command: Vec<String>,
     /// The runner's root folder inside the image: its settings files from the JIT config go
-    /// there (podman::ENTRYPOINT_SCRIPT).
+    /// there (runner::jit::entrypoint_script).
     pub runner_dir: String,
     /// All labels, the defaults first.
     pub labels: Vec<String>,
