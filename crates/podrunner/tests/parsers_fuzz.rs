@@ -193,7 +193,7 @@ proptest! {
         let req = serde_json::json!({"v": v, "cmd": cmd, "pool": pool, "count": count});
         match podrunner::control::parse_request(&req.to_string()) {
             Ok(_) => prop_assert_eq!(v, 1),
-            Err(e) => prop_assert!(!e.is_empty()),
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
 

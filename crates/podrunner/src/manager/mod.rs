@@ -1108,7 +1108,7 @@ async fn serve_control(
                 return;
             }
             let resp = match control::parse_request(&line) {
-                Err(e) => Response::err(e),
+                Err(e) => Response::err(e.to_string()),
                 Ok(req) => {
                     let (otx, orx) = oneshot::channel();
                     if tx.send((req, otx)).await.is_err() {
