@@ -158,17 +158,32 @@ pub struct RunnerStatus {
     pub job: Option<String>,
 }
 
+/// Why a request line was refused; its message is what the manager answers.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error(
+        "protocol version {0} is not spoken here; this manager speaks version {PROTOCOL_VERSION}"
+    )]
+    Version(u64),
+    #[error("missing protocol version \"v\"")]
+    NoVersion,
+    #[error("bad request: {0}")]
+    Bad(serde_json::Error),
+}
+
 /// Parses one request line; the error is what the manager answers.
-pub fn parse_request(line: &str) -> Result<Request, String> {
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+pub fn parse_request(line: &str) -> Result<Request, RequestError> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(RequestError::NotJson)?;
     match v.get("v").and_then(|x| x.as_u64()) {
         Some(n) if n == PROTOCOL_VERSION as u64 => {}
-        Some(n) => return Err(format!("protocol version {n} is not spoken here; this manager speaks version {PROTOCOL_VERSION}")),
-        None => return Err("missing protocol version \"v\"".into()),
+        Some(n) => return Err(RequestError::Version(n)),
+        None => return Err(RequestError::NoVersion),
     }
     serde_json::from_value::<Envelope<Request>>(v)
         .map(|e| e.body)
-        .map_err(|e| format!("bad request: {e}"))
+        .map_err(RequestError::Bad)
 }
 
 pub fn encode_response(r: &Response) -> String {
@@ -260,14 +275,18 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_request(r#"{"v":2,"cmd":"status"}"#).unwrap_err(),
+            parse_request(r#"{"v":2,"cmd":"status"}"#)
+                .unwrap_err()
+                .to_string(),
             "protocol version 2 is not spoken here; this manager speaks version 1"
         );
         assert!(parse_request(r#"{"cmd":"status"}"#)
             .unwrap_err()
+            .to_string()
             .contains("missing protocol version"));
         assert!(parse_request(r#"{"v":1,"cmd":"explode"}"#)
             .unwrap_err()
+            .to_string()
             .starts_with("bad request"));
         assert_eq!(
             encode_response(&Response::ok("x")),

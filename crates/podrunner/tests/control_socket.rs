@@ -21,7 +21,7 @@ async fn serve(listener: UnixListener, n: usize) {
                 Response::ok(format!("pool {pool} scaled to {count}"))
             }
             Ok(other) => Response::err(format!("not in this test: {other:?}")),
-            Err(e) => Response::err(e),
+            Err(e) => Response::err(e.to_string()),
         };
         w.write_all(control::encode_response(&resp).as_bytes())
             .await

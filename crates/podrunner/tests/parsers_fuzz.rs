@@ -193,19 +193,19 @@ proptest! {
         let req = serde_json::json!({"v": v, "cmd": cmd, "pool": pool, "count": count});
         match podrunner::control::parse_request(&req.to_string()) {
             Ok(_) => prop_assert_eq!(v, 1),
-            Err(e) => prop_assert!(!e.is_empty()),
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
 
     /// Container log lines (k8s-file format), including ones cut anywhere.
     #[test]
     fn k8s_log_lines(line in any::<String>()) {
-        if let Some((stream, msg)) = podrunner::manager::exec::parse_k8s_log_line(&line) {
+        if let Some((stream, msg)) = podrunner::runner::logs::parse_k8s_log_line(&line) {
             prop_assert!(line.contains(stream) && line.ends_with(msg));
         }
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.log");
         std::fs::write(&p, line.as_bytes()).unwrap();
-        let _ = podrunner::manager::exec::last_log_line(&p);
+        let _ = podrunner::runner::logs::last_log_line(&p);
     }
 }

@@ -5,7 +5,7 @@
 //! state folder: zero hits.
 //!
 //! This holds for the runner's own processes too: podrunner unpacks the JIT config into the
-//! runner's settings files (github/jit.rs) instead of handing it over in
+//! runner's settings files (runner/jit.rs) instead of handing it over in
 //! `ACTIONS_RUNNER_INPUT_JITCONFIG`, which `/proc/PID/environ` would keep for the life of
 //! run.sh and the listener.
 

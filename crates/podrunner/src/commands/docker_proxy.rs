@@ -4,7 +4,7 @@
 //! teardown. Not meant to be run by hand.
 
 use super::Cli;
-use crate::engine::caps::{Caps, PathMap, Rules};
+use crate::engine::caps::{PathMap, Rules};
 use crate::engine::externals::RunnerCopy;
 use crate::engine::policy::Policy;
 use crate::engine::proxy::Launcher;
@@ -19,15 +19,9 @@ pub struct Args {
     /// The engine's own socket
     #[arg(long)]
     pub upstream: PathBuf,
-    /// Most memory a job container may have, in bytes
-    #[arg(long)]
-    pub memory: Option<i64>,
-    /// Most CPUs a job container may use
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// Most processes a job container may have
-    #[arg(long)]
-    pub pids: i64,
+    /// The runner's limits (runner/limits.rs writes these flags)
+    #[command(flatten)]
+    pub limits: crate::runner::Limits,
     /// A bind-mount source as the runner names it, and where it is on the host: INSIDE=HOST
     #[arg(long = "map")]
     pub maps: Vec<String>,
@@ -80,11 +74,7 @@ pub struct Args {
 
 pub async fn exec(cli: &Cli, args: &Args) -> i32 {
     crate::logging::init_cli(cli.log_level.as_deref().or(Some("info")));
-    let caps = Caps {
-        memory: args.memory,
-        cpus: args.cpus,
-        pids: args.pids,
-    };
+    let caps = args.limits.caps();
     let paths = match PathMap::parse(&args.maps) {
         Ok(p) => p,
         Err(e) => {

@@ -3,7 +3,8 @@
 
 use super::Cli;
 use crate::control::{self, Request};
-use crate::manager::exec::{log_path, parse_k8s_log_line};
+use crate::runner::logs::{parse_k8s_log_line, KEPT_LOGS};
+use crate::runner::Paths;
 use crate::systemd::service;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -37,11 +38,11 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
     }
     let (path, container_log) = match &args.runner {
         Some(r) => (find_runner_log(&cfg, r), true),
-        None => (cfg.manager.state_dir.join("manager.log"), false),
+        None => (crate::runner::paths::manager_log(&cfg), false),
     };
     if !path.exists() {
         match &args.runner {
-            Some(r) => eprintln!("error: no log for runner {r:?} ({} does not exist)\n  fix: pick a name from `podrunner status` or `podrunner history`; logs of the last {} finished runners are kept", path.display(), crate::manager::exec::KEPT_LOGS),
+            Some(r) => eprintln!("error: no log for runner {r:?} ({} does not exist)\n  fix: pick a name from `podrunner status` or `podrunner history`; logs of the last {} finished runners are kept", path.display(), KEPT_LOGS),
             None => eprintln!("error: no manager log at {}\n  fix: under systemd use `journalctl --user -u podrunner`; otherwise start the manager with `podrunner run`", path.display()),
         }
         return 1;
@@ -58,7 +59,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
 /// The log of the runner `r` names: its name, or through the history (docs/history.md) its
 /// GitHub runner id or container id.
 fn find_runner_log(cfg: &crate::config::Config, r: &str) -> PathBuf {
-    let direct = log_path(cfg, r);
+    let direct = Paths::of(cfg, r).log;
     if direct.exists() {
         return direct;
     }
@@ -72,7 +73,7 @@ fn find_runner_log(cfg: &crate::config::Config, r: &str) -> PathBuf {
         Some(e) => e
             .log_path
             .map(PathBuf::from)
-            .unwrap_or_else(|| log_path(cfg, &e.name)),
+            .unwrap_or_else(|| Paths::of(cfg, &e.name).log),
         None => direct,
     }
 }

@@ -21,7 +21,7 @@ pub async fn exec(cli: &Cli, _args: &Args) -> i32 {
     let log_file = cfg
         .manager
         .log_file
-        .then(|| cfg.manager.state_dir.join("manager.log"));
+        .then(|| crate::runner::paths::manager_log(&cfg));
     if let Err(e) = crate::logging::init_manager(
         cli.log_format,
         cli.log_level.as_deref(),

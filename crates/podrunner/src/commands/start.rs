@@ -39,12 +39,11 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
 /// Where a background manager's stdout and stderr go: its early errors and panics. With the
 /// log file on, the log itself is in manager.log, so the output gets its own file.
 pub fn output_path(cfg: &Config) -> PathBuf {
-    let name = if cfg.manager.log_file {
-        "manager.out"
+    if cfg.manager.log_file {
+        crate::runner::paths::manager_out(cfg)
     } else {
-        "manager.log"
-    };
-    cfg.manager.state_dir.join(name)
+        crate::runner::paths::manager_log(cfg)
+    }
 }
 
 /// Starts the manager unless it answers already; through systemd if `svc` is installed.

@@ -12,15 +12,20 @@ pub enum Listen {
     Unix(PathBuf),
 }
 
+/// A `listen` value that is neither an address nor a socket path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("listen {0:?} is neither HOST:PORT (e.g. \"127.0.0.1:9464\", \"[::1]:9464\") nor an absolute Unix socket path")]
+pub struct ListenError(String);
+
 impl Listen {
-    pub fn parse(s: &str) -> Result<Listen, String> {
+    pub fn parse(s: &str) -> Result<Listen, ListenError> {
         let t = s.trim();
         if t.starts_with('/') {
             return Ok(Listen::Unix(PathBuf::from(t)));
         }
-        t.parse::<SocketAddr>().map(Listen::Tcp).map_err(|_| {
-            format!("listen {s:?} is neither HOST:PORT (e.g. \"127.0.0.1:9464\", \"[::1]:9464\") nor an absolute Unix socket path")
-        })
+        t.parse::<SocketAddr>()
+            .map(Listen::Tcp)
+            .map_err(|_| ListenError(s.into()))
     }
 }
 
@@ -66,6 +71,7 @@ mod tests {
         );
         assert!(Listen::parse("localhost:9464")
             .unwrap_err()
+            .to_string()
             .contains("neither HOST:PORT"));
         assert!(Listen::parse("9464").is_err());
         assert!(Listen::parse("metrics.sock").is_err());
@@ -100,7 +106,9 @@ mod tests {
         assert!(!c.manager.history);
         assert_eq!(c.manager.history_max_age.as_secs(), 7 * 24 * 3600);
         assert_eq!(c.manager.history_max_bytes, 8 * 1024 * 1024);
-        let e = parse("listen = \"localhost:9464\"").unwrap_err();
+        let e = parse("listen = \"localhost:9464\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("/c.toml:2:"), "{e}");
         assert!(e.contains("neither HOST:PORT"), "{e}");
     }

@@ -184,17 +184,20 @@ pub enum DockerMode {
 }
 
 impl DockerMode {
-    pub fn parse(s: &str) -> Result<DockerMode, String> {
+    pub fn parse(s: &str) -> Result<DockerMode, DockerModeError> {
         match s {
             "isolated" => Ok(DockerMode::Isolated),
             "host" => Ok(DockerMode::Host),
             "none" => Ok(DockerMode::None),
-            _ => Err(format!(
-                "docker = {s:?} is not a mode; expected \"isolated\", \"host\" or \"none\""
-            )),
+            _ => Err(DockerModeError(s.into())),
         }
     }
 }
+
+/// A `docker` value that names no mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("docker = {0:?} is not a mode; expected \"isolated\", \"host\" or \"none\"")]
+pub struct DockerModeError(String);
 
 /// What a job may ask of its runner's engine (docs/docker.md, "What a job may ask").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -291,7 +294,7 @@ pub struct PoolConfig {
     pub image: String,
     pub command: Vec<String>,
     /// The runner's root folder inside the image: its settings files from the JIT config go
-    /// there (podman::ENTRYPOINT_SCRIPT).
+    /// there (runner::jit::entrypoint_script).
     pub runner_dir: String,
     /// All labels, the defaults first.
     pub labels: Vec<String>,
@@ -705,13 +708,20 @@ impl Config {
                 ));
             }
             let scope = match (&p.repository, &p.organization, &p.enterprise) {
-                (Some(r), None, None) => Scope::repository(r.get_ref())
-                    .map_err(|m| at(r.span(), m, "write repository = \"owner/repo\""))?,
-                (None, Some(o), None) => Scope::organization(o.get_ref())
-                    .map_err(|m| at(o.span(), m, "write organization = \"org-name\""))?,
+                (Some(r), None, None) => Scope::repository(r.get_ref()).map_err(|m| {
+                    at(r.span(), m.to_string(), "write repository = \"owner/repo\"")
+                })?,
+                (None, Some(o), None) => Scope::organization(o.get_ref()).map_err(|m| {
+                    at(o.span(), m.to_string(), "write organization = \"org-name\"")
+                })?,
                 (None, None, Some(e)) => {
-                    let scope = Scope::enterprise(e.get_ref())
-                        .map_err(|m| at(e.span(), m, "write enterprise = \"enterprise-slug\""))?;
+                    let scope = Scope::enterprise(e.get_ref()).map_err(|m| {
+                        at(
+                            e.span(),
+                            m.to_string(),
+                            "write enterprise = \"enterprise-slug\"",
+                        )
+                    })?;
                     if app.is_some() && !token_file_set {
                         return Err(at(
                             e.span(),
@@ -766,7 +776,7 @@ impl Config {
             let runner_name = match p.runner_name {
                 Some(r) => r,
                 None => RunnerPrefix::new(name.as_str())
-                    .map_err(|m| at(p.name.span(), m, "set runner_name"))?,
+                    .map_err(|m| at(p.name.span(), m.to_string(), "set runner_name"))?,
             };
             if !seen_prefixes.insert(runner_name.clone()) {
                 return Err(at(span, format!("runner_name \"{runner_name}\" is used by two pools"), "give each pool its own runner_name prefix, so podrunner can tell their runners apart"));
@@ -792,7 +802,7 @@ impl Config {
                 values::check_cpus(*c.get_ref()).map_err(|m| {
                     at(
                         c.span(),
-                        m,
+                        m.to_string(),
                         "set cpus to a positive number, or remove it for no limit",
                     )
                 })?;
@@ -809,7 +819,7 @@ impl Config {
                 Some(d) => DockerMode::parse(d.get_ref()).map_err(|m| {
                     at(
                         d.span(),
-                        m,
+                        m.to_string(),
                         "write docker = \"isolated\" (a private engine per runner), \"host\" (the user's Podman socket) or \"none\"",
                     )
                 })?,
@@ -988,7 +998,7 @@ fn demand_sizing(
                 names::check_name("scale_set", s, names::MAX_PREFIX_LEN).map_err(|m| {
                     at(
                         v.span(),
-                        m,
+                        m.to_string(),
                         "write scale_set = true (named like the pool) or scale_set = \"a-name\"",
                     )
                 })?;

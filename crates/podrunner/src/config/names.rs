@@ -12,29 +12,78 @@ pub const MAX_PREFIX_LEN: usize =
 /// Longest label GitHub accepts for a runner label (its UI and API refuse longer ones).
 pub const MAX_LABEL_LEN: usize = 256;
 
+/// Why a name was refused. The messages are the config errors users see (config/mod.rs adds
+/// the file, line and column).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("{kind} must not be empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} {value:?} is {len} characters long; at most {max} are allowed")]
+    TooLong {
+        kind: &'static str,
+        value: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("{kind} {value:?} must start with a letter or a digit")]
+    BadStart { kind: &'static str, value: String },
+    #[error("{kind} {value:?} contains {bad:?}; use only letters, digits, '-', '_' and '.'")]
+    BadChar {
+        kind: &'static str,
+        value: String,
+        bad: char,
+    },
+    #[error("label {0:?} must be non-empty without leading or trailing spaces")]
+    LabelBlank(String),
+    #[error("label {0:?} is longer than {MAX_LABEL_LEN} characters")]
+    LabelTooLong(String),
+    #[error("label {0:?} must not contain commas or control characters")]
+    LabelChars(String),
+    #[error("{kind} {value:?} must be 1 to 100 characters long")]
+    GithubLength { kind: &'static str, value: String },
+    #[error("{kind} {value:?} contains {bad:?}, which GitHub does not allow")]
+    GithubChar {
+        kind: &'static str,
+        value: String,
+        bad: char,
+    },
+    #[error("{kind} {value:?} is not a name GitHub allows")]
+    GithubReserved { kind: &'static str, value: String },
+    #[error("repository {0:?} must have the form \"owner/repo\"")]
+    NotOwnerRepo(String),
+}
+
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'
 }
 
 /// Checks a name that ends up in a Podman container name, a label value and a GitHub runner
 /// name: ASCII letters, digits, `-`, `_`, `.`, starting with a letter or digit.
-pub fn check_name(kind: &str, s: &str, max: usize) -> Result<(), String> {
+pub fn check_name(kind: &'static str, s: &str, max: usize) -> Result<(), NameError> {
+    let value = || s.to_string();
     if s.is_empty() {
-        return Err(format!("{kind} must not be empty"));
+        return Err(NameError::Empty { kind });
     }
     if s.len() > max {
-        return Err(format!(
-            "{kind} {s:?} is {} characters long; at most {max} are allowed",
-            s.len()
-        ));
+        return Err(NameError::TooLong {
+            kind,
+            value: value(),
+            len: s.len(),
+            max,
+        });
     }
     if !s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) {
-        return Err(format!("{kind} {s:?} must start with a letter or a digit"));
+        return Err(NameError::BadStart {
+            kind,
+            value: value(),
+        });
     }
     if let Some(bad) = s.chars().find(|c| !is_name_char(*c)) {
-        return Err(format!(
-            "{kind} {s:?} contains {bad:?}; use only letters, digits, '-', '_' and '.'"
-        ));
+        return Err(NameError::BadChar {
+            kind,
+            value: value(),
+            bad,
+        });
     }
     Ok(())
 }
@@ -47,9 +96,9 @@ macro_rules! validated_string {
         pub struct $name(String);
 
         impl $name {
-            pub fn new(s: impl Into<String>) -> Result<Self, String> {
+            pub fn new(s: impl Into<String>) -> Result<Self, NameError> {
                 let s = s.into();
-                let check: fn(&str) -> Result<(), String> = $check;
+                let check: fn(&str) -> Result<(), NameError> = $check;
                 check(&s)?;
                 Ok(Self(s))
             }
@@ -91,13 +140,13 @@ validated_string!(
     Label,
     |s| {
         if s.is_empty() || s.trim() != s {
-            return Err(format!("label {s:?} must be non-empty without leading or trailing spaces"));
+            return Err(NameError::LabelBlank(s.into()));
         }
         if s.len() > MAX_LABEL_LEN {
-            return Err(format!("label {s:?} is longer than {MAX_LABEL_LEN} characters"));
+            return Err(NameError::LabelTooLong(s.into()));
         }
         if s.contains(',') || s.chars().any(char::is_control) {
-            return Err(format!("label {s:?} must not contain commas or control characters"));
+            return Err(NameError::LabelChars(s.into()));
         }
         Ok(())
     }
@@ -118,28 +167,25 @@ pub enum Scope {
 
 /// GitHub's rules for user, organization and repository names, loosely: letters, digits,
 /// `-`, `_`, `.`; 1 to 100 characters.
-fn check_github_name(kind: &str, s: &str) -> Result<(), String> {
+fn check_github_name(kind: &'static str, s: &str) -> Result<(), NameError> {
+    let value = s.to_string();
     if s.is_empty() || s.len() > 100 {
-        return Err(format!("{kind} {s:?} must be 1 to 100 characters long"));
+        return Err(NameError::GithubLength { kind, value });
     }
     if let Some(bad) = s.chars().find(|c| !is_name_char(*c)) {
-        return Err(format!(
-            "{kind} {s:?} contains {bad:?}, which GitHub does not allow"
-        ));
+        return Err(NameError::GithubChar { kind, value, bad });
     }
     // GitHub reserves them, and in an API path they would climb out of the scope.
     if s == "." || s == ".." {
-        return Err(format!("{kind} {s:?} is not a name GitHub allows"));
+        return Err(NameError::GithubReserved { kind, value });
     }
     Ok(())
 }
 
 impl Scope {
-    pub fn repository(slug: &str) -> Result<Scope, String> {
+    pub fn repository(slug: &str) -> Result<Scope, NameError> {
         let Some((owner, repo)) = slug.split_once('/') else {
-            return Err(format!(
-                "repository {slug:?} must have the form \"owner/repo\""
-            ));
+            return Err(NameError::NotOwnerRepo(slug.into()));
         };
         check_github_name("repository owner", owner)?;
         check_github_name("repository name", repo)?;
@@ -149,12 +195,12 @@ impl Scope {
         })
     }
 
-    pub fn organization(org: &str) -> Result<Scope, String> {
+    pub fn organization(org: &str) -> Result<Scope, NameError> {
         check_github_name("organization", org)?;
         Ok(Scope::Organization(org.into()))
     }
 
-    pub fn enterprise(slug: &str) -> Result<Scope, String> {
+    pub fn enterprise(slug: &str) -> Result<Scope, NameError> {
         check_github_name("enterprise", slug)?;
         Ok(Scope::Enterprise(slug.into()))
     }
@@ -205,15 +251,15 @@ mod tests {
     fn names_accept_and_refuse_exactly() {
         assert!(PoolName::new("build-01.x_y").is_ok());
         assert_eq!(
-            PoolName::new("").unwrap_err(),
+            PoolName::new("").unwrap_err().to_string(),
             "pool name must not be empty"
         );
         assert_eq!(
-            PoolName::new("-x").unwrap_err(),
+            PoolName::new("-x").unwrap_err().to_string(),
             "pool name \"-x\" must start with a letter or a digit"
         );
         assert_eq!(
-            PoolName::new("a b").unwrap_err(),
+            PoolName::new("a b").unwrap_err().to_string(),
             "pool name \"a b\" contains ' '; use only letters, digits, '-', '_' and '.'"
         );
         assert!(RunnerPrefix::new("x".repeat(46)).is_ok());
@@ -250,7 +296,7 @@ mod tests {
         assert_eq!(Scope::repository("o/r").unwrap().api_path(), "repos/o/r");
         assert_eq!(Scope::organization("acme").unwrap().api_path(), "orgs/acme");
         assert_eq!(
-            Scope::repository("nope").unwrap_err(),
+            Scope::repository("nope").unwrap_err().to_string(),
             "repository \"nope\" must have the form \"owner/repo\""
         );
         assert!(Scope::repository("o/r/x").is_err());

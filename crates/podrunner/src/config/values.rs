@@ -13,11 +13,30 @@ pub struct Memory(pub u64);
 /// The smallest memory limit Podman accepts for a container (it refuses anything below 6 MiB).
 pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
 
+/// What a memory or CPU value should look like, said in every refusal of one.
+const EXPECTED_MEMORY: &str =
+    "expected a size like \"4g\", \"512m\" or a number of megabytes like \"4096\"";
+
+/// Why a `memory` or `cpus` value was refused; the messages are the config errors users see.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    #[error("memory {0:?}: unknown unit; {EXPECTED_MEMORY}")]
+    MemoryUnit(String),
+    #[error("memory {0:?}: {EXPECTED_MEMORY}")]
+    MemoryNotNumber(String),
+    #[error("memory {0:?} must be positive; {EXPECTED_MEMORY}")]
+    MemoryNotPositive(String),
+    #[error("memory {0} must be positive")]
+    MemoryNotPositiveNumber(i64),
+    #[error("memory {0:?} is below Podman's minimum of 6m")]
+    MemoryBelowMinimum(String),
+    #[error("cpus = {0} must be a number above 0, such as 2 or 1.5")]
+    Cpus(f64),
+}
+
 impl Memory {
-    pub fn parse(s: &str) -> Result<Memory, String> {
+    pub fn parse(s: &str) -> Result<Memory, ValueError> {
         let t = s.trim();
-        let expected =
-            "expected a size like \"4g\", \"512m\" or a number of megabytes like \"4096\"";
         let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
             None => (t, 1024 * 1024),
             Some((i, _)) => {
@@ -27,20 +46,20 @@ impl Memory {
                     "m" | "mb" | "mib" => 1024 * 1024,
                     "g" | "gb" | "gib" => 1024 * 1024 * 1024,
                     "t" | "tb" | "tib" => 1024u64.pow(4),
-                    _ => return Err(format!("memory {s:?}: unknown unit; {expected}")),
+                    _ => return Err(ValueError::MemoryUnit(s.into())),
                 };
                 (t[..i].trim(), mult)
             }
         };
         let value: f64 = num
             .parse()
-            .map_err(|_| format!("memory {s:?}: {expected}"))?;
+            .map_err(|_| ValueError::MemoryNotNumber(s.into()))?;
         if !value.is_finite() || value <= 0.0 {
-            return Err(format!("memory {s:?} must be positive; {expected}"));
+            return Err(ValueError::MemoryNotPositive(s.into()));
         }
         let bytes = (value * mult as f64) as u64;
         if bytes < MIN_MEMORY {
-            return Err(format!("memory {s:?} is below Podman's minimum of 6m"));
+            return Err(ValueError::MemoryBelowMinimum(s.into()));
         }
         Ok(Memory(bytes))
     }
@@ -65,7 +84,7 @@ impl<'de> Deserialize<'de> for Memory {
             )
         })? {
             Raw::Int(n) if n > 0 => Memory::parse(&n.to_string()),
-            Raw::Int(n) => Err(format!("memory {n} must be positive")),
+            Raw::Int(n) => Err(ValueError::MemoryNotPositiveNumber(n)),
             Raw::Str(s) => Memory::parse(&s),
         }
         .map_err(serde::de::Error::custom)
@@ -153,11 +172,9 @@ impl<'de> Deserialize<'de> for Command {
 }
 
 /// CPUs for `podman run --cpus`: a positive number, integer or fractional.
-pub fn check_cpus(cpus: f64) -> Result<(), String> {
+pub fn check_cpus(cpus: f64) -> Result<(), ValueError> {
     if !(cpus.is_finite() && cpus > 0.0 && cpus <= 1024.0) {
-        return Err(format!(
-            "cpus = {cpus} must be a number above 0, such as 2 or 1.5"
-        ));
+        return Err(ValueError::Cpus(cpus));
     }
     Ok(())
 }
@@ -175,11 +192,18 @@ mod tests {
         assert_eq!(Memory::parse("8192k").unwrap().0, 8 * 1024 * 1024);
         assert_eq!(Memory::parse("512m").unwrap().podman_arg(), "536870912b");
         assert_eq!(Memory::parse("4g").unwrap().to_string(), "4g");
-        assert!(Memory::parse("4x").unwrap_err().contains("unknown unit"));
+        assert!(Memory::parse("4x")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit"));
         assert!(Memory::parse("-1g")
             .unwrap_err()
+            .to_string()
             .contains("must be positive"));
-        assert!(Memory::parse("1k").unwrap_err().contains("minimum"));
+        assert!(Memory::parse("1k")
+            .unwrap_err()
+            .to_string()
+            .contains("minimum"));
         assert!(Memory::parse("lots").is_err());
     }
 

@@ -1,7 +1,7 @@
 //! One cgroup budget per runner, shared by the runner and every container its job starts
 //! (docs/docker.md, Resources), where the host's cgroup layout allows it: rootful Podman with
 //! the cgroupfs manager, cgroup v1 or v2. There podrunner creates `/podrunner.INSTANCE/RUNNER`
-//! holding the pool's `cpus`, `memory` and `pids_limit`, starts the runner with
+//! holding the pool's `cpus`, `memory` and `pids_limit` (runner/limits.rs), starts the runner with
 //! `--cgroup-parent` pointing at it, and the Docker API proxy gives every job container the
 //! same parent: the runner and its job containers are siblings below one limit, so their sum
 //! is bounded, not only each one ([`super::caps`] still caps each container).
@@ -10,14 +10,12 @@
 //! podrunner would have to create through systemd; rootless Podman) there is no budget and
 //! the per-container caps are what holds.
 
-use crate::config::PoolConfig;
+use crate::runner::Limits;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// cgroup v1 controllers a budget spans.
 pub const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
-/// The CFS period the budget's CPU quota is expressed in (Podman's and Docker's default).
-pub const CPU_PERIOD_US: u64 = 100_000;
 /// A budget's folder may still hold a process for a moment after its last container was
 /// removed (conmon exiting); removal is retried this long.
 pub const REMOVE_WAIT: Duration = Duration::from_secs(3);
@@ -60,48 +58,9 @@ pub fn dirs(layout: &Layout, parent: &str) -> Vec<PathBuf> {
     }
 }
 
-/// The files to write, in order, and their values: the pool's limits. Memory and swap as the
-/// runner container has them (Podman gives a container with `--memory M` a memory+swap limit
-/// of 2M).
-pub fn limit_writes(layout: &Layout, parent: &str, pool: &PoolConfig) -> Vec<(PathBuf, String)> {
-    let rel = parent.trim_start_matches('/');
-    let mut w = Vec::new();
-    match layout {
-        Layout::V1 { root } => {
-            let f = |ctrl: &str, file: &str| root.join(ctrl).join(rel).join(file);
-            if let Some(m) = pool.memory {
-                w.push((f("memory", "memory.limit_in_bytes"), m.0.to_string()));
-                w.push((
-                    f("memory", "memory.memsw.limit_in_bytes"),
-                    (2 * m.0).to_string(),
-                ));
-            }
-            if let Some(c) = pool.cpus {
-                w.push((f("cpu", "cpu.cfs_period_us"), CPU_PERIOD_US.to_string()));
-                let quota = (c * CPU_PERIOD_US as f64).round() as u64;
-                w.push((f("cpu", "cpu.cfs_quota_us"), quota.to_string()));
-            }
-            w.push((f("pids", "pids.max"), pool.pids_limit.to_string()));
-        }
-        Layout::V2 { root } => {
-            let dir = root.join(rel);
-            if let Some(m) = pool.memory {
-                w.push((dir.join("memory.max"), m.0.to_string()));
-                w.push((dir.join("memory.swap.max"), m.0.to_string()));
-            }
-            if let Some(c) = pool.cpus {
-                let quota = (c * CPU_PERIOD_US as f64).round() as u64;
-                w.push((dir.join("cpu.max"), format!("{quota} {CPU_PERIOD_US}")));
-            }
-            w.push((dir.join("pids.max"), pool.pids_limit.to_string()));
-        }
-    }
-    w
-}
-
 /// Creates runner `parent`'s budget with the pool's limits. v2: the controllers are enabled
 /// for the children of every level from the root down.
-pub fn create(layout: &Layout, parent: &str, pool: &PoolConfig) -> std::io::Result<()> {
+pub fn create(layout: &Layout, parent: &str, limits: &Limits) -> std::io::Result<()> {
     for d in dirs(layout, parent) {
         std::fs::create_dir_all(&d)?;
     }
@@ -115,7 +74,7 @@ pub fn create(layout: &Layout, parent: &str, pool: &PoolConfig) -> std::io::Resu
             std::fs::write(level.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
         }
     }
-    for (file, value) in limit_writes(layout, parent, pool) {
+    for (file, value) in limits.cgroup_writes(layout, parent) {
         let swap = file.to_string_lossy().contains("sw");
         match std::fs::write(&file, &value) {
             // No swap accounting on this kernel: the memory limit alone holds.
@@ -199,10 +158,12 @@ fn remove_tree(d: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn pool() -> PoolConfig {
-        crate::config::test_pool(
-            "[[pool]]\nname = \"p\"\nrepository = \"o/r\"\ncpus = 1.5\nmemory = \"256m\"\npids_limit = 300\n",
-        )
+    fn limits() -> Limits {
+        Limits {
+            memory: Some(268435456),
+            cpus: Some(1.5),
+            pids: 300,
+        }
     }
 
     #[test]
@@ -216,63 +177,6 @@ mod tests {
         assert_eq!(detect("v2", "systemd", false), None);
         assert_eq!(detect("v1", "cgroupfs", true), None);
         assert_eq!(detect("", "cgroupfs", false), None);
-    }
-
-    #[test]
-    fn limits_per_layout() {
-        let p = parent("ci", "ci-0a1b2c3d");
-        assert_eq!(p, "/podrunner.ci/ci-0a1b2c3d");
-        let v1 = Layout::V1 { root: "/cg".into() };
-        let w: Vec<(String, String)> = limit_writes(&v1, &p, &pool())
-            .into_iter()
-            .map(|(f, v)| (f.display().to_string(), v))
-            .collect();
-        let at = |f: &str| format!("/cg/{f}");
-        assert_eq!(
-            w,
-            vec![
-                (
-                    at("memory/podrunner.ci/ci-0a1b2c3d/memory.limit_in_bytes"),
-                    "268435456".into()
-                ),
-                (
-                    at("memory/podrunner.ci/ci-0a1b2c3d/memory.memsw.limit_in_bytes"),
-                    "536870912".into()
-                ),
-                (
-                    at("cpu/podrunner.ci/ci-0a1b2c3d/cpu.cfs_period_us"),
-                    "100000".into()
-                ),
-                (
-                    at("cpu/podrunner.ci/ci-0a1b2c3d/cpu.cfs_quota_us"),
-                    "150000".into()
-                ),
-                (at("pids/podrunner.ci/ci-0a1b2c3d/pids.max"), "300".into()),
-            ]
-        );
-        let v2 = Layout::V2 { root: "/cg".into() };
-        let w: Vec<(String, String)> = limit_writes(&v2, &p, &pool())
-            .into_iter()
-            .map(|(f, v)| (f.display().to_string(), v))
-            .collect();
-        assert_eq!(
-            w,
-            vec![
-                (
-                    at("podrunner.ci/ci-0a1b2c3d/memory.max"),
-                    "268435456".into()
-                ),
-                (
-                    at("podrunner.ci/ci-0a1b2c3d/memory.swap.max"),
-                    "268435456".into()
-                ),
-                (
-                    at("podrunner.ci/ci-0a1b2c3d/cpu.max"),
-                    "150000 100000".into()
-                ),
-                (at("podrunner.ci/ci-0a1b2c3d/pids.max"), "300".into()),
-            ]
-        );
     }
 
     #[tokio::test]
@@ -303,7 +207,7 @@ mod tests {
             root: tmp.path().to_path_buf(),
         };
         let p = parent("ci", "r-1");
-        create(&layout, &p, &pool()).unwrap();
+        create(&layout, &p, &limits()).unwrap();
         let dir = tmp.path().join("podrunner.ci/r-1");
         assert_eq!(
             std::fs::read_to_string(dir.join("pids.max")).unwrap(),

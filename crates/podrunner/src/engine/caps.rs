@@ -11,18 +11,16 @@
 
 use super::policy::{refusal, Policy};
 use super::proxy::request::{Schema, Target};
+use crate::runner::limits;
 use serde_json::{Map, Value};
 
 /// CFS period Docker and Podman use when a request gives none (100 ms).
-pub const DEFAULT_CPU_PERIOD: i64 = 100_000;
+pub const DEFAULT_CPU_PERIOD: i64 = limits::CPU_PERIOD_US;
 /// The kernel's bounds of a CFS period (1 ms to 1 s); a request's period is held inside them.
 pub const MIN_CPU_PERIOD: i64 = 1_000;
 pub const MAX_CPU_PERIOD: i64 = 1_000_000;
-/// Podman gives a container with a memory limit and no swap setting a memory+swap limit of
-/// twice its memory; the runner container gets exactly that, so job containers get the same.
-pub const SWAP_FACTOR: i64 = 2;
 
-/// The runner's limits, which every job container is held to.
+/// The runner's limits, which every job container is held to ([`limits::Limits::caps`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Caps {
     /// Bytes.
@@ -37,7 +35,7 @@ impl Caps {
         self.cpus.map(|c| (c * 1e9).round() as i64)
     }
     fn quota_for(&self, period: i64) -> Option<i64> {
-        self.cpus.map(|c| (c * period as f64).round() as i64)
+        self.cpus.map(|c| limits::cpu_quota(c, period))
     }
 }
 
@@ -74,7 +72,7 @@ fn cap_docker_resources(h: &mut Map<String, Value>, caps: &Caps, create: bool) {
         // Memory + swap: at most what the runner has; never below the memory limit, which
         // the engine would refuse.
         let swap = int(h.get("MemorySwap"));
-        let swap_cap = SWAP_FACTOR * mem;
+        let swap_cap = limits::memory_and_swap(mem);
         if swap < 0 || swap > swap_cap {
             h.insert("MemorySwap".into(), swap_cap.into());
         } else if swap > 0 && memory > 0 && swap < memory {
@@ -329,8 +327,8 @@ fn cap_libpod(r: &mut Map<String, Value>, caps: &Caps) {
         let m = sub_object(r, "memory");
         cap_field(m, "limit", mem);
         let swap = int(m.get("swap"));
-        if swap < 0 || swap > SWAP_FACTOR * mem {
-            m.insert("swap".into(), (SWAP_FACTOR * mem).into());
+        if swap < 0 || swap > limits::memory_and_swap(mem) {
+            m.insert("swap".into(), limits::memory_and_swap(mem).into());
         }
     }
     if caps.cpus.is_some() {
@@ -359,8 +357,8 @@ pub fn cap_build_query(t: &mut Target, caps: &Caps) {
             t.set_param("memory", mem.to_string());
         }
         let s = get(t, "memswap");
-        if s <= 0 || s > SWAP_FACTOR * mem {
-            t.set_param("memswap", (SWAP_FACTOR * mem).to_string());
+        if s <= 0 || s > limits::memory_and_swap(mem) {
+            t.set_param("memswap", limits::memory_and_swap(mem).to_string());
         }
     }
     let period = match get(t, "cpuperiod") {

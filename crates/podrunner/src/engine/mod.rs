@@ -233,14 +233,8 @@ pub fn proxy_args(
         format!("--listen={}", d.socket().display()),
         format!("--upstream={}", d.engine_socket().display()),
         format!("--pool={}", pool.name),
-        format!("--pids={}", pool.pids_limit.min(i64::MAX as u64)),
     ];
-    if let Some(m) = pool.memory {
-        a.push(format!("--memory={}", m.0.min(i64::MAX as u64)));
-    }
-    if let Some(c) = pool.cpus {
-        a.push(format!("--cpus={c}"));
-    }
+    a.extend(crate::runner::Limits::of(pool).proxy_args());
     // Bind sources the runner names for its job containers (engine/caps.rs, PathMap): the
     // Docker socket, under both names of /var/run, is the runner's own proxy.
     for inside in [DOCKER_SOCK_IN_RUNNER, "/run/docker.sock"] {

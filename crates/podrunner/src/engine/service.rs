@@ -130,7 +130,7 @@ async fn start_isolated(
         None => None,
         Some(layout) => {
             let parent = super::budget::parent(cfg.manager.instance.as_str(), name);
-            match super::budget::create(layout, &parent, pool) {
+            match super::budget::create(layout, &parent, &crate::runner::Limits::of(pool)) {
                 Ok(()) => Some(parent),
                 Err(e) => {
                     // Each container is still capped (engine/caps.rs).
@@ -153,7 +153,7 @@ async fn start_isolated(
     args.extend(launcher_args(
         &d,
         &exe,
-        &crate::manager::watch::container_pidfile(&cfg.manager.state_dir, name),
+        &crate::runner::Paths::of(cfg, name).pidfile,
         &cfg.podman.path,
         &service_args(&cfg.podman, &d, &store),
     ));
@@ -207,7 +207,7 @@ fn engine_conf(cfg: &Config, pool: &PoolConfig) -> Result<String, String> {
     super::conf::merge(
         &layers,
         &super::conf::Ours {
-            pids_limit: pool.pids_limit,
+            pids_limit: crate::runner::Limits::of(pool).pids,
             ulimits: super::conf::ulimits_in(&run_args),
             netavark,
         },

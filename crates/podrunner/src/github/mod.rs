@@ -11,7 +11,6 @@ pub mod auth;
 pub mod calls;
 pub mod diagnose;
 pub mod ghes;
-pub mod jit;
 pub mod queued;
 pub mod retry;
 pub mod scaleset;

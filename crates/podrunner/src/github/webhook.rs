@@ -69,7 +69,7 @@ pub struct WorkflowJob {
 }
 
 /// Parses a `workflow_job` payload.
-pub fn parse_workflow_job(body: &[u8]) -> Result<WorkflowJob, String> {
+pub fn parse_workflow_job(body: &[u8]) -> Result<WorkflowJob, serde_json::Error> {
     #[derive(Deserialize)]
     struct Job {
         #[serde(default)]
@@ -85,7 +85,7 @@ pub fn parse_workflow_job(body: &[u8]) -> Result<WorkflowJob, String> {
         workflow_job: Job,
         repository: Repo,
     }
-    let e: Event = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let e: Event = serde_json::from_slice(body)?;
     Ok(WorkflowJob {
         action: e.action,
         labels: e.workflow_job.labels,

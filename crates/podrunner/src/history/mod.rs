@@ -603,10 +603,21 @@ fn sql(path: &Path, source: rusqlite::Error) -> Error {
 }
 
 /// Parses `--since`: a duration back from now (`2h`, `30m`, `7d`).
-pub fn since_ms(arg: &str, now_ms: i64) -> Result<i64, String> {
+pub fn since_ms(arg: &str, now_ms: i64) -> Result<i64, SinceError> {
     humantime::parse_duration(arg.trim())
         .map(|d| now_ms - d.as_millis() as i64)
-        .map_err(|e| format!("--since {arg:?}: {e}; expected a duration like 2h, 30m or 7d"))
+        .map_err(|source| SinceError {
+            arg: arg.to_string(),
+            source,
+        })
+}
+
+/// A `--since` that is not a duration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("--since {arg:?}: {source}; expected a duration like 2h, 30m or 7d")]
+pub struct SinceError {
+    arg: String,
+    source: humantime::DurationError,
 }
 
 #[cfg(test)]

@@ -334,5 +334,6 @@ fn since_parses_durations() {
     assert_eq!(since_ms("30m", H), Ok(H / 2));
     assert!(since_ms("yesterday", H)
         .unwrap_err()
+        .to_string()
         .contains("expected a duration"));
 }

@@ -6,15 +6,13 @@ use crate::config::names::Scope;
 use crate::config::{Config, PoolConfig};
 use crate::core::{CleanupOutcome, ContainerSeen, RegistrationSeen, RetireOutcome};
 use crate::github::{self, Client};
-use crate::podman::{labels, Podman, RunSpec, SECRET_FILE, SETTINGS_INDEX};
+use crate::podman::{labels, Podman, RunSpec};
+use crate::runner::{self, logs, Limits, Paths};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
-
-/// How many finished runners' container logs are kept for `podrunner logs`.
-pub const KEPT_LOGS: usize = 50;
 
 /// What every task needs.
 #[derive(Clone)]
@@ -35,49 +33,9 @@ pub struct Ctx {
 /// while a pool of 50 fills in seconds.
 pub const MAX_CONCURRENT_STARTS: usize = 4;
 
-pub fn secret_dir(cfg: &Config, name: &str) -> PathBuf {
-    cfg.manager.runtime_dir.join("secrets").join(name)
-}
-
-pub fn log_dir(cfg: &Config) -> PathBuf {
-    cfg.manager.state_dir.join("logs")
-}
-
-pub fn log_path(cfg: &Config, name: &str) -> PathBuf {
-    log_dir(cfg).join(format!("{name}.log"))
-}
-
 fn mkdir_mode(p: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::create_dir_all(p)?;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-}
-
-/// Writes the runner's settings, unpacked from the JIT config (github/jit.rs), where the
-/// container's entrypoint moves them into the runner's root folder. The folder is open to the
-/// container's user (it must delete the files after moving them) but sits inside the runtime
-/// directory, which only the manager's user can enter.
-fn write_secret(dir: &Path, secret: &github::Secret) -> std::io::Result<()> {
-    mkdir_mode(dir, 0o733)?;
-    let write = |name: &str, content: &str| {
-        let f = dir.join(name);
-        std::fs::write(&f, content)?;
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o444))
-    };
-    match github::jit::settings_files(secret) {
-        Ok(files) => {
-            files
-                .iter()
-                .try_for_each(|f| write(&f.name, f.content.expose()))?;
-            let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-            // Written last: the entrypoint finds either everything or nothing.
-            write(SETTINGS_INDEX, &(names.join("\n") + "\n"))
-        }
-        Err(e) => {
-            // The runner understands any shape it is given whole (podman::ENTRYPOINT_SCRIPT).
-            tracing::warn!("{e}; handing it to the runner whole, through its environment");
-            write(SECRET_FILE, secret.expose())
-        }
-    }
 }
 
 impl Ctx {
@@ -110,7 +68,7 @@ impl Ctx {
         // for its container.
         let slots = self.start_slots.clone();
         let slot = slots.acquire().await;
-        let work = pool.work_dir.join(&name);
+        let work = runner::paths::work_dir(&pool, &name);
         let work_s = work.display().to_string();
         let jit = if pool.scale_set.is_some() {
             self.scale_sets
@@ -150,13 +108,13 @@ impl Ctx {
             runner_id,
         });
 
-        let secrets = secret_dir(&self.cfg, &name);
+        let paths = Paths::of(&self.cfg, &name);
         let prepared = (|| -> std::io::Result<()> {
             mkdir_mode(&pool.work_dir, 0o700)?;
             mkdir_mode(&work, 0o777)?;
-            std::fs::create_dir_all(log_dir(&self.cfg))?;
-            std::fs::create_dir_all(self.cfg.manager.state_dir.join("pids"))?;
-            write_secret(&secrets, &jit.encoded)
+            std::fs::create_dir_all(runner::paths::logs_dir(&self.cfg))?;
+            std::fs::create_dir_all(runner::paths::pids_dir(&self.cfg.manager.state_dir))?;
+            runner::jit::write_secret(&paths.secrets, &jit.encoded)
         })();
         drop(jit);
         let result = match prepared {
@@ -170,17 +128,12 @@ impl Ctx {
                     command: pool.command.clone(),
                     runner_dir: pool.runner_dir.clone(),
                     labels: self.labels_for(&pool, &name, runner_id),
-                    cpus: pool.cpus,
-                    memory_bytes: pool.memory.map(|m| m.0),
-                    pids_limit: pool.pids_limit,
+                    limits: Limits::of(&pool),
                     stop_timeout_secs: pool.stop_timeout.as_secs(),
-                    secret_dir: secrets.clone(),
+                    secret_dir: paths.secrets.clone(),
                     work_dir: work.clone(),
-                    log_path: log_path(&self.cfg, &name),
-                    container_pidfile: Some(super::watch::container_pidfile(
-                        &self.cfg.manager.state_dir,
-                        &name,
-                    )),
+                    log_path: paths.log.clone(),
+                    container_pidfile: Some(paths.pidfile.clone()),
                     extra_args: self
                         .cfg
                         .podman
@@ -210,9 +163,8 @@ impl Ctx {
                     container_id: cid,
                 });
                 // Report the container's end as soon as its process is gone.
-                let pidfile = super::watch::container_pidfile(&self.cfg.manager.state_dir, &name);
-                let log = log_path(&self.cfg, &name);
-                super::watch::watch_container(pidfile, log, name, self.tx.clone()).await;
+                super::watch::watch_container(paths.pidfile, paths.log, name, self.tx.clone())
+                    .await;
             }
             Err(why) => {
                 tracing::error!(pool = %pool.name, "cannot start runner {name}: {why}");
@@ -220,8 +172,11 @@ impl Ctx {
                 if let Err(e) = self.podman.rm_force(&name).await {
                     tracing::warn!("cannot remove what is left of runner {name}'s container: {e}");
                 }
-                let _ = std::fs::remove_dir_all(&secrets);
-                let _ = std::fs::remove_dir_all(&work);
+                for dir in [&paths.secrets, &work] {
+                    if let Err(e) = remove_tree(dir) {
+                        tracing::warn!("cannot remove {}: {e}", dir.display());
+                    }
+                }
                 for e in crate::engine::service::teardown(&self.cfg, &self.podman, &name).await {
                     tracing::warn!("engine of runner {name}: {e}");
                 }
@@ -300,16 +255,18 @@ impl Ctx {
         remove_container: bool,
     ) {
         let mut errors: Vec<String> = Vec::new();
-        let last_line = last_log_line(&log_path(&self.cfg, &name));
-        let secrets = secret_dir(&self.cfg, &name);
-        if let Err(e) = remove_tree(&secrets) {
-            errors.push(format!("secret folder {}: {e}", secrets.display()));
+        let paths = Paths::of(&self.cfg, &name);
+        let last_line = logs::last_log_line(&paths.log);
+        if let Err(e) = remove_tree(&paths.secrets) {
+            errors.push(format!("secret folder {}: {e}", paths.secrets.display()));
         }
         // Usually already gone (the exit watch removes it); not for adopted runners.
-        let _ = std::fs::remove_file(super::watch::container_pidfile(
-            &self.cfg.manager.state_dir,
-            &name,
-        ));
+        match std::fs::remove_file(&paths.pidfile) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                errors.push(format!("pid file {}: {e}", paths.pidfile.display()))
+            }
+            _ => {}
+        }
         if remove_container {
             if let Err(e) = self.podman.rm_force(&name).await {
                 errors.push(format!("container: {e}"));
@@ -320,7 +277,7 @@ impl Ctx {
         if let Some(pool) = self.cfg.pools.iter().find(|p| {
             crate::core::naming::belongs_to(&p.host_prefix(&self.cfg.manager.host_id), &name)
         }) {
-            let work = pool.work_dir.join(&name);
+            let work = runner::paths::work_dir(pool, &name);
             if let Err(e) = remove_tree(&work) {
                 // Files a rootless job created belong to subordinate ids: remove them inside
                 // the user namespace.
@@ -348,7 +305,7 @@ impl Ctx {
             );
             outcome = CleanupOutcome::Failed;
         }
-        prune_logs(&log_dir(&self.cfg), KEPT_LOGS);
+        logs::prune_logs(&runner::paths::logs_dir(&self.cfg), logs::KEPT_LOGS);
         self.send(Outcome::Cleaned {
             name,
             outcome,
@@ -490,7 +447,7 @@ pub async fn remove_stale_folders(
             })
             .unwrap_or_default()
     };
-    let secrets = ctx.cfg.manager.runtime_dir.join("secrets");
+    let secrets = runner::paths::secrets_root(&ctx.cfg);
     let mut dirs: Vec<PathBuf> = state
         .stale_folders(&entries(&secrets), specs)
         .into_iter()
@@ -558,121 +515,9 @@ fn remove_tree(p: &Path) -> std::io::Result<()> {
     }
 }
 
-/// The last non-empty message line of a k8s-file log (`TIMESTAMP STREAM TAG MESSAGE`).
-pub fn last_log_line(path: &Path) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    let start = len.saturating_sub(8192);
-    f.seek(SeekFrom::Start(start)).ok()?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    text.lines()
-        .rev()
-        .filter_map(|l| parse_k8s_log_line(l).map(|(_, m)| m.trim().to_string()))
-        .find(|m| !m.is_empty())
-}
-
-/// Splits a k8s-file log line into its stream and message.
-pub fn parse_k8s_log_line(line: &str) -> Option<(&str, &str)> {
-    let mut parts = line.splitn(4, ' ');
-    let _ts = parts.next()?;
-    let stream = parts.next()?;
-    let _tag = parts.next()?;
-    Some((stream, parts.next().unwrap_or("")))
-}
-
-fn prune_logs(dir: &Path, keep: usize) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    if files.len() <= keep {
-        return;
-    }
-    files.sort();
-    for (_, p) in files.iter().take(files.len() - keep) {
-        let _ = std::fs::remove_file(p);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn read_dir(d: &Path) -> Vec<(String, String, u32)> {
-        let mut v: Vec<(String, String, u32)> = std::fs::read_dir(d)
-            .unwrap()
-            .flatten()
-            .map(|e| {
-                let mode = e.metadata().unwrap().permissions().mode() & 0o777;
-                let text = std::fs::read_to_string(e.path()).unwrap();
-                (e.file_name().to_string_lossy().into_owned(), text, mode)
-            })
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn jit_config_is_unpacked_into_settings_files() {
-        use base64::Engine as _;
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("r-1");
-        let cfg = format!(
-            "{{\".runner\":\"{}\",\".credentials\":\"{}\"}}",
-            b64("{\"agentId\":1}"),
-            b64("{\"data\":{}}")
-        );
-        write_secret(&dir, &github::Secret::new(b64(&cfg))).unwrap();
-        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o733, "the container's user may enter, not list");
-        assert_eq!(
-            read_dir(&dir),
-            vec![
-                (".credentials".into(), "{\"data\":{}}".into(), 0o444),
-                (".runner".into(), "{\"agentId\":1}".into(), 0o444),
-                ("settings".into(), ".credentials\n.runner\n".into(), 0o444),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_jit_config_of_unknown_shape_is_handed_over_whole() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("r-2");
-        write_secret(&dir, &github::Secret::new("opaque-v2-config".into())).unwrap();
-        assert_eq!(
-            read_dir(&dir),
-            vec![("jitconfig".into(), "opaque-v2-config".into(), 0o444)]
-        );
-    }
-
-    #[test]
-    fn k8s_log_lines() {
-        assert_eq!(
-            parse_k8s_log_line("2026-11-30T04:43:30.328906492+00:00 stdout F hello world"),
-            Some(("stdout", "hello world"))
-        );
-        assert_eq!(
-            parse_k8s_log_line("2026-11-30T04:43:30Z stderr F"),
-            Some(("stderr", ""))
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.log");
-        std::fs::write(
-            &p,
-            "t stdout F first\nt stdout F broken image for tests\nt stdout F \n",
-        )
-        .unwrap();
-        assert_eq!(last_log_line(&p).as_deref(), Some("broken image for tests"));
-        assert_eq!(last_log_line(&dir.path().join("none")), None);
-    }
 
     #[test]
     fn pull_failures_name_the_image() {
@@ -690,27 +535,5 @@ mod tests {
             explain_run_error("OCI runtime error", "x"),
             "OCI runtime error"
         );
-    }
-
-    #[test]
-    fn pruning_keeps_newest() {
-        let dir = tempfile::tempdir().unwrap();
-        for i in 0..5 {
-            std::fs::write(dir.path().join(format!("{i}.log")), "x").unwrap();
-            let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i);
-            std::fs::File::options()
-                .write(true)
-                .open(dir.path().join(format!("{i}.log")))
-                .unwrap()
-                .set_modified(t)
-                .unwrap();
-        }
-        prune_logs(dir.path(), 2);
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        assert_eq!(left, vec!["3.log", "4.log"]);
     }
 }

@@ -202,7 +202,7 @@ pub fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", d.display()))?;
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
     }
-    let secrets = cfg.manager.runtime_dir.join("secrets");
+    let secrets = crate::runner::paths::secrets_root(cfg);
     std::fs::create_dir_all(&secrets)?;
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700))?;
     Ok(())
@@ -696,11 +696,10 @@ impl Manager {
     /// still there from the start that made them).
     fn follow_adopted(&self, names: Vec<String>) {
         for name in names {
-            let pidfile = watch::container_pidfile(&self.ctx.cfg.manager.state_dir, &name);
-            let log = exec::log_path(&self.ctx.cfg, &name);
+            let paths = crate::runner::Paths::of(&self.ctx.cfg, &name);
             tokio::spawn(watch::watch_container(
-                pidfile,
-                log,
+                paths.pidfile,
+                paths.log,
                 name,
                 self.ctx.tx.clone(),
             ));
@@ -1109,7 +1108,7 @@ async fn serve_control(
                 return;
             }
             let resp = match control::parse_request(&line) {
-                Err(e) => Response::err(e),
+                Err(e) => Response::err(e.to_string()),
                 Ok(req) => {
                     let (otx, orx) = oneshot::channel();
                     if tx.send((req, otx)).await.is_err() {

@@ -182,7 +182,7 @@ impl Recorder {
                 .pool(&r.pool)
                 .map(|p| p.image.clone())
                 .unwrap_or_default();
-            let log = super::exec::log_path(cfg, &r.name);
+            let log = crate::runner::Paths::of(cfg, &r.name).log;
             let created = history::now_ms();
             self.write("an adopted runner", |h| {
                 h.runner_created(&NewRunner {
@@ -225,7 +225,7 @@ impl Recorder {
     /// The core decided to start `name`.
     pub fn start(&mut self, cfg: &Config, pool: &str, name: &str, podman: &Arc<Podman>) {
         let image = cfg.pool(pool).map(|p| p.image.clone()).unwrap_or_default();
-        let log = super::exec::log_path(cfg, name);
+        let log = crate::runner::Paths::of(cfg, name).log;
         let now_ms = history::now_ms();
         self.write("a new runner", |h| {
             h.runner_created(&NewRunner {

@@ -16,11 +16,6 @@ use tokio::sync::mpsc::UnboundedSender;
 /// How long to wait for podman to write the pid file after `podman run -d` returned.
 const PIDFILE_WAIT: Duration = Duration::from_secs(2);
 
-/// The pid file of a runner's container process.
-pub fn container_pidfile(state_dir: &Path, name: &str) -> PathBuf {
-    state_dir.join("pids").join(format!("{name}.pid"))
-}
-
 fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }

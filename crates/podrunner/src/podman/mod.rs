@@ -4,6 +4,7 @@
 pub mod types;
 
 use crate::cmd::{self, CommandError};
+use crate::runner::jit;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,36 +47,6 @@ pub const PULL_TIMEOUT: Duration = Duration::from_secs(1800);
 pub const RUNNER_ENV: &[(&str, &str)] =
     &[("ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE", "1")];
 
-/// Where the JIT config file is mounted inside a runner container.
-pub const SECRET_MOUNT: &str = "/run/podrunner";
-/// The file inside [`SECRET_MOUNT`] holding a JIT config of a shape podrunner cannot unpack
-/// (see [`ENTRYPOINT_SCRIPT`]); normally absent.
-pub const SECRET_FILE: &str = "jitconfig";
-/// The file inside [`SECRET_MOUNT`] naming the settings files there, one per line: the
-/// container's user may not list the folder.
-pub const SETTINGS_INDEX: &str = "settings";
-
-/// The entrypoint wrapper, run as `sh -c SCRIPT podrunner-entry RUNNER_DIR COMMAND...`.
-///
-/// Normally [`SECRET_MOUNT`] holds the runner's settings files unpacked from the JIT config
-/// (`.runner`, `.credentials`, `.credentials_rsaparams`; github/jit.rs): the wrapper moves
-/// them into the runner's root folder, which is all the runner itself does with
-/// `--jitconfig`, and then runs the pool's command. The config is then in no process's argv
-/// or environment, not in `podman inspect`, and it costs no extra podman call. The files are
-/// deleted from the mount, so a job cannot find them there.
-///
-/// Only when GitHub's config could not be unpacked does the mount hold it whole, as
-/// [`SECRET_FILE`]; it then goes to the runner as `ACTIONS_RUNNER_INPUT_JITCONFIG`
-/// (docs/github-runner.md), which the runner understands whatever the config's shape.
-pub const ENTRYPOINT_SCRIPT: &str = "d=/run/podrunner; root=$1; shift; \
-if [ -f \"$d/jitconfig\" ]; then \
-ACTIONS_RUNNER_INPUT_JITCONFIG=$(cat \"$d/jitconfig\") || exit 1; rm -f \"$d/jitconfig\"; \
-export ACTIONS_RUNNER_INPUT_JITCONFIG; \
-elif [ -f \"$d/settings\" ]; then for n in $(cat \"$d/settings\"); do \
-(umask 077; cat \"$d/$n\" > \"$root/$n\") || { \
-echo \"podrunner: cannot write the runner's settings into $root: set the pool's runner_dir to the folder holding run.sh\" >&2; exit 1; }; \
-rm -f \"$d/$n\"; done; rm -f \"$d/settings\"; fi; exec \"$@\"";
-
 /// How to reach podman: the program and the arguments that precede every subcommand.
 #[derive(Debug, Clone)]
 pub struct Podman {
@@ -94,11 +65,9 @@ pub struct RunSpec {
     /// The runner's root folder inside the image (where its settings files go).
     pub runner_dir: String,
     pub labels: BTreeMap<String, String>,
-    pub cpus: Option<f64>,
-    pub memory_bytes: Option<u64>,
-    pub pids_limit: u64,
+    pub limits: crate::runner::Limits,
     pub stop_timeout_secs: u64,
-    /// Host folder holding the JIT config file; mounted at [`SECRET_MOUNT`].
+    /// Host folder holding the runner's settings files; mounted at [`jit::SECRET_MOUNT`].
     pub secret_dir: PathBuf,
     /// Host work folder, mounted at the same path inside.
     pub work_dir: PathBuf,
@@ -123,13 +92,7 @@ impl RunSpec {
             a.push("--label".into());
             a.push(format!("{k}={v}"));
         }
-        if let Some(c) = self.cpus {
-            a.push(format!("--cpus={c}"));
-        }
-        if let Some(m) = self.memory_bytes {
-            a.push(format!("--memory={m}b"));
-        }
-        a.push(format!("--pids-limit={}", self.pids_limit));
+        a.extend(self.limits.podman_flags());
         a.push(format!("--stop-timeout={}", self.stop_timeout_secs));
         for (k, v) in RUNNER_ENV {
             a.push(format!("--env={k}={v}"));
@@ -140,13 +103,22 @@ impl RunSpec {
             a.push(format!("--pidfile={}", p.display()));
         }
         a.push("-v".into());
-        a.push(format!("{}:{SECRET_MOUNT}:Z", self.secret_dir.display()));
+        a.push(format!(
+            "{}:{}:Z",
+            self.secret_dir.display(),
+            jit::SECRET_MOUNT
+        ));
         a.push("-v".into());
         a.push(format!("{0}:{0}:Z", self.work_dir.display()));
         a.push(format!(
             "--entrypoint={}",
-            serde_json::to_string(&["/bin/sh", "-c", ENTRYPOINT_SCRIPT, "podrunner-entry"])
-                .expect("strings serialize")
+            serde_json::to_string(&[
+                "/bin/sh",
+                "-c",
+                &jit::entrypoint_script(),
+                "podrunner-entry"
+            ])
+            .expect("strings serialize")
         ));
         a.extend(self.extra_args.iter().cloned());
         a.push(self.image.clone());
@@ -380,9 +352,11 @@ mod tests {
             command: vec!["/home/runner/run.sh".into()],
             runner_dir: "/home/runner".into(),
             labels: [("podrunner.pool".to_string(), "p".to_string())].into(),
-            cpus: Some(1.5),
-            memory_bytes: Some(536870912),
-            pids_limit: 4096,
+            limits: crate::runner::Limits {
+                cpus: Some(1.5),
+                memory: Some(536870912),
+                pids: 4096,
+            },
             stop_timeout_secs: 60,
             secret_dir: "/run/s".into(),
             work_dir: "/w/r-1".into(),
@@ -400,7 +374,7 @@ mod tests {
         let ep = a.iter().find(|s| s.starts_with("--entrypoint=")).unwrap();
         let v: Vec<String> = serde_json::from_str(ep.trim_start_matches("--entrypoint=")).unwrap();
         assert_eq!(v[0], "/bin/sh");
-        assert_eq!(v[2], ENTRYPOINT_SCRIPT);
+        assert_eq!(v[2], jit::entrypoint_script());
     }
 
     #[test]
