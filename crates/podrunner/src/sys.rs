@@ -7,6 +7,12 @@ pub fn uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+/// The real group id of this process.
+pub fn gid() -> u32 {
+    // SAFETY: getgid has no preconditions and cannot fail.
+    unsafe { libc::getgid() }
+}
+
 /// Whether a process with this pid exists (signal 0 probes without sending anything).
 pub fn process_alive(pid: i32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence and permission.
@@ -61,10 +67,44 @@ pub fn end_with_parent(cmd: &mut tokio::process::Command) {
     }
 }
 
+/// The user namespace that owns the network namespace of process `pid`, opened, when it is not
+/// this process's own (`None`: the network namespace is owned by the caller's user namespace,
+/// e.g. a runner with host networking). Rootless, the runner container's network namespace
+/// belongs to the user namespace of the user's Podman, which the user may join (it created
+/// it) and in which it has the rights to join that network namespace.
+pub fn netns_owner(pid: i32) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor or -1.
+    let fd = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_USERNS) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let owner = unsafe { std::fs::File::from_raw_fd(fd) };
+    let own = std::fs::metadata("/proc/self/ns/user")?;
+    let theirs = owner.metadata()?;
+    Ok((theirs.ino() != own.ino() || theirs.dev() != own.dev()).then_some(owner))
+}
+
+/// Moves this process into user namespace `userns` (an open namespace file, see
+/// [`netns_owner`]); it becomes root there. Before [`enter_netns_with_private_mounts`], for a
+/// rootless engine (commands/engine_exec.rs). The process must be single-threaded.
+pub fn enter_userns(userns: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `userns` is an open namespace file for the duration of the call.
+    if unsafe { libc::setns(userns.as_raw_fd(), libc::CLONE_NEWUSER) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Moves this process into the network namespace of process `pid` and into a mount namespace
 /// of its own (mounts private, so nothing propagates to the host's), then bind-mounts each
-/// `(source, target)` pair there, creating both folders. For a rootful engine before it is
-/// executed (commands/engine_exec.rs). Needs CAP_SYS_ADMIN.
+/// `(source, target)` pair there, creating both folders. For an engine before it is executed
+/// (commands/engine_exec.rs). Needs CAP_SYS_ADMIN in the user namespace owning that network
+/// namespace (rootless: after [`enter_userns`]).
 pub fn enter_netns_with_private_mounts(
     pid: i32,
     binds: &[(&std::path::Path, &std::path::Path)],

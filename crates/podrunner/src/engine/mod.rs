@@ -110,7 +110,8 @@ impl EngineDirs {
     pub fn pid_file(&self) -> PathBuf {
         self.run.join("engine.pid")
     }
-    /// What a rootful engine sees at [`NETAVARK_RUN_DIR`] (its own mount namespace).
+    /// What a rootful engine sees at [`NETAVARK_RUN_DIR`] (its own mount namespace); a rootless
+    /// engine's `XDG_RUNTIME_DIR` (commands/engine_exec.rs).
     pub fn netavark_run(&self) -> PathBuf {
         self.run.join("netavark")
     }
@@ -305,47 +306,72 @@ pub const ENGINE_EXEC: &str = "engine-exec";
 pub enum Netns {
     /// The caller's own.
     Current,
-    /// Those of the engine's process `pid`: its network namespace (the runner's) and, rootful,
-    /// its own mount namespace ([`NETAVARK_RUN_DIR`]).
+    /// Those of the engine's process `pid`: its network namespace (the runner's), its own
+    /// mount namespace ([`NETAVARK_RUN_DIR`]) and, rootless, the user namespace owning the
+    /// runner's network namespace.
     Of(i32),
     /// A new, empty network namespace: for tearing down an engine whose namespace is gone, so
     /// that nothing it removes can be the host's.
     Fresh,
 }
 
-/// `cmd` (a podman command line, program first) run in the namespaces `ns`. Rootful:
-/// `nsenter --target PID --net --mount -- cmd`. Rootless, the runner's network namespace
-/// belongs to the user namespace of the user's Podman, which only that user's `podman unshare`
-/// enters (with the rights to join the network namespace): `podman unshare nsenter --target
-/// PID --net -- cmd`; the inner podman then runs in that user and mount namespace instead of
-/// making its own, so every rootless command about an engine goes through `podman unshare`.
-pub fn in_netns(cmd: &[String], ns: Netns, rootless: bool) -> Vec<String> {
+/// The variables that tell a rootless Podman it already runs as root in the user's user
+/// namespace (made by the user's own Podman, joined by podrunner), so that it does not make or
+/// join one itself: what `podman unshare` sets for the commands it runs (Podman's
+/// pkg/rootless). `uid` and `gid` are the user's ids on the host.
+pub fn userns_env(uid: u32, gid: u32) -> [(&'static str, String); 3] {
+    [
+        ("_CONTAINERS_USERNS_CONFIGURED", "done".to_string()),
+        ("_CONTAINERS_ROOTLESS_UID", uid.to_string()),
+        ("_CONTAINERS_ROOTLESS_GID", gid.to_string()),
+    ]
+}
+
+/// `cmd` (a podman command line, program first) run in the namespaces `ns`; `rootless` holds
+/// the user's uid and gid when podrunner is rootless. Rootful: `nsenter --target PID --net
+/// --mount -- cmd`. Rootless, an engine in its runner's network namespace runs in the user
+/// namespace that owns it (commands/engine_exec.rs): `nsenter --target PID --user --net
+/// --mount -- env VARS cmd` ([`userns_env`]); nsenter, run by the user who made that user
+/// namespace, enters it first and becomes root there.
+pub fn in_netns(cmd: &[String], ns: Netns, rootless: Option<(u32, u32)>) -> Vec<String> {
     let mut a = Vec::new();
-    if rootless {
-        if let Some(podman) = cmd.first() {
-            a.extend([podman.clone(), "unshare".into()]);
+    match (ns, rootless) {
+        (Netns::Current, _) => {}
+        (Netns::Of(pid), None) => a.extend(
+            [
+                "nsenter",
+                "--target",
+                &pid.to_string(),
+                "--net",
+                "--mount",
+                "--",
+            ]
+            .map(String::from),
+        ),
+        (Netns::Of(pid), Some((uid, gid))) => {
+            a.extend(
+                [
+                    "nsenter",
+                    "--target",
+                    &pid.to_string(),
+                    "--user",
+                    "--net",
+                    "--mount",
+                    "--",
+                    "env",
+                ]
+                .map(String::from),
+            );
+            a.extend(userns_env(uid, gid).map(|(k, v)| format!("{k}={v}")));
         }
-    }
-    match ns {
-        Netns::Current => {}
-        Netns::Of(pid) => {
-            a.extend([
-                "nsenter".to_string(),
-                "--target".into(),
-                pid.to_string(),
-                "--net".into(),
-            ]);
-            if !rootless {
-                a.push("--mount".into());
-            }
-            a.push("--".into());
+        (Netns::Fresh, None) => {
+            a.extend(["unshare", "--net", "--mount", "--"].map(String::from));
         }
-        Netns::Fresh => {
-            a.extend(["unshare".to_string(), "--net".into()]);
-            if !rootless {
-                a.push("--mount".into());
+        (Netns::Fresh, Some(_)) => {
+            if let Some(podman) = cmd.first() {
+                a.extend([podman.clone(), "unshare".into()]);
             }
-            a.push("--".into());
+            a.extend(["unshare", "--net", "--"].map(String::from));
         }
     }
     a.extend(cmd.iter().cloned());
@@ -808,39 +834,41 @@ mod tests {
             .map(String::from)
             .to_vec();
         let tail = ["/usr/bin/podman", "--root=/r", "rm", "--all"];
-        let rootful = in_netns(&cmd, Netns::Of(42), false);
+        let rootful = in_netns(&cmd, Netns::Of(42), None);
         assert_eq!(
             rootful[..6],
             ["nsenter", "--target", "42", "--net", "--mount", "--"]
         );
         assert_eq!(rootful[6..], tail);
-        let rootless = in_netns(&cmd, Netns::Of(42), true);
+        let rootless = in_netns(&cmd, Netns::Of(42), Some((1002, 1003)));
         assert_eq!(
-            rootless[..7],
+            rootless[..12],
             [
-                "/usr/bin/podman",
-                "unshare",
                 "nsenter",
                 "--target",
                 "42",
+                "--user",
                 "--net",
-                "--"
+                "--mount",
+                "--",
+                "env",
+                "_CONTAINERS_USERNS_CONFIGURED=done",
+                "_CONTAINERS_ROOTLESS_UID=1002",
+                "_CONTAINERS_ROOTLESS_GID=1003",
+                "/usr/bin/podman"
             ]
         );
-        assert_eq!(rootless[7..], tail);
+        assert_eq!(rootless[11..], tail);
         assert_eq!(
-            in_netns(&cmd, Netns::Fresh, false)[..4],
+            in_netns(&cmd, Netns::Fresh, None)[..4],
             ["unshare", "--net", "--mount", "--"]
         );
         assert_eq!(
-            in_netns(&cmd, Netns::Fresh, true)[..5],
+            in_netns(&cmd, Netns::Fresh, Some((1002, 1002)))[..5],
             ["/usr/bin/podman", "unshare", "unshare", "--net", "--"]
         );
-        assert_eq!(in_netns(&cmd, Netns::Current, false), cmd);
-        assert_eq!(
-            in_netns(&cmd, Netns::Current, true)[..3],
-            ["/usr/bin/podman", "unshare", "/usr/bin/podman"]
-        );
+        assert_eq!(in_netns(&cmd, Netns::Current, None), cmd);
+        assert_eq!(in_netns(&cmd, Netns::Current, Some((1002, 1002))), cmd);
     }
 
     #[test]

@@ -417,17 +417,19 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
         })
         .map(|(p, _)| p)
         .collect();
-    let runner_ns = members.iter().find_map(|p| {
+    // The engine itself first: its children may run in networks of its own (rootless
+    // aardvark-dns).
+    let runner_ns = engine.iter().chain(members.iter()).find_map(|p| {
         netns_of(*p)
             .filter(|n| Some(n) != own_ns.as_ref())
             .map(|n| (*p, n))
     });
-    let rootless = crate::sys::uid() != 0;
-    // Rootless engines run in the host's network namespace with a user namespace of their own
-    // (commands/engine_exec.rs): podman finds it through the engine's folders.
+    let rootless = (crate::sys::uid() != 0).then(|| (crate::sys::uid(), crate::sys::gid()));
     let ns = match (&runner_ns, members.first()) {
-        _ if rootless => Some(Netns::Current),
         (Some((p, _)), _) => Some(Netns::Of(*p)),
+        // Rootless engines of runners with host networking run with a user namespace of their
+        // own (commands/engine_exec.rs): podman finds it through the engine's folders.
+        _ if rootless.is_some() => Some(Netns::Current),
         // The engine had its own mount namespace ([`super::NETAVARK_RUN_DIR`]).
         (None, Some(p)) => Some(Netns::Of(*p)),
         // Nothing holds its namespaces any more: the job's containers, mounts and network went
@@ -442,12 +444,20 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
                 let mut a = vec![cfg.podman.path.clone()];
                 a.extend(engine_args(&cfg.podman, &d, &s, Store::Shared));
                 a.extend(["rm", "--all", "--force", "--time=0"].map(String::from));
-                let a = in_netns(&a, ns, false);
+                let a = in_netns(&a, ns, rootless);
                 let conf = d.containers_conf();
-                let env = conf
+                let mut env: Vec<_> = conf
                     .exists()
-                    .then_some(("CONTAINERS_CONF", conf.as_os_str()));
-                if let Err(e) = cmd::run_env(&a[0], &a[1..], env.as_slice(), ADMIN_TIMEOUT).await {
+                    .then_some(("CONTAINERS_CONF", conf.as_os_str()))
+                    .into_iter()
+                    .collect();
+                // A rootless engine in its runner's namespaces has its own runtime folder
+                // (commands/engine_exec.rs).
+                let xdg = d.netavark_run();
+                if rootless.is_some() && matches!(ns, Netns::Of(_)) {
+                    env.push(("XDG_RUNTIME_DIR", xdg.as_os_str()));
+                }
+                if let Err(e) = cmd::run_env(&a[0], &a[1..], &env, ADMIN_TIMEOUT).await {
                     errors.push(format!("engine containers: {e}"));
                 }
             }

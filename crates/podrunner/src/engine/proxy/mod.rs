@@ -23,6 +23,7 @@
 //! The engine starts on the first request that needs it ([`Launcher`]): a job that never calls
 //! `docker` costs no engine at all, and an idle runner holds no 45 MB engine process.
 
+pub mod health;
 pub mod json;
 pub mod request;
 pub mod tar;
@@ -142,6 +143,7 @@ pub async fn serve(
         rules,
         json_slots: Semaphore::new(MAX_JSON_AT_ONCE),
         runner_copy,
+        health: health::Watched::default(),
     });
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -169,6 +171,8 @@ struct Shared {
     json_slots: Semaphore,
     /// An updated runner's own externals ([`super::externals::RunnerCopy`]).
     runner_copy: Option<super::externals::RunnerCopy>,
+    /// Containers whose health checks the proxy runs ([`health`]).
+    health: health::Watched,
 }
 
 impl Shared {
@@ -983,6 +987,11 @@ async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
     let mut client = inc.stream;
     match got {
         Got::Whole(response) => {
+            if let (Special::Start, Some(c)) = (plan.special, &plan.container) {
+                if split_answer(&response).is_some_and(|(s, _)| s == 204) {
+                    health::after_start(&shared.socket, c, &shared.health);
+                }
+            }
             let out = match (plan.special, split_answer(&response)) {
                 (Special::Version, Some((200, body))) if plan.target.ends_with("/version") => {
                     match serde_json::from_slice::<serde_json::Value>(&body) {
@@ -1046,12 +1055,20 @@ const START_RETRY_PAUSE: Duration = Duration::from_millis(250);
 ///   (seen here when two jobs start their first container together);
 /// - an attach whose container Podman could not initialise (409 "preparing container ... for
 ///   attach"; seen about once in five full suite runs, with several engines setting up
-///   containers at the same moment).
+///   containers at the same moment);
+/// - a rootless start that found the container's root file system empty ("unable to find user
+///   NAME: no matching entries in passwd file" for a user the image has; seen rootless, for a
+///   job container started while the same engine's service had its network set up; the cause
+///   is not known, docs/docker.md, Networking; a second start works, as Podman's users report
+///   for the same error with rootless overlay).
 pub fn transient_setup_failure(response: &[u8]) -> bool {
     let text = String::from_utf8_lossy(response);
     let status_500_or_409 = text.starts_with("HTTP/1.1 500") || text.starts_with("HTTP/1.1 409");
     (status_500_or_409 && text.contains("Chain already exists"))
         || (text.starts_with("HTTP/1.1 409") && text.contains("for attach"))
+        || (status_500_or_409
+            && text.contains("unable to find user ")
+            && text.contains("no matching entries in passwd file"))
 }
 
 /// The message of an error answer, shortened, for the log.
@@ -1218,6 +1235,12 @@ mod tests {
         assert!(transient_setup_failure(race));
         assert!(transient_setup_failure(
             b"HTTP/1.1 409 Conflict\r\n\r\n{\"cause\":\"iptables: Chain already exists.\"}"
+        ));
+        assert!(transient_setup_failure(
+            b"HTTP/1.1 500 Internal Server Error\r\n\r\n{\"message\":\"unable to find user runner: no matching entries in passwd file\"}"
+        ));
+        assert!(!transient_setup_failure(
+            b"HTTP/1.1 404 Not Found\r\n\r\n{\"message\":\"unable to find user runner: no matching entries in passwd file\"}"
         ));
         assert!(!transient_setup_failure(b"HTTP/1.1 204 No Content\r\n\r\n"));
         assert!(!transient_setup_failure(
