@@ -159,3 +159,106 @@ pub fn enter_netns_with_private_mounts(
     }
     Ok(())
 }
+
+use std::path::PathBuf;
+
+/// Mount flags of the empty covers [`hide_paths`] puts over the manager's files.
+const COVER_FLAGS: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+
+fn c_path(p: &std::path::Path) -> std::io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
+fn mount(
+    src: Option<&std::path::Path>,
+    dst: &std::path::Path,
+    fstype: Option<&std::ffi::CStr>,
+    flags: libc::c_ulong,
+    data: Option<&std::ffi::CStr>,
+) -> std::io::Result<()> {
+    let src = src.map(c_path).transpose()?;
+    let dst = c_path(dst)?;
+    let ptr = |c: Option<&std::ffi::CStr>| c.map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: valid NUL-terminated strings (or null where mount(2) allows it) that outlive
+    // the call.
+    let r = unsafe {
+        libc::mount(
+            ptr(src.as_deref()),
+            dst.as_ptr(),
+            ptr(fstype),
+            flags,
+            ptr(data).cast(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// In this process's own mount namespace (after [`enter_netns_with_private_mounts`]): covers
+/// each folder of `hide` with an empty read-only tmpfs and each file with a read-only
+/// `/dev/null`, then puts back every path of `keep` that lay under a covered folder (bound
+/// from the file descriptor opened before the cover, at its own path). Paths that do not
+/// exist are skipped. The rootful engine's sandbox (docs/docker.md, The engine's own sandbox).
+pub fn hide_paths(hide: &[PathBuf], keep: &[PathBuf]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut hide: Vec<&PathBuf> = hide.iter().collect();
+    // Parents first; a path under a folder already covered is gone with it.
+    hide.sort_by_key(|p| p.components().count());
+    let mut covered: Vec<&PathBuf> = Vec::new();
+    for h in hide {
+        if covered.iter().any(|c| h.starts_with(c)) {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(h) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            let dev_null = std::path::Path::new("/dev/null");
+            mount(Some(dev_null), h, None, libc::MS_BIND, None)?;
+            let ro = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | COVER_FLAGS;
+            mount(None, h, None, ro, None)?;
+            continue;
+        }
+        // Opened before the cover hides them: the folders the engine keeps.
+        let kept: Vec<(&PathBuf, std::fs::File)> = keep
+            .iter()
+            .filter(|k| k.starts_with(h) && k != &h)
+            .filter_map(|k| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                    .open(k)
+                    .ok()
+                    .map(|f| (k, f))
+            })
+            .collect();
+        mount(
+            None,
+            h,
+            Some(c"tmpfs"),
+            COVER_FLAGS,
+            Some(c"mode=0755,size=1m"),
+        )?;
+        for (k, f) in &kept {
+            if f.metadata()?.is_dir() {
+                std::fs::create_dir_all(k)?;
+            } else {
+                if let Some(parent) = k.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(k, b"")?;
+            }
+            let src = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+            mount(Some(&src), k, None, libc::MS_BIND | libc::MS_REC, None)?;
+        }
+        let ro = libc::MS_REMOUNT | libc::MS_RDONLY | COVER_FLAGS;
+        mount(None, h, Some(c"tmpfs"), ro, None)?;
+        covered.push(h);
+    }
+    Ok(())
+}

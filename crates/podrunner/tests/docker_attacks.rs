@@ -88,24 +88,31 @@ fn podman_info() -> podrunner::doctor::podman::PodmanInfo {
 
 impl Engine {
     fn start() -> Engine {
-        Engine::start_with(None)
+        Engine::start_with(None, false)
     }
 
     /// With `externals`, the copy another runner of the same image already maps.
-    fn start_with(externals: Option<&Path>) -> Engine {
+    /// `sandboxed`: the engine's folders, the work folder and the externals copy lie in a
+    /// stand-in for the manager's state folder (`s`, with the manager's database `s/db`),
+    /// which the engine gets covered, as does the token file (`host/token`), keeping its own.
+    fn start_with(externals: Option<&Path>, sandboxed: bool) -> Engine {
         // Short: Podman's run root must stay within 50 characters.
         let dir = tempfile::Builder::new()
             .prefix("pa")
             .tempdir_in("/tmp")
             .unwrap();
+        let base = match sandboxed {
+            true => dir.path().join("s"),
+            false => dir.path().to_path_buf(),
+        };
         let dirs = podrunner::engine::EngineDirs {
-            run: dir.path().join("r"),
-            data: dir.path().join("d"),
+            run: base.join("r"),
+            data: base.join("d"),
         };
         for d in [&dirs.run, &dirs.data] {
             std::fs::create_dir_all(d).unwrap();
         }
-        let work = dir.path().join("w");
+        let work = base.join("w");
         let outside = dir.path().join("host");
         std::fs::create_dir_all(work.join("_work/repo")).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
@@ -113,7 +120,22 @@ impl Engine {
         std::fs::write(&secret, SECRET).unwrap();
         let externals = match externals {
             Some(e) => e.to_path_buf(),
-            None => make_externals(dir.path()),
+            None => make_externals(&base),
+        };
+        let sandbox = match sandboxed {
+            true => {
+                std::fs::write(base.join("db"), SECRET).unwrap();
+                podrunner::engine::Sandbox {
+                    hide: vec![base.clone(), secret.clone()],
+                    keep: vec![
+                        dirs.run.clone(),
+                        dirs.data.clone(),
+                        externals.clone(),
+                        work.clone(),
+                    ],
+                }
+            }
+            false => podrunner::engine::Sandbox::default(),
         };
         // The job's user inside a container (another uid, rootless a subordinate one) works
         // in the work folder; the canary folder stays the manager's.
@@ -169,6 +191,7 @@ impl Engine {
             Path::new(&podrunner_bin()),
             &runner_pid,
             "podman",
+            &sandbox,
             &service,
         ));
         let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
@@ -257,11 +280,16 @@ impl Engine {
 
     /// The Docker CLI of this host against the proxy; (exit code, stdout, stderr).
     fn docker(&self, args: &[&str]) -> (i32, String, String) {
+        self.docker_at(&self.sock(), args)
+    }
+
+    /// The Docker CLI against socket `sock` (the proxy's, or the engine's own).
+    fn docker_at(&self, sock: &Path, args: &[&str]) -> (i32, String, String) {
         let out = Command::new("timeout")
             .arg("120")
             .arg("docker")
             .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
             .env("DOCKER_BUILDKIT", "0")
             .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
             .output()
@@ -1371,7 +1399,7 @@ fn jobs_cannot_change_the_externals_other_runners_get() {
     e.assert_host_untouched();
 
     // A second runner of the same image maps the same copy and reads it as it was.
-    let second = Engine::start_with(Some(&e.externals));
+    let second = Engine::start_with(Some(&e.externals), false);
     let (code, out, err) = second.docker(&[
         "run",
         "--rm",
@@ -1387,4 +1415,66 @@ fn jobs_cannot_change_the_externals_other_runners_get() {
     let log = e.proxy_log();
     assert!(!log.contains("panicked"), "{log}");
     eprintln!("{attacks} attacks on the externals refused or defused");
+}
+
+/// A request that got past the proxy (a proxy bug), simulated by talking to the engine's own
+/// socket: rootful, the engine runs in a mount namespace where the manager's state folder and
+/// token file are covered (docs/docker.md, The engine's own sandbox), so binding them shows
+/// nothing and writes nothing, while the work folder still binds. Rootless engines have no
+/// such sandbox (Podman creates their user namespace after engine-exec): there the test holds
+/// the documented limit.
+#[test]
+fn the_engine_itself_cannot_reach_the_managers_files() {
+    let e = Engine::start_with(None, true);
+    let state = e.dir.path().join("s");
+    // The engine starts on its first request through the proxy.
+    let (code, body) = e.req("GET", "/v1.44/version", None);
+    assert_eq!(code, 200, "{body}");
+    let engine = e.dirs.engine_socket();
+    // `docker run` as root with binds `-v` and `script`, straight to the engine.
+    let run = |binds: &[String], script: &str| {
+        let mut a = vec!["run", "--rm", "--user", "0"];
+        for b in binds {
+            a.extend(["-v", b.as_str()]);
+        }
+        a.extend([TEST_IMAGE, "sh", "-c", script]);
+        e.docker_at(&engine, &a)
+    };
+
+    // Control: a job container still binds the work folder.
+    let w = e.work.join("_work/repo").display().to_string();
+    let (code, out, err) = run(&[format!("{w}:/x")], "echo ok > /x/direct");
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(e.work.join("_work/repo/direct")).unwrap(),
+        "ok\n"
+    );
+
+    let binds = [
+        format!("{}:/s", state.display()),
+        format!("{}:/t", e.secret.display()),
+    ];
+    let script =
+        "cat /t /s/db; ls -A /s; touch /s/planted; echo evil > /s/db; echo evil > /t; true";
+    let (code, out, err) = run(&binds, script);
+    assert_eq!(code, 0, "{out}{err}");
+    if is_root() {
+        assert!(
+            !out.contains(SECRET),
+            "the engine showed the manager's files: {out}"
+        );
+        assert_eq!(std::fs::read_to_string(&e.secret).unwrap(), SECRET);
+        assert_eq!(std::fs::read_to_string(state.join("db")).unwrap(), SECRET);
+        assert!(
+            !state.join("planted").exists(),
+            "a file appeared in the state folder"
+        );
+        // What the engine sees of the state folder: only the folders it keeps.
+        let mut seen: Vec<&str> = out.lines().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, ["d", "externals", "r", "w"], "{out}{err}");
+    } else {
+        // The documented limit (docs/docker.md): a rootless engine is the manager's user.
+        assert!(out.contains(SECRET), "{out}{err}");
+    }
 }

@@ -4,8 +4,10 @@
 //! process's network namespace (engine::in_netns): what the engine publishes lands on the
 //! runner's own loopback, and two runners never share a port (docs/docker.md, Networking).
 //! It also gives the engine a mount namespace of its own (rootful, with a private netavark run
-//! folder, engine::NETAVARK_RUN_DIR). Rootless, it first joins the user namespace owning the
-//! runner's network namespace (that of the user's Podman). Not meant to be run by hand.
+//! folder, engine::NETAVARK_RUN_DIR, and the manager's own files covered: sys::hide_paths,
+//! docs/docker.md, The engine's own sandbox). Rootless, it first joins the user namespace
+//! owning the runner's network namespace (that of the user's Podman). Not meant to be run by
+//! hand.
 
 use std::path::PathBuf;
 
@@ -18,6 +20,14 @@ pub struct Args {
     /// /run/containers/networks; rootless, the engine's XDG_RUNTIME_DIR
     #[arg(long)]
     pub netavark_run_dir: Option<PathBuf>,
+    /// Rootful: a path of the manager's the engine must not see (its state and runtime
+    /// folders, credentials files), covered before the engine starts
+    #[arg(long = "hide")]
+    pub hide: Vec<PathBuf>,
+    /// Rootful: a path under a hidden folder the engine keeps (its own folders, the
+    /// externals copies, the runner's work folder)
+    #[arg(long = "keep")]
+    pub keep: Vec<PathBuf>,
     /// The engine's command line, podman first
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -95,6 +105,12 @@ pub fn exec(args: &Args) -> i32 {
     if let Err(e) = crate::sys::enter_netns_with_private_mounts(pid, &binds) {
         eprintln!("error: cannot enter the network namespace of the runner (pid {pid}): {e}");
         return 1;
+    }
+    if uid == 0 {
+        if let Err(e) = crate::sys::hide_paths(&args.hide, &args.keep) {
+            eprintln!("error: cannot hide the manager's files from the engine: {e}");
+            return 1;
+        }
     }
     for (k, v) in &env {
         std::env::set_var(k, v);

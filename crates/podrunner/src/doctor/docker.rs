@@ -120,8 +120,19 @@ fn bounds(pool: &PoolConfig, info: Option<&PodmanInfo>, user: &str) -> Check {
         (None, None) => "shared budget unknown (podman does not answer)".to_string(),
     };
     c.found(format!(
-        "contained (no privileged containers, no host paths outside the work folder); each job container capped at the runner's cpus, memory and pids, {sum}"
+        "contained (no privileged containers, no host paths outside the work folder); each job container capped at the runner's cpus, memory and pids, {sum}; {}",
+        sandbox(info)
     ))
+}
+
+/// What the engine itself reaches if a request gets past the proxy (docs/docker.md, The
+/// engine's own sandbox).
+fn sandbox(info: Option<&PodmanInfo>) -> &'static str {
+    match info.map(|i| i.host.security.rootless) {
+        Some(false) => "the engine runs with podrunner's state and runtime folders and credentials files covered (engine sandbox)",
+        Some(true) => "the engine is not sandboxed beyond the rootless user namespace, whose root is podrunner's user: a request past the proxy could read podrunner's state and token (Podman creates that namespace after engine-exec runs, too late to cover them)",
+        None => "engine sandbox unknown (podman does not answer)",
+    }
 }
 
 #[cfg(test)]
@@ -164,17 +175,19 @@ mod tests {
         let c = bounds(&pool(""), Some(&info("v1", "cgroupfs", false)), "root");
         assert_eq!(c.status, Status::Pass);
         assert!(
-            c.found
-                .ends_with("share one cgroup budget (rootful, cgroupfs)"),
+            c.found.ends_with(
+                "share one cgroup budget (rootful, cgroupfs); the engine runs with podrunner's state and runtime folders and credentials files covered (engine sandbox)"
+            ),
             "{}",
             c.found
         );
         let c = bounds(&pool(""), Some(&info("v2", "systemd", false)), "root");
-        assert!(c.found.ends_with("no shared budget (systemd cgroup manager: bound the sum with a systemd slice for the service)"), "{}", c.found);
+        assert!(c.found.contains("no shared budget (systemd cgroup manager: bound the sum with a systemd slice for the service); the engine runs with"), "{}", c.found);
         let c = bounds(&pool(""), Some(&info("v2", "systemd", true)), "ci");
         assert!(
-            c.found
-                .ends_with("(rootless: bound the sum with the user's systemd slice)"),
+            c.found.ends_with(
+                "(rootless: bound the sum with the user's systemd slice); the engine is not sandboxed beyond the rootless user namespace, whose root is podrunner's user: a request past the proxy could read podrunner's state and token (Podman creates that namespace after engine-exec runs, too late to cover them)"
+            ),
             "{}",
             c.found
         );

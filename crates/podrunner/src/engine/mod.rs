@@ -272,6 +272,7 @@ pub fn launcher_args(
     exe: &Path,
     runner_pid_file: &Path,
     podman_path: &str,
+    sandbox: &Sandbox,
     service: &[String],
 ) -> Vec<String> {
     let mut a = vec![
@@ -283,11 +284,52 @@ pub fn launcher_args(
         ENGINE_EXEC.to_string(),
         format!("--runner-pid-file={}", runner_pid_file.display()),
         format!("--netavark-run-dir={}", d.netavark_run().display()),
-        "--".to_string(),
-        podman_path.to_string(),
     ];
+    a.extend(
+        sandbox
+            .hide
+            .iter()
+            .map(|p| format!("--hide={}", p.display())),
+    );
+    a.extend(
+        sandbox
+            .keep
+            .iter()
+            .map(|p| format!("--keep={}", p.display())),
+    );
+    a.extend(["--".to_string(), podman_path.to_string()]);
     a.extend(service.iter().cloned());
     a
+}
+
+/// What a rootful engine must not see and what it keeps of that (commands/engine_exec.rs,
+/// sys::hide_paths; docs/docker.md, The engine's own sandbox).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sandbox {
+    pub hide: Vec<PathBuf>,
+    pub keep: Vec<PathBuf>,
+}
+
+impl Sandbox {
+    /// Runner engine `d`'s: the manager's state and runtime folders (database, logs, control
+    /// socket, JIT config folders, other runners' engines) and its credentials files are
+    /// covered; the engine keeps its own folders, the externals copies and the runner's work
+    /// folder. The host's image store is not the manager's and stays (read-only to it).
+    pub fn for_runner(cfg: &crate::config::Config, d: &EngineDirs, work: &Path) -> Sandbox {
+        let m = &cfg.manager;
+        let mut hide = vec![m.state_dir.clone(), m.runtime_dir.clone()];
+        hide.push(cfg.github.token_file.clone());
+        hide.extend(cfg.github.app.as_ref().map(|a| a.private_key_file.clone()));
+        Sandbox {
+            hide,
+            keep: vec![
+                d.run.clone(),
+                d.data.clone(),
+                m.state_dir.join(externals::EXTERNALS_DIR),
+                work.to_path_buf(),
+            ],
+        }
+    }
 }
 
 /// Where rootful Podman keeps netavark's address allocations and aardvark-dns's records: one
@@ -702,6 +744,7 @@ mod tests {
             Path::new("/usr/bin/podrunner"),
             Path::new("/var/lib/pr/pids/ci-0a1b2c3d"),
             "/usr/bin/podman",
+            &Sandbox::default(),
             &service,
         );
         assert_eq!(

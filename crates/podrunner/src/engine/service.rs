@@ -155,6 +155,7 @@ async fn start_isolated(
         &exe,
         &crate::runner::Paths::of(cfg, name).pidfile,
         &cfg.podman.path,
+        &super::Sandbox::for_runner(cfg, &d, &pool.work_dir.join(name)),
         &service_args(&cfg.podman, &d, &store),
     ));
     let proxy = cmd::spawn_detached_env(&exe, &args, &d.log(), &cmd::SERVICE_MANAGER_ENV, &[])
