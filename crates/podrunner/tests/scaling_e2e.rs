@@ -707,8 +707,11 @@ async fn label_pool_on_two_hosts_bounded_and_no_job_lost() {
             r.name
         );
     }
+    // Whether the hosts started more runners than the jobs needed depends on timing (both
+    // see the same queued jobs between two polls, or their idle runners take the jobs first):
+    // seen in CI both ways. When they did, the loop above checked who retired them.
     let retired = history.iter().filter(|r| r.job_id.is_none()).count();
-    assert!(retired > 0, "no extra idle runner was retired: {history:?}");
+    eprintln!("{retired} extra idle runner(s) retired, each by its own host");
     bm.stop(&a).await;
     a.cli(&["stop"]);
     assert_eq!(a.wait_manager_exit(Duration::from_secs(60)).await, 0);

@@ -55,9 +55,9 @@ pub const MAX_JSON_AT_ONCE: usize = 8;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest answer the proxy reads whole from the engine (a start's, `/version`, an inspect).
 const MAX_ENGINE_ANSWER: usize = 4 << 20;
-/// After refusing a body mid-stream, how much more of it the proxy reads and drops, and for
-/// how long, so that the client reads the refusal (a client still writing a build context would
-/// otherwise only see a broken pipe).
+/// After refusing a request whose body is not read (or refused mid-stream), how much more of it
+/// the proxy reads and drops, and for how long, so that the client reads the refusal (a client
+/// still writing an archive or a build context would otherwise only see a broken pipe).
 const DRAIN_LIMIT: u64 = 1 << 30;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Size of the pieces a stream is passed on in.
@@ -207,6 +207,26 @@ struct Incoming {
 }
 
 impl Incoming {
+    /// Answers a request whose body the proxy has not read (or not all of it), then reads and
+    /// drops the rest for a bounded time: a client still writing its body (a `docker cp`
+    /// archive, a build context) then reads the answer instead of failing on a closed
+    /// connection with a broken pipe.
+    async fn answer_unread(
+        &mut self,
+        framing: Framing,
+        status: &str,
+        message: &str,
+    ) -> std::io::Result<()> {
+        answer(&mut self.stream, status, message).await?;
+        if framing != Framing::None {
+            let mut sink = tokio::io::sink();
+            let mut rest = (&mut self.stream).take(DRAIN_LIMIT);
+            let _ =
+                tokio::time::timeout(DRAIN_TIMEOUT, tokio::io::copy(&mut rest, &mut sink)).await;
+        }
+        Ok(())
+    }
+
     async fn more(&mut self) -> std::io::Result<()> {
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
@@ -831,7 +851,7 @@ async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
                 head.method,
                 head.target.split('?').next().unwrap_or("")
             );
-            return answer(&mut inc.stream, status, &why).await;
+            return inc.answer_unread(head.framing, status, &why).await;
         }
     };
     let mut body = None;
@@ -847,12 +867,13 @@ async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
         Body::Json(schema) => {
             let _slot = shared.json_slots.acquire().await.expect("never closed");
             let Some(raw) = inc.whole(head.framing, MAX_JSON_BODY).await? else {
-                return answer(
-                    &mut inc.stream,
-                    "413 Payload Too Large",
-                    "podrunner: request body too large",
-                )
-                .await;
+                return inc
+                    .answer_unread(
+                        head.framing,
+                        "413 Payload Too Large",
+                        "podrunner: request body too large",
+                    )
+                    .await;
             };
             // After a self-update the runner's externals path stands for its own copy.
             let updated;
@@ -911,7 +932,7 @@ async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
             if let Err(why) = checked {
                 let why = refusal(&why, &rules.pool_hint);
                 tracing::info!("docker-proxy: refused {} {id}: {why}", head.method);
-                return answer(&mut inc.stream, "403 Forbidden", &why).await;
+                return inc.answer_unread(head.framing, "403 Forbidden", &why).await;
             }
         }
     }
@@ -926,7 +947,11 @@ async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
     let got = loop {
         let mut up = match shared.connect().await {
             Ok(u) => u,
-            Err(why) => return answer(&mut inc.stream, "502 Bad Gateway", &why).await,
+            Err(why) => {
+                return inc
+                    .answer_unread(head.framing, "502 Bad Gateway", &why)
+                    .await
+            }
         };
         up.write_all(&engine_head).await?;
         match &body {
@@ -941,15 +966,7 @@ async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
                         head.method,
                         plan.target.split('?').next().unwrap_or("")
                     );
-                    answer(&mut inc.stream, "403 Forbidden", &why).await?;
-                    // The client is still sending: let it finish, so that it reads the answer
-                    // instead of failing on a closed connection.
-                    let mut sink = tokio::io::sink();
-                    let mut rest = (&mut inc.stream).take(DRAIN_LIMIT);
-                    let _ =
-                        tokio::time::timeout(DRAIN_TIMEOUT, tokio::io::copy(&mut rest, &mut sink))
-                            .await;
-                    return Ok(());
+                    return inc.answer_unread(head.framing, "403 Forbidden", &why).await;
                 }
                 r => r?,
             },
