@@ -65,18 +65,7 @@ fn watch_peak(b: &Bench) -> Peak {
         while !s.load(Ordering::Relaxed) {
             let n = shared.lock().runners.len();
             r.fetch_max(n, Ordering::Relaxed);
-            let out = Command::new("podman")
-                .args([
-                    "ps",
-                    "--filter",
-                    &format!("label=podrunner.instance={instance}"),
-                    "--format",
-                    "{{.Names}}",
-                ])
-                .output()
-                .unwrap();
-            let n = String::from_utf8_lossy(&out.stdout).lines().count();
-            c.fetch_max(n, Ordering::Relaxed);
+            c.fetch_max(running_of(&instance).len(), Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(150));
         }
     });
