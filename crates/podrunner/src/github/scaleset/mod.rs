@@ -11,14 +11,23 @@
 //!
 //! Owns: the wire shapes of the scale set service and the token lifetimes. It decides nothing
 //! about pool sizes (core/demand.rs) and starts nothing (manager/scaleset.rs drives it).
+//!
+//! Files: this one holds the client and its tokens; `wire.rs` the shapes the service sends
+//! and the pure reads of them (messages, JWT expiry, config URLs).
+
+mod wire;
 
 use super::{error_message, ghes, Client, Error, JitConfig, Runner, Secret};
 use crate::config::names::Scope;
-use base64::Engine as _;
 use reqwest::{header, Method, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+pub use wire::{
+    config_url, jwt_expiry, parse_message, JobEvent, Message, RunnerSetting, ScaleSet,
+    ScaleSetError, ScaleSetLabel, Session, Statistics, JOB_MESSAGES,
+};
+use wire::{ListOf, SessionWire};
 
 /// The Actions service's API version, as GitHub's client sends it.
 pub const API_VERSION: &str = "6.0-preview";
@@ -31,225 +40,12 @@ pub const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(70);
 /// The header that tells the queue how many runners the listener can have at most.
 pub const MAX_CAPACITY_HEADER: &str = "X-ScaleSetMaxCapacity";
 const SCALE_SETS: &str = "_apis/runtime/runnerscalesets";
-
-/// What the scale set service reports about a set's jobs and runners.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Statistics {
-    #[serde(default)]
-    pub total_available_jobs: u32,
-    #[serde(default)]
-    pub total_acquired_jobs: u32,
-    #[serde(default)]
-    pub total_assigned_jobs: u32,
-    #[serde(default)]
-    pub total_running_jobs: u32,
-    #[serde(default)]
-    pub total_registered_runners: u32,
-    #[serde(default)]
-    pub total_busy_runners: u32,
-    #[serde(default)]
-    pub total_idle_runners: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScaleSetLabel {
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunnerSetting {
-    #[serde(rename = "disableUpdate", default)]
-    pub disable_update: bool,
-}
-
-/// A runner scale set (`RunnerScaleSet`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ScaleSet {
-    #[serde(default)]
-    pub id: u64,
-    pub name: String,
-    #[serde(default)]
-    pub runner_group_id: u64,
-    #[serde(default)]
-    pub labels: Vec<ScaleSetLabel>,
-    #[serde(rename = "RunnerSetting", default)]
-    pub runner_setting: RunnerSetting,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub statistics: Option<Statistics>,
-}
-
-#[derive(Deserialize)]
-struct ListOf<T> {
-    #[serde(default)]
-    count: usize,
-    #[serde(default = "Vec::new")]
-    value: Vec<T>,
-}
-
-/// The one message session of a scale set.
-#[derive(Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SessionWire {
-    session_id: String,
-    #[serde(default)]
-    owner_name: String,
-    message_queue_url: String,
-    message_queue_access_token: String,
-    #[serde(default)]
-    statistics: Option<Statistics>,
-}
-
-/// A session as the listener holds it. The queue token never leaves this module.
-#[derive(Clone)]
-pub struct Session {
-    pub id: String,
-    pub owner: String,
-    pub statistics: Option<Statistics>,
-    queue_url: String,
-    queue_token: Secret,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Session({}, owner {})", self.id, self.owner)
-    }
-}
-
-impl From<SessionWire> for Session {
-    fn from(w: SessionWire) -> Session {
-        Session {
-            id: w.session_id,
-            owner: w.owner_name,
-            statistics: w.statistics,
-            queue_url: w.message_queue_url,
-            queue_token: Secret::new(w.message_queue_access_token),
-        }
-    }
-}
-
-/// One job event of a message.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobEvent {
-    pub message_type: String,
-    #[serde(default)]
-    pub runner_request_id: u64,
-    #[serde(default)]
-    pub runner_name: Option<String>,
-    #[serde(default)]
-    pub result: Option<String>,
-    /// `JobMessageBase`: where the job comes from and when it was queued and assigned
-    /// (RFC 3339; Go's zero time `0001-01-01T00:00:00Z` where not yet known).
-    #[serde(default)]
-    pub owner_name: Option<String>,
-    #[serde(default)]
-    pub repository_name: Option<String>,
-    #[serde(default)]
-    pub workflow_run_id: Option<u64>,
-    #[serde(default)]
-    pub job_display_name: Option<String>,
-    #[serde(default)]
-    pub queue_time: Option<String>,
-    #[serde(default)]
-    pub runner_assign_time: Option<String>,
-}
-
-/// A message from the queue: statistics and the job events batched since the last one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    pub id: u64,
-    pub statistics: Option<Statistics>,
-    pub events: Vec<JobEvent>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageWire {
-    message_id: u64,
-    message_type: String,
-    #[serde(default)]
-    body: String,
-    #[serde(default)]
-    statistics: Option<Statistics>,
-}
-
-/// The message type of a batch of job events (GitHub's client refuses any other).
-pub const JOB_MESSAGES: &str = "RunnerScaleSetJobMessages";
-
-/// Parses a queue message: its `body` is a JSON array, inside a string, of job events.
-pub fn parse_message(bytes: &[u8]) -> Result<Message, Error> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let w: MessageWire = serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))?;
-    if w.message_type != JOB_MESSAGES {
-        return Err(Error::Decode(format!(
-            "unsupported message type {:?}",
-            w.message_type
-        )));
-    }
-    let events = if w.body.trim().is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&w.body).map_err(|e| Error::Decode(format!("message body: {e}")))?
-    };
-    Ok(Message {
-        id: w.message_id,
-        statistics: w.statistics,
-        events,
-    })
-}
-
-/// Why the scale set service said no.
-#[derive(Debug, thiserror::Error)]
-pub enum ScaleSetError {
-    /// Another listener holds the scale set's session (409); GitHub's message names it.
-    #[error("another listener holds the scale set's session: {0}")]
-    SessionConflict(String),
-    /// The queue token expired (401): refresh the session.
-    #[error("the message queue token expired")]
-    QueueTokenExpired,
-    /// The session is gone (404): create a new one.
-    #[error("the message session no longer exists")]
-    SessionGone,
-    #[error(transparent)]
-    Api(#[from] Error),
-}
-
 /// The admin connection: the Actions service URL and a token with its expiry.
 #[derive(Clone)]
 struct Admin {
     url: String,
     token: Secret,
     expires: SystemTime,
-}
-
-/// The `exp` claim of a JWT, read without verifying it: only to know when to renew.
-pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
-    #[derive(Deserialize)]
-    struct Claims {
-        exp: u64,
-    }
-    let payload = token.split('.').nth(1)?;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let c: Claims = serde_json::from_slice(&raw).ok()?;
-    Some(UNIX_EPOCH + Duration::from_secs(c.exp))
-}
-
-/// The web URL GitHub's registration exchange names a repository or organization by:
-/// `https://github.com/o/r` for `https://api.github.com`, `https://HOST/o/r` for GitHub
-/// Enterprise Server (`https://HOST/api/v3`), and the API's own origin otherwise.
-pub fn config_url(api_base: &str, scope: &Scope) -> String {
-    let web = ghes::web_origin(api_base);
-    match scope {
-        Scope::Repository { owner, repo } => format!("{web}/{owner}/{repo}"),
-        Scope::Organization(org) => format!("{web}/{org}"),
-        Scope::Enterprise(e) => format!("{web}/enterprises/{e}"),
-    }
 }
 
 /// A scale set client for one scope.
@@ -665,76 +461,4 @@ fn encode_query(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_urls_like_github_client() {
-        let r = Scope::repository("o/r").unwrap();
-        let o = Scope::organization("acme").unwrap();
-        assert_eq!(
-            config_url("https://api.github.com", &r),
-            "https://github.com/o/r"
-        );
-        assert_eq!(
-            config_url("https://api.github.com/", &o),
-            "https://github.com/acme"
-        );
-        assert_eq!(
-            config_url("https://ghe.example/api/v3", &r),
-            "https://ghe.example/o/r"
-        );
-        assert_eq!(
-            config_url("http://127.0.0.1:8080", &o),
-            "http://127.0.0.1:8080/acme"
-        );
-    }
-
-    #[test]
-    fn jwt_expiry_is_read_from_the_payload() {
-        let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let t = format!(
-            "{}.{}.sig",
-            b("{\"alg\":\"none\"}"),
-            b("{\"exp\":1700000000}")
-        );
-        assert_eq!(
-            jwt_expiry(&t),
-            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
-        );
-        assert_eq!(jwt_expiry("not-a-jwt"), None);
-        assert_eq!(jwt_expiry(&format!("a.{}.c", b("{}"))), None);
-    }
-
-    #[test]
-    fn messages_batch_job_events_in_a_string_body() {
-        let m = br#"{"messageId":7,"messageType":"RunnerScaleSetJobMessages","statistics":{"totalAvailableJobs":1,"totalAssignedJobs":3,"totalRunningJobs":2,"totalRegisteredRunners":3,"totalBusyRunners":2,"totalIdleRunners":1,"totalAcquiredJobs":0},"body":"[{\"messageType\":\"JobAvailable\",\"runnerRequestId\":11,\"acquireJobUrl\":\"x\"},{\"messageType\":\"JobStarted\",\"runnerRequestId\":9,\"runnerId\":4,\"runnerName\":\"ss-1\"},{\"messageType\":\"JobCompleted\",\"runnerRequestId\":8,\"result\":\"succeeded\",\"runnerName\":\"ss-0\"}]"}"#;
-        let m = parse_message(m).unwrap();
-        assert_eq!(m.id, 7);
-        assert_eq!(m.statistics.unwrap().total_assigned_jobs, 3);
-        assert_eq!(m.events.len(), 3);
-        assert_eq!(m.events[0].message_type, "JobAvailable");
-        assert_eq!(m.events[0].runner_request_id, 11);
-        assert_eq!(m.events[1].runner_name.as_deref(), Some("ss-1"));
-        assert_eq!(m.events[2].result.as_deref(), Some("succeeded"));
-        let empty = parse_message(
-            b"\xef\xbb\xbf{\"messageId\":1,\"messageType\":\"RunnerScaleSetJobMessages\",\"body\":\"\"}",
-        )
-        .unwrap();
-        assert!(empty.events.is_empty() && empty.statistics.is_none());
-        assert!(parse_message(br#"{"messageId":1,"messageType":"Other","body":""}"#).is_err());
-    }
-
-    #[test]
-    fn sessions_never_print_their_token() {
-        let s: Session = SessionWire {
-            session_id: "s1".into(),
-            owner_name: "host".into(),
-            message_queue_url: "http://q".into(),
-            message_queue_access_token: "QUEUE-SECRET".into(),
-            statistics: None,
-        }
-        .into();
-        assert!(!format!("{s:?}").contains("QUEUE-SECRET"));
-    }
-}
+mod tests;
