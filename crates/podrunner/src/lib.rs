@@ -22,4 +22,5 @@ pub mod podman;
 pub mod runner;
 pub mod sys;
 pub mod systemd;
+pub mod teardown;
 pub mod web;

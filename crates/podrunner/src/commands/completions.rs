@@ -3,7 +3,9 @@
 //! Packagers run them at build time (nothing generated is kept in git):
 //! `podrunner completions bash > podrunner.bash`, `podrunner man > podrunner.1`.
 
+use super::exit::Exit;
 use super::Cli;
+use anyhow::Context;
 use clap::CommandFactory;
 use std::io::Write;
 
@@ -18,7 +20,7 @@ pub struct Args {
 pub struct ManArgs {}
 
 /// The completion script for `shell` on stdout.
-pub fn exec(args: &Args) -> i32 {
+pub fn exec(args: &Args) -> anyhow::Result<Exit> {
     // Rendered in memory first: clap_complete panics on a failed write (a closed pipe).
     let mut cmd = Cli::command();
     let mut script = Vec::new();
@@ -28,12 +30,9 @@ pub fn exec(args: &Args) -> i32 {
 }
 
 /// The manual page in roff on stdout: the top-level page with a section per subcommand.
-pub fn exec_man(_args: &ManArgs) -> i32 {
+pub fn exec_man(_args: &ManArgs) -> anyhow::Result<Exit> {
     let mut page = Vec::new();
-    if let Err(e) = render_man(&mut page) {
-        eprintln!("error: cannot render the manual page: {e}");
-        return 1;
-    }
+    render_man(&mut page).context("cannot render the manual page")?;
     let mut out = std::io::stdout().lock();
     flushed(out.write_all(&page).and_then(|()| out.flush()))
 }
@@ -52,15 +51,12 @@ pub fn render_man(out: &mut Vec<u8>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Exit code for a finished write: a closed pipe (`| head`) is not an error.
-fn flushed(r: std::io::Result<()>) -> i32 {
+/// How a finished write ends: a closed pipe (`| head`) is not an error.
+fn flushed(r: std::io::Result<()>) -> anyhow::Result<Exit> {
     match r {
-        Ok(()) => 0,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
+        Ok(()) => Ok(Exit::Success),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Success),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `podrunner config check`: validates the config file and shows what it means.
 
+use super::exit::Exit;
 use super::Cli;
 
 #[derive(Debug, clap::Args)]
@@ -9,11 +10,8 @@ pub struct Args {
     pub json: bool,
 }
 
-pub async fn exec(cli: &Cli, args: &Args) -> i32 {
-    let cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
+    let cfg = cli.load_config()?;
     // Reads the token file and the App's key with their checks; the secrets are dropped here.
     let creds = crate::github::auth::Credentials::from_config(&cfg.github);
     let kinds: Vec<String> = match &creds {
@@ -80,10 +78,11 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
         }
     }
     match creds {
-        Ok(_) => 0,
+        Ok(_) => Ok(Exit::Success),
+        // The config is valid; the credentials' problem is reported as a warning.
         Err(e) => {
             eprintln!("warning: {e}");
-            1
+            Ok(Exit::Failure)
         }
     }
 }

@@ -2,6 +2,7 @@
 //! it ran, newest first, from the history file (docs/history.md). Works with or without a
 //! running manager.
 
+use super::exit::{Exit, Failed};
 use super::Cli;
 use crate::history::{self, Entry, Filter, History};
 
@@ -27,28 +28,21 @@ pub struct Args {
     pub json: bool,
 }
 
-pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     crate::logging::init_cli(cli.log_level.as_deref());
-    let cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let cfg = cli.load_config()?;
     let now = history::now_ms();
     let since_ms = match args.since.as_deref().map(|s| history::since_ms(s, now)) {
         None => None,
         Some(Ok(t)) => Some(t),
-        Some(Err(e)) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
+        Some(Err(e)) => return Err(Failed::Invalid(e.to_string()).into()),
     };
     let path = History::path_in(&cfg.manager.state_dir);
     if !path.exists() {
-        eprintln!(
-            "error: no history at {}\n  fix: it starts with the manager (`podrunner run`); `[manager] history = false` turns it off",
+        anyhow::bail!(
+            "no history at {}\n  fix: it starts with the manager (`podrunner run`); `[manager] history = false` turns it off",
             path.display()
         );
-        return 1;
     }
     let rows = History::open_read_only(&path).and_then(|h| {
         h.list(&Filter {
@@ -57,21 +51,13 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             failed_only: args.failed,
             limit: (args.limit > 0).then_some(args.limit),
         })
-    });
-    match rows {
-        Ok(rows) if args.json => {
-            println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
-            0
-        }
-        Ok(rows) => {
-            print!("{}", render(&rows, now));
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
+    } else {
+        print!("{}", render(&rows, now));
     }
+    Ok(Exit::Success)
 }
 
 fn dur(a: Option<i64>, b: Option<i64>) -> String {

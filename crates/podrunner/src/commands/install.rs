@@ -2,12 +2,13 @@
 //! unit and enables lingering (so the user's services run without a login). Where systemd
 //! does not run, or with `--dry-run`, it prints the exact commands instead.
 
+use super::exit::Exit;
 use super::Cli;
 use crate::cmd;
 use crate::config::Env;
 use crate::systemd::service::{self, Instance, SYSTEMCTL_TIMEOUT};
 use crate::systemd::unit::{self, UnitOptions, UnitScope, UNIT_NAME};
-use std::path::PathBuf;
+use anyhow::Context;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -68,49 +69,35 @@ pub fn steps(instance: Instance, linger_user: &str, start: bool) -> Vec<Step> {
     ]
 }
 
-async fn current_user() -> Result<String, String> {
-    if let Some(u) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
-        return Ok(u);
+async fn current_user(env: &Env) -> anyhow::Result<String> {
+    if let Some(u) = &env.user {
+        return Ok(u.clone());
     }
-    let out = cmd::run("id", &["-un".into()], None, SYSTEMCTL_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let out = cmd::run("id", &["-un".into()], None, SYSTEMCTL_TIMEOUT).await?;
     Ok(String::from_utf8_lossy(&out).trim().to_string())
 }
 
-async fn uid_of(user: &str) -> Result<u32, String> {
+async fn uid_of(user: &str) -> anyhow::Result<u32> {
     let out = cmd::run("id", &["-u".into(), user.into()], None, SYSTEMCTL_TIMEOUT)
         .await
-        .map_err(|e| format!("no user {user:?} here ({e})"))?;
+        .map_err(|e| anyhow::anyhow!("no user {user:?} here ({e})"))?;
     String::from_utf8_lossy(&out)
         .trim()
         .parse()
-        .map_err(|e| format!("`id -u {user}` gave no number: {e}"))
+        .with_context(|| format!("`id -u {user}` gave no number"))
 }
 
-pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     crate::logging::init_cli(cli.log_level.as_deref());
-    match install(cli, args).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
-    }
-}
-
-async fn install(cli: &Cli, args: &Args) -> Result<i32, String> {
-    let mut cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+    let mut cfg = cli.load_config()?;
     cfg.path = cfg
         .path
         .canonicalize()
-        .map_err(|e| format!("cannot resolve {}: {e}", cfg.path.display()))?;
+        .with_context(|| format!("cannot resolve {}", cfg.path.display()))?;
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
-        .map_err(|e| format!("cannot find the podrunner binary: {e}"))?;
+        .context("cannot find the podrunner binary")?;
+    let env = Env::from_process();
     let (scope, instance, linger_user) = match (&args.system, &args.user) {
         (true, Some(user)) => {
             unit::check_user_name(user)?;
@@ -121,15 +108,11 @@ async fn install(cli: &Cli, args: &Args) -> Result<i32, String> {
             };
             (scope, Instance::System, user.clone())
         }
-        _ => (UnitScope::User, Instance::User, current_user().await?),
+        _ => (UnitScope::User, Instance::User, current_user(&env).await?),
     };
     let opts = UnitOptions::from_config(exe, &cfg, scope.clone());
     let text = unit::render_unit(&opts)?;
-    let env = Env::from_process();
-    let xdg_config = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let path = unit::unit_path(&scope, &env.home, xdg_config.as_deref());
+    let path = unit::unit_path(&scope, &env.home, env.xdg_config_home.as_deref());
     let steps = steps(instance, &linger_user, !args.no_start);
     let print_steps = |steps: &[Step]| {
         for s in steps {
@@ -142,12 +125,12 @@ async fn install(cli: &Cli, args: &Args) -> Result<i32, String> {
         print!("{text}");
         println!("\nthen run:");
         print_steps(&steps);
-        return Ok(0);
+        return Ok(Exit::Success);
     }
 
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
-            format!(
+            anyhow::anyhow!(
                 "cannot create {}: {e}{}",
                 dir.display(),
                 sudo_hint(instance)
@@ -156,7 +139,7 @@ async fn install(cli: &Cli, args: &Args) -> Result<i32, String> {
     }
     let old = std::fs::read_to_string(&path).ok();
     std::fs::write(&path, &text).map_err(|e| {
-        format!(
+        anyhow::anyhow!(
             "cannot write {}: {e}{}",
             path.display(),
             sudo_hint(instance)
@@ -175,7 +158,7 @@ async fn install(cli: &Cli, args: &Args) -> Result<i32, String> {
              enabled or started. Where systemd runs, finish with:"
         );
         print_steps(&steps);
-        return Ok(0);
+        return Ok(Exit::Success);
     }
     for (i, step) in steps.iter().enumerate() {
         if step.args.iter().any(|a| a == "--now") {
@@ -191,7 +174,7 @@ async fn install(cli: &Cli, args: &Args) -> Result<i32, String> {
                      Run these in a login session of the user (or with sudo for --system):"
                 );
                 print_steps(&steps);
-                return Ok(0);
+                return Ok(Exit::Success);
             }
             Err(e) if step.program == "loginctl" => {
                 println!(
@@ -201,11 +184,10 @@ async fn install(cli: &Cli, args: &Args) -> Result<i32, String> {
             }
             Err(e) => {
                 let flag = instance.flags().join(" ");
-                eprintln!(
-                    "error: {e}\n  see why: journalctl {flag} -u {UNIT_NAME} -n 50  (or `podrunner logs`)\n  after fixing the config: {}",
+                anyhow::bail!(
+                    "{e}\n  see why: journalctl {flag} -u {UNIT_NAME} -n 50  (or `podrunner logs`)\n  after fixing the config: {}",
                     cmd::render("systemctl", &service::systemctl_args(instance, &["restart", UNIT_NAME]))
                 );
-                return Ok(1);
             }
         }
     }
@@ -214,7 +196,7 @@ async fn install(cli: &Cli, args: &Args) -> Result<i32, String> {
     } else {
         println!("podrunner runs as a service; see `podrunner status` and `podrunner logs -f`");
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 pub(super) fn sudo_hint(instance: Instance) -> &'static str {

@@ -1,11 +1,13 @@
 //! `podrunner logs [RUNNER] [-f]`: a runner's container output (kept after the container is
 //! gone), or without RUNNER the manager's own log: the journal when systemd runs it.
 
+use super::exit::Exit;
 use super::Cli;
 use crate::control::{self, Request};
 use crate::runner::logs::{parse_k8s_log_line, KEPT_LOGS};
 use crate::runner::Paths;
 use crate::systemd::service;
+use anyhow::Context;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,15 +27,12 @@ pub struct Args {
     pub lines: Option<usize>,
 }
 
-pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     crate::logging::init_cli(cli.log_level.as_deref());
-    let cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let cfg = cli.load_config()?;
     if args.runner.is_none() {
         if let Some(code) = journal(&cfg, args).await {
-            return code;
+            return Ok(Exit::Passed(code));
         }
     }
     let (path, container_log) = match &args.runner {
@@ -42,18 +41,14 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
     };
     if !path.exists() {
         match &args.runner {
-            Some(r) => eprintln!("error: no log for runner {r:?} ({} does not exist)\n  fix: pick a name from `podrunner status` or `podrunner history`; logs of the last {} finished runners are kept", path.display(), KEPT_LOGS),
-            None => eprintln!("error: no manager log at {}\n  fix: under systemd use `journalctl --user -u podrunner`; otherwise start the manager with `podrunner run`", path.display()),
-        }
-        return 1;
-    }
-    match print_log(&path, container_log, args.lines, args.follow).await {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: reading {}: {e}", path.display());
-            1
+            Some(r) => anyhow::bail!("no log for runner {r:?} ({} does not exist)\n  fix: pick a name from `podrunner status` or `podrunner history`; logs of the last {} finished runners are kept", path.display(), KEPT_LOGS),
+            None => anyhow::bail!("no manager log at {}\n  fix: under systemd use `journalctl --user -u podrunner`; otherwise start the manager with `podrunner run`", path.display()),
         }
     }
+    print_log(&path, container_log, args.lines, args.follow)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(Exit::Success)
 }
 
 /// The log of the runner `r` names: its name, or through the history (docs/history.md) its

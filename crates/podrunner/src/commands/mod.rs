@@ -1,5 +1,6 @@
 //! The command line: global options and one file per subcommand. Each subcommand has an
-//! `exec` that returns the process exit code.
+//! `exec` that returns how it ended or an error with context; `exit.rs` turns that into the
+//! process exit code.
 
 pub mod completions;
 pub mod config_check;
@@ -7,6 +8,7 @@ pub mod config_init;
 pub mod docker_proxy;
 pub mod doctor;
 pub mod engine_exec;
+pub mod exit;
 pub mod history;
 pub mod install;
 pub mod logs;
@@ -19,13 +21,10 @@ pub mod status;
 pub mod stop;
 pub mod uninstall;
 
-use crate::config::{Config, Env};
+use crate::config::{Config, ConfigError, Env};
 use crate::logging::LogFormat;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-
-/// Exit code for "the manager is not running" (as `systemctl status` uses 3 for inactive).
-pub const EXIT_NOT_RUNNING: i32 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -103,19 +102,17 @@ impl Cli {
             .unwrap_or_else(|| env.default_config_path())
     }
 
-    /// Loads the config, printing the error with its fix on failure.
-    pub fn load_config(&self) -> Result<Config, i32> {
+    /// Loads the config; its error names the place and the fix (exit code 2: exit.rs).
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
         let env = Env::from_process();
         let path = self.config_path(&env);
-        Config::load(&path, &env).map_err(|e| {
-            eprintln!("error: {e}");
-            2
-        })
+        Config::load(&path, &env)
     }
 }
 
+/// Runs the command and returns the process exit code (exit.rs).
 pub async fn dispatch(cli: Cli) -> i32 {
-    match &cli.command {
+    let result = match &cli.command {
         Command::Run(a) => run::exec(&cli, a).await,
         Command::Status(a) => status::exec(&cli, a).await,
         Command::Logs(a) => logs::exec(&cli, a).await,
@@ -132,9 +129,11 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Completions(a) => completions::exec(a),
         Command::Man(a) => completions::exec_man(a),
         Command::Config(ConfigCommand::Init(a)) => config_init::exec(&cli, a).await,
-        Command::DockerProxy(a) => docker_proxy::exec(&cli, a).await,
-        Command::EngineExec(a) => engine_exec::exec(a),
-    }
+        // The two internal commands are processes of their own with their own codes.
+        Command::DockerProxy(a) => return docker_proxy::exec(&cli, a).await,
+        Command::EngineExec(a) => return engine_exec::exec(a),
+    };
+    exit::report(result)
 }
 
 /// Formats seconds as a short age: `42s`, `5m`, `3h`, `2d`.

@@ -2,34 +2,25 @@
 //! added, removed or resized without touching busy runners; an invalid config is refused and
 //! the running one stays in force.
 
-use super::{Cli, EXIT_NOT_RUNNING};
+use super::exit::{Exit, Failed};
+use super::Cli;
 use crate::control::{self, ClientError, Request};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
-pub async fn exec(cli: &Cli, _args: &Args) -> i32 {
+pub async fn exec(cli: &Cli, _args: &Args) -> anyhow::Result<Exit> {
     crate::logging::init_cli(cli.log_level.as_deref());
-    let cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let cfg = cli.load_config()?;
     match control::request(&cfg.control_socket(), &Request::Reload).await {
         Ok(r) if r.ok => {
             println!("{}", r.message.unwrap_or_default());
-            0
+            Ok(Exit::Success)
         }
-        Ok(r) => {
-            eprintln!("error: {}", r.error.unwrap_or_default());
-            1
-        }
+        Ok(r) => anyhow::bail!("{}", r.error.unwrap_or_default()),
         Err(ClientError::NotRunning(_)) => {
-            eprintln!("podrunner is not running");
-            EXIT_NOT_RUNNING
+            Err(Failed::NotRunning("podrunner is not running".into()).into())
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
+        Err(e) => Err(e.into()),
     }
 }

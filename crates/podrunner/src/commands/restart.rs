@@ -2,7 +2,8 @@
 //! under systemd or not. To apply a config change without draining, `systemctl reload` or
 //! SIGHUP is enough; `restart` is for changes to `[manager]`, `api_url` or the binary.
 
-use super::{start, stop, Cli, EXIT_NOT_RUNNING};
+use super::exit::Exit;
+use super::{start, stop, Cli};
 use crate::systemd::service;
 
 #[derive(Debug, clap::Args)]
@@ -12,16 +13,14 @@ pub struct Args {
     pub timeout: u64,
 }
 
-pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     crate::logging::init_cli(cli.log_level.as_deref());
-    let cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let cfg = cli.load_config()?;
     let svc = service::detect().await;
-    let code = stop::stop(&cfg, svc.as_ref(), false, None).await;
-    if code != 0 && code != EXIT_NOT_RUNNING {
-        return code;
+    // A manager that was not running is started all the same.
+    match stop::stop(&cfg, svc.as_ref(), false, None).await? {
+        Exit::Success | Exit::NotRunning => {}
+        other => return Ok(other),
     }
     let svc = service::detect().await;
     start::start(cli, &cfg, svc.as_ref(), args.timeout).await

@@ -1,5 +1,6 @@
 //! `podrunner run`: the manager in the foreground.
 
+use super::exit::Exit;
 use super::Cli;
 use crate::github::auth::Credentials;
 use crate::github::{ghes, Client};
@@ -9,35 +10,23 @@ use crate::podman::Podman;
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
-pub async fn exec(cli: &Cli, _args: &Args) -> i32 {
-    let cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    if let Err(e) = manager::prepare_dirs(&cfg) {
-        eprintln!("error: {e}");
-        return 1;
-    }
+pub async fn exec(cli: &Cli, _args: &Args) -> anyhow::Result<Exit> {
+    let cfg = cli.load_config()?;
+    manager::prepare_dirs(&cfg)?;
     let log_file = cfg
         .manager
         .log_file
         .then(|| crate::runner::paths::manager_log(&cfg));
-    if let Err(e) = crate::logging::init_manager(
+    crate::logging::init_manager(
         cli.log_format,
         cli.log_level.as_deref(),
         log_file.as_deref(),
-    ) {
-        eprintln!("error: {e}");
-        return 1;
-    }
-    match start(cfg).await {
-        Ok(()) => 0,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            1
-        }
-    }
+    )?;
+    // In the log too: under systemd, stderr may not be where people look.
+    start(cfg)
+        .await
+        .inspect_err(|e| tracing::error!("{}", super::exit::message(e)))?;
+    Ok(Exit::Success)
 }
 
 async fn start(cfg: crate::config::Config) -> anyhow::Result<()> {

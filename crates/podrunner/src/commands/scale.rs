@@ -1,7 +1,8 @@
 //! `podrunner scale POOL N`: changes a pool's size in the running manager. It holds until the
 //! next reload or restart; change the pool's `count` in the config to keep it.
 
-use super::{Cli, EXIT_NOT_RUNNING};
+use super::exit::{Exit, Failed};
+use super::Cli;
 use crate::control::{self, ClientError, Request};
 
 #[derive(Debug, clap::Args)]
@@ -12,12 +13,9 @@ pub struct Args {
     pub count: u32,
 }
 
-pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     crate::logging::init_cli(cli.log_level.as_deref());
-    let cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let cfg = cli.load_config()?;
     let req = Request::Scale {
         pool: args.pool.clone(),
         count: args.count,
@@ -28,19 +26,13 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             println!(
                 "this lasts until the next reload or restart; set `count` in the config to keep it"
             );
-            0
+            Ok(Exit::Success)
         }
-        Ok(r) => {
-            eprintln!("error: {}", r.error.unwrap_or_default());
-            1
-        }
-        Err(ClientError::NotRunning(_)) => {
-            eprintln!("podrunner is not running\n  fix: `podrunner start`, then scale");
-            EXIT_NOT_RUNNING
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
+        Ok(r) => anyhow::bail!("{}", r.error.unwrap_or_default()),
+        Err(ClientError::NotRunning(_)) => Err(Failed::NotRunning(
+            "podrunner is not running\n  fix: `podrunner start`, then scale".into(),
+        )
+        .into()),
+        Err(e) => Err(e.into()),
     }
 }

@@ -3,12 +3,14 @@
 //! is started detached, its output going to the state folder, and this waits until its
 //! control socket answers.
 
+use super::exit::{Exit, Failed};
 use super::Cli;
 use crate::cmd;
 use crate::config::Config;
 use crate::control::{self, Request};
 use crate::systemd::service::{self, Service};
 use crate::systemd::unit::{self, UNIT_NAME};
+use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,12 +28,9 @@ pub const DEFAULT_START_WAIT_SECS: u64 = 120;
 /// How often to look for the control socket.
 const POLL: Duration = Duration::from_millis(250);
 
-pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     crate::logging::init_cli(cli.log_level.as_deref());
-    let cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let cfg = cli.load_config()?;
     let svc = service::detect().await;
     start(cli, &cfg, svc.as_ref(), args.timeout).await
 }
@@ -47,44 +46,37 @@ pub fn output_path(cfg: &Config) -> PathBuf {
 }
 
 /// Starts the manager unless it answers already; through systemd if `svc` is installed.
-pub async fn start(cli: &Cli, cfg: &Config, svc: Option<&Service>, wait_secs: u64) -> i32 {
+pub async fn start(
+    cli: &Cli,
+    cfg: &Config,
+    svc: Option<&Service>,
+    wait_secs: u64,
+) -> anyhow::Result<Exit> {
     let sock = cfg.control_socket();
     if let Ok(r) = control::request(&sock, &Request::Status).await {
         let pid = r.status.map(|s| s.pid.to_string()).unwrap_or_default();
         println!("podrunner is already running (pid {pid})");
-        return 0;
+        return Ok(Exit::Success);
     }
     if let Some(s) = svc {
         println!("starting {UNIT_NAME} (it reports ready after its first reconcile)...");
         let args = service::systemctl_args(s.instance, &["start", UNIT_NAME]);
         let wait = Duration::from_secs(unit::START_TIMEOUT_SEC + 30);
-        return match cmd::run("systemctl", &args, None, wait).await {
-            Ok(_) => {
-                println!("podrunner started; see `podrunner status` and `podrunner logs -f`");
-                0
-            }
-            Err(e) => {
-                let flag = s.instance.flags().join(" ");
-                eprintln!("error: {e}\n  see why: journalctl {flag} -u {UNIT_NAME} -n 50");
-                1
-            }
-        };
+        let flag = s.instance.flags().join(" ");
+        cmd::run("systemctl", &args, None, wait)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("{e}\n  see why: journalctl {flag} -u {UNIT_NAME} -n 50")
+            })?;
+        println!("podrunner started; see `podrunner status` and `podrunner logs -f`");
+        return Ok(Exit::Success);
     }
     start_detached(cli, cfg, wait_secs).await
 }
 
-async fn start_detached(cli: &Cli, cfg: &Config, wait_secs: u64) -> i32 {
-    if let Err(e) = crate::manager::prepare_dirs(cfg) {
-        eprintln!("error: {e}");
-        return 1;
-    }
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: cannot find the podrunner binary: {e}");
-            return 1;
-        }
-    };
+async fn start_detached(cli: &Cli, cfg: &Config, wait_secs: u64) -> anyhow::Result<Exit> {
+    crate::manager::prepare_dirs(cfg)?;
+    let exe = std::env::current_exe().context("cannot find the podrunner binary")?;
     let config = cfg.path.canonicalize().unwrap_or_else(|_| cfg.path.clone());
     let mut args = vec!["--config".to_string(), config.display().to_string()];
     if let Some(l) = &cli.log_level {
@@ -103,13 +95,7 @@ async fn start_detached(cli: &Cli, cfg: &Config, wait_secs: u64) -> i32 {
         "LISTEN_FDS",
         "LISTEN_PID",
     ];
-    let mut child = match cmd::spawn_detached(&exe, &args, &out, &env_remove) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
+    let mut child = cmd::spawn_detached(&exe, &args, &out, &env_remove)?;
     println!(
         "starting podrunner in the background (pid {}, output in {})",
         child.id(),
@@ -123,11 +109,10 @@ async fn start_detached(cli: &Cli, cfg: &Config, wait_secs: u64) -> i32 {
             if tty {
                 println!();
             }
-            eprintln!(
-                "error: the manager exited during start ({status}); its last output:\n{}",
+            anyhow::bail!(
+                "the manager exited during start ({status}); its last output:\n{}",
                 tail_lines(&out, 15)
             );
-            return 1;
         }
         if let Ok(r) = control::request(&sock, &Request::Status).await {
             if r.ok {
@@ -135,18 +120,18 @@ async fn start_detached(cli: &Cli, cfg: &Config, wait_secs: u64) -> i32 {
                     println!();
                 }
                 println!("podrunner started; see `podrunner status` and `podrunner logs -f`");
-                return 0;
+                return Ok(Exit::Success);
             }
         }
         if started.elapsed() >= Duration::from_secs(wait_secs) {
             if tty {
                 println!();
             }
-            eprintln!(
+            return Err(Failed::Plain(format!(
                 "the manager does not answer after {wait_secs}s; it goes on in the background\n  see: podrunner logs; stop it with `podrunner stop` or `kill {}`",
                 child.id()
-            );
-            return 1;
+            ))
+            .into());
         }
         if tty {
             print!(

@@ -1,7 +1,8 @@
 //! `podrunner status`: the manager, its pools and every runner; `--json` for scripts.
 //! Without a running manager it lists the containers podman still has for this instance.
 
-use super::{age, Cli, EXIT_NOT_RUNNING};
+use super::exit::Exit;
+use super::{age, Cli};
 use crate::control::{self, ClientError, Request, StatusSnapshot};
 use crate::podman::{labels, Podman};
 use crate::systemd::service;
@@ -14,12 +15,9 @@ pub struct Args {
     pub json: bool,
 }
 
-pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     crate::logging::init_cli(cli.log_level.as_deref());
-    let cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let cfg = cli.load_config()?;
     // The service's state first, when systemd runs the manager (or is meant to).
     let svc = service::detect().await;
     if let (Some(s), false) = (&svc, args.json) {
@@ -39,12 +37,9 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             } else {
                 print!("{}", render(&s));
             }
-            0
+            Ok(Exit::Success)
         }
-        Ok(r) => {
-            eprintln!("error: {}", r.error.unwrap_or_default());
-            1
-        }
+        Ok(r) => anyhow::bail!("{}", r.error.unwrap_or_default()),
         Err(ClientError::NotRunning(_)) => {
             let podman = Podman::from_config(&cfg.podman);
             let left = podman
@@ -85,12 +80,9 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
                     Err(e) => println!("cannot list containers: {e}"),
                 }
             }
-            EXIT_NOT_RUNNING
+            Ok(Exit::NotRunning)
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
+        Err(e) => Err(e.into()),
     }
 }
 

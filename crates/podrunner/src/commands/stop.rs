@@ -2,7 +2,8 @@
 //! systemd it goes through `systemctl stop` (systemd sends SIGTERM, which drains), otherwise
 //! through the control socket; either way it shows the drain's progress from the socket.
 
-use super::{Cli, EXIT_NOT_RUNNING};
+use super::exit::{Exit, Failed};
+use super::Cli;
 use crate::cmd;
 use crate::config::Config;
 use crate::control::{self, ClientError, Request};
@@ -21,47 +22,40 @@ pub struct Args {
     pub timeout: Option<u64>,
 }
 
-pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     crate::logging::init_cli(cli.log_level.as_deref());
-    let cfg = match cli.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let cfg = cli.load_config()?;
     let svc = service::detect().await;
     stop(&cfg, svc.as_ref(), args.no_wait, args.timeout).await
 }
 
 /// Drains the manager, through systemd if `svc` is active, and waits for it to exit unless
-/// `no_wait`. Returns the exit code ([`EXIT_NOT_RUNNING`] if nothing ran).
-pub async fn stop(cfg: &Config, svc: Option<&Service>, no_wait: bool, timeout: Option<u64>) -> i32 {
+/// `no_wait`. [`Exit::NotRunning`] if nothing ran.
+pub async fn stop(
+    cfg: &Config,
+    svc: Option<&Service>,
+    no_wait: bool,
+    timeout: Option<u64>,
+) -> anyhow::Result<Exit> {
     let sock = cfg.control_socket();
     match svc.filter(|s| s.is_active()) {
         Some(s) => {
             let args = service::systemctl_args(s.instance, &["stop", "--no-block", UNIT_NAME]);
-            if let Err(e) = cmd::run("systemctl", &args, None, SYSTEMCTL_TIMEOUT).await {
-                eprintln!("error: {e}");
-                return 1;
-            }
+            cmd::run("systemctl", &args, None, SYSTEMCTL_TIMEOUT).await?;
             println!("stopping {UNIT_NAME}: idle runners are removed; busy runners finish their job first");
         }
         None => match control::request(&sock, &Request::Drain).await {
             Ok(r) if r.ok => println!("{}", r.message.unwrap_or_default()),
-            Ok(r) => {
-                eprintln!("error: {}", r.error.unwrap_or_default());
-                return 1;
-            }
+            Ok(r) => anyhow::bail!("{}", r.error.unwrap_or_default()),
             Err(ClientError::NotRunning(_)) => {
                 println!("podrunner is not running");
-                return EXIT_NOT_RUNNING;
+                return Ok(Exit::NotRunning);
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 1;
-            }
+            Err(e) => return Err(e.into()),
         },
     }
     if no_wait {
-        return 0;
+        return Ok(Exit::Success);
     }
     let started = Instant::now();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -92,11 +86,11 @@ pub async fn stop(cfg: &Config, svc: Option<&Service>, no_wait: bool, timeout: O
             if tty {
                 println!();
             }
-            eprintln!(
+            return Err(Failed::Plain(format!(
                 "still draining after {}s; the manager goes on in the background",
                 started.elapsed().as_secs()
-            );
-            return 1;
+            ))
+            .into());
         }
     }
     if tty {
@@ -114,5 +108,5 @@ pub async fn stop(cfg: &Config, svc: Option<&Service>, no_wait: bool, timeout: O
         }
     }
     println!("podrunner stopped");
-    0
+    Ok(Exit::Success)
 }

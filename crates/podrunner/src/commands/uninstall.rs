@@ -2,13 +2,13 @@
 //! disables it, removes the unit file and reloads systemd. Lingering stays on: other services
 //! of the user may need it.
 
+use super::exit::Exit;
 use super::install::sudo_hint;
 use super::Cli;
 use crate::cmd;
 use crate::config::Env;
 use crate::systemd::service::{self, Instance, SYSTEMCTL_TIMEOUT};
 use crate::systemd::unit::{self, UnitScope, UNIT_NAME};
-use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -29,7 +29,7 @@ pub fn stop_timeout_of(unit_text: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     crate::logging::init_cli(cli.log_level.as_deref());
     let (scope, instance) = if args.system {
         (
@@ -43,16 +43,13 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
         (UnitScope::User, Instance::User)
     };
     let env = Env::from_process();
-    let xdg_config = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let path = unit::unit_path(&scope, &env.home, xdg_config.as_deref());
+    let path = unit::unit_path(&scope, &env.home, env.xdg_config_home.as_deref());
     let Ok(text) = std::fs::read_to_string(&path) else {
         println!(
             "{UNIT_NAME} is not installed ({} does not exist)",
             path.display()
         );
-        return 0;
+        return Ok(Exit::Success);
     };
     let stop_secs = stop_timeout_of(&text).unwrap_or(unit::STOP_MARGIN_SECS + 6 * 3600 + 60);
     let disable = service::systemctl_args(instance, &["disable", "--now", UNIT_NAME]);
@@ -68,31 +65,34 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
         for l in &plan {
             println!("  {l}");
         }
-        return 0;
+        return Ok(Exit::Success);
     }
     let systemd = service::systemd_running();
     if systemd {
         println!("stopping {UNIT_NAME}: it drains first, busy runners finish their job (up to {stop_secs}s)...");
         // Give systemctl a little longer than systemd gives the unit.
         let wait = Duration::from_secs(stop_secs + 30);
+        // A service that may still run keeps its unit: nothing else is tried.
         if let Err(e) = cmd::run("systemctl", &disable, None, wait).await {
-            eprintln!("error: {e}{}\n  to finish by hand:", sudo_hint(instance));
-            for l in &plan {
-                eprintln!("  {l}");
-            }
-            return 1;
+            let by_hand: Vec<String> = plan.iter().map(|l| format!("  {l}")).collect();
+            anyhow::bail!(
+                "{e}{}\n  to finish by hand:\n{}",
+                sudo_hint(instance),
+                by_hand.join("\n")
+            );
         }
         println!("ran: {}", plan[0]);
     }
-    if let Err(e) = std::fs::remove_file(&path) {
-        eprintln!(
-            "error: cannot remove {}: {e}{}",
-            path.display(),
-            sudo_hint(instance)
-        );
-        return 1;
+    // From here every step is tried; the failures are reported together.
+    let mut errors = crate::teardown::Errors::default();
+    let removed = std::fs::remove_file(&path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{e}{}", sudo_hint(instance))));
+    if errors
+        .check(format!("cannot remove {}", path.display()), removed)
+        .is_some()
+    {
+        println!("removed {}", path.display());
     }
-    println!("removed {}", path.display());
     if systemd {
         match cmd::run("systemctl", &reload, None, SYSTEMCTL_TIMEOUT).await {
             Ok(_) => println!("ran: {}", plan[2]),
@@ -101,10 +101,11 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
     } else {
         println!("note: systemd is not running here, so there was nothing to stop or reload");
     }
+    errors.into_result()?;
     println!(
         "lingering is left as it was; `loginctl disable-linger` turns it off if nothing else needs it"
     );
-    0
+    Ok(Exit::Success)
 }
 
 #[cfg(test)]

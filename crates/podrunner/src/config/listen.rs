@@ -77,7 +77,7 @@ mod tests {
         assert!(Listen::parse("metrics.sock").is_err());
     }
 
-    fn parse(manager: &str) -> Result<crate::config::Config, String> {
+    fn parse(manager: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
         let env = crate::config::Env {
             home: "/home/u".into(),
             uid: 1000,
@@ -88,7 +88,6 @@ mod tests {
         };
         let text = format!("[manager]\n{manager}\n[[pool]]\nname = \"p\"\nrepository = \"o/r\"\n");
         crate::config::Config::parse(&text, std::path::Path::new("/c.toml"), &env)
-            .map_err(|e| e.to_string())
     }
 
     #[test]

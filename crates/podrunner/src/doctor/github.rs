@@ -146,7 +146,7 @@ pub fn judge(
     };
     if let Some(v) = &p.server_version {
         if let Err(e) = ghes::require_all(v, needs) {
-            let (found, fix) = split_fix(&e);
+            let (found, fix) = split_fix(&e.to_string());
             return Check {
                 status: Status::Fail,
                 found,

@@ -76,12 +76,15 @@ pub struct App {
     pub(super) renewing: tokio::sync::Mutex<()>,
 }
 
+/// An App's private key that cannot sign: not an RSA key in PEM form.
+#[derive(Debug, thiserror::Error)]
+#[error("the private key is not an RSA key in PEM form ({0}); GitHub Apps sign with RSA keys: download a new one from the App's settings")]
+pub struct NotRsaKey(jsonwebtoken::errors::Error);
+
 impl App {
     /// `pem`: the App's private key as GitHub hands it out (PKCS#1 or PKCS#8 RSA).
-    pub fn new(issuer: &str, pem: &str, installation_id: Option<u64>) -> Result<App, String> {
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
-            format!("the private key is not an RSA key in PEM form ({e}); GitHub Apps sign with RSA keys: download a new one from the App's settings")
-        })?;
+    pub fn new(issuer: &str, pem: &str, installation_id: Option<u64>) -> Result<App, NotRsaKey> {
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(NotRsaKey)?;
         Ok(App {
             issuer: issuer.to_string(),
             key,
@@ -298,7 +301,8 @@ pub(crate) mod tests {
             None,
         )
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(e.contains("not an RSA key in PEM form"), "{e}");
     }
 

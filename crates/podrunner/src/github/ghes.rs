@@ -84,8 +84,31 @@ pub fn needed(scale_sets_only: bool, kind: CredentialKind) -> Vec<Feature> {
     f
 }
 
+/// A GitHub Enterprise Server too old for a feature podrunner uses: the message says which
+/// release has it and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooOld {
+    pub version: String,
+    pub feature: Feature,
+}
+
+impl std::fmt::Display for TooOld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (major, minor) = self.feature.min_version();
+        write!(
+            f,
+            "this GitHub Enterprise Server is version {}; {} need {major}.{minor} or later\n  fix: upgrade the server to GHES {major}.{minor} or later ({})",
+            self.version,
+            self.feature.describe(),
+            self.feature.otherwise()
+        )
+    }
+}
+
+impl std::error::Error for TooOld {}
+
 /// `require` for each of `features`: the first one the server lacks.
-pub fn require_all(version: &str, features: &[Feature]) -> Result<(), String> {
+pub fn require_all(version: &str, features: &[Feature]) -> Result<(), TooOld> {
     features.iter().try_for_each(|f| require(version, *f))
 }
 
@@ -103,7 +126,7 @@ pub fn parse_version(v: &str) -> Option<(u32, u32)> {
 
 /// `Ok` when a server of `version` has `feature`; otherwise the message that says so and the
 /// fix. An unreadable version is given the benefit of the doubt.
-pub fn require(version: &str, feature: Feature) -> Result<(), String> {
+pub fn require(version: &str, feature: Feature) -> Result<(), TooOld> {
     let Some(have) = parse_version(version) else {
         return Ok(());
     };
@@ -111,11 +134,10 @@ pub fn require(version: &str, feature: Feature) -> Result<(), String> {
     if have >= (major, minor) {
         return Ok(());
     }
-    Err(format!(
-        "this GitHub Enterprise Server is version {version}; {} need {major}.{minor} or later\n  fix: upgrade the server to GHES {major}.{minor} or later ({})",
-        feature.describe(),
-        feature.otherwise()
-    ))
+    Err(TooOld {
+        version: version.to_string(),
+        feature,
+    })
 }
 
 #[cfg(test)]
@@ -131,11 +153,15 @@ mod tests {
         assert_eq!(require("3.10.0", Feature::JitRunners), Ok(()));
         assert_eq!(require("3.19.1", Feature::JitRunners), Ok(()));
         assert_eq!(require("garbage", Feature::JitRunners), Ok(()));
-        let e = require("3.9.4", Feature::JitRunners).unwrap_err();
+        let e = require("3.9.4", Feature::JitRunners)
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "this GitHub Enterprise Server is version 3.9.4; just-in-time runners (generate-jitconfig) need 3.10 or later\n  fix: upgrade the server to GHES 3.10 or later (podrunner registers every runner of a label-matched pool just in time and has no fallback; pools with scale_set = true need only GHES 3.9)");
         // Scale sets arrived one release earlier (3.9.0), fine-grained tokens with JIT (3.10.0).
         assert_eq!(require("3.9.0", Feature::ScaleSets), Ok(()));
-        let e = require("3.8.17", Feature::ScaleSets).unwrap_err();
+        let e = require("3.8.17", Feature::ScaleSets)
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "this GitHub Enterprise Server is version 3.8.17; runner scale sets need 3.9 or later\n  fix: upgrade the server to GHES 3.9 or later (or drop scale_set from the pool: label-matched pools need GHES 3.10)");
         assert!(require("2.22.0", Feature::ScaleSets).is_err());
         assert_eq!(
@@ -153,6 +179,7 @@ mod tests {
         assert!(
             require_all("3.9.1", &needed(true, CredentialKind::FineGrainedPat))
                 .unwrap_err()
+                .to_string()
                 .contains("fine-grained")
         );
         assert_eq!(require("3.10.1", Feature::FineGrainedTokens), Ok(()));
@@ -168,6 +195,7 @@ mod tests {
         );
         assert!(require("3.9.4", Feature::FineGrainedTokens)
             .unwrap_err()
+            .to_string()
             .contains("fine-grained personal access tokens need 3.10 or later"));
     }
 }

@@ -119,7 +119,7 @@ pub enum Error {
     },
     /// A GitHub Enterprise Server too old for a feature.
     #[error("{0}")]
-    Unsupported(String),
+    Unsupported(super::ghes::TooOld),
     #[error("GitHub's rate limit is exhausted; retrying after {}s", .0.as_secs())]
     RateLimited(Duration),
     #[error("GitHub answered {status}: {message}")]

@@ -140,22 +140,35 @@ pub fn quote_exec_arg(s: &str) -> String {
     }
 }
 
+/// A value that cannot go into a unit file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("{0} is not valid UTF-8")]
+    NotUtf8(String),
+    #[error("{0} is not an absolute path")]
+    NotAbsolute(String),
+    #[error("{0:?} holds a control character")]
+    ControlCharacter(String),
+    #[error("{0:?} is not a valid user name (lowercase letters, digits, _ - .)")]
+    UserName(String),
+}
+
 /// Checks that a path can go into a unit file: absolute, UTF-8, no control characters.
-pub fn unit_path_arg(p: &Path) -> Result<String, String> {
+pub fn unit_path_arg(p: &Path) -> Result<String, UnitError> {
     let s = p
         .to_str()
-        .ok_or_else(|| format!("{} is not valid UTF-8", p.display()))?;
+        .ok_or_else(|| UnitError::NotUtf8(p.display().to_string()))?;
     if !p.is_absolute() {
-        return Err(format!("{s} is not an absolute path"));
+        return Err(UnitError::NotAbsolute(s.to_string()));
     }
     if s.chars().any(char::is_control) {
-        return Err(format!("{s:?} holds a control character"));
+        return Err(UnitError::ControlCharacter(s.to_string()));
     }
     Ok(quote_exec_arg(s))
 }
 
 /// A user name as `User=` accepts it (the portable subset of useradd(8)'s names).
-pub fn check_user_name(name: &str) -> Result<(), String> {
+pub fn check_user_name(name: &str) -> Result<(), UnitError> {
     let ok = !name.is_empty()
         && name.len() <= 32
         && name
@@ -168,14 +181,12 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{name:?} is not a valid user name (lowercase letters, digits, _ - .)"
-        ))
+        Err(UnitError::UserName(name.to_string()))
     }
 }
 
 /// The unit file's text.
-pub fn render_unit(o: &UnitOptions) -> Result<String, String> {
+pub fn render_unit(o: &UnitOptions) -> Result<String, UnitError> {
     let exe = unit_path_arg(&o.exe)?;
     let config = unit_path_arg(&o.config)?;
     let mut u = String::new();

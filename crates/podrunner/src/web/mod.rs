@@ -120,7 +120,12 @@ where
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Listener::Unix(_, p) = self {
-            let _ = std::fs::remove_file(p);
+            match std::fs::remove_file(&*p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!("cannot remove the listener's socket {}: {e}", p.display())
+                }
+                _ => {}
+            }
         }
     }
 }
@@ -163,31 +168,35 @@ pub struct PageData {
     pub now_ms: i64,
 }
 
+/// Why the page shows no history.
+#[derive(Debug, thiserror::Error)]
+enum NoHistory {
+    #[error("history is off ([manager] history = false)")]
+    Off,
+    #[error(transparent)]
+    Read(#[from] history::Error),
+    #[error("{0}")]
+    Task(tokio::task::JoinError),
+}
+
 async fn page_data(s: &WebState) -> Result<PageData, Response> {
     let status = snapshot(s).await?;
     let path = s.history.clone();
-    let read = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let Some(p) = path else {
-            return Err("history is off ([manager] history = false)".into());
-        };
-        let h = History::open_read_only(&p).map_err(|e| e.to_string())?;
+    let read = tokio::task::spawn_blocking(move || -> Result<_, NoHistory> {
+        let h = History::open_read_only(&path.ok_or(NoHistory::Off)?)?;
         let now = history::now_ms();
-        let jobs = h
-            .list(&history::Filter {
-                limit: Some(LAST_JOBS),
-                ..Default::default()
-            })
-            .map_err(|e| e.to_string())?;
-        let hours = h
-            .per_hour(now - CHART_HOURS * 3_600_000)
-            .map_err(|e| e.to_string())?;
+        let jobs = h.list(&history::Filter {
+            limit: Some(LAST_JOBS),
+            ..Default::default()
+        })?;
+        let hours = h.per_hour(now - CHART_HOURS * 3_600_000)?;
         Ok((jobs, hours))
     })
     .await
-    .unwrap_or_else(|e| Err(e.to_string()));
+    .unwrap_or_else(|e| Err(NoHistory::Task(e)));
     let (jobs, hours, history_note) = match read {
         Ok((j, h)) => (j, h, None),
-        Err(e) => (vec![], vec![], Some(e)),
+        Err(e) => (vec![], vec![], Some(e.to_string())),
     };
     Ok(PageData {
         status,
