@@ -1,4 +1,4 @@
-//! The scale set client (github/scaleset.rs) against the fake GitHub's scale set service: the
+//! The scale set client (github/scaleset/) against the fake GitHub's scale set service: the
 //! whole flow of GitHub's own listener, token renewal, session conflicts and job reassignment.
 //! No containers: the runners here are only registrations.
 

@@ -12,8 +12,8 @@ pub const MAX_PREFIX_LEN: usize =
 /// Longest label GitHub accepts for a runner label (its UI and API refuse longer ones).
 pub const MAX_LABEL_LEN: usize = 256;
 
-/// Why a name was refused. The messages are the config errors users see (config/mod.rs adds
-/// the file, line and column).
+/// Why a name was refused. The messages are the config errors users see (`ConfigText` in
+/// config/mod.rs adds the file, line and column).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     #[error("{kind} must not be empty")]

@@ -123,7 +123,7 @@ impl Client {
         })
     }
 
-    /// The HTTP client, for adapters of GitHub's other services (github/scaleset.rs).
+    /// The HTTP client, for adapters of GitHub's other services (github/scaleset/).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 impl Client {
     /// POST `/SCOPE/actions/runners/registration-token`: a token valid one hour, which the
-    /// runner-registration exchange of scale sets takes (github/scaleset.rs).
+    /// runner-registration exchange of scale sets takes (github/scaleset/).
     pub async fn registration_token(&self, scope: &Scope) -> Result<Secret, Error> {
         #[derive(Deserialize)]
         struct T {
