@@ -45,7 +45,7 @@ pub struct Ending {
 /// record's own flag is cleared once the registration is gone).
 pub fn judge(r: &RunnerRec, seen_busy: bool) -> Ending {
     let busy = r.busy || seen_busy;
-    let oom = r.oom_killed || (r.exit_code == Some(137) && !r.stop_requested);
+    let oom = r.oom_killed || super::judge::exit_means_oom(r.exit_code, r.stop_requested);
     if r.stop_requested {
         return Ending {
             job_ran: busy,
@@ -76,7 +76,7 @@ mod tests {
         RunnerRec {
             name: "ci-1".into(),
             pool: "ci".into(),
-            scope: "repos/o/r".into(),
+            scope: crate::core::Scope::repository("o/r").ok(),
             runner_id: Some(1),
             container_id: Some("c".into()),
             phase: Phase::Exited,

@@ -207,8 +207,7 @@ impl State {
             let c = code.unwrap_or_default();
             let why = if oom {
                 format!("{}; it exited with code {c}", oom_message(name))
-            } else if c == 137 {
-                // 128 + SIGKILL, not asked for by podrunner: the OOM killer, most often.
+            } else if judge::exit_means_oom(code, expected) {
                 format!("runner {name} exited with code 137 (killed by SIGKILL: out of memory at the pool's memory limit, most likely)")
             } else {
                 match out.reason_line() {

@@ -17,6 +17,7 @@
 pub mod backoff;
 pub mod demand;
 pub mod ending;
+pub mod judge;
 mod lifecycle;
 pub mod naming;
 pub mod outcome;
@@ -24,6 +25,7 @@ mod plan;
 pub mod pull;
 mod sync;
 
+pub use crate::config::names::Scope;
 use outcome::{JobResult, RunnerOutcome};
 pub use pull::PullPolicy;
 use serde::Serialize;
@@ -58,13 +60,18 @@ pub const DEFAULT_ONLINE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The exit code of `run.sh` when GitHub refuses the runner's version, with
 /// `ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1` (docs/runner-output.md).
 pub const EXIT_VERSION_DEPRECATED: i32 = 7;
+/// Default of a pool's `stop_timeout`: config/ never goes below it.
+pub const DEFAULT_STOP_TIMEOUT: Duration =
+    Duration::from_secs(crate::config::MIN_STOP_TIMEOUT_SECS);
 
 /// What desired state says about one pool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolSpec {
     pub name: String,
-    /// `repos/o/r` or `orgs/o`: which runner list the pool's registrations live in.
-    pub scope: String,
+    /// Which runner list the pool's registrations live in.
+    pub scope: Scope,
+    /// How long `podman stop` waits before it kills the runner (the pool's `stop_timeout`).
+    pub stop_timeout: Duration,
     pub prefix: String,
     pub desired: u32,
     pub restart_delay: Duration,
@@ -83,11 +90,13 @@ pub struct PoolSpec {
     pub pull_interval: Duration,
 }
 
-impl Default for PoolSpec {
-    fn default() -> PoolSpec {
+impl PoolSpec {
+    /// A pool of `scope` that wants no runners, with the defaults of every other setting.
+    pub fn new(name: &str, scope: Scope) -> PoolSpec {
         PoolSpec {
-            name: String::new(),
-            scope: String::new(),
+            name: name.to_string(),
+            scope,
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
             prefix: String::new(),
             desired: 0,
             restart_delay: Duration::from_secs(1),
@@ -134,8 +143,9 @@ pub enum Verdict {
 pub struct RunnerRec {
     pub name: String,
     pub pool: String,
-    /// `repos/o/r` or `orgs/o`: where its registration lives.
-    pub scope: String,
+    /// Where its registration lives; `None` for an adopted container whose label names no
+    /// scope podrunner can read (its registration is then left to the orphan sweep).
+    pub scope: Option<Scope>,
     pub runner_id: Option<u64>,
     pub container_id: Option<String>,
     pub phase: Phase,
@@ -163,11 +173,11 @@ pub struct RunnerRec {
 }
 
 impl RunnerRec {
-    fn new(name: &str, pool: &str, scope: &str, now: Instant) -> RunnerRec {
+    fn new(name: &str, pool: &str, scope: Option<Scope>, now: Instant) -> RunnerRec {
         RunnerRec {
             name: name.into(),
             pool: pool.into(),
-            scope: scope.into(),
+            scope,
             runner_id: None,
             container_id: None,
             phase: Phase::Registering,
@@ -266,7 +276,7 @@ pub struct Finished {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Orphan {
-    pub scope: String,
+    pub scope: Scope,
     pub name: String,
     pub in_flight: bool,
     pub retry_at: Option<Instant>,
@@ -278,7 +288,8 @@ pub struct ContainerSeen {
     pub name: String,
     pub id: String,
     pub pool: String,
-    pub scope: String,
+    /// From the container's scope label; `None` when it names none podrunner can read.
+    pub scope: Option<Scope>,
     pub runner_id: Option<u64>,
     pub alive: bool,
     pub exit_code: Option<i32>,
@@ -307,7 +318,7 @@ pub enum Action {
         delete_id: Option<u64>,
     },
     /// Delete a registration that has no container.
-    DeleteOrphan { scope: String, id: u64 },
+    DeleteOrphan { scope: Scope, id: u64 },
     /// Pull the pool's image (`pull::PullReason::Start`: only if it is missing).
     PullImage {
         pool: String,

@@ -161,8 +161,10 @@ impl State {
                 ps.next_start_at = None;
                 for _ in 0..n {
                     let name = naming::runner_name(&s.prefix, &suffix());
-                    self.runners
-                        .insert(name.clone(), RunnerRec::new(&name, &pool, &s.scope, now));
+                    self.runners.insert(
+                        name.clone(),
+                        RunnerRec::new(&name, &pool, Some(s.scope.clone()), now),
+                    );
                     actions.push(Action::Start {
                         pool: pool.clone(),
                         name,

@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 /// Default of `pull_interval`: GitHub releases a runner about every two weeks and refuses old
 /// versions only months later; a few checks a day cost a manifest request each.
+/// Why a pull failed, as status shows it (the adapter renders its own error into it).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct PullFailed(pub String);
+
 pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 /// Pulls asked for by runners (self-update, deprecated version) are at most this close: a
 /// whole pool of runners exiting at once asks for one pull, not one each.
@@ -104,7 +109,7 @@ impl ImageState {
     }
 
     /// The pull finished: `Ok(true)` brought a new image.
-    pub fn done(&mut self, result: Result<bool, String>, interval: Duration, now: Instant) {
+    pub fn done(&mut self, result: Result<bool, PullFailed>, interval: Duration, now: Instant) {
         self.in_flight = false;
         self.pulls += 1;
         match result {
@@ -114,7 +119,7 @@ impl ImageState {
                 self.next_check = Some(now + interval);
             }
             Err(e) => {
-                self.last_error = Some(e);
+                self.last_error = Some(e.0);
                 self.next_check = Some(now + PULL_RETRY.min(interval));
             }
         }
@@ -163,7 +168,7 @@ mod tests {
         // A failed pull retries after PULL_RETRY, not a whole interval.
         let t1 = t0 + 2 * h;
         i.begin(PullReason::Interval, t1);
-        i.done(Err("no registry".into()), h, t1);
+        i.done(Err(PullFailed("no registry".into())), h, t1);
         assert_eq!(i.last_error.as_deref(), Some("no registry"));
         assert_eq!(i.next_check, Some(t1 + PULL_RETRY));
         assert_eq!(PullPolicy::parse("newer"), Some(PullPolicy::Newer));

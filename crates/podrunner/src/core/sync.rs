@@ -7,8 +7,8 @@ use super::*;
 impl State {
     /// Listing GitHub's runners of `scope` failed: the pools there show why (a revoked token,
     /// GitHub unreachable) even while no runner needs starting.
-    pub fn sweep_failed(&mut self, scope: &str, why: &str, specs: &[PoolSpec]) {
-        for s in specs.iter().filter(|s| s.scope == scope) {
+    pub fn sweep_failed(&mut self, scope: &Scope, why: &str, specs: &[PoolSpec]) {
+        for s in specs.iter().filter(|s| &s.scope == scope) {
             let p = self.pool_mut(&s.name);
             p.last_error = Some(format!("cannot list the runners of GitHub: {why}"));
             p.github_error = true;
@@ -30,8 +30,9 @@ impl State {
     /// once no container uses it); `Ok(None)`: nothing new.
     pub fn pull_done(
         &mut self,
-        spec: &PoolSpec,
-        result: Result<Option<String>, String>,
+        pool: &str,
+        pull_interval: Duration,
+        result: Result<Option<String>, pull::PullFailed>,
         now: Instant,
     ) {
         let changed = matches!(result, Ok(Some(_)));
@@ -41,9 +42,9 @@ impl State {
                 self.prune_wanted = true;
             }
         }
-        let p = self.pool_mut(&spec.name);
+        let p = self.pool_mut(pool);
         p.image
-            .done(result.map(|o| o.is_some()), spec.pull_interval, now);
+            .done(result.map(|o| o.is_some()), pull_interval, now);
         if changed && p.failures > 0 {
             // The old image was the trouble, most likely: the next runner starts at once.
             p.next_start_at = None;
@@ -69,7 +70,7 @@ impl State {
     /// GitHub's runner lists arrived (`None` for a scope whose list failed).
     pub fn apply_sweep(
         &mut self,
-        lists: &[(String, Option<Vec<RegistrationSeen>>)],
+        lists: &[(Scope, Option<Vec<RegistrationSeen>>)],
         specs: &[PoolSpec],
         now: Instant,
     ) {
@@ -85,7 +86,11 @@ impl State {
             let by_name: BTreeMap<&str, &RegistrationSeen> =
                 list.iter().map(|g| (g.name.as_str(), g)).collect();
             let mut verdicts = Vec::new();
-            for r in self.runners.values_mut().filter(|r| &r.scope == scope) {
+            for r in self
+                .runners
+                .values_mut()
+                .filter(|r| r.scope.as_ref() == Some(scope))
+            {
                 match by_name.get(r.name.as_str()) {
                     Some(g) => {
                         r.busy = g.busy;
@@ -191,16 +196,14 @@ impl State {
     }
 
     /// Scopes to list in a sweep: those of the pools and of every runner we hold.
-    pub fn scopes(&self, specs: &[PoolSpec]) -> Vec<String> {
-        let mut v: BTreeSet<String> = specs.iter().map(|s| s.scope.clone()).collect();
-        v.extend(
-            self.runners
-                .values()
-                .map(|r| r.scope.clone())
-                .filter(|s| !s.is_empty()),
-        );
+    pub fn scopes(&self, specs: &[PoolSpec]) -> Vec<Scope> {
+        let mut v: Vec<Scope> = specs.iter().map(|s| s.scope.clone()).collect();
+        v.extend(self.runners.values().filter_map(|r| r.scope.clone()));
         v.extend(self.orphans.values().map(|o| o.scope.clone()));
-        v.into_iter().collect()
+        // In the order of their API paths, each once.
+        v.sort_by_key(|s| s.api_path());
+        v.dedup();
+        v
     }
 
     /// Records that a `podman ps` was asked for now (used at start-up, before the first plan).
@@ -243,7 +246,7 @@ impl State {
             if self.runners.contains_key(&c.name) {
                 continue;
             }
-            let mut r = RunnerRec::new(&c.name, &c.pool, &c.scope, now);
+            let mut r = RunnerRec::new(&c.name, &c.pool, c.scope.clone(), now);
             r.adopted = true;
             r.runner_id = c.runner_id;
             r.container_id = Some(c.id.clone());

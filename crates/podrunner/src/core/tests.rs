@@ -1,14 +1,22 @@
 use super::*;
 
+fn repo() -> Scope {
+    Scope::repository("o/r").unwrap()
+}
+
+fn org(name: &str) -> Scope {
+    Scope::organization(name).unwrap()
+}
+
 fn spec(desired: u32) -> PoolSpec {
     PoolSpec {
         name: "p".into(),
-        scope: "repos/o/r".into(),
+        scope: repo(),
         prefix: "ci".into(),
         desired,
         restart_delay: Duration::from_secs(1),
         family: "ci".into(),
-        ..PoolSpec::default()
+        ..PoolSpec::new("", repo())
     }
 }
 
@@ -69,7 +77,7 @@ fn exit_is_replaced_at_once_and_judged_by_sweep_without_output() {
     let mut sfx = suffixes();
     let specs = [spec(1)];
     s.plan(&specs, t0, &mut sfx);
-    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t0);
     s.apply_resync(&[], t0);
     run(&mut s, "ci-00000001", 7, t0);
     assert_eq!(s.runners["ci-00000001"].display_state(), "idle");
@@ -92,7 +100,7 @@ fn exit_is_replaced_at_once_and_judged_by_sweep_without_output() {
     );
     // The list, asked after the exit, no longer has the runner: it finished its job.
     let t2 = t1 + Duration::from_millis(1500);
-    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t2);
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t2);
     assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Gone);
     assert_eq!(s.pools["p"].jobs_done, 1);
     let a = s.plan(&specs, t2, &mut sfx);
@@ -118,10 +126,7 @@ fn stale_list_does_not_judge_a_later_exit() {
     s.container_exited("ci-00000001", Some(0), t0 + Duration::from_secs(1));
     // The list was asked at t0, before the exit, and still shows the runner.
     s.apply_sweep(
-        &[(
-            "repos/o/r".into(),
-            Some(vec![seen(7, "ci-00000001", false)]),
-        )],
+        &[(repo(), Some(vec![seen(7, "ci-00000001", false)]))],
         &specs,
         t0 + Duration::from_secs(2),
     );
@@ -137,7 +142,7 @@ fn exit_without_job_backs_off_exponentially_one_probe_at_a_time() {
     let specs = [spec(2)];
     let a = s.plan(&specs, t0, &mut sfx);
     assert_eq!(starts(&a).len(), 2);
-    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t0);
     s.apply_resync(&[], t0);
     run(&mut s, "ci-00000001", 1, t0);
     run(&mut s, "ci-00000002", 2, t0);
@@ -175,7 +180,7 @@ fn exit_without_job_backs_off_exponentially_one_probe_at_a_time() {
     let t3 = t1 + Duration::from_secs(20);
     s.container_exited(&name, Some(0), t3);
     s.plan(&specs, t3, &mut sfx);
-    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t3);
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t3);
     assert_eq!(s.pools["p"].failures, 0);
     assert_eq!(s.pools["p"].last_error, None);
 }
@@ -187,17 +192,14 @@ fn registration_left_after_exit_is_a_failure_and_deleted() {
     let mut sfx = suffixes();
     let specs = [spec(1)];
     s.plan(&specs, t0, &mut sfx);
-    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t0);
     run(&mut s, "ci-00000001", 9, t0);
     let t1 = t0 + Duration::from_secs(3);
     s.container_exited("ci-00000001", Some(0), t1);
     let a = s.plan(&specs, t1, &mut sfx);
     assert_eq!(a[0], Action::Sweep);
     s.apply_sweep(
-        &[(
-            "repos/o/r".into(),
-            Some(vec![seen(9, "ci-00000001", false)]),
-        )],
+        &[(repo(), Some(vec![seen(9, "ci-00000001", false)]))],
         &specs,
         t1,
     );
@@ -245,7 +247,7 @@ fn scale_down_retires_idle_never_busy() {
     let specs = [spec(1)];
     s.apply_sweep(
         &[(
-            "repos/o/r".into(),
+            repo(),
             Some(vec![
                 seen(1, "ci-00000001", true),
                 seen(2, "ci-00000002", false),
@@ -284,7 +286,7 @@ fn orphans_are_found_and_deleted_once() {
     s.plan(&specs, t0, &mut sfx);
     s.apply_sweep(
         &[(
-            "repos/o/r".into(),
+            repo(),
             Some(vec![
                 seen(50, "ci-deadbeef", false),
                 seen(51, "someone-else", false),
@@ -299,7 +301,7 @@ fn orphans_are_found_and_deleted_once() {
     assert_eq!(
         a,
         vec![Action::DeleteOrphan {
-            scope: "repos/o/r".into(),
+            scope: repo(),
             id: 50
         }]
     );
@@ -321,7 +323,7 @@ fn restart_adopts_containers_instead_of_duplicating() {
                 name: "ci-aaaaaaaa".into(),
                 id: "c1".into(),
                 pool: "p".into(),
-                scope: "repos/o/r".into(),
+                scope: Some(repo()),
                 runner_id: Some(4),
                 alive: true,
                 exit_code: None,
@@ -330,7 +332,7 @@ fn restart_adopts_containers_instead_of_duplicating() {
                 name: "ci-bbbbbbbb".into(),
                 id: "c2".into(),
                 pool: "p".into(),
-                scope: "repos/o/r".into(),
+                scope: Some(repo()),
                 runner_id: Some(5),
                 alive: true,
                 exit_code: None,
@@ -348,7 +350,7 @@ fn restart_adopts_containers_instead_of_duplicating() {
             name: "ci-aaaaaaaa".into(),
             id: "c1".into(),
             pool: "p".into(),
-            scope: "repos/o/r".into(),
+            scope: Some(repo()),
             runner_id: Some(4),
             alive: true,
             exit_code: None,
@@ -369,7 +371,7 @@ fn drain_retires_idle_waits_for_busy_then_forces_at_deadline() {
     run(&mut s, "ci-00000002", 2, t0);
     s.apply_sweep(
         &[(
-            "repos/o/r".into(),
+            repo(),
             Some(vec![
                 seen(1, "ci-00000001", true),
                 seen(2, "ci-00000002", false),
@@ -399,11 +401,7 @@ fn drain_retires_idle_waits_for_busy_then_forces_at_deadline() {
     }));
     assert!(!a.iter().any(|a| matches!(a, Action::Start { .. })));
     s.cleanup_done("ci-00000002", CleanupOutcome::Done, t1);
-    s.apply_sweep(
-        &[("repos/o/r".into(), Some(vec![]))],
-        &specs,
-        t1 + SWEEP_MIN_INTERVAL,
-    );
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t1 + SWEEP_MIN_INTERVAL);
     s.plan(&specs, t1 + SWEEP_MIN_INTERVAL, &mut sfx);
     s.cleanup_done("ci-00000001", CleanupOutcome::Done, t1);
     assert!(s.is_drained());
@@ -478,24 +476,18 @@ fn busy_orphan_is_never_deleted_then_retried_until_deleted() {
     let specs = [spec(0)];
     s.plan(&specs, t0, &mut sfx);
     s.apply_sweep(
-        &[(
-            "repos/o/r".into(),
-            Some(vec![seen(60, "ci-0badc0de", true)]),
-        )],
+        &[(repo(), Some(vec![seen(60, "ci-0badc0de", true)]))],
         &specs,
         t0,
     );
     let del = Action::DeleteOrphan {
-        scope: "repos/o/r".into(),
+        scope: repo(),
         id: 60,
     };
     // Busy: left alone.
     assert_eq!(s.plan(&specs, t0, &mut sfx), vec![]);
     s.apply_sweep(
-        &[(
-            "repos/o/r".into(),
-            Some(vec![seen(60, "ci-0badc0de", false)]),
-        )],
+        &[(repo(), Some(vec![seen(60, "ci-0badc0de", false)]))],
         &specs,
         t0,
     );
@@ -518,7 +510,7 @@ fn oom_shows_in_last_error_without_backoff_and_outlives_the_verdict() {
     let mut sfx = suffixes();
     let specs = [spec(1)];
     s.plan(&specs, t0, &mut sfx);
-    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t0);
     run(&mut s, "ci-00000001", 7, t0);
     s.runner_oom("ci-00000001");
     s.runner_oom("unknown-runner");
@@ -533,7 +525,7 @@ fn oom_shows_in_last_error_without_backoff_and_outlives_the_verdict() {
     let t1 = t0 + Duration::from_secs(3);
     s.container_exited("ci-00000001", Some(0), t1);
     s.plan(&specs, t1, &mut sfx);
-    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t1);
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t1);
     let p = &s.pools["p"];
     assert_eq!((p.failures, p.jobs_done), (0, 1));
     assert!(p.last_error.as_deref().unwrap().contains("out of memory"));
@@ -576,12 +568,12 @@ fn failed_lists_show_in_status_space_out_and_clear() {
     let specs = [spec(0)];
     assert!(s.plan(&specs, t0, &mut sfx).contains(&Action::Sweep));
     s.sweep_failed(
-        "repos/o/r",
+        &repo(),
         "GitHub rejected the token (401: Bad credentials)",
         &specs,
     );
-    s.sweep_failed("orgs/other", "x", &specs);
-    s.apply_sweep(&[("repos/o/r".into(), None)], &specs, t0);
+    s.sweep_failed(&org("other"), "x", &specs);
+    s.apply_sweep(&[(repo(), None)], &specs, t0);
     let e = s.pools["p"].last_error.clone().unwrap();
     assert_eq!(
         e,
@@ -617,12 +609,12 @@ fn failed_lists_show_in_status_space_out_and_clear() {
             s.plan(&specs, t, &mut sfx).contains(&Action::Sweep),
             "gap {gap}"
         );
-        s.apply_sweep(&[("repos/o/r".into(), None)], &specs, t);
+        s.apply_sweep(&[(repo(), None)], &specs, t);
     }
     // A good list clears the error and the backoff.
     t += SWEEP_BACKOFF_CAP;
     assert!(s.plan(&specs, t, &mut sfx).contains(&Action::Sweep));
-    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t);
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t);
     assert_eq!(s.pools["p"].last_error, None);
     assert_eq!(s.sweep_failures, 0);
     s.sweep_wanted = true;
@@ -639,7 +631,7 @@ fn a_start_error_is_not_cleared_by_a_good_list() {
     let specs = [spec(1)];
     s.plan(&specs, t0, &mut sfx);
     s.start_failed("ci-00000001", "image missing".into(), true, false, t0);
-    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t0);
     assert_eq!(s.pools["p"].last_error.as_deref(), Some("image missing"));
 }
 
@@ -670,7 +662,7 @@ fn late_exit_code_after_pid_exit_counts_once() {
     let mut sfx = suffixes();
     let specs = [spec(1)];
     s.plan(&specs, t0, &mut sfx);
-    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t0);
     run(&mut s, "ci-00000001", 1, t0);
     // The container process ended: code unknown, the verdict waits.
     s.container_exited("ci-00000001", None, t0);
@@ -684,10 +676,7 @@ fn late_exit_code_after_pid_exit_counts_once() {
     assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Present);
     // A later list that still shows it does not count it again.
     s.apply_sweep(
-        &[(
-            "repos/o/r".into(),
-            Some(vec![seen(1, "ci-00000001", false)]),
-        )],
+        &[(repo(), Some(vec![seen(1, "ci-00000001", false)]))],
         &specs,
         t0,
     );
@@ -814,7 +803,7 @@ fn one_running(desired: u32, t0: Instant) -> (State, [PoolSpec; 1], impl FnMut()
     let mut sfx = suffixes();
     let specs = [spec(desired)];
     s.plan(&specs, t0, &mut sfx);
-    s.apply_sweep(&[("repos/o/r".into(), Some(vec![]))], &specs, t0);
+    s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t0);
     s.apply_resync(&[], t0);
     run(&mut s, "ci-00000001", 1, t0);
     (s, specs, sfx)
@@ -920,7 +909,7 @@ fn deprecated_version_fails_with_the_fix_and_pulls_at_once() {
         pool: "p".into(),
         reason: pull::PullReason::Start
     }));
-    s.pull_done(&specs[0], Ok(None), t0);
+    s.pull_done(&specs[0].name, specs[0].pull_interval, Ok(None), t0);
     let t1 = t0 + Duration::from_secs(1);
     s.runner_output(
         "ci-00000001",
@@ -947,7 +936,12 @@ fn deprecated_version_fails_with_the_fix_and_pulls_at_once() {
     assert!(starts(&a).is_empty(), "backing off");
     // A new image: the backoff ends, the next runner starts at once; the old image goes
     // once no container uses it.
-    s.pull_done(&specs[0], Ok(Some("sha-old".into())), t1);
+    s.pull_done(
+        &specs[0].name,
+        specs[0].pull_interval,
+        Ok(Some("sha-old".into())),
+        t1,
+    );
     let a = s.plan(&specs, t1, &mut sfx);
     assert_eq!(starts(&a).len(), 1);
     assert!(a.contains(&Action::PruneImage {
@@ -969,7 +963,7 @@ fn a_self_update_says_the_image_is_stale_without_backoff() {
     let (mut s, mut specs, mut sfx) = one_running(1, t0);
     specs[0].pull = PullPolicy::Newer;
     s.plan(&specs, t0, &mut sfx);
-    s.pull_done(&specs[0], Ok(None), t0);
+    s.pull_done(&specs[0].name, specs[0].pull_interval, Ok(None), t0);
     s.runner_output(
         "ci-00000001",
         &lines(&[
@@ -1036,7 +1030,7 @@ fn other_hosts_runners_are_deleted_only_when_provably_dead() {
         prefix: "ci-aaaaaa".into(),
         ..spec(0)
     }];
-    let list = |v: Vec<RegistrationSeen>| vec![("repos/o/r".to_string(), Some(v))];
+    let list = |v: Vec<RegistrationSeen>| vec![(repo(), Some(v))];
     let off = |id, name: &str| RegistrationSeen {
         id,
         name: name.into(),
@@ -1090,12 +1084,12 @@ fn other_hosts_runners_are_deleted_only_when_provably_dead() {
 fn org_pools_of_two_hosts_share_a_list_safely() {
     // Two hosts' states, one org-wide list with both hosts' runners and another repo's pool.
     let t0 = Instant::now();
-    let org = |prefix: &str| PoolSpec {
-        scope: "orgs/o".into(),
+    let pool = |prefix: &str| PoolSpec {
+        scope: org("o"),
         prefix: prefix.into(),
         ..spec(1)
     };
-    let (a, b) = ([org("ci-aaaaaa")], [org("ci-bbbbbb")]);
+    let (a, b) = ([pool("ci-aaaaaa")], [pool("ci-bbbbbb")]);
     let mut sa = State::new();
     let mut sb = State::new();
     let mut fa = || "0000000a".to_string();
@@ -1109,7 +1103,7 @@ fn org_pools_of_two_hosts_share_a_list_safely() {
         vec!["ci-bbbbbb-0000000b"]
     );
     let list = vec![(
-        "orgs/o".to_string(),
+        org("o"),
         Some(vec![
             seen(1, "ci-aaaaaa-0000000a", false),
             seen(2, "ci-bbbbbb-0000000b", false),

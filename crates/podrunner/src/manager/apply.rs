@@ -2,14 +2,21 @@
 //! [`Manager::apply`] feeds what tasks and observers report back into the core.
 
 use super::*;
+use crate::core::judge;
 
 impl Manager {
     pub(super) fn pool_cfg(&self, pool: &str) -> Option<config::PoolConfig> {
         self.ctx.cfg.pool(pool).cloned()
     }
 
-    pub(super) fn scope_of(&self, pool: &str) -> Option<config::names::Scope> {
-        self.pool_cfg(pool).map(|p| p.scope)
+    /// How often `pool` looks for a newer image (the default for a pool that left the config).
+    pub(super) fn pull_interval_of(&self, pool: &str) -> std::time::Duration {
+        self.specs
+            .iter()
+            .find(|s| s.name == pool)
+            .map_or(crate::core::pull::DEFAULT_PULL_INTERVAL, |s| {
+                s.pull_interval
+            })
     }
 
     pub(super) fn stop_timeout_of(&self, pool: &str) -> u64 {
@@ -37,8 +44,7 @@ impl Manager {
             Action::Retire { name } => {
                 let rec = &self.state.runners[&name];
                 let timeout = self.stop_timeout_of(&rec.pool);
-                let scope = config::names::Scope::from_api_path(&rec.scope);
-                tokio::spawn(ctx.retire(scope, timeout, name, rec.runner_id));
+                tokio::spawn(ctx.retire(rec.scope.clone(), timeout, name, rec.runner_id));
             }
             Action::ForceStop { name } => {
                 let timeout = self
@@ -51,19 +57,15 @@ impl Manager {
             }
             Action::Cleanup { name, delete_id } => {
                 let rec = &self.state.runners[&name];
-                let scope = config::names::Scope::from_api_path(&rec.scope);
                 let remove_container = !rec.container_gone && rec.container_id.is_some();
-                tokio::spawn(ctx.cleanup(scope, name, delete_id, remove_container));
+                let (scope, pool) = (rec.scope.clone(), rec.pool.clone());
+                tokio::spawn(ctx.cleanup(scope, pool, name, delete_id, remove_container));
             }
-            Action::DeleteOrphan { scope, id } => match config::names::Scope::from_api_path(&scope)
-            {
-                Some(sc) => {
-                    tokio::spawn(ctx.delete_orphan(sc, id));
-                }
-                None => self.state.orphan_done(id, true, Instant::now()),
-            },
+            Action::DeleteOrphan { scope, id } => {
+                tokio::spawn(ctx.delete_orphan(scope, id));
+            }
             Action::Sweep => {
-                let scopes = self.state.scopes(&specs(&self.ctx.cfg, &self.overrides));
+                let scopes = self.state.scopes(&self.specs);
                 tokio::spawn(ctx.sweep(scopes));
             }
             Action::Resync => {
@@ -74,12 +76,10 @@ impl Manager {
                     tokio::spawn(ctx.pull_image(p, reason));
                 }
                 None => {
-                    let spec = PoolSpec {
-                        name: pool,
-                        ..PoolSpec::default()
-                    };
+                    let failed = Err(crate::core::pull::PullFailed("pool removed".into()));
+                    let interval = self.pull_interval_of(&pool);
                     self.state
-                        .pull_done(&spec, Err("pool removed".into()), Instant::now());
+                        .pull_done(&pool, interval, failed, Instant::now());
                 }
             },
             Action::PruneImage { id } => {
@@ -115,10 +115,7 @@ impl Manager {
             } => {
                 if let (Some(rec), Some(line)) = (self.state.runners.get(&name), last_line) {
                     let pool = rec.pool.clone();
-                    let failed_recently = self.state.pools.get(&pool).is_some_and(|p| {
-                        p.last_error.as_deref().is_some_and(|e| e.contains(&name))
-                    });
-                    if failed_recently {
+                    if self.state.failed_recently(&name) {
                         tracing::warn!(pool = %pool, "runner {name} failed; its last output line: {line}");
                         self.state
                             .explain_failure(&pool, &format!("last output: {line}"));
@@ -164,33 +161,20 @@ impl Manager {
                 }
             }
             Outcome::Pulled { pool, result } => {
-                let spec = specs(&self.ctx.cfg, &self.overrides)
-                    .into_iter()
-                    .find(|s| s.name == pool)
-                    .unwrap_or(PoolSpec {
-                        name: pool,
-                        ..PoolSpec::default()
-                    });
-                self.state.pull_done(&spec, result, now);
+                let interval = self.pull_interval_of(&pool);
+                let result = result.map_err(|e| crate::core::pull::PullFailed(e.to_string()));
+                self.state.pull_done(&pool, interval, result, now);
             }
             Outcome::Pruned { id, gone } => self.state.prune_done(&id, gone),
             Outcome::OrphanDone { id, gone } => self.state.orphan_done(id, gone, now),
             Outcome::EventsRestarted => self.state.resync_wanted = true,
             Outcome::SweepFailed { scope, why } => {
-                let specs = specs(&self.ctx.cfg, &self.overrides);
-                self.state.sweep_failed(&scope, &why, &specs);
+                self.state.sweep_failed(&scope, &why, &self.specs);
             }
             Outcome::Oom { container_id } => {
                 let name = self
                     .state
-                    .runners
-                    .values()
-                    .find(|r| {
-                        r.container_id.as_deref().is_some_and(|c| {
-                            !c.is_empty()
-                                && (container_id.starts_with(c) || c.starts_with(&container_id))
-                        })
-                    })
+                    .runner_by_container(&container_id)
                     .map(|r| (r.name.clone(), r.pool.clone(), r.oom_killed));
                 if let Some((name, pool, known)) = name {
                     if !known {
@@ -200,8 +184,7 @@ impl Manager {
                 }
             }
             Outcome::Swept(lists) => {
-                let specs = specs(&self.ctx.cfg, &self.overrides);
-                self.state.apply_sweep(&lists, &specs, now);
+                self.state.apply_sweep(&lists, &self.specs, now);
             }
             Outcome::Resynced(Ok(seen)) => {
                 let known: std::collections::BTreeSet<String> =
@@ -230,7 +213,7 @@ impl Manager {
                     "died" => {
                         if let Some(r) = self.state.runners.get(&name) {
                             match ev.exit_code {
-                                Some(137) if !r.stop_requested => tracing::warn!("runner {name} exited (code 137: killed by SIGKILL, out of memory at the pool's memory limit most likely)"),
+                                c if judge::exit_means_oom(c, r.stop_requested) => tracing::warn!("runner {name} exited (code 137: killed by SIGKILL, out of memory at the pool's memory limit most likely)"),
                                 Some(c) => tracing::info!("runner {name} exited (code {c})"),
                                 None => tracing::info!("runner {name} exited"),
                             }

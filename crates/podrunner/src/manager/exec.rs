@@ -228,9 +228,14 @@ impl Ctx {
             }
         }
         tracing::info!("runner {name} deregistered; stopping its container");
-        if let Err(e) = self.podman.stop(&name, stop_timeout_secs).await {
+        match self.podman.stop(&name, stop_timeout_secs).await {
+            Ok(()) => {}
+            // A `--rm` container that ended meanwhile: nothing left to stop.
+            Err(e) if already_gone(&e) => {
+                tracing::debug!("runner {name}'s container was already gone: {e}")
+            }
             // Its registration is gone, so the runner exits by itself; the exit is still seen.
-            tracing::warn!("stopping {name} failed: {e}");
+            Err(e) => tracing::warn!("stopping {name} failed: {e}"),
         }
         self.send(Outcome::Retired {
             name,
@@ -241,7 +246,14 @@ impl Ctx {
     /// Stops a container whatever it is doing (drain timeout reached).
     pub async fn force_stop(self, name: String, timeout_secs: u64) {
         tracing::warn!("drain timeout reached: stopping runner {name}, cancelling its job");
-        let ok = self.podman.stop(&name, timeout_secs).await.is_ok();
+        let ok = match self.podman.stop(&name, timeout_secs).await {
+            Ok(()) => true,
+            Err(e) if already_gone(&e) => true,
+            Err(e) => {
+                tracing::warn!("stopping {name} failed: {e}");
+                false
+            }
+        };
         self.send(Outcome::ForceStopped { name, ok });
     }
 
@@ -250,6 +262,7 @@ impl Ctx {
     pub async fn cleanup(
         self,
         scope: Option<Scope>,
+        pool: String,
         name: String,
         delete_id: Option<u64>,
         remove_container: bool,
@@ -274,9 +287,8 @@ impl Ctx {
         }
         // The runner's docker engine, once its container is gone (docs/docker.md).
         errors.extend(crate::engine::service::teardown(&self.cfg, &self.podman, &name).await);
-        if let Some(pool) = self.cfg.pools.iter().find(|p| {
-            crate::core::naming::belongs_to(&p.host_prefix(&self.cfg.manager.host_id), &name)
-        }) {
+        // The pool its record names (one that left the config kept no work folder here).
+        if let Some(pool) = self.cfg.pool(&pool) {
             let work = runner::paths::work_dir(pool, &name);
             if let Err(e) = remove_tree(&work) {
                 // Files a rootless job created belong to subordinate ids: remove them inside
@@ -331,16 +343,12 @@ impl Ctx {
     }
 
     /// Lists GitHub's runners of every scope the pools use.
-    pub async fn sweep(self, scopes: Vec<String>) {
+    pub async fn sweep(self, scopes: Vec<Scope>) {
         let mut lists = Vec::new();
-        for key in scopes {
-            let Some(scope) = Scope::from_api_path(&key) else {
-                lists.push((key, None));
-                continue;
-            };
+        for scope in scopes {
             match self.gh.list_runners(&scope).await {
                 Ok(rs) => lists.push((
-                    key,
+                    scope,
                     Some(
                         rs.into_iter()
                             .map(|r| RegistrationSeen {
@@ -355,10 +363,10 @@ impl Ctx {
                 Err(e) => {
                     tracing::warn!("cannot list runners of {scope}: {e}");
                     self.send(Outcome::SweepFailed {
-                        scope: key.clone(),
+                        scope: scope.clone(),
                         why: e.to_string(),
                     });
-                    lists.push((key, None));
+                    lists.push((scope, None));
                 }
             }
         }
@@ -371,18 +379,18 @@ impl Ctx {
     pub async fn pull_image(self, pool: PoolConfig, reason: crate::core::pull::PullReason) {
         let image = pool.image.clone();
         let result = async {
-            let old = self.podman.image_id(&image).await.map_err(|e| e.to_string())?;
+            let old = self.podman.image_id(&image).await?;
             if reason == crate::core::pull::PullReason::Start && old.is_some() {
                 return Ok(None);
             }
             let source = pool.pull_source.as_deref().unwrap_or(&image);
             tracing::info!(pool = %pool.name, "pulling {source} ({reason:?})");
-            let new = self.podman.pull(source).await.map_err(|e| e.to_string())?;
+            let new = self.podman.pull(source).await?;
             if pool.pull_source.is_some() {
-                self.podman.tag(&new, &image).await.map_err(|e| e.to_string())?;
+                self.podman.tag(&new, &image).await?;
             }
-            let now = self.podman.image_id(&image).await.map_err(|e| e.to_string())?;
-            Ok(match (old, now) {
+            let now = self.podman.image_id(&image).await?;
+            Ok::<_, crate::cmd::CommandError>(match (old, now) {
                 (Some(o), Some(n)) if o != n => {
                     tracing::info!(pool = %pool.name, "new image for {image}: {}; runners started from now on use it", short(&n));
                     Some(o)
@@ -425,8 +433,7 @@ impl Ctx {
             .ps(labels::INSTANCE, self.cfg.manager.instance.as_str())
             .await;
         self.send(Outcome::Resynced(
-            r.map(|v| v.iter().map(container_seen).collect())
-                .map_err(|e| e.to_string()),
+            r.map(|v| v.iter().map(container_seen).collect()),
         ));
     }
 }
@@ -480,10 +487,35 @@ pub fn container_seen(p: &crate::podman::PsEntry) -> ContainerSeen {
             .unwrap_or_else(|| p.name().to_string()),
         id: p.id.clone(),
         pool: p.labels.get(labels::POOL).cloned().unwrap_or_default(),
-        scope: p.labels.get(labels::SCOPE).cloned().unwrap_or_default(),
+        // The label is ours, written from a checked scope; one edited by hand reads as none.
+        scope: p
+            .labels
+            .get(labels::SCOPE)
+            .and_then(|s| Scope::from_api_path(s)),
         runner_id: p.labels.get(labels::RUNNER_ID).and_then(|s| s.parse().ok()),
         alive: p.is_alive(),
         exit_code: (!p.is_alive()).then_some(p.exit_code),
+    }
+}
+
+/// Podman's answer when `stop --ignore` races the removal of a `--rm` container that just
+/// ended: exit 125, "no container with name or ID ... found" or "... does not exist in
+/// database". `--ignore` covers a container that is missing when podman looks it up, not
+/// one removed while podman holds it, so the race still fails; the container is gone either
+/// way.
+pub fn already_gone(e: &crate::cmd::CommandError) -> bool {
+    match e {
+        crate::cmd::CommandError::Failed {
+            code: Some(125),
+            stderr,
+            ..
+        } => {
+            let s = stderr.to_ascii_lowercase();
+            s.contains("does not exist in database")
+                || s.contains("no such container")
+                || (s.contains("no container with name or id") && s.contains("found"))
+        }
+        _ => false,
     }
 }
 
@@ -518,6 +550,37 @@ fn remove_tree(p: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failed(code: Option<i32>, stderr: &str) -> crate::cmd::CommandError {
+        crate::cmd::CommandError::Failed {
+            cmdline: "podman stop --ignore -t 60 ci-1".into(),
+            status: "exit status: 125".into(),
+            code,
+            stderr: stderr.into(),
+        }
+    }
+
+    #[test]
+    fn a_container_removed_while_stopping_is_already_gone() {
+        // Podman 4.3.1, `stop --ignore` racing the removal of a `--rm` container.
+        let race = "Error: container 3f1c2a9e0b7d4c5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6 does not exist in database: no such container";
+        assert!(already_gone(&failed(Some(125), race)));
+        assert!(already_gone(&failed(
+            Some(125),
+            "Error: no container with name or ID \"ci-1\" found: no such container"
+        )));
+        // Anything else is a real failure, and the same text with another code is too.
+        assert!(!already_gone(&failed(
+            Some(125),
+            "Error: OCI runtime error: runc: kill failed"
+        )));
+        assert!(!already_gone(&failed(Some(1), race)));
+        assert!(!already_gone(&failed(None, race)));
+        assert!(!already_gone(&crate::cmd::CommandError::Timeout {
+            cmdline: "podman stop".into(),
+            timeout: std::time::Duration::from_secs(70),
+        }));
+    }
 
     #[test]
     fn pull_failures_name_the_image() {

@@ -19,7 +19,7 @@ pub use scaling::conflict_owner;
 pub mod watch;
 pub mod webhook;
 
-use crate::config::{self, Config};
+use crate::config::{self, names::Scope, Config};
 use crate::control::{self, PoolStatus, Request, Response, RunnerStatus, StatusSnapshot};
 use crate::core::{
     Action, CleanupOutcome, ContainerSeen, PoolSpec, RegistrationSeen, RetireOutcome, State,
@@ -74,10 +74,10 @@ pub enum Outcome {
         id: u64,
         gone: bool,
     },
-    Swept(Vec<(String, Option<Vec<RegistrationSeen>>)>),
+    Swept(Vec<(Scope, Option<Vec<RegistrationSeen>>)>),
     /// Listing the runners of `scope` failed (sent before the `Swept` that carries `None`).
     SweepFailed {
-        scope: String,
+        scope: Scope,
         why: String,
     },
     /// `podman events` ended and is started again: look at `podman ps` for what was missed.
@@ -86,7 +86,7 @@ pub enum Outcome {
     Oom {
         container_id: String,
     },
-    Resynced(Result<Vec<ContainerSeen>, String>),
+    Resynced(anyhow::Result<Vec<ContainerSeen>>),
     Event(crate::podman::Event),
     /// The runner container's main process ended (the exit code follows in an event).
     ContainerPidExited {
@@ -100,7 +100,7 @@ pub enum Outcome {
     /// A pull of the pool's image ended: `Ok(Some(old id))` when a new image replaced it.
     Pulled {
         pool: String,
-        result: Result<Option<String>, String>,
+        result: Result<Option<String>, crate::cmd::CommandError>,
     },
     /// `podman image rm` of an old image: gone or still in use.
     Pruned {
@@ -163,6 +163,9 @@ pub struct Manager {
     queued_wake: Arc<tokio::sync::Notify>,
     /// Metrics and history (record.rs).
     record: record::Recorder,
+    /// The pools' specs of this turn of the loop, sized by demand: computed once per turn
+    /// ([`Manager::refresh_specs`]) and read by everything the turn does.
+    specs: Vec<PoolSpec>,
 }
 
 fn specs(cfg: &Config, overrides: &BTreeMap<String, u32>) -> Vec<PoolSpec> {
@@ -173,12 +176,13 @@ fn specs(cfg: &Config, overrides: &BTreeMap<String, u32>) -> Vec<PoolSpec> {
             let demand = p.mode != Mode::Fixed;
             PoolSpec {
                 name: p.name.to_string(),
-                scope: p.scope.api_path(),
+                scope: p.scope.clone(),
                 prefix: p.host_prefix(&cfg.manager.host_id),
                 desired: overrides.get(p.name.as_str()).copied().unwrap_or(p.count),
                 restart_delay: p.restart_delay,
                 idle_timeout: demand.then_some(p.idle_timeout),
                 cap: demand.then_some(p.max),
+                stop_timeout: p.stop_timeout,
                 family: p.runner_name.to_string(),
                 online_timeout: p.online_timeout,
                 pull: p.pull,
@@ -186,6 +190,17 @@ fn specs(cfg: &Config, overrides: &BTreeMap<String, u32>) -> Vec<PoolSpec> {
             }
         })
         .collect()
+}
+
+/// Removes a file the manager made; one already gone is fine, any other failure is logged
+/// (never dropped).
+pub(crate) fn remove_file_logged(path: &std::path::Path) {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!("cannot remove {}: {e}", path.display())
+        }
+        _ => {}
+    }
 }
 
 /// Makes the folders the manager writes to, private to its user.
@@ -205,7 +220,9 @@ impl Manager {
     pub fn new(cfg: Config, gh: impl Into<Arc<Client>>, podman: Podman) -> Manager {
         let (tx, rx) = mpsc::unbounded_channel();
         let record = record::Recorder::new(&cfg);
+        let specs = specs(&cfg, &BTreeMap::new());
         Manager {
+            specs,
             ctx: Ctx {
                 cfg: Arc::new(cfg),
                 gh: gh.into(),
@@ -285,12 +302,7 @@ impl Manager {
         let (cfg, podman) = (self.ctx.cfg.clone(), self.ctx.podman.clone());
         tokio::spawn(crate::engine::service::warn_api_versions(cfg, podman));
         // A manager killed mid-start leaves secret and work folders no container uses.
-        exec::remove_stale_folders(
-            &self.ctx,
-            &self.state,
-            &specs(&self.ctx.cfg, &self.overrides),
-        )
-        .await;
+        exec::remove_stale_folders(&self.ctx, &self.state, &self.specs).await;
         let (oom_ids, oom_rx) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
         let oom_task = tokio::spawn(oom::watch(oom_rx, self.ctx.tx.clone()));
 
@@ -331,9 +343,10 @@ impl Manager {
 
         loop {
             self.sync_listeners();
-            let mut specs = specs(&self.ctx.cfg, &self.overrides);
-            self.size(&mut specs);
-            let actions = self.state.plan(&specs, Instant::now(), &mut rng_suffix);
+            self.refresh_specs();
+            let actions = self
+                .state
+                .plan(&self.specs, Instant::now(), &mut rng_suffix);
             for a in actions {
                 self.execute(a);
             }
@@ -348,13 +361,7 @@ impl Manager {
             }
             // The OOM watcher reads the counters of exactly our running containers.
             oom_ids.send_if_modified(|ids| {
-                let now_ids: std::collections::BTreeSet<String> = self
-                    .state
-                    .runners
-                    .values()
-                    .filter(|r| r.phase == crate::core::Phase::Running)
-                    .filter_map(|r| r.container_id.clone())
-                    .collect();
+                let now_ids = self.state.running_container_ids();
                 let changed = *ids != now_ids;
                 *ids = now_ids;
                 changed
@@ -372,7 +379,13 @@ impl Manager {
                 }
                 _ = sigterm.recv() => { signals += 1; self.begin_drain("SIGTERM"); }
                 _ = sigint.recv() => { signals += 1; self.begin_drain("SIGINT"); }
-                _ = sighup.recv() => { let _ = self.reload(); }
+                _ = sighup.recv() => {
+                    // An invalid file is logged by reload itself.
+                    match self.reload() {
+                        Err(e) if !matches!(e, status::ReloadError::Invalid(_)) => tracing::error!("reload refused: {e}"),
+                        _ => {}
+                    }
+                }
                 Some(reply) = snap_rx.recv() => { let _ = reply.send(self.snapshot()); }
                 _ = tokio::time::sleep(TICK) => {}
             }
@@ -405,8 +418,10 @@ impl Manager {
         if let Some(t) = web_task {
             t.abort();
         }
-        let _ = std::fs::remove_file(&socket_path);
+        remove_file_logged(&socket_path);
         tracing::info!("podrunner manager stopped");
         Ok(())
     }
 }
+#[cfg(test)]
+mod tests;

@@ -59,7 +59,10 @@ async fn run(
         let woken = wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let note = poll(&gh, &scope, &mut cache, &mut budget).await.err();
+        let note = poll(&gh, &scope, &mut cache, &mut budget)
+            .await
+            .err()
+            .map(|e| e.to_string());
         if let Some(n) = &note {
             tracing::warn!("queued jobs of {scope}: {n}");
         }
@@ -92,23 +95,31 @@ async fn run(
     }
 }
 
+/// Why a round of polling stopped early (shown as the pools' note in status).
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error("the polling budget of {limit} calls an hour is spent; polling again in {}s", refills_in.as_secs())]
+    BudgetSpent { limit: u32, refills_in: Duration },
+    #[error(transparent)]
+    GitHub(#[from] crate::github::Error),
+}
+
 /// One round: the run lists, then the jobs of every run they name.
 async fn poll(
     gh: &Client,
     scope: &Scope,
     cache: &mut Cache,
     budget: &mut PollBudget,
-) -> Result<(), String> {
-    let spent = |budget: &mut PollBudget| -> Result<(), String> {
+) -> Result<(), PollError> {
+    let spent = |budget: &mut PollBudget| -> Result<(), PollError> {
         let now = Instant::now();
         if budget.allows(now) {
             return Ok(());
         }
-        Err(format!(
-            "the polling budget of {} calls an hour is spent; polling again in {}s",
-            budget.limit,
-            budget.refills_in(now).unwrap_or_default().as_secs()
-        ))
+        Err(PollError::BudgetSpent {
+            limit: budget.limit,
+            refills_in: budget.refills_in(now).unwrap_or_default(),
+        })
     };
     for status in RUN_STATUSES {
         spent(budget)?;
@@ -121,7 +132,7 @@ async fn poll(
             Ok(Conditional::NotModified) => {}
             Err(e) => {
                 budget.spend(Instant::now());
-                return Err(e.to_string());
+                return Err(e.into());
             }
         }
     }
@@ -146,7 +157,7 @@ async fn poll(
             }
             Err(e) => {
                 budget.spend(Instant::now());
-                return Err(e.to_string());
+                return Err(e.into());
             }
         }
     }

@@ -250,7 +250,7 @@ impl Listener {
                     }
                 }
             }
-            let _ = std::fs::remove_file(&file);
+            super::remove_file_logged(&file);
         }
         let mut session = loop {
             match self.client.create_session(set_id, &self.owner).await {
@@ -268,7 +268,9 @@ impl Listener {
             }
         };
         if let Some(dir) = file.parent() {
-            let _ = std::fs::create_dir_all(dir);
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                tracing::warn!("cannot create {}: {e}", dir.display());
+            }
         }
         if let Err(e) = std::fs::write(&file, &session.id) {
             tracing::warn!("cannot keep the session id in {}: {e}", file.display());
@@ -284,7 +286,7 @@ impl Listener {
             match self.client.delete_session(set_id, &session.id).await {
                 Ok(()) => {
                     tracing::info!(pool = %self.pool.name, "message session closed");
-                    let _ = std::fs::remove_file(&file);
+                    super::remove_file_logged(&file);
                 }
                 Err(e) => {
                     tracing::warn!(pool = %self.pool.name, "cannot close the message session: {e}")

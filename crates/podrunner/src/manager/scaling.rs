@@ -41,7 +41,7 @@ impl Manager {
                     .min(p.max),
                 max: p.max,
             };
-            let busy = self.count_runners(&s.name, true);
+            let busy = self.state.count_running(&s.name, true);
             s.desired = match p.mode {
                 Mode::ScaleSet if !sc.session_held => 0,
                 m => demand::desired(m, p.count, bounds, sc.demand, busy),
@@ -49,14 +49,11 @@ impl Manager {
         }
     }
 
-    /// Running runners of a pool that are busy (or idle).
-    pub(super) fn count_runners(&self, pool: &str, busy: bool) -> u32 {
-        self.state
-            .runners
-            .values()
-            .filter(|r| r.pool == pool && r.phase == crate::core::Phase::Running)
-            .filter(|r| r.busy == busy && !r.stop_requested)
-            .count() as u32
+    /// This turn's specs: the config's pools with overrides, sized by demand.
+    pub(super) fn refresh_specs(&mut self) {
+        let mut specs = specs(&self.ctx.cfg, &self.overrides);
+        self.size(&mut specs);
+        self.specs = specs;
     }
 
     /// Starts a listener for every scale set pool that has none; stops those of pools that

@@ -3,33 +3,31 @@
 
 use super::*;
 
+/// Why `reload` (SIGHUP or the control request) kept the running config.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReloadError {
+    #[error("the new config is invalid, the old one stays in force:\n{0}")]
+    Invalid(config::ConfigError),
+    #[error("[github] credentials, api_url and [manager] settings change only with a restart (`podrunner restart`)")]
+    NeedsRestart,
+    #[error("{0}")]
+    Folders(anyhow::Error),
+}
+
 impl Manager {
     pub fn snapshot(&self) -> StatusSnapshot {
         let now = Instant::now();
-        let mut specs = specs(&self.ctx.cfg, &self.overrides);
-        self.size(&mut specs);
-        let pools = specs
+        let pools = self
+            .specs
             .iter()
             .map(|s| {
                 let ps = self.state.pools.get(&s.name).cloned().unwrap_or_default();
-                let backing_off_secs = (ps.failures > 0)
-                    .then_some(ps.next_start_at)
-                    .flatten()
-                    .filter(|t| *t > now)
-                    .map(|t| t.duration_since(now).as_secs().max(1));
+                let backing_off_secs = ps.backing_off(now).map(|d| d.as_secs());
                 PoolStatus {
                     name: s.name.clone(),
-                    scope: self
-                        .scope_of(&s.name)
-                        .map(|x| x.to_string())
-                        .unwrap_or_default(),
+                    scope: s.scope.to_string(),
                     desired: if self.state.draining { 0 } else { s.desired },
-                    live: self
-                        .state
-                        .runners
-                        .values()
-                        .filter(|r| r.pool == s.name && r.is_live())
-                        .count() as u32,
+                    live: self.state.live_count(&s.name),
                     jobs_done: ps.jobs_done,
                     failures: ps.failures,
                     backing_off_secs,
@@ -90,8 +88,8 @@ impl Manager {
             assigned_jobs: sc.demand.assigned,
             queued_jobs: sc.demand.queued,
             desired: if self.state.draining { 0 } else { s.desired },
-            idle: self.count_runners(&s.name, false),
-            busy: self.count_runners(&s.name, true),
+            idle: self.state.count_running(&s.name, false),
+            busy: self.state.count_running(&s.name, true),
             scale_set: p.and_then(|p| p.scale_set.clone()),
             scale_set_id: sc.scale_set_id,
             session_owner: sc.session_owner,
@@ -143,16 +141,16 @@ impl Manager {
             }
             Request::Reload => match self.reload() {
                 Ok(msg) => Response::ok(msg),
-                Err(e) => Response::err(e),
+                Err(e) => Response::err(e.to_string()),
             },
         }
     }
 
-    pub(super) fn reload(&mut self) -> Result<String, String> {
+    pub(super) fn reload(&mut self) -> Result<String, ReloadError> {
         let path = self.ctx.cfg.path.clone();
         let new = Config::load(&path, &config::Env::from_process()).map_err(|e| {
             tracing::error!("reload refused, keeping the running config: {e}");
-            format!("the new config is invalid, the old one stays in force:\n{e}")
+            ReloadError::Invalid(e)
         })?;
         if new.github.api_url != self.ctx.cfg.github.api_url
             || new.github.app != self.ctx.cfg.github.app
@@ -160,14 +158,9 @@ impl Manager {
             || new.manager.listen != self.ctx.cfg.manager.listen
             || new.manager.history != self.ctx.cfg.manager.history
         {
-            return Err(
-                "[github] credentials, api_url and [manager] settings change only with a restart (`podrunner restart`)"
-                    .into(),
-            );
+            return Err(ReloadError::NeedsRestart);
         }
-        if let Err(e) = prepare_dirs(&new) {
-            return Err(e.to_string());
-        }
+        prepare_dirs(&new).map_err(ReloadError::Folders)?;
         self.overrides.clear();
         let n = new.pools.len();
         self.ctx.cfg = Arc::new(new);

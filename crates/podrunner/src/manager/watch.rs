@@ -175,7 +175,7 @@ pub async fn watch_container(
             _ = tokio::time::sleep(LOG_POLL) => flush(&mut offset, &mut partial),
         }
     }
-    let _ = std::fs::remove_file(&pidfile);
+    super::remove_file_logged(&pidfile);
 }
 
 #[cfg(test)]

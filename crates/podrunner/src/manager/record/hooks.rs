@@ -24,12 +24,7 @@ impl crate::manager::Manager {
             } => r.start_failed(name, why, *failure),
             Outcome::ContainerPidExited { name } => r.exited(&cfg, name, None),
             Outcome::Oom { container_id } => {
-                let name = self.state.runners.values().find(|x| {
-                    x.container_id.as_deref().is_some_and(|c| {
-                        !c.is_empty()
-                            && (container_id.starts_with(c) || c.starts_with(container_id.as_str()))
-                    })
-                });
+                let name = self.state.runner_by_container(container_id);
                 if let Some(x) = name {
                     r.oom(&x.name);
                 }
