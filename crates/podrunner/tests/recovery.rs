@@ -61,8 +61,10 @@ async fn sigkill_while_idle_starting_and_busy() {
         b.runners_in("idle").len() == 3
     })
     .await;
+    // Long enough to outlast the restart on a loaded host (the new manager's preflight alone
+    // took 7 s at load 10): the job must still run when the new manager lists containers.
     let job =
-        b.gh.enqueue_job(SCOPE, LABELS, "sleep 8; echo survived-the-crash")
+        b.gh.enqueue_job(SCOPE, LABELS, "sleep 25; echo survived-the-crash")
             .id;
     b.wait_until("a busy runner", Duration::from_secs(30), |b| {
         b.runners_in("busy").len() == 1
