@@ -252,7 +252,12 @@ impl Manager {
         let socket_path = self.ctx.cfg.control_socket();
         let listener = status::bind_control(&socket_path).await?;
         let (req_tx, mut req_rx) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(16);
-        tokio::spawn(status::serve_control(listener, req_tx));
+        let control_open = std::sync::Arc::new(());
+        tokio::spawn(status::serve_control(
+            listener,
+            req_tx,
+            control_open.clone(),
+        ));
         let webhook_task = match (
             self.ctx.cfg.manager.webhook_listen,
             &self.ctx.cfg.manager.webhook_secret_file,
@@ -419,6 +424,7 @@ impl Manager {
             t.abort();
         }
         remove_file_logged(&socket_path);
+        status::flush_answers(&control_open).await;
         tracing::info!("podrunner manager stopped");
         Ok(())
     }

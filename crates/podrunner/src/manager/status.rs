@@ -2,6 +2,7 @@
 //! listener.
 
 use super::*;
+use std::sync::Arc;
 
 /// Why `reload` (SIGHUP or the control request) kept the running config.
 #[derive(Debug, thiserror::Error)]
@@ -204,13 +205,17 @@ pub(super) async fn bind_control(path: &PathBuf) -> anyhow::Result<tokio::net::U
 pub(super) async fn serve_control(
     listener: tokio::net::UnixListener,
     tx: mpsc::Sender<(Request, oneshot::Sender<Response>)>,
+    open: Arc<()>,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let tx = tx.clone();
+        // Held until the answer is written: the manager waits for these before it exits.
+        let open = open.clone();
         tokio::spawn(async move {
+            let _open = open;
             let (r, mut w) = stream.into_split();
             let mut line = String::new();
             let mut reader = tokio::io::BufReader::new(r.take(control::MAX_REQUEST_BYTES as u64));
@@ -228,9 +233,26 @@ pub(super) async fn serve_control(
                         .unwrap_or_else(|_| Response::err("the manager is shutting down"))
                 }
             };
-            let _ = w
+            if let Err(e) = w
                 .write_all(control::encode_response(&resp).as_bytes())
-                .await;
+                .await
+            {
+                tracing::debug!("a control client left before its answer: {e}");
+            }
         });
+    }
+}
+
+/// How long an exiting manager waits for control connections to get their answers. The last
+/// `stop`'s answer is sent as the drain ends; without this wait the process could exit before
+/// the connection's task wrote it, and `podrunner stop` would see no answer. A client that
+/// connected and never sent a line only delays the exit by this much.
+const ANSWER_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits (bounded) until every control connection has written its answer.
+pub(super) async fn flush_answers(open: &Arc<()>) {
+    let deadline = tokio::time::Instant::now() + ANSWER_FLUSH_WAIT;
+    while Arc::strong_count(open) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
