@@ -253,7 +253,8 @@ fn add_rate_headers(resp: &mut Response, rate: &RateLimit) {
 
 fn current_rate(sh: &Shared) -> RateLimit {
     let mut st = sh.lock();
-    st.rate.refresh(state::now_secs());
+    let now = st.clock.now_secs();
+    st.rate.refresh(now);
     st.rate
 }
 
@@ -320,8 +321,9 @@ async fn api_layer(AxState(sh): AxState<Sh>, req: Request, next: Next) -> Respon
         let exhausted = {
             let mut st = sh.lock();
             let st = &mut *st;
+            let now = st.clock.now_secs();
             let rate = st.auth.rate_of(&who).unwrap_or(&mut st.rate);
-            rate.refresh(state::now_secs());
+            rate.refresh(now);
             if rate.remaining == 0 {
                 Some(*rate)
             } else {
@@ -345,8 +347,9 @@ async fn api_layer(AxState(sh): AxState<Sh>, req: Request, next: Next) -> Respon
     let rate = {
         let mut st = sh.lock();
         let st = &mut *st;
+        let now = st.clock.now_secs();
         let r = st.auth.rate_of(&who).unwrap_or(&mut st.rate);
-        r.refresh(state::now_secs());
+        r.refresh(now);
         *r
     };
     add_rate_headers(&mut resp, &rate);
@@ -387,7 +390,7 @@ fn fault_response(sh: &Shared, rule: &FaultRule) -> Response {
         // A primary-limit answer: budget gone, refilled shortly, so clients can test the
         // "wait until x-ratelimit-reset" path quickly.
         rate.remaining = 0;
-        rate.reset = state::now_secs() + FAULT_RESET_IN_SECS;
+        rate.reset = sh.lock().clock.now_secs() + FAULT_RESET_IN_SECS;
     }
     add_rate_headers(&mut resp, &rate);
     if let Some(secs) = rule.retry_after {
@@ -409,7 +412,9 @@ async fn api_not_found() -> Response {
 
 async fn rate_limit(AxState(sh): AxState<Sh>) -> Response {
     let rate = current_rate(&sh).json();
-    let other = |limit: u64| json!({"limit": limit, "remaining": limit, "reset": state::now_secs() + 3600, "used": 0});
+    let now = sh.lock().clock.now_secs();
+    let other =
+        |limit: u64| json!({"limit": limit, "remaining": limit, "reset": now + 3600, "used": 0});
     let body = json!({
         "resources": {
             "core": rate,
@@ -624,7 +629,13 @@ async fn get_installation(AxState(sh): AxState<Sh>, uri: Uri, headers: HeaderMap
 }
 
 async fn registration_token(AxState(sh): AxState<Sh>, uri: Uri) -> Response {
-    let token = state::random_token(29).to_ascii_uppercase();
+    let (token, now) = {
+        let st = sh.lock();
+        (
+            st.tokens.token(29).to_ascii_uppercase(),
+            st.clock.now_secs(),
+        )
+    };
     if let Some(scope) = scope_of_path(uri.path()) {
         // The scale set exchange (scaleset.rs) accepts the tokens handed out here.
         sh.mutate(|st| {
@@ -635,7 +646,7 @@ async fn registration_token(AxState(sh): AxState<Sh>, uri: Uri) -> Response {
     }
     let body = json!({
         "token": token,
-        "expires_at": state::rfc3339(state::now_secs() + REGISTRATION_TOKEN_TTL_SECS),
+        "expires_at": state::rfc3339(now + REGISTRATION_TOKEN_TTL_SECS),
     });
     (StatusCode::CREATED, Json(body)).into_response()
 }

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod auth;
+pub mod clock;
 pub mod http;
 pub mod runs;
 pub mod scaleset;
@@ -117,7 +118,12 @@ impl FakeGithub {
             .unwrap_or(&url)
             .trim_end_matches('/')
             .to_string();
-        let mut state = State::new(&opts.token, &server_url);
+        let mut state = State::new(
+            &opts.token,
+            &server_url,
+            clock::Clock::system(),
+            clock::Tokens::from_entropy(),
+        );
         state.ghes_version = opts.ghes_version.clone();
         if state.ghes_version.is_some() {
             state.scalesets.prefix = scaleset::GHES_SERVICE_PREFIX.to_string();
