@@ -307,14 +307,9 @@ fn config_check(dir: &std::path::Path, github: &str, pool: &str) -> (i32, String
         format!("[github]\n{github}\n[[pool]]\nname = \"p\"\n{pool}\n"),
     )
     .unwrap();
-    let out = std::process::Command::new(common::podrunner_bin())
-        .args(["--config", cfg.to_str().unwrap(), "config", "check"])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let (code, out, err) =
+        common::podrunner(&["--config", cfg.to_str().unwrap(), "config", "check"]);
+    (code, out + &err)
 }
 
 #[test]

@@ -124,17 +124,6 @@ fn pid_in(b: &Bench, runner: &str, file: &str) -> Option<i32> {
         .ok()
 }
 
-/// Alive and not a zombie.
-fn process_running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
-        })
-        .is_some_and(|st| st != "Z" && st != "X")
-}
-
 fn host_has(args: &[&str], needle: &str) -> bool {
     let out = std::process::Command::new("podman")
         .args(args)
