@@ -101,6 +101,18 @@ impl FakeGithub {
         .await
     }
 
+    /// Starts a server on `127.0.0.1:0` that accepts `token` and behaves as a GitHub
+    /// Enterprise Server of `version` (`3.14.2`).
+    pub async fn start_ghes(token: &str, version: &str) -> anyhow::Result<FakeGithub> {
+        Self::start_with(Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: token.to_string(),
+            public_url: None,
+            ghes_version: Some(version.to_string()),
+        })
+        .await
+    }
+
     /// Starts a server with explicit [`Options`]. It accepts connections when this returns.
     pub async fn start_with(opts: Options) -> anyhow::Result<FakeGithub> {
         let listener = TcpListener::bind(opts.listen)

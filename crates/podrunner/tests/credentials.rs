@@ -7,7 +7,7 @@ mod common;
 
 use common::rsa_key_pair;
 use fake_github::auth::Registry;
-use fake_github::{FakeGithub, Options};
+use fake_github::FakeGithub;
 use podrunner::config::names::Scope;
 use podrunner::github::auth::{App, Credentials};
 use podrunner::github::ghes::Feature;
@@ -240,14 +240,7 @@ async fn sso_and_expired_tokens_are_diagnosed() {
 }
 
 async fn ghes(version: &str) -> FakeGithub {
-    FakeGithub::start_with(Options {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        token: TOKEN.into(),
-        public_url: None,
-        ghes_version: Some(version.into()),
-    })
-    .await
-    .unwrap()
+    FakeGithub::start_ghes(TOKEN, version).await.unwrap()
 }
 
 #[tokio::test]
