@@ -203,8 +203,13 @@ impl Service {
             .map(|s| s.id)
     }
 
+    /// The open session of set `set_id`.
+    fn session_mut(&mut self, set_id: u64) -> Option<&mut SessionRec> {
+        self.sets.get_mut(&set_id).and_then(|s| s.session.as_mut())
+    }
+
     fn push(&mut self, set_id: u64, e: Event) {
-        if let Some(sess) = self.sets.get_mut(&set_id).and_then(|s| s.session.as_mut()) {
+        if let Some(sess) = self.session_mut(set_id) {
             sess.pending.push(e);
         }
     }

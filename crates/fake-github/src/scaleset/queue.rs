@@ -48,12 +48,7 @@ fn poll_once(st: &mut State, sid: &str, headers: &HeaderMap, last: u64) -> Poll 
     };
     let stats = statistics(st, set_id);
     let now_ms = st.clock.now_ms();
-    let sess = st
-        .scalesets
-        .sets
-        .get_mut(&set_id)
-        .and_then(|s| s.session.as_mut())
-        .expect("authorized");
+    let sess = st.scalesets.session_mut(set_id).expect("authorized");
     sess.last_poll_ms = now_ms;
     // Asking past the outstanding message acknowledges it, as the real queue does.
     if sess.outstanding.as_ref().is_some_and(|m| m.id <= last) {
@@ -131,12 +126,7 @@ pub(super) async fn delete_message(
         let mid = mid
             .parse::<u64>()
             .map_err(|_| StatusCode::NOT_FOUND.into_response())?;
-        let sess = st
-            .scalesets
-            .sets
-            .get_mut(&set_id)
-            .and_then(|s| s.session.as_mut())
-            .expect("authorized");
+        let sess = st.scalesets.session_mut(set_id).expect("authorized");
         if sess.outstanding.as_ref().is_some_and(|m| m.id == mid) {
             sess.outstanding = None;
             sess.acked.push(mid);
