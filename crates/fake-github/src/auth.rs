@@ -554,6 +554,10 @@ pub fn installation_json(inst: &InstallationRecord, app: &AppRecord, base: &str)
 /// A fresh RSA key pair for tests that play a GitHub App: the private key in PKCS#1 PEM (the
 /// form GitHub's "Generate a private key" download has) and its public half, made by the
 /// `openssl` program (setup-host installs it). Keys are made at run time; none is committed.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "fake-github is test tooling: podrunner's cmd.rs is not its to use"
+)]
 pub fn rsa_key_pair() -> (String, String) {
     use std::io::Write;
     use std::process::{Command, Stdio};

@@ -89,6 +89,14 @@ pub struct FakeGithub {
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
+impl std::fmt::Debug for FakeGithub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeGithub")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FakeGithub {
     /// Starts a server on `127.0.0.1:0` that accepts `token`, serving in a background task.
     pub async fn start(token: &str) -> anyhow::Result<FakeGithub> {

@@ -1,6 +1,10 @@
 //! Docker for workflows, end to end (docs/docker.md): the real `podrunner` binary, real Podman,
 //! the test image with a real docker CLI, and the fake GitHub. Jobs are `sh -c` scripts run by
 //! the fake runner in its work folder.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

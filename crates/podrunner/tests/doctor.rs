@@ -4,6 +4,10 @@
 //! user without subordinate ids, a nearly full filesystem, the host's own cgroup layout, a
 //! runtime that cannot start containers); the rest use fixture trees under a temporary root.
 //! Podman runs for real; every test has a timeout.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

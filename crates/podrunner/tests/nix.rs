@@ -9,6 +9,10 @@
 //!
 //! Nix runs without a daemon and without /nix: `--store dummy://` evaluates without a store,
 //! as root and as an ordinary user.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

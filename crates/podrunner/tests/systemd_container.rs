@@ -9,6 +9,10 @@
 //! (running)` (READY=1 after the first reconcile), watchdog pings keep a 4 s `WatchdogSec=` from
 //! firing, `systemctl reload` re-reads the config (SIGHUP), and `systemctl stop` drains and
 //! exits cleanly. Needs root (debootstrap, rootful Podman with --systemd=always).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 
@@ -16,7 +20,7 @@ use common::*;
 use fake_github::FakeGithub;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const IMAGE: &str = "localhost/podrunner-systemd-test:latest";

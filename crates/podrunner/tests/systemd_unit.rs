@@ -1,6 +1,10 @@
 //! Every unit `podrunner install` can write passes `systemd-analyze verify` for real (from
 //! Debian's `systemd` package: `apt-get install -y systemd`), and `install`/`uninstall` work
 //! end to end where systemd is not running (they write the file and print the commands).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

@@ -1,6 +1,13 @@
 //! Test bench for integration tests: a fake GitHub in the test process, a config pointing at
 //! it, and the real `podrunner` binary driving real Podman with the locally built test image.
-#![allow(dead_code)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
+#![allow(
+    dead_code,
+    reason = "each test program uses a part of the shared helpers"
+)]
 
 use fake_github::FakeGithub;
 use std::os::unix::fs::PermissionsExt;
