@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::state::{now_secs, random_token, RateLimit};
+use crate::state::{Clock, RateLimit, Tokens};
 
 /// GitHub's installation tokens live one hour.
 pub const INSTALLATION_TOKEN_TTL_SECS: u64 = 3600;
@@ -152,7 +152,7 @@ impl Refusal {
 }
 
 /// Every extra credential, and the clock their lifetimes run on.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     pub tokens: BTreeMap<String, TokenRecord>,
     pub apps: BTreeMap<u64, AppRecord>,
@@ -167,15 +167,38 @@ pub struct Registry {
     /// Every JWT accepted (tests search for them where they must not be).
     pub jwts_seen: Vec<String>,
     next_installation_id: u64,
+    /// The state's clock ([`crate::State::clock`]).
+    clock: Clock,
+    /// The state's random strings ([`crate::State::tokens`]).
+    random: Tokens,
 }
 
 impl Registry {
-    /// The fake's clock for token lifetimes: real time plus what tests added.
-    pub fn now(&self) -> u64 {
-        now_secs() + self.clock_offset_secs
+    /// An empty registry on the state's clock and random strings.
+    pub fn new(clock: Clock, random: Tokens) -> Registry {
+        Registry {
+            tokens: BTreeMap::new(),
+            apps: BTreeMap::new(),
+            installations: BTreeMap::new(),
+            clock_offset_secs: 0,
+            installation_token_ttl_secs: None,
+            installation_tokens_issued: 0,
+            jwts_refused: 0,
+            jwts_seen: Vec::new(),
+            next_installation_id: 0,
+            clock,
+            random,
+        }
     }
 
-    pub fn add_token(&mut self, token: &str, record: TokenRecord) {
+    /// The fake's clock for token lifetimes: the state's time plus what tests added.
+    pub fn now(&self) -> u64 {
+        self.clock.now_secs() + self.clock_offset_secs
+    }
+
+    /// Adds `token`; its rate-limit budget starts full now.
+    pub fn add_token(&mut self, token: &str, mut record: TokenRecord) {
+        record.rate = RateLimit::new(self.clock.now_secs());
         self.tokens.insert(token.to_string(), record);
     }
 
@@ -189,7 +212,8 @@ impl Registry {
             owner: None,
             expires_at: None,
             sso_blocked_org: None,
-            rate: RateLimit::new(now_secs()),
+            // Set anew when the token is added (Registry::add_token).
+            rate: RateLimit::new(0),
         }
     }
 
@@ -205,7 +229,8 @@ impl Registry {
             owner: Some(owner.to_string()),
             expires_at: None,
             sso_blocked_org: None,
-            rate: RateLimit::new(now_secs()),
+            // Set anew when the token is added (Registry::add_token).
+            rate: RateLimit::new(0),
         }
     }
 
@@ -217,7 +242,7 @@ impl Registry {
                 client_id: client_id.to_string(),
                 slug: format!("app-{id}"),
                 public_key_pem: public_key_pem.to_string(),
-                rate: RateLimit::new(now_secs()),
+                rate: RateLimit::new(self.clock.now_secs()),
             },
         );
     }
@@ -236,7 +261,7 @@ impl Registry {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
-                rate: RateLimit::new(now_secs()),
+                rate: RateLimit::new(self.clock.now_secs()),
             },
         );
         id
@@ -318,7 +343,7 @@ impl Registry {
             claims["iat"].as_u64().unwrap_or(0),
             claims["exp"].as_u64().unwrap_or(0),
         );
-        if iat > now_secs() + JWT_LEEWAY_SECS {
+        if iat > self.clock.now_secs() + JWT_LEEWAY_SECS {
             return Err("'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued".into());
         }
         if exp.saturating_sub(iat) > MAX_JWT_LIFETIME_SECS {
@@ -343,7 +368,7 @@ impl Registry {
             .get(&id)
             .filter(|i| i.app_id == app_id)?
             .clone();
-        let token = format!("ghs_{}", random_token(36));
+        let token = format!("ghs_{}", self.random.token(36));
         let ttl = self
             .installation_token_ttl_secs
             .unwrap_or(INSTALLATION_TOKEN_TTL_SECS);
@@ -357,7 +382,7 @@ impl Registry {
                 // Real expiry, moved by the clock offset: expires_at is on the fake's clock.
                 expires_at: Some(expires_at),
                 sso_blocked_org: None,
-                rate: RateLimit::new(now_secs()),
+                rate: RateLimit::new(self.clock.now_secs()),
             },
         );
         self.installation_tokens_issued += 1;
@@ -466,7 +491,7 @@ pub fn authorize(
                 "x-github-sso".into(),
                 format!(
                     "required; url=https://github.com/orgs/{org}/sso?authorization_request=FAKE{}",
-                    random_token(8)
+                    reg.random.token(8)
                 ),
             ));
             return Err(r);
@@ -529,6 +554,10 @@ pub fn installation_json(inst: &InstallationRecord, app: &AppRecord, base: &str)
 /// A fresh RSA key pair for tests that play a GitHub App: the private key in PKCS#1 PEM (the
 /// form GitHub's "Generate a private key" download has) and its public half, made by the
 /// `openssl` program (setup-host installs it). Keys are made at run time; none is committed.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "fake-github is test tooling: podrunner's cmd.rs is not its to use"
+)]
 pub fn rsa_key_pair() -> (String, String) {
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -570,7 +599,7 @@ mod tests {
 
     #[test]
     fn grants_and_refusals() {
-        let mut reg = Registry::default();
+        let mut reg = Registry::new(Clock::fixed(crate::state::TEST_EPOCH_MS), Tokens::seeded(1));
         reg.add_token("ghp_org", Registry::classic(&["admin:org"]));
         reg.add_token("ghp_ent", Registry::classic(&["manage_runners:enterprise"]));
         reg.add_token(
@@ -634,7 +663,7 @@ mod tests {
 
     #[test]
     fn installation_tokens_expire_on_the_fake_clock() {
-        let mut reg = Registry::default();
+        let mut reg = Registry::new(Clock::fixed(crate::state::TEST_EPOCH_MS), Tokens::seeded(1));
         reg.add_app(7, "Iv1.x", "unused");
         let id = reg.install(7, "acme", &[("organization_self_hosted_runners", "write")]);
         assert_eq!(reg.installation_for(7, "orgs/ACME").map(|i| i.id), Some(id));

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod auth;
+pub mod clock;
 pub mod http;
 pub mod runs;
 pub mod scaleset;
@@ -88,6 +89,14 @@ pub struct FakeGithub {
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
+impl std::fmt::Debug for FakeGithub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeGithub")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FakeGithub {
     /// Starts a server on `127.0.0.1:0` that accepts `token`, serving in a background task.
     pub async fn start(token: &str) -> anyhow::Result<FakeGithub> {
@@ -96,6 +105,18 @@ impl FakeGithub {
             token: token.to_string(),
             public_url: None,
             ghes_version: None,
+        })
+        .await
+    }
+
+    /// Starts a server on `127.0.0.1:0` that accepts `token` and behaves as a GitHub
+    /// Enterprise Server of `version` (`3.14.2`).
+    pub async fn start_ghes(token: &str, version: &str) -> anyhow::Result<FakeGithub> {
+        Self::start_with(Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: token.to_string(),
+            public_url: None,
+            ghes_version: Some(version.to_string()),
         })
         .await
     }
@@ -117,7 +138,12 @@ impl FakeGithub {
             .unwrap_or(&url)
             .trim_end_matches('/')
             .to_string();
-        let mut state = State::new(&opts.token, &server_url);
+        let mut state = State::new(
+            &opts.token,
+            &server_url,
+            clock::Clock::system(),
+            clock::Tokens::from_entropy(),
+        );
         state.ghes_version = opts.ghes_version.clone();
         if state.ghes_version.is_some() {
             state.scalesets.prefix = scaleset::GHES_SERVICE_PREFIX.to_string();

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::http::Shared;
 use crate::runs::job_json;
-use crate::state::{random_token, JobRecord};
+use crate::state::JobRecord;
 
 /// A registered webhook.
 #[derive(Clone, Debug)]
@@ -89,17 +89,18 @@ pub async fn deliver(sh: Arc<Shared>) {
         let notified = sh.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (hooks, batch) = {
+        let (hooks, batch, tokens) = {
             let mut st = sh.lock();
             (
                 st.webhooks.hooks.clone(),
                 std::mem::take(&mut st.webhooks.outbox),
+                st.tokens.clone(),
             )
         };
         for (action, job_id, body) in batch {
             let bytes = body.to_string().into_bytes();
             for h in &hooks {
-                let id = random_token(32);
+                let id = tokens.token(32);
                 let dropped = sh.mutate(|st| {
                     let d = st.webhooks.drop_next > 0;
                     st.webhooks.drop_next = st.webhooks.drop_next.saturating_sub(1);

@@ -1249,9 +1249,10 @@ async fn credentials_and_runner_groups_conform() {
     );
     // Per-credential rate limit: the installation's budget runs out, the server token's not.
     c.gh.with_state(|st| {
+        let now = st.clock.now_secs();
         let r = st.auth.installations.get_mut(&inst).unwrap();
         r.rate.remaining = 0;
-        r.rate.reset = fake_github::state::now_secs() + 600;
+        r.rate.reset = now + 600;
     });
     let a = c
         .call(Method::GET, &list, "/orgs/octo/actions/runners", None, &ghs)

@@ -1,5 +1,9 @@
 //! The fake runner protocol (`/_runner`), the test-control endpoints (`/_fake`) and the
 //! `fake-github` binary, as docs/test-bench.md specifies them. Every wait has a timeout.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};

@@ -53,7 +53,12 @@ fn compare(at: &str, fake: &Value, shape: &Value, all_of_github: bool, errs: &mu
 
 #[test]
 fn workflow_job_payloads_match_what_github_sends() {
-    let mut st = State::new("ghp_token", "http://127.0.0.1:9");
+    let mut st = State::new(
+        "ghp_token",
+        "http://127.0.0.1:9",
+        fake_github::clock::Clock::fixed(1_700_000_000_000),
+        fake_github::clock::Tokens::seeded(1),
+    );
     st.webhooks.hooks.push(fake_github::webhooks::Hook {
         url: "http://127.0.0.1:9/hook".into(),
         secret: "s".into(),

@@ -65,6 +65,7 @@ macro_rules! error_line {
 }
 
 /// What the main thread waits for.
+#[derive(Debug)]
 pub enum Event {
     Signal(i32),
     Acquired(Result<Job, ApiError>),

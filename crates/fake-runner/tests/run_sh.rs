@@ -1,5 +1,9 @@
 //! Tests of the test image's `run.sh` (images/test-runner/run.sh) on the host, with `sh`:
 //! run-helper's exit-code mapping, and signal forwarding to the real fake-runner.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 use std::io::Read;
 use std::net::TcpListener;

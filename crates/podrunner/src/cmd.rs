@@ -4,6 +4,12 @@
 //! secret: secrets go through stdin or files. Each call has a timeout, the child is killed if
 //! the future is dropped, and stderr's tail is kept for the error message.
 
+// The workspace forbids `Command::new` (clippy.toml) everywhere but here.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the one module that runs external programs"
+)]
+
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -76,6 +82,23 @@ fn tail(bytes: &[u8]) -> String {
 /// Variables systemd gives the manager alone: a child must not notify for it (podman's default
 /// `--sdnotify=container` passes `NOTIFY_SOCKET` on to conmon and the container).
 pub const SERVICE_MANAGER_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
+/// Starts `program args` with stdout and stderr piped, for a caller that reads the output as
+/// it comes (`podman events`): logged like every call, killed when the handle is dropped and
+/// when the manager dies; no timeout, it runs as long as its reader wants.
+pub fn spawn_piped(program: &str, args: &[String]) -> Result<tokio::process::Child, CommandError> {
+    let cmdline = render(program, args);
+    tracing::debug!(target: "podrunner::cmd", "running {cmdline}");
+    let mut cmd = tokio::process::Command::new(program);
+    crate::sys::end_with_parent(&mut cmd);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| CommandError::Spawn { cmdline, source })
+}
 
 /// Runs `program args`, feeding `stdin` if given, and returns stdout on success.
 pub async fn run(

@@ -1,20 +1,10 @@
 //! The CLI's answers to bad input and to a manager that is not running: exit codes and the
 //! messages users read.
 
-use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+mod common;
 
-fn podrunner(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_podrunner"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::podrunner;
+use std::os::unix::fs::PermissionsExt;
 
 fn write_config(dir: &std::path::Path, body: &str) -> String {
     let p = dir.join("config.toml");

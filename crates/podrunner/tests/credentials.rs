@@ -7,7 +7,7 @@ mod common;
 
 use common::rsa_key_pair;
 use fake_github::auth::Registry;
-use fake_github::{FakeGithub, Options};
+use fake_github::FakeGithub;
 use podrunner::config::names::Scope;
 use podrunner::github::auth::{App, Credentials};
 use podrunner::github::ghes::Feature;
@@ -240,14 +240,7 @@ async fn sso_and_expired_tokens_are_diagnosed() {
 }
 
 async fn ghes(version: &str) -> FakeGithub {
-    FakeGithub::start_with(Options {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        token: TOKEN.into(),
-        public_url: None,
-        ghes_version: Some(version.into()),
-    })
-    .await
-    .unwrap()
+    FakeGithub::start_ghes(TOKEN, version).await.unwrap()
 }
 
 #[tokio::test]
@@ -307,14 +300,9 @@ fn config_check(dir: &std::path::Path, github: &str, pool: &str) -> (i32, String
         format!("[github]\n{github}\n[[pool]]\nname = \"p\"\n{pool}\n"),
     )
     .unwrap();
-    let out = std::process::Command::new(common::podrunner_bin())
-        .args(["--config", cfg.to_str().unwrap(), "config", "check"])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let (code, out, err) =
+        common::podrunner(&["--config", cfg.to_str().unwrap(), "config", "check"]);
+    (code, out + &err)
 }
 
 #[test]

@@ -11,6 +11,10 @@
 //! folder, a `container:` job and a service container created with the runner's own docker
 //! commands, a network created and removed, and a client that refuses an API below 1.44 as
 //! Docker CLI 29 does.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

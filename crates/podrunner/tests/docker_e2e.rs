@@ -1,6 +1,10 @@
 //! Docker for workflows, end to end (docs/docker.md): the real `podrunner` binary, real Podman,
 //! the test image with a real docker CLI, and the fake GitHub. Jobs are `sh -c` scripts run by
 //! the fake runner in its work folder.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 
@@ -122,17 +126,6 @@ fn pid_in(b: &Bench, runner: &str, file: &str) -> Option<i32> {
         .trim()
         .parse()
         .ok()
-}
-
-/// Alive and not a zombie.
-fn process_running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
-        })
-        .is_some_and(|st| st != "Z" && st != "X")
 }
 
 fn host_has(args: &[&str], needle: &str) -> bool {

@@ -4,7 +4,14 @@
 //! user without subordinate ids, a nearly full filesystem, the host's own cgroup layout, a
 //! runtime that cannot start containers); the rest use fixture trees under a temporary root.
 //! Podman runs for real; every test has a timeout.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
+mod common;
+
+use common::{is_root, podrunner_bin, ROOTFUL_ULIMITS};
 use podrunner::config::{Config, Env};
 use podrunner::doctor::distro::Distro;
 use podrunner::doctor::podman::{InfoError, PodmanInfo};
@@ -16,10 +23,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The lead's test image, when built; otherwise a busybox image made here.
-const TEST_IMAGE: &str = "localhost/podrunner-test-runner:latest";
+const TEST_IMAGE: &str = common::TEST_IMAGE;
 const FALLBACK_IMAGE: &str = "localhost/doctor-test:latest";
-/// This host's rootful containers need rlimits within the hard limits (docs/test-bench.md).
-const ULIMITS: &str = r#"["--ulimit=nofile=20000:20000", "--ulimit=nproc=20000:20000"]"#;
 const TOKEN: &str = "ghp_doctortesttoken";
 
 async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
@@ -33,10 +38,6 @@ fn sh(cmd: &str) -> std::process::Output {
         .args(["300", "sh", "-c", cmd])
         .output()
         .expect("sh runs")
-}
-
-fn is_root() -> bool {
-    podrunner::sys::uid() == 0
 }
 
 /// A local image to start containers from: the lead's test image, or busybox imported here.
@@ -67,19 +68,13 @@ fn local_image() -> &'static str {
     })
 }
 
-fn env(uid: u32) -> Env {
-    Env {
-        home: "/root".into(),
-        uid,
-        xdg_state_home: None,
-        xdg_data_home: None,
-        xdg_runtime_dir: None,
-        ..Env::default()
-    }
+/// This host's rootful containers need rlimits within the hard limits, as a TOML list.
+fn ulimits() -> String {
+    format!("{ROOTFUL_ULIMITS:?}")
 }
 
 fn parse(text: &str, dir: &Path) -> Config {
-    Config::parse(text, &dir.join("config.toml"), &env(0)).expect("valid config")
+    Config::parse(text, &dir.join("config.toml"), &Env::fixed(0)).expect("valid config")
 }
 
 fn write_token(dir: &Path, mode: u32) -> PathBuf {
@@ -146,7 +141,7 @@ fn put(root: &Path, rel: &str, text: &str) {
 async fn podrunner(args: &[&str], timeout_secs: u64) -> (i32, String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(timeout_secs),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_podrunner"))
+        tokio::process::Command::new(podrunner_bin())
             .args(args)
             .env_remove("PODRUNNER_CONFIG")
             .kill_on_drop(true)
@@ -184,7 +179,7 @@ async fn healthy_setup_has_no_failure() {
         let cfg = dir.path().join("config.toml");
         std::fs::write(
             &cfg,
-            config_text(dir.path(), &gh.url(), local_image(), ULIMITS),
+            config_text(dir.path(), &gh.url(), local_image(), &ulimits()),
         )
         .unwrap();
         let (code, out, err) = podrunner(
@@ -242,7 +237,7 @@ async fn world_readable_token_fails_and_run_refuses() {
         let cfg = dir.path().join("config.toml");
         std::fs::write(
             &cfg,
-            config_text(dir.path(), &gh.url(), local_image(), ULIMITS),
+            config_text(dir.path(), &gh.url(), local_image(), &ulimits()),
         )
         .unwrap();
         let cfg = cfg.to_str().unwrap();
@@ -315,14 +310,14 @@ async fn runtime_check_starts_a_container_with_the_configs_arguments() {
                 dir.path(),
             )
         };
-        let good = base("runc", ULIMITS);
+        let good = base("runc", &ulimits());
         let f = Facts::gather(&good, &host).await;
         let c = doctor::podman::check_runtime(&good, &host, &f).await;
         assert_eq!(c.status, Status::Pass, "{c:#?}");
         assert!(c.found.starts_with("runc started"), "{}", c.found);
 
         // A runtime that is not installed: podman itself refuses, and says which one.
-        let bad = base("/nonexistent/crun", ULIMITS);
+        let bad = base("/nonexistent/crun", &ulimits());
         let f = Facts::gather(&bad, &host).await;
         let c = doctor::podman::check_podman(&bad, &f);
         assert_eq!(c.status, Status::Fail, "{c:#?}");
@@ -414,11 +409,9 @@ async fn this_hosts_cgroups_and_unenforceable_limits() {
 #[test]
 fn non_setuid_newuidmap_first_on_path_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let real = podrunner::doctor::HostEnv {
-        uid: 1000,
-        user: Some("ci".into()),
+    let real = HostEnv {
         path: Some("/usr/bin:/bin".into()),
-        xdg_runtime_dir: None,
+        ..fixture_host(Path::new("/"), 1000, "ci").env
     };
     let system = real.which("newuidmap").expect("uidmap is installed");
     let copy = dir.path().join("newuidmap");
@@ -503,15 +496,8 @@ async fn user_without_subuid_entry() {
             .trim()
             .parse()
             .unwrap();
-        let host = Host {
-            root: "/".into(),
-            env: HostEnv {
-                uid,
-                user: None,
-                path: std::env::var_os("PATH"),
-                xdg_runtime_dir: None,
-            },
-        };
+        let mut host = fixture_host(Path::new("/"), uid, USER);
+        host.env.user = None;
         assert_eq!(host.user_name(), USER, "name from the real /etc/passwd");
         let f = facts(Distro::detect(&host), USER, uid, true);
         for kind in ["subuid", "subgid"] {
@@ -535,7 +521,7 @@ async fn user_without_subuid_entry() {
             Duration::from_secs(200),
             tokio::process::Command::new("runuser")
                 .args(["-u", USER, "--", "env", &format!("HOME={}", dir.path().display())])
-                .arg(env!("CARGO_BIN_EXE_podrunner"))
+                .arg(podrunner_bin())
                 .args(["--config", cfg.to_str().unwrap(), "run"])
                 .current_dir(dir.path())
                 .kill_on_drop(true)
@@ -627,15 +613,8 @@ fn fixes_follow_os_release_of_the_root() {
     for (os_release, want) in cases {
         let root = tempfile::tempdir().unwrap();
         put(root.path(), "/etc/os-release", os_release);
-        let host = Host {
-            root: root.path().into(),
-            env: HostEnv {
-                uid: 1000,
-                user: Some("ci".into()),
-                path: Some("/nonexistent".into()),
-                xdg_runtime_dir: None,
-            },
-        };
+        let mut host = fixture_host(root.path(), 1000, "ci");
+        host.env.path = Some("/nonexistent".into());
         let f = facts(Distro::detect(&host), "ci", 1000, true);
         let c = idmap::check_idmap_helper(&host, &f, "newuidmap");
         assert!(
@@ -940,7 +919,7 @@ async fn healthy_rootless_user_has_no_failure() {
                 .args(["-u", USER, "--", "env"])
                 .arg(format!("HOME={}", home.display()))
                 .arg(format!("XDG_RUNTIME_DIR={}", run.display()))
-                .arg(env!("CARGO_BIN_EXE_podrunner"))
+                .arg(podrunner_bin())
                 .args(["--config", cfg.to_str().unwrap(), "doctor", "--json"])
                 .current_dir(&home)
                 .kill_on_drop(true)

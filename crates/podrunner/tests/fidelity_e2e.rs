@@ -1,6 +1,10 @@
 //! GitHub's real runner, as the fake runner reproduces it, against real Podman (issue 11):
 //! two hosts sharing one config, outcomes read from the runner's own output, a runner that never
 //! comes online, a deprecated image replaced by a pull, a self-update seen in the output.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

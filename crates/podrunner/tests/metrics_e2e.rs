@@ -2,6 +2,10 @@
 //! real manager with real Podman and the fake GitHub runs a scripted set of jobs; the metric
 //! values, the history rows and the page follow it exactly; the history survives `kill -9`;
 //! the page renders in a real headless Chromium.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

@@ -9,8 +9,14 @@
 //!
 //! Nix runs without a daemon and without /nix: `--store dummy://` evaluates without a store,
 //! as root and as an ordinary user.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
+
+use common::podrunner;
 
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
@@ -55,18 +61,6 @@ fn eval(expr: &str) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON from nix-instantiate")
-}
-
-fn podrunner(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(common::podrunner_bin())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 /// config.toml from the data nix/lib.nix gives `pkgs.formats.toml`, which writes TOML from

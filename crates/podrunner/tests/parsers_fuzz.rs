@@ -7,14 +7,7 @@ use proptest::prelude::*;
 use std::path::Path;
 
 fn env() -> Env {
-    Env {
-        home: "/home/u".into(),
-        uid: 1000,
-        xdg_state_home: None,
-        xdg_data_home: None,
-        xdg_runtime_dir: Some("/run/user/1000".into()),
-        ..Env::default()
-    }
+    Env::fixed(1000)
 }
 
 const VALID: &str = "[github]\napi_url = \"https://ghe.example/api/v3\"\n\n[manager]\ninstance = \"x\"\n\n[[pool]]\nname = \"ci\"\nrepository = \"o/r\"\ncount = 2\nlabels = [\"gpu\"]\nmemory = \"1g\"\n";

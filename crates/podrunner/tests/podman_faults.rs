@@ -2,6 +2,10 @@
 //! killer, a podman command that hangs, a full work folder, runner containers removed and
 //! `podman events` dying under
 //! the manager.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

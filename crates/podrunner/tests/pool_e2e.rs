@@ -1,4 +1,8 @@
 //! End to end: the real `podrunner` binary, real Podman, the test image, and the fake GitHub.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

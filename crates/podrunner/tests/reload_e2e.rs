@@ -1,5 +1,9 @@
 //! Changing a running manager: `scale`, SIGHUP reload (pools added, removed, resized, busy
 //! runners untouched, an invalid config refused), SIGTERM drain. Real Podman, fake GitHub.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

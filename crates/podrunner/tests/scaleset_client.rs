@@ -2,7 +2,7 @@
 //! whole flow of GitHub's own listener, token renewal, session conflicts and job reassignment.
 //! No containers: the runners here are only registrations.
 
-use fake_github::{FakeGithub, Options};
+use fake_github::FakeGithub;
 use podrunner::config::names::Scope;
 use podrunner::github::scaleset::{ScaleSetClient, ScaleSetError};
 use podrunner::github::{Client, Error, Secret};
@@ -179,14 +179,7 @@ async fn tokens_are_renewed_before_and_after_they_expire() {
 }
 
 async fn ghes(version: &str) -> FakeGithub {
-    let gh = FakeGithub::start_with(Options {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        token: TOKEN.into(),
-        public_url: None,
-        ghes_version: Some(version.into()),
-    })
-    .await
-    .unwrap();
+    let gh = FakeGithub::start_ghes(TOKEN, version).await.unwrap();
     gh.with_state(|st| st.scalesets.poll_wait_ms = 300);
     gh
 }

@@ -1,5 +1,9 @@
 //! Runners on demand (docs/scaling.md), end to end: the real `podrunner` binary, real Podman,
 //! the fake GitHub's scale set service and message queue as the judge.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

@@ -8,6 +8,10 @@
 //! runner's settings files (runner/jit.rs) instead of handing it over in
 //! `ACTIONS_RUNNER_INPUT_JITCONFIG`, which `/proc/PID/environ` would keep for the life of
 //! run.sh and the listener.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
 
 mod common;
 

@@ -1,38 +1,24 @@
 //! Every unit `podrunner install` can write passes `systemd-analyze verify` for real (from
 //! Debian's `systemd` package: `apt-get install -y systemd`), and `install`/`uninstall` work
 //! end to end where systemd is not running (they write the file and print the commands).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
+
+mod common;
 
 use podrunner::systemd::unit::{render_unit, UnitOptions, UnitScope};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 /// systemd-analyze answers in well under a second; this only guards against a CI hang.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-const BIN: &str = env!("CARGO_BIN_EXE_podrunner");
-
 fn run_with_timeout(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {cmd:?}: {e} (systemd-analyze: apt-get install -y systemd)")
-        });
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{cmd:?} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::run_with_timeout(cmd, TIMEOUT)
 }
 
 fn config_file(dir: &Path) -> PathBuf {
@@ -71,7 +57,7 @@ fn verify(text: &str, user: bool) {
 
 fn options(config: &Path, scope: UnitScope) -> UnitOptions {
     UnitOptions {
-        exe: PathBuf::from(BIN),
+        exe: PathBuf::from(common::podrunner_bin()),
         config: config.to_path_buf(),
         scope,
         restart_sec: 10,
@@ -99,7 +85,7 @@ fn generated_units_pass_systemd_analyze_verify() {
 }
 
 fn podrunner(home: &Path, config: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(common::podrunner_bin());
     cmd.arg("--config")
         .arg(config)
         .args(args)
@@ -129,7 +115,7 @@ fn install_dry_run_prints_a_valid_unit_and_the_commands() {
         cmds,
         "  systemctl --user daemon-reload\n  systemctl --user enable --now podrunner.service\n  loginctl enable-linger ci\n"
     );
-    let exe = std::fs::canonicalize(BIN).unwrap();
+    let exe = std::fs::canonicalize(common::podrunner_bin()).unwrap();
     let cfg = std::fs::canonicalize(&cfg).unwrap();
     assert!(unit.contains(&format!(
         "\nExecStart={} --config {} run\n",

@@ -31,6 +31,7 @@ pub struct Args {
 const START_WAIT: Duration = Duration::from_secs(unit::START_TIMEOUT_SEC + 30);
 
 /// One step of the installation: the command line and how long it may take.
+#[derive(Debug)]
 pub struct Step {
     pub program: &'static str,
     pub args: Vec<String>,

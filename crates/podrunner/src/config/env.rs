@@ -28,6 +28,19 @@ pub struct Env {
 }
 
 impl Env {
+    /// A fixed environment for tests: user `uid` with home `/root` (root) or `/home/u`, and a
+    /// non-root user's `XDG_RUNTIME_DIR` at `/run/user/UID`; nothing else set. The one test
+    /// fixture of this type, for unit and integration tests alike.
+    pub fn fixed(uid: u32) -> Env {
+        let root = uid == 0;
+        Env {
+            home: if root { "/root" } else { "/home/u" }.into(),
+            uid,
+            xdg_runtime_dir: (!root).then(|| format!("/run/user/{uid}").into()),
+            ..Env::default()
+        }
+    }
+
     pub fn from_process() -> Env {
         let var = |k: &str| {
             std::env::var_os(k)

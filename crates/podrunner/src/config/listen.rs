@@ -78,14 +78,7 @@ mod tests {
     }
 
     fn parse(manager: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
-        let env = crate::config::Env {
-            home: "/home/u".into(),
-            uid: 1000,
-            xdg_state_home: None,
-            xdg_data_home: None,
-            xdg_runtime_dir: Some("/run/user/1000".into()),
-            ..Default::default()
-        };
+        let env = crate::config::Env::fixed(1000);
         let text = format!("[manager]\n{manager}\n[[pool]]\nname = \"p\"\nrepository = \"o/r\"\n");
         crate::config::Config::parse(&text, std::path::Path::new("/c.toml"), &env)
     }

@@ -226,15 +226,7 @@ fn fix_for_parse_error(message: &str) -> String {
 /// the modules that take a [`PoolConfig`].
 #[cfg(test)]
 pub(crate) fn test_pool(text: &str) -> PoolConfig {
-    let env = Env {
-        home: "/home/u".into(),
-        uid: 1000,
-        xdg_state_home: None,
-        xdg_data_home: None,
-        xdg_runtime_dir: Some("/run/user/1000".into()),
-        ..crate::config::Env::default()
-    };
-    Config::parse(text, Path::new("/c.toml"), &env)
+    Config::parse(text, Path::new("/c.toml"), &Env::fixed(1000))
         .expect("a valid test config")
         .pools
         .remove(0)

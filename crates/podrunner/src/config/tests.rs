@@ -4,13 +4,8 @@ use std::time::Duration;
 
 fn env() -> Env {
     Env {
-        home: "/home/u".into(),
-        uid: 1000,
-        xdg_state_home: None,
-        xdg_data_home: None,
-        xdg_runtime_dir: Some("/run/user/1000".into()),
         machine_id: Some("0123456789abcdef0123456789abcdef".into()),
-        ..Env::default()
+        ..Env::fixed(1000)
     }
 }
 

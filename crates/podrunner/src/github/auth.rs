@@ -57,7 +57,7 @@ pub struct Bearer {
     pub installation: Option<u64>,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 struct Cached {
     token: Secret,
     obtained: SystemTime,
@@ -187,6 +187,25 @@ pub enum Source<'a> {
 pub struct Credentials {
     token: Option<Secret>,
     app: Option<App>,
+}
+
+/// Names the kind of credential only: the token and the App's key are never printed.
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Token(_) => "Source::Token",
+            Source::App(_) => "Source::App",
+        })
+    }
+}
+
+/// The App's issuer only: its key and tokens are never printed.
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Credentials {

@@ -54,6 +54,7 @@ pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(90);
 /// rate-limit answer (docs/github-runner.md: "else ≥ 60 s with exponential backoff").
 pub const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
+#[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
     base: String,

@@ -168,6 +168,7 @@ pub struct Hour {
     pub mean_startup_secs: Option<f64>,
 }
 
+#[derive(Debug)]
 pub struct History {
     conn: Connection,
     path: PathBuf,

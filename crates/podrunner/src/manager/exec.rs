@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// What every task needs.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Ctx {
     pub cfg: Arc<Config>,
     pub gh: Arc<Client>,

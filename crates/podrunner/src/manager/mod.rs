@@ -143,6 +143,7 @@ pub struct RunOptions {
     pub notify_ready: bool,
 }
 
+#[derive(Debug)]
 pub struct Manager {
     ctx: Ctx,
     state: State,

@@ -53,7 +53,7 @@ pub enum Report {
 type Entry = (Arc<ScaleSetClient>, Option<u64>);
 
 /// The scale set clients of the pools, and the ids of the sets, for starting runners.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Registry {
     sets: Mutex<BTreeMap<String, Entry>>,
 }

@@ -87,7 +87,7 @@ pub fn job_result_label(result: Option<&str>) -> String {
 }
 
 /// The event counters. Cheap to clone (the families share their values).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
     started_jobs: Family<PoolLabel, Counter>,
     completed_jobs: Family<JobLabels, Counter>,

@@ -303,16 +303,7 @@ impl Podman {
             "--filter",
             &filter,
         ]);
-        tracing::debug!(target: "podrunner::cmd", "running {}", cmd::render(&self.program, &args));
-        let mut cmd = tokio::process::Command::new(&self.program);
-        crate::sys::end_with_parent(&mut cmd);
-        let mut child = cmd
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
+        let mut child = cmd::spawn_piped(&self.program, &args)?;
         let stdout = child.stdout.take().expect("piped");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         while let Some(line) = lines.next_line().await? {

@@ -68,11 +68,7 @@ mod tests {
 
     #[test]
     fn every_path_of_a_runner() {
-        let env = crate::config::Env {
-            home: "/home/u".into(),
-            uid: 1000,
-            ..crate::config::Env::default()
-        };
+        let env = crate::config::Env::fixed(1000);
         let mut cfg = Config::parse(
             "[[pool]]\nname = \"p\"\nrepository = \"o/r\"\nwork_dir = \"/w\"\n",
             Path::new("/c.toml"),

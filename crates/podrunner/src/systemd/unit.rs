@@ -392,14 +392,7 @@ Description=podrunner: ephemeral self-hosted GitHub Actions runners in Podman\n"
 
     #[test]
     fn timings_from_config() {
-        let env = crate::config::Env {
-            home: "/home/ci".into(),
-            uid: 1000,
-            xdg_state_home: None,
-            xdg_data_home: None,
-            xdg_runtime_dir: None,
-            ..crate::config::Env::default()
-        };
+        let env = crate::config::Env::fixed(1000);
         let text = "[manager]\ndrain_timeout = \"1h\"\n\
                     [[pool]]\nname = \"a\"\nrepository = \"o/r\"\nrestart_delay = \"30s\"\n\
                     [[pool]]\nname = \"b\"\nrepository = \"o/r\"\nstop_timeout = \"120s\"\n";

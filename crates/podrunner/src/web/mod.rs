@@ -36,7 +36,7 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A request for the manager's current snapshot.
 pub type SnapshotRequest = oneshot::Sender<StatusSnapshot>;
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct WebState {
     pub metrics: Metrics,
     pub gh: Arc<Client>,
@@ -45,6 +45,7 @@ pub struct WebState {
     pub history: Option<PathBuf>,
 }
 
+#[derive(Debug)]
 pub enum Listener {
     Tcp(tokio::net::TcpListener),
     Unix(tokio::net::UnixListener, PathBuf),

@@ -1,11 +1,18 @@
 //! Test bench for integration tests: a fake GitHub in the test process, a config pointing at
 //! it, and the real `podrunner` binary driving real Podman with the locally built test image.
-#![allow(dead_code)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test code starts the programs it tests and inspects the host directly"
+)]
+#![allow(
+    dead_code,
+    reason = "each test program uses a part of the shared helpers"
+)]
 
 use fake_github::FakeGithub;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Built by `images/test-runner/build.sh` (the test script runs it first). A build may name
@@ -59,6 +66,62 @@ pub fn podrunner_bin() -> String {
     std::env::var("PODRUNNER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_podrunner").to_string())
 }
 
+/// Runs the podrunner binary with `args` (no config named); returns (exit code, stdout,
+/// stderr).
+pub fn podrunner(args: &[&str]) -> (i32, String, String) {
+    texts(Command::new(podrunner_bin()).args(args).output().unwrap())
+}
+
+/// An output as (exit code, stdout, stderr); -1 for a process ended by a signal.
+pub fn texts(out: Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `cmd` (stdin closed) and waits for it; kills it and panics after `timeout`, so a hung
+/// program fails its test instead of the CI run.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    // Read both pipes on threads so a chatty command cannot block on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut v).ok();
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut v).ok();
+        v
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
 pub fn is_root() -> bool {
     // SAFETY-free: /proc/self is always there on Linux.
     std::fs::read_to_string("/proc/self/status")
@@ -74,11 +137,15 @@ pub fn is_root() -> bool {
 pub fn host_run_args() -> Vec<String> {
     let mut v = vec!["--network=host".to_string()];
     if is_root() {
-        v.push("--ulimit=nofile=20000:20000".into());
-        v.push("--ulimit=nproc=20000:20000".into());
+        v.extend(ROOTFUL_ULIMITS.map(String::from));
     }
     v
 }
+
+/// The rlimits rootful containers on this host need: within its hard limits
+/// (docs/test-bench.md).
+pub const ROOTFUL_ULIMITS: [&str; 2] =
+    ["--ulimit=nofile=20000:20000", "--ulimit=nproc=20000:20000"];
 
 /// This host's address that containers on a Podman network reach it by, without host
 /// networking: the source address of its default route (rootful bridge networks route to it
@@ -291,16 +358,13 @@ impl Bench {
 
     /// Runs a podrunner CLI command; returns (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(podrunner_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        texts(
+            Command::new(podrunner_bin())
+                .arg("--config")
+                .arg(&self.config)
+                .args(args)
+                .output()
+                .unwrap(),
         )
     }
 

@@ -41,7 +41,7 @@ pub const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(70);
 pub const MAX_CAPACITY_HEADER: &str = "X-ScaleSetMaxCapacity";
 const SCALE_SETS: &str = "_apis/runtime/runnerscalesets";
 /// The admin connection: the Actions service URL and a token with its expiry.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 struct Admin {
     url: String,
     token: Secret,
@@ -49,6 +49,7 @@ struct Admin {
 }
 
 /// A scale set client for one scope.
+#[derive(Debug)]
 pub struct ScaleSetClient {
     gh: Arc<Client>,
     scope: Scope,

@@ -53,6 +53,7 @@ struct Track {
 
 type ImageIds = Arc<Mutex<BTreeMap<String, (String, Instant)>>>;
 
+#[derive(Debug)]
 pub struct Recorder {
     pub metrics: Metrics,
     history: Option<History>,
