@@ -1,14 +1,14 @@
 //! `podrunner docker-proxy` (hidden): the Docker API proxy between one runner and its private
-//! engine (engine/proxy.rs). The manager starts it detached next to the engine, so that both
+//! engine (src/proxy/). The manager starts it detached next to the engine, so that both
 //! outlive a manager restart with the runner that uses them, and stops it in the engine's
 //! teardown. Not meant to be run by hand.
 
 use super::Cli;
-use crate::engine::caps::{PathMap, Rules};
 use crate::engine::externals::RunnerCopy;
-use crate::engine::policy::Policy;
-use crate::engine::proxy::Launcher;
 use crate::podman::Podman;
+use crate::proxy::policy::caps::{PathMap, Rules};
+use crate::proxy::policy::Policy;
+use crate::proxy::Launcher;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -154,9 +154,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             return 2;
         }
     };
-    match crate::engine::proxy::serve(&args.listen, &args.upstream, rules, launcher, runner_copy)
-        .await
-    {
+    match crate::proxy::serve(&args.listen, &args.upstream, rules, launcher, runner_copy).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: docker-proxy on {}: {e}", args.listen.display());

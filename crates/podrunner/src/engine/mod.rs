@@ -7,11 +7,8 @@
 //! the engine processes. Neither touches the runner containers themselves (manager::exec does).
 
 pub mod budget;
-pub mod caps;
 pub mod conf;
 pub mod externals;
-pub mod policy;
-pub mod proxy;
 pub mod service;
 
 use crate::config::{DockerMode, PodmanConfig};
@@ -236,7 +233,7 @@ pub fn proxy_args(
         format!("--pool={}", pool.name),
     ];
     a.extend(crate::runner::Limits::of(pool).proxy_args());
-    // Bind sources the runner names for its job containers (engine/caps.rs, PathMap): the
+    // Bind sources the runner names for its job containers (proxy/policy/caps.rs, PathMap): the
     // Docker socket, under both names of /var/run, is the runner's own proxy.
     for inside in [DOCKER_SOCK_IN_RUNNER, "/run/docker.sock"] {
         a.push(format!("--map={inside}={}", d.socket().display()));

@@ -133,7 +133,7 @@ async fn start_isolated(
             match super::budget::create(layout, &parent, &crate::runner::Limits::of(pool)) {
                 Ok(()) => Some(parent),
                 Err(e) => {
-                    // Each container is still capped (engine/caps.rs).
+                    // Each container is still capped (proxy/policy/caps.rs).
                     tracing::warn!(pool = %pool.name, "no shared cgroup budget for runner {name}: {e}");
                     None
                 }
@@ -141,7 +141,7 @@ async fn start_isolated(
         }
     };
     // The runner reaches the engine only through the proxy, which holds job containers to
-    // the pool's limits (engine/caps.rs) and starts the engine when a job first needs it.
+    // the pool's limits (proxy/policy/caps.rs) and starts the engine when a job first needs it.
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find podrunner's own binary for the docker proxy: {e}"))?;
     let externals = super::externals::host_copy(cfg, pool, podman).await;

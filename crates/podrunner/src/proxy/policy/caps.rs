@@ -1,7 +1,7 @@
 //! What the Docker API proxy in front of a runner's engine decides (docs/docker.md,
 //! Resources). Pure: it classifies a request and rewrites its body or query so that a
 //! container a job creates gets at most the runner's own `cpus`, `memory` and `pids_limit`.
-//! [`super::proxy`] does the socket work.
+//! [`crate::proxy`] does the socket work.
 //!
 //! Why a proxy: the engine's containers are not in the runner's cgroup (Podman places them
 //! under its own cgroup parent, and a runner's cgroup cannot take children on cgroup v2 or with
@@ -9,8 +9,8 @@
 //! request, ignoring containers.conf (`pids_limit` measured: `max`). Rewriting the request is
 //! the one place every container passes through.
 
-use super::policy::{refusal, Policy};
-use super::proxy::request::{Schema, Target};
+use super::contained::{refusal, Policy};
+use crate::proxy::request::{Schema, Target};
 use crate::runner::limits;
 use serde_json::{Map, Value};
 
@@ -40,7 +40,7 @@ impl Caps {
 }
 
 /// The least `oom_score_adj` of a job container inside a runner's shared budget
-/// ([`super::budget`]): when the budget runs out, the kernel then kills a job container's
+/// ([`crate::engine::budget`]): when the budget runs out, the kernel then kills a job container's
 /// process before the runner's own listener (score 0), so the runner survives to report the
 /// job. A job cannot lower it: an unkillable container would leave only the runner to kill.
 pub const JOB_OOM_SCORE_ADJ: i64 = 500;
@@ -133,7 +133,7 @@ pub struct Rules {
     pub policy: Option<Policy>,
     /// Names the pool in refusals, e.g. ` in pool ci`.
     pub pool_hint: String,
-    /// The runner's cgroup budget ([`super::budget`]): every job container's cgroup parent.
+    /// The runner's cgroup budget ([`crate::engine::budget`]): every job container's cgroup parent.
     pub cgroup_parent: Option<String>,
 }
 
@@ -222,7 +222,7 @@ pub fn rewrite_bytes(
     rules: &Rules,
     resolve: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<u8>, Rejected> {
-    let mut m = super::proxy::json::parse_object(body).map_err(Rejected::BadBody)?;
+    let mut m = super::json::parse_object(body).map_err(Rejected::BadBody)?;
     rewrite(schema, &mut m, rules, resolve)?;
     Ok(serde_json::to_vec(&m).expect("a JSON value serializes"))
 }
@@ -559,7 +559,7 @@ mod tests {
             v,
             json!({"HostConfig": {"Memory": 5, "PidsLimit": 7, "OomScoreAdj": 0}})
         );
-        let mut t = super::super::proxy::request::parse_target("/v1.41/build?t=a").unwrap();
+        let mut t = crate::proxy::request::parse_target("/v1.41/build?t=a").unwrap();
         cap_build_query(&mut t, &caps);
         assert_eq!(t.encode(Some((1, 41))), "/v1.41/build?t=a");
     }
@@ -720,7 +720,7 @@ mod tests {
     #[test]
     fn build_query() {
         let capped = |t: &str| {
-            let mut t = super::super::proxy::request::parse_target(t).unwrap();
+            let mut t = crate::proxy::request::parse_target(t).unwrap();
             cap_build_query(&mut t, &CAPS);
             t.encode(t.version)
         };

@@ -2,8 +2,8 @@
 //! of its runner's engine, as allowlists. Every field of every JSON body the proxy lets through
 //! is listed here with the values it may take; a field that is not listed is refused, so a field
 //! Podman reads that this file does not know (a libpod extension on a Docker route, a field of
-//! a newer API) never reaches the engine. Pure: the proxy ([`super::proxy`]) parses bodies
-//! strictly ([`super::proxy::json`]) and hands them here.
+//! a newer API) never reaches the engine. Pure: the proxy ([`crate::proxy`]) parses bodies
+//! strictly ([`super::json`]) and hands them here.
 //!
 //! Bind sources are the one place the host's file system is named: a source must be an
 //! absolute path that, resolved on the host (symlinks, `..`), lies inside the runner's work
@@ -1043,7 +1043,7 @@ pub fn check_build_query(query: &[(String, String)]) -> Result<(), String> {
     for (k, v) in query {
         let ok = match k.as_str() {
             "networkmode" => matches!(v.as_str(), "" | "default" | "bridge" | "host" | "none"),
-            // A remote context would reach the engine unchecked (engine/proxy/tar.rs).
+            // A remote context would reach the engine unchecked (proxy/policy/tar.rs).
             "remote" => v.is_empty(),
             "dockerfile" => {
                 !v.starts_with('/') && !v.split('/').any(|p| p == "..") && !v.ends_with(".in")

@@ -1,5 +1,5 @@
 //! The Docker API proxy between a runner and its engine (`podrunner docker-proxy`, started by
-//! [`super::service`]; docs/docker.md, "The proxy's boundary"). It listens on the socket
+//! [`crate::engine::service`]; docs/docker.md, "The proxy's boundary"). It listens on the socket
 //! mounted into the runner and is **default-deny**: a request reaches the engine only when
 //! - its head is plain HTTP/1.x with one unambiguous framing (one `Content-Length`, or
 //!   `Transfer-Encoding: chunked` alone) and an origin-form target ([`request`]);
@@ -7,8 +7,8 @@
 //!   ([`request::ROUTES`]; libpod routes only under `docker_policy = "open"`), and each query
 //!   parameter is one the route takes, once, checked decoded and sent on re-encoded;
 //! - its JSON body parses strictly ([`json`]: no duplicate keys in any case, ASCII keys) and
-//!   every field is allowed ([`super::policy`]), after which resources are capped
-//!   ([`super::caps`]) and the body is sent as the proxy serialized it.
+//!   every field is allowed ([`policy::contained`]), after which resources are capped
+//!   ([`policy::caps`]) and the body is sent as the proxy serialized it.
 //!
 //! One request per connection: the proxy asks the engine to close the connection after its
 //! answer and stops reading from the client once the request is complete, so nothing rides
@@ -24,13 +24,12 @@
 //! `docker` costs no engine at all, and an idle runner holds no 45 MB engine process.
 
 pub mod health;
-pub mod json;
+pub mod policy;
 pub mod request;
-pub mod tar;
-pub mod version;
 
-use super::caps::{self, Rejected, Rules};
-use super::policy::refusal;
+use policy::caps::{self, Rejected, Rules};
+use policy::refusal;
+use policy::{json, tar, version};
 use request::{Body, Schema, Special};
 use std::path::Path;
 use std::sync::Arc;
@@ -66,7 +65,7 @@ const PIECE: usize = 64 << 10;
 /// How the proxy starts the engine when nothing answers on its socket.
 #[derive(Debug, Clone)]
 pub struct Launcher {
-    /// `podman` and the arguments of `system service` ([`super::service_args`]).
+    /// `podman` and the arguments of `system service` ([`crate::engine::service_args`]).
     pub program: std::path::PathBuf,
     pub args: Vec<String>,
     /// The engine's containers.conf (`CONTAINERS_CONF`).
@@ -91,7 +90,7 @@ async fn connect_engine(
     if let Ok(s) = UnixStream::connect(upstream).await {
         return Ok(s);
     }
-    let pid = match super::service::running_engine(&l.pid_file, upstream) {
+    let pid = match crate::engine::service::running_engine(&l.pid_file, upstream) {
         Some(pid) => pid,
         None => {
             let child = crate::cmd::spawn_detached_env(
@@ -110,7 +109,7 @@ async fn connect_engine(
             pid
         }
     };
-    super::service::wait_ready(upstream, pid, &l.log)
+    crate::engine::service::wait_ready(upstream, pid, &l.log)
         .await
         .map_err(|e| format!("podrunner: {e}"))?;
     UnixStream::connect(upstream)
@@ -124,7 +123,7 @@ pub async fn serve(
     upstream: &Path,
     rules: Rules,
     launcher: Option<Launcher>,
-    runner_copy: Option<super::externals::RunnerCopy>,
+    runner_copy: Option<crate::engine::externals::RunnerCopy>,
 ) -> std::io::Result<()> {
     match std::fs::remove_file(listen) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -169,8 +168,8 @@ struct Shared {
     starting: tokio::sync::Mutex<()>,
     rules: Rules,
     json_slots: Semaphore,
-    /// An updated runner's own externals ([`super::externals::RunnerCopy`]).
-    runner_copy: Option<super::externals::RunnerCopy>,
+    /// An updated runner's own externals ([`crate::engine::externals::RunnerCopy`]).
+    runner_copy: Option<crate::engine::externals::RunnerCopy>,
     /// Containers whose health checks the proxy runs ([`health`]).
     health: health::Watched,
 }
@@ -541,10 +540,10 @@ pub fn plan(method: &str, raw_target: &str, rules: &Rules) -> Result<Plan, (&'st
     let mut t = t;
     if contained {
         if spec.special == Special::Build {
-            super::policy::check_build_query(&t.query).map_err(forbid)?;
+            policy::contained::check_build_query(&t.query).map_err(forbid)?;
         }
         if spec.path == "images/create" {
-            super::policy::check_image_create_query(&t.query).map_err(forbid)?;
+            policy::contained::check_image_create_query(&t.query).map_err(forbid)?;
         }
     }
     if spec.special == Special::Build {
@@ -1100,7 +1099,7 @@ fn answer_summary(response: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::caps::{Caps, PathMap};
+    use crate::proxy::policy::caps::{Caps, PathMap};
     use std::time::Duration;
 
     fn rules() -> Rules {
@@ -1267,7 +1266,7 @@ mod tests {
 
     fn contained() -> Rules {
         Rules {
-            policy: Some(crate::engine::policy::Policy {
+            policy: Some(crate::proxy::policy::Policy {
                 allowed: vec!["/w/r-1".into()],
                 ..Default::default()
             }),

@@ -189,7 +189,7 @@ pub enum Body {
     Stream,
 }
 
-/// Which check a JSON body gets ([`crate::engine::policy`], [`crate::engine::caps`]).
+/// Which check a JSON body gets ([`super::policy::contained`], [`super::policy::caps`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schema {
     ContainerCreate,

@@ -9,7 +9,7 @@
 //! period, `unhealthy`) every interval, until the engine answers that the container is gone or
 //! stopped. Where systemd does run Podman's timers too, a check runs twice per interval.
 
-use super::version;
+use super::policy::version;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
