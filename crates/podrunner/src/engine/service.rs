@@ -43,7 +43,7 @@ pub async fn host_store(podman: &Podman) -> Result<HostStore, String> {
                 .call(&["info", "--format", "json"], QUICK_TIMEOUT)
                 .await
                 .map_err(|e| format!("cannot read the host's image store: {e}"))?;
-            let info = crate::doctor::podman::parse_info(&out)?;
+            let info = crate::podman::info::parse_info(&out).map_err(|e| e.to_string())?;
             Ok::<_, String>(HostStore {
                 budget: super::budget::detect(
                     &info.host.cgroup_version,
