@@ -5,10 +5,10 @@
 
 use super::Cli;
 use crate::engine::externals::RunnerCopy;
+use crate::engine::launch::Launcher;
 use crate::podman::Podman;
 use crate::proxy::policy::caps::{PathMap, Rules};
 use crate::proxy::policy::Policy;
-use crate::proxy::Launcher;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]

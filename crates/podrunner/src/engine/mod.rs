@@ -15,6 +15,8 @@ pub mod budget;
 pub mod conf;
 pub mod dirs;
 pub mod externals;
+pub mod launch;
+pub mod process;
 pub mod procs;
 pub mod service;
 
@@ -22,7 +24,6 @@ pub use api::*;
 pub use args::*;
 pub use dirs::*;
 pub use procs::*;
-
 
 /// Folder under the manager's state dir holding one sub-folder per runner engine, by name.
 pub const ENGINES_DIR: &str = "engines";
@@ -56,7 +57,6 @@ pub const PRIVATE_DIR_MODE: u32 = 0o700;
 /// nobody else can reach the socket, and inside the runner the bind mount makes it reachable
 /// without walking the host's folders.
 pub const SOCKET_MODE: u32 = 0o666;
-
 
 #[cfg(test)]
 mod tests;

@@ -2,11 +2,13 @@
 //! manager restart, since adopted runners keep using it), waits until its socket answers, and
 //! tears it down with everything it held. Every podman call goes through [`crate::cmd`].
 
+use super::process::{
+    alive, live_pid, netns_of, pgrp, procs, read_pid, running_engine, terminate_group, wait_for,
+};
 use super::{
-    cmdline_in_engine, engine_args, host_socket, host_socket_missing, in_netns, is_engine_cmdline,
-    is_proxy_cmdline, launcher_args, mounts_under, parse_ping, proxy_args, runner_args,
-    service_args, EngineDirs, HostStore, Netns, Store, ENGINES_DIR, ENGINES_RUN_DIR, NAME_FILE,
-    PRIVATE_DIR_MODE, SOCKET_MODE,
+    cmdline_in_engine, engine_args, host_socket, host_socket_missing, in_netns, is_proxy_cmdline,
+    launcher_args, mounts_under, proxy_args, runner_args, service_args, EngineDirs, HostStore,
+    Netns, Store, ENGINES_DIR, ENGINES_RUN_DIR, NAME_FILE, PRIVATE_DIR_MODE, SOCKET_MODE,
 };
 use crate::cmd;
 use crate::config::{Config, DockerMode, PoolConfig};
@@ -15,21 +17,11 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
 
-/// The service answers `/_ping` about 0.1 s after it starts on an idle host; a loaded 2-core
-/// host starting several runners at once needs seconds. Past this the start counts as failed.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pause between two probes of a starting engine.
-const READY_POLL: Duration = Duration::from_millis(50);
-/// One `/_ping` round trip.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// The service exits well within a second of SIGTERM once its containers are gone; after this
 /// it gets SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
-/// How long to wait for the process to vanish after SIGKILL.
-const KILL_WAIT: Duration = Duration::from_secs(2);
 /// `rm --all` and `system reset`: like other short podman calls, slow only on a loaded host.
 const ADMIN_TIMEOUT: Duration = QUICK_TIMEOUT;
 
@@ -215,97 +207,10 @@ fn engine_conf(cfg: &Config, pool: &PoolConfig) -> Result<String, String> {
     )
 }
 
-/// Waits until `sock` answers `/_ping`, while process `pid` (the engine) lives.
-pub(crate) async fn wait_ready(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
-    wait_for(sock, pid, log, "the engine (podman system service)", true).await
-}
-
 /// Waits until the proxy accepts connections on `sock` (without a request, which would start
 /// the engine).
 async fn wait_listening(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
     wait_for(sock, pid, log, "the docker proxy", false).await
-}
-
-/// Polls `sock` until it answers `/_ping` (`ping`) or accepts a connection, while process
-/// `pid` (`who`) lives, for at most [`READY_TIMEOUT`].
-async fn wait_for(
-    sock: &Path,
-    pid: i32,
-    log: &Path,
-    who: &str,
-    ping_it: bool,
-) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        crate::sys::reap(pid);
-        if !alive(pid) {
-            return Err(format!("{who} exited at once: {}", log_tail(log)));
-        }
-        let up = if ping_it {
-            ping(sock).await.is_ok()
-        } else {
-            tokio::net::UnixStream::connect(sock).await.is_ok()
-        };
-        if up {
-            return Ok(());
-        }
-        if start.elapsed() > READY_TIMEOUT {
-            return Err(format!(
-                "the socket {} of {who} did not answer within {}s: {}",
-                sock.display(),
-                READY_TIMEOUT.as_secs(),
-                log_tail(log)
-            ));
-        }
-        tokio::time::sleep(READY_POLL).await;
-    }
-}
-
-/// `GET /_ping` over the engine's socket; `Ok(Docker API version)` when it answers 200.
-pub async fn ping(sock: &Path) -> Result<Option<String>, String> {
-    let exchange = async {
-        let mut s = tokio::net::UnixStream::connect(sock)
-            .await
-            .map_err(|e| e.to_string())?;
-        s.write_all(b"GET /_ping HTTP/1.0\r\nHost: podrunner\r\n\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
-        parse_ping(&buf)
-    };
-    tokio::time::timeout(PING_TIMEOUT, exchange)
-        .await
-        .map_err(|_| "no answer".to_string())?
-}
-
-fn log_tail(p: &Path) -> String {
-    let s = std::fs::read_to_string(p).unwrap_or_default();
-    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
-    match lines.len() {
-        0 => "(no output)".into(),
-        n => lines[n.saturating_sub(3)..].join(" / "),
-    }
-}
-
-/// Alive and not a zombie (an exited process whose parent has not reaped it yet).
-fn alive(pid: i32) -> bool {
-    if !crate::sys::process_alive(pid) {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
 }
 
 /// What runner `name`'s jobs get for Docker right now, for `status`: `none`, `host`, `ready`
@@ -323,50 +228,6 @@ pub fn docker_state(cfg: &Config, pool: &PoolConfig, name: &str) -> String {
             }
         }
     }
-}
-
-/// The engine's pid from its pid file, when that process is alive and is the engine of
-/// `socket` (a pid file never makes podrunner trust a reused pid).
-pub(crate) fn running_engine(pid_file: &Path, socket: &Path) -> Option<i32> {
-    live_pid(pid_file, |c| is_engine_cmdline(c, socket))
-}
-
-/// The pid in `pid_file` when that process is alive and its command line is ours.
-fn live_pid(pid_file: &Path, ours: impl Fn(&str) -> bool) -> Option<i32> {
-    let pid = read_pid(pid_file)?;
-    crate::sys::reap(pid);
-    (alive(pid) && ours(&cmdline(pid))).then_some(pid)
-}
-
-fn read_pid(p: &Path) -> Option<i32> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-/// SIGTERM to `pid`'s process group, SIGKILL after `grace`; Err if it is still there.
-async fn terminate_group(pid: i32, grace: Duration) -> Result<(), String> {
-    let gone_within = |t: Duration| async move {
-        let start = Instant::now();
-        loop {
-            crate::sys::reap(pid);
-            if !alive(pid) {
-                return true;
-            }
-            if start.elapsed() > t {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let _ = crate::sys::signal(-pid, libc::SIGTERM);
-    if gone_within(grace).await {
-        return Ok(());
-    }
-    let _ = crate::sys::signal(-pid, libc::SIGKILL);
-    let _ = crate::sys::signal(pid, libc::SIGKILL);
-    if gone_within(KILL_WAIT).await {
-        return Ok(());
-    }
-    Err(format!("process {pid} survived SIGKILL"))
 }
 
 /// Stops runner `name`'s engine and removes everything it held: its containers (and their
@@ -513,32 +374,6 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
         }
     }
     errors
-}
-
-/// The network namespace of process `pid` (`net:[INODE]`).
-fn netns_of(pid: i32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/ns/net"))
-        .ok()
-        .map(|p| p.display().to_string())
-}
-
-/// The process group of process `pid`.
-fn pgrp(pid: i32) -> Option<i32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = s.rsplit_once(')')?;
-    rest.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// Every process's pid and command line (NULs as spaces).
-fn procs() -> Vec<(i32, String)> {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .map(|p| (p, cmdline(p)))
-        .filter(|(_, c)| !c.is_empty())
-        .collect()
 }
 
 fn remove_tree(p: &Path) -> std::io::Result<()> {

@@ -34,6 +34,7 @@ pub use forward::{transient_setup_failure, START_ATTEMPTS};
 pub use http::{parse_head, split_answer, Framing, Head};
 pub use plan::{engine_body, plan, Plan};
 
+use crate::engine::launch::Launcher;
 use policy::caps::Rules;
 use std::path::Path;
 use std::sync::Arc;
@@ -56,18 +57,6 @@ pub const MAX_JSON_AT_ONCE: usize = 8;
 /// A client must send its whole head within this (a job cannot pin connections by trickling).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How the proxy starts the engine when nothing answers on its socket.
-#[derive(Debug, Clone)]
-pub struct Launcher {
-    /// `podman` and the arguments of `system service` ([`crate::engine::service_args`]).
-    pub program: std::path::PathBuf,
-    pub args: Vec<String>,
-    /// The engine's containers.conf (`CONTAINERS_CONF`).
-    pub conf: std::path::PathBuf,
-    pub pid_file: std::path::PathBuf,
-    pub log: std::path::PathBuf,
-}
-
 /// Connects to the engine, starting it first when it does not answer (one start at a time).
 async fn connect_engine(
     upstream: &Path,
@@ -84,28 +73,7 @@ async fn connect_engine(
     if let Ok(s) = UnixStream::connect(upstream).await {
         return Ok(s);
     }
-    let pid = match crate::engine::service::running_engine(&l.pid_file, upstream) {
-        Some(pid) => pid,
-        None => {
-            let child = crate::cmd::spawn_detached_env(
-                &l.program,
-                &l.args,
-                &l.log,
-                &crate::cmd::SERVICE_MANAGER_ENV,
-                &[("CONTAINERS_CONF", l.conf.as_os_str())],
-            )
-            .map_err(|e| format!("podrunner: cannot start the runner's engine: {e}"))?;
-            let pid = child.id() as i32;
-            drop(child);
-            std::fs::write(&l.pid_file, format!("{pid}\n"))
-                .map_err(|e| format!("podrunner: cannot write {}: {e}", l.pid_file.display()))?;
-            tracing::info!("docker-proxy: started the engine (pid {pid})");
-            pid
-        }
-    };
-    crate::engine::service::wait_ready(upstream, pid, &l.log)
-        .await
-        .map_err(|e| format!("podrunner: {e}"))?;
+    l.start(upstream).await?;
     UnixStream::connect(upstream)
         .await
         .map_err(|e| format!("podrunner: the runner's engine does not answer: {e}"))
