@@ -3,6 +3,7 @@
 
 use super::{budget, externals, EngineDirs, DOCKER_HOST_IN_RUNNER, DOCKER_SOCK_IN_RUNNER};
 use crate::config::{DockerMode, PodmanConfig};
+use crate::proxy::args::{LaunchArgs, ProxyArgs};
 use std::path::{Path, PathBuf};
 
 /// What the engines need to know about the host's image store, read once per manager from
@@ -85,51 +86,49 @@ pub fn service_args(podman: &PodmanConfig, d: &EngineDirs, host: &HostStore) -> 
 }
 
 /// The arguments of `podrunner docker-proxy` for runner engine `d`, holding job containers to
-/// the pool's limits.
+/// the pool's limits (without the self-update copy, the budget and the launcher: the caller
+/// adds those).
 pub fn proxy_args(
     d: &EngineDirs,
     pool: &crate::config::PoolConfig,
     work_dir: &Path,
     externals: Option<&Path>,
-) -> Vec<String> {
-    let mut a = vec![
-        "docker-proxy".to_string(),
-        format!("--listen={}", d.socket().display()),
-        format!("--upstream={}", d.engine_socket().display()),
-        format!("--pool={}", pool.name),
-    ];
-    a.extend(crate::runner::Limits::of(pool).proxy_args());
+) -> ProxyArgs {
+    let mut a = ProxyArgs::new(
+        d.socket(),
+        d.engine_socket(),
+        crate::runner::Limits::of(pool),
+    );
+    a.pool = Some(pool.name.to_string());
     // Bind sources the runner names for its job containers (proxy/policy/caps.rs, PathMap): the
     // Docker socket, under both names of /var/run, is the runner's own proxy.
     for inside in [DOCKER_SOCK_IN_RUNNER, "/run/docker.sock"] {
-        a.push(format!("--map={inside}={}", d.socket().display()));
+        a.maps.push(format!("{inside}={}", d.socket().display()));
     }
     if let Some(e) = externals {
-        a.push(format!(
-            "--map={}={}",
-            externals::inside_path(pool),
-            e.display()
-        ));
+        a.maps
+            .push(format!("{}={}", externals::inside_path(pool), e.display()));
     }
     match pool.docker_policy {
-        crate::config::DockerPolicy::Open => a.push("--open".into()),
+        crate::config::DockerPolicy::Open => a.open = true,
         crate::config::DockerPolicy::Contained => {
             // What a job container may bind: the runner's work folder and what is mapped.
-            a.push(format!("--allow={}", work_dir.display()));
-            a.push(format!("--allow={}", d.socket().display()));
+            a.allowed.push(work_dir.to_path_buf());
+            a.allowed.push(d.socket());
             if let Some(e) = externals {
                 // Later `container:` jobs execute it: read-only for every job.
-                a.push(format!("--allow-read-only={}", e.display()));
+                a.read_only.push(e.to_path_buf());
             }
         }
     }
     a
 }
 
-/// The proxy's arguments that let it start engine `d` on first use ([`proxy::Launcher`]):
-/// the engine's files, then `--` and the engine's own command line, which is podrunner's
-/// `engine-exec` (`exe`) putting `podman SERVICE...` into the network namespace of the runner
-/// whose container pid is in `runner_pid_file` ([`in_netns`], docs/docker.md "Networking").
+/// The proxy's arguments that let it start engine `d` on first use
+/// ([`crate::engine::launch`]): the engine's files, and the engine's own command line, which is
+/// podrunner's `engine-exec` (`exe`) putting `podman SERVICE...` into the network namespace of
+/// the runner whose container pid is in `runner_pid_file` ([`in_netns`], docs/docker.md
+/// "Networking").
 pub fn launcher_args(
     d: &EngineDirs,
     exe: &Path,
@@ -137,32 +136,33 @@ pub fn launcher_args(
     podman_path: &str,
     sandbox: &Sandbox,
     service: &[String],
-) -> Vec<String> {
-    let mut a = vec![
-        format!("--engine-conf={}", d.containers_conf().display()),
-        format!("--engine-pid-file={}", d.pid_file().display()),
-        format!("--engine-log={}", d.log().display()),
-        "--".to_string(),
+) -> LaunchArgs {
+    let mut engine = vec![
         exe.display().to_string(),
         ENGINE_EXEC.to_string(),
         format!("--runner-pid-file={}", runner_pid_file.display()),
         format!("--netavark-run-dir={}", d.netavark_run().display()),
     ];
-    a.extend(
+    engine.extend(
         sandbox
             .hide
             .iter()
             .map(|p| format!("--hide={}", p.display())),
     );
-    a.extend(
+    engine.extend(
         sandbox
             .keep
             .iter()
             .map(|p| format!("--keep={}", p.display())),
     );
-    a.extend(["--".to_string(), podman_path.to_string()]);
-    a.extend(service.iter().cloned());
-    a
+    engine.extend(["--".to_string(), podman_path.to_string()]);
+    engine.extend(service.iter().cloned());
+    LaunchArgs {
+        engine_conf: Some(d.containers_conf()),
+        engine_pid_file: Some(d.pid_file()),
+        engine_log: Some(d.log()),
+        engine,
+    }
 }
 
 /// What a rootful engine must not see and what it keeps of that (commands/engine_exec.rs,

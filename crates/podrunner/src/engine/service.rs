@@ -137,19 +137,18 @@ async fn start_isolated(
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find podrunner's own binary for the docker proxy: {e}"))?;
     let externals = super::externals::host_copy(cfg, pool, podman).await;
-    let mut args = proxy_args(&d, pool, &pool.work_dir.join(name), externals.as_deref());
-    args.extend(super::externals::self_update_args(&d, pool, name, podman));
-    if let Some(parent) = &budget {
-        args.push(format!("--cgroup-parent={parent}"));
-    }
-    args.extend(launcher_args(
+    let mut proxy = proxy_args(&d, pool, &pool.work_dir.join(name), externals.as_deref());
+    proxy.self_update = super::externals::self_update_args(&d, pool, name, podman);
+    proxy.cgroup_parent = budget.clone();
+    proxy.launch = launcher_args(
         &d,
         &exe,
         &crate::runner::Paths::of(cfg, name).pidfile,
         &cfg.podman.path,
         &super::Sandbox::for_runner(cfg, &d, &pool.work_dir.join(name)),
         &service_args(&cfg.podman, &d, &store),
-    ));
+    );
+    let args = proxy.to_argv();
     let proxy = cmd::spawn_detached_env(&exe, &args, &d.log(), &cmd::SERVICE_MANAGER_ENV, &[])
         .map_err(|e| format!("cannot start the docker proxy of {name}: {e}"))?;
     let proxy_pid = proxy.id() as i32;

@@ -115,7 +115,8 @@ fn proxy_arguments_exact() {
         &pool,
         Path::new("/w/ci-0a1b2c3d"),
         Some(Path::new("/var/lib/pr/externals/abc")),
-    );
+    )
+    .to_argv();
     assert_eq!(
         a,
         vec![
@@ -142,7 +143,8 @@ fn proxy_arguments_exact() {
         "/usr/bin/podman",
         &Sandbox::default(),
         &service,
-    );
+    )
+    .to_argv();
     assert_eq!(
         l[..10],
         [

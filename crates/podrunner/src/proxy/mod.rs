@@ -23,6 +23,7 @@
 //! The engine starts on the first request that needs it ([`Launcher`]): a job that never calls
 //! `docker` costs no engine at all, and an idle runner holds no 45 MB engine process.
 
+pub mod args;
 mod forward;
 pub mod health;
 mod http;
