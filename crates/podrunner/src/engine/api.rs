@@ -1,17 +1,18 @@
 //! The Docker API version an engine answers with, and the warning when a pool's image needs a
 //! newer one than the host's Podman serves. Pure.
 
+use super::error::PingError;
 use super::{DOCKER_CLI_29_API, OFFICIAL_IMAGE_REPO};
 use crate::config::DockerMode;
 
 /// Reads an HTTP answer to `GET /_ping`: `Ok(api version header)` when it is 200.
-pub fn parse_ping(resp: &[u8]) -> Result<Option<String>, String> {
+pub fn parse_ping(resp: &[u8]) -> Result<Option<String>, PingError> {
     let text = String::from_utf8_lossy(resp);
     let mut lines = text.split("\r\n");
     let status = lines.next().unwrap_or("");
     let code = status.split_whitespace().nth(1).unwrap_or("");
     if code != "200" {
-        return Err(format!("the engine answered {status:?}"));
+        return Err(PingError::Status(status.to_string()));
     }
     Ok(lines.take_while(|l| !l.is_empty()).find_map(|l| {
         let (k, v) = l.split_once(':')?;

@@ -1,6 +1,7 @@
 //! Where one runner's engine keeps its files: the run folder on the runtime dir (socket, run
 //! root, pid files) and the data folder on the state dir (images, volumes, its log).
 
+use super::error::DirsError;
 use super::{ENGINES_DIR, ENGINES_RUN_DIR, MAX_RUNROOT, MAX_SOCKET_PATH, NAME_FILE};
 use std::path::{Path, PathBuf};
 
@@ -18,24 +19,26 @@ impl EngineDirs {
         runtime_dir: &Path,
         state_dir: &Path,
         name: &str,
-    ) -> Result<EngineDirs, String> {
+    ) -> Result<EngineDirs, DirsError> {
         let d = EngineDirs {
             run: runtime_dir.join(ENGINES_RUN_DIR).join(short_key(name)),
             data: state_dir.join(ENGINES_DIR).join(name),
         };
         let len = d.runroot().as_os_str().len();
         if len > MAX_RUNROOT {
-            return Err(format!(
-                "the engine run root {} is {len} bytes long; Podman allows at most {MAX_RUNROOT}\n  fix: set a shorter [manager] runtime_dir",
-                d.runroot().display()
-            ));
+            return Err(DirsError::RunRootTooLong {
+                path: d.runroot(),
+                len,
+                max: MAX_RUNROOT,
+            });
         }
         let len = d.socket().as_os_str().len();
         if len > MAX_SOCKET_PATH {
-            return Err(format!(
-                "the engine socket path {} is {len} bytes long; unix sockets allow at most {MAX_SOCKET_PATH}\n  fix: set a shorter [manager] runtime_dir (or a shorter runner_name)",
-                d.socket().display()
-            ));
+            return Err(DirsError::SocketTooLong {
+                path: d.socket(),
+                len,
+                max: MAX_SOCKET_PATH,
+            });
         }
         Ok(d)
     }

@@ -4,6 +4,7 @@
 //! [`Launcher::start`] when nothing answers on the engine's socket, and nothing else of
 //! [`crate::engine`].
 
+use super::error::WaitError;
 use super::process::{running_engine, wait_ready};
 use std::path::{Path, PathBuf};
 
@@ -19,10 +20,24 @@ pub struct Launcher {
     pub log: PathBuf,
 }
 
+/// Why the engine could not be started; each message is what the client's `docker` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("podrunner: cannot start the runner's engine: {0}")]
+    Spawn(crate::cmd::CommandError),
+    #[error("podrunner: cannot write {}: {source}", path.display())]
+    PidFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("podrunner: {0}")]
+    NotReady(WaitError),
+}
+
 impl Launcher {
     /// Starts the engine serving `upstream` unless its pid file names it running, and waits
     /// until it answers. The caller makes sure one start runs at a time.
-    pub async fn start(&self, upstream: &Path) -> Result<(), String> {
+    pub async fn start(&self, upstream: &Path) -> Result<(), LaunchError> {
         let l = self;
         let pid = match running_engine(&l.pid_file, upstream) {
             Some(pid) => pid,
@@ -34,11 +49,14 @@ impl Launcher {
                     &crate::cmd::SERVICE_MANAGER_ENV,
                     &[("CONTAINERS_CONF", l.conf.as_os_str())],
                 )
-                .map_err(|e| format!("podrunner: cannot start the runner's engine: {e}"))?;
+                .map_err(LaunchError::Spawn)?;
                 let pid = child.id() as i32;
                 drop(child);
-                std::fs::write(&l.pid_file, format!("{pid}\n")).map_err(|e| {
-                    format!("podrunner: cannot write {}: {e}", l.pid_file.display())
+                std::fs::write(&l.pid_file, format!("{pid}\n")).map_err(|source| {
+                    LaunchError::PidFile {
+                        path: l.pid_file.clone(),
+                        source,
+                    }
                 })?;
                 tracing::info!("docker-proxy: started the engine (pid {pid})");
                 pid
@@ -46,6 +64,6 @@ impl Launcher {
         };
         wait_ready(upstream, pid, &l.log)
             .await
-            .map_err(|e| format!("podrunner: {e}"))
+            .map_err(LaunchError::NotReady)
     }
 }

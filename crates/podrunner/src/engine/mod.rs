@@ -14,6 +14,7 @@ pub mod args;
 pub mod budget;
 pub mod conf;
 pub mod dirs;
+pub mod error;
 pub mod externals;
 pub mod launch;
 pub mod process;

@@ -2,6 +2,7 @@
 //! waiting until a socket answers, whether a pid file's process is alive and ours, stopping a
 //! process group, and the namespaces and command lines of every process (for teardown).
 
+use super::error::{PingError, StopError, WaitError};
 use super::{is_engine_cmdline, parse_ping};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const KILL_WAIT: Duration = Duration::from_secs(2);
 
 /// Waits until `sock` answers `/_ping`, while process `pid` (the engine) lives.
-pub(crate) async fn wait_ready(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
+pub(crate) async fn wait_ready(sock: &Path, pid: i32, log: &Path) -> Result<(), WaitError> {
     wait_for(sock, pid, log, "the engine (podman system service)", true).await
 }
 
@@ -31,14 +32,17 @@ pub(crate) async fn wait_for(
     sock: &Path,
     pid: i32,
     log: &Path,
-    who: &str,
+    who: &'static str,
     ping_it: bool,
-) -> Result<(), String> {
+) -> Result<(), WaitError> {
     let start = Instant::now();
     loop {
         crate::sys::reap(pid);
         if !alive(pid) {
-            return Err(format!("{who} exited at once: {}", log_tail(log)));
+            return Err(WaitError::Exited {
+                who,
+                log: log_tail(log),
+            });
         }
         let up = if ping_it {
             ping(sock).await.is_ok()
@@ -49,33 +53,30 @@ pub(crate) async fn wait_for(
             return Ok(());
         }
         if start.elapsed() > READY_TIMEOUT {
-            return Err(format!(
-                "the socket {} of {who} did not answer within {}s: {}",
-                sock.display(),
-                READY_TIMEOUT.as_secs(),
-                log_tail(log)
-            ));
+            return Err(WaitError::Timeout {
+                socket: sock.to_path_buf(),
+                who,
+                secs: READY_TIMEOUT.as_secs(),
+                log: log_tail(log),
+            });
         }
         tokio::time::sleep(READY_POLL).await;
     }
 }
 
 /// `GET /_ping` over the engine's socket; `Ok(Docker API version)` when it answers 200.
-pub async fn ping(sock: &Path) -> Result<Option<String>, String> {
+pub async fn ping(sock: &Path) -> Result<Option<String>, PingError> {
     let exchange = async {
-        let mut s = tokio::net::UnixStream::connect(sock)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut s = tokio::net::UnixStream::connect(sock).await?;
         s.write_all(b"GET /_ping HTTP/1.0\r\nHost: podrunner\r\n\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        s.read_to_end(&mut buf).await?;
         parse_ping(&buf)
     };
     tokio::time::timeout(PING_TIMEOUT, exchange)
         .await
-        .map_err(|_| "no answer".to_string())?
+        .map_err(|_| PingError::NoAnswer)?
 }
 
 pub(crate) fn log_tail(p: &Path) -> String {
@@ -125,7 +126,7 @@ pub(crate) fn read_pid(p: &Path) -> Option<i32> {
 }
 
 /// SIGTERM to `pid`'s process group, SIGKILL after `grace`; Err if it is still there.
-pub(crate) async fn terminate_group(pid: i32, grace: Duration) -> Result<(), String> {
+pub(crate) async fn terminate_group(pid: i32, grace: Duration) -> Result<(), StopError> {
     let gone_within = |t: Duration| async move {
         let start = Instant::now();
         loop {
@@ -139,16 +140,32 @@ pub(crate) async fn terminate_group(pid: i32, grace: Duration) -> Result<(), Str
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    let _ = crate::sys::signal(-pid, libc::SIGTERM);
+    // A signal that cannot be sent is reported with the process that survived it.
+    let mut signals = Vec::new();
+    let mut send = |target: i32, sig: i32| {
+        if let Err(e) = kill(target, sig) {
+            signals.push(e);
+        }
+    };
+    send(-pid, libc::SIGTERM);
     if gone_within(grace).await {
         return Ok(());
     }
-    let _ = crate::sys::signal(-pid, libc::SIGKILL);
-    let _ = crate::sys::signal(pid, libc::SIGKILL);
+    send(-pid, libc::SIGKILL);
+    send(pid, libc::SIGKILL);
     if gone_within(KILL_WAIT).await {
         return Ok(());
     }
-    Err(format!("process {pid} survived SIGKILL"))
+    Err(StopError { pid, signals })
+}
+
+/// Sends `sig` to `target` (a pid, or a process group when negative); a target already gone is
+/// not an error.
+pub(crate) fn kill(target: i32, sig: i32) -> std::io::Result<()> {
+    match crate::sys::signal(target, sig) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        r => r,
+    }
 }
 
 /// The network namespace of process `pid` (`net:[INODE]`).

@@ -2,8 +2,10 @@
 //! manager restart, since adopted runners keep using it), waits until its socket answers, and
 //! tears it down with everything it held. Every podman call goes through [`crate::cmd`].
 
+use super::error::{EngineError, TeardownError, WaitError};
 use super::process::{
-    alive, live_pid, netns_of, pgrp, procs, read_pid, running_engine, terminate_group, wait_for,
+    alive, kill, live_pid, netns_of, pgrp, procs, read_pid, running_engine, terminate_group,
+    wait_for,
 };
 use super::{
     cmdline_in_engine, engine_args, host_socket, host_socket_missing, in_netns, is_proxy_cmdline,
@@ -28,15 +30,15 @@ const ADMIN_TIMEOUT: Duration = QUICK_TIMEOUT;
 static HOST_STORE: tokio::sync::OnceCell<HostStore> = tokio::sync::OnceCell::const_new();
 
 /// The host's image store, read once per manager (`podman info`).
-pub async fn host_store(podman: &Podman) -> Result<HostStore, String> {
+pub async fn host_store(podman: &Podman) -> Result<HostStore, EngineError> {
     HOST_STORE
         .get_or_try_init(|| async {
             let out = podman
                 .call(&["info", "--format", "json"], QUICK_TIMEOUT)
                 .await
-                .map_err(|e| format!("cannot read the host's image store: {e}"))?;
-            let info = crate::podman::info::parse_info(&out).map_err(|e| e.to_string())?;
-            Ok::<_, String>(HostStore {
+                .map_err(EngineError::HostStore)?;
+            let info = crate::podman::info::parse_info(&out)?;
+            Ok::<_, EngineError>(HostStore {
                 budget: super::budget::detect(
                     &info.host.cgroup_version,
                     &info.host.cgroup_manager,
@@ -59,7 +61,7 @@ pub async fn prepare(
     pool: &PoolConfig,
     name: &str,
     podman: &Podman,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, EngineError> {
     match pool.docker {
         DockerMode::None => Ok(Vec::new()),
         DockerMode::Host => {
@@ -69,7 +71,9 @@ pub async fn prepare(
             let uid = crate::sys::uid();
             let sock = host_socket(uid, xdg.as_deref());
             if !sock.exists() {
-                return Err(host_socket_missing(&sock, uid));
+                return Err(EngineError::HostSocketMissing(host_socket_missing(
+                    &sock, uid,
+                )));
             }
             Ok(runner_args(DockerMode::Host, Some(&sock)))
         }
@@ -96,7 +100,7 @@ async fn start_isolated(
     pool: &PoolConfig,
     name: &str,
     podman: &Podman,
-) -> Result<(PathBuf, Option<String>), String> {
+) -> Result<(PathBuf, Option<String>), EngineError> {
     let d = EngineDirs::for_runner(&cfg.manager.runtime_dir, &cfg.manager.state_dir, name)?;
     let store = host_store(podman).await?;
     if !store.shareable() {
@@ -117,7 +121,10 @@ async fn start_isolated(
         std::fs::write(d.name_file(), name)?;
         std::fs::write(d.containers_conf(), conf)
     })();
-    prepared.map_err(|e| format!("cannot prepare the engine folders of {name}: {e}"))?;
+    prepared.map_err(|source| EngineError::Folders {
+        name: name.to_string(),
+        source,
+    })?;
     let budget = match &store.budget {
         None => None,
         Some(layout) => {
@@ -134,8 +141,7 @@ async fn start_isolated(
     };
     // The runner reaches the engine only through the proxy, which holds job containers to
     // the pool's limits (proxy/policy/caps.rs) and starts the engine when a job first needs it.
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find podrunner's own binary for the docker proxy: {e}"))?;
+    let exe = std::env::current_exe().map_err(EngineError::OwnBinary)?;
     let externals = super::externals::host_copy(cfg, pool, podman).await;
     let mut proxy = proxy_args(&d, pool, &pool.work_dir.join(name), externals.as_deref());
     proxy.self_update = super::externals::self_update_args(&d, pool, name, podman);
@@ -150,15 +156,22 @@ async fn start_isolated(
     );
     let args = proxy.to_argv();
     let proxy = cmd::spawn_detached_env(&exe, &args, &d.log(), &cmd::SERVICE_MANAGER_ENV, &[])
-        .map_err(|e| format!("cannot start the docker proxy of {name}: {e}"))?;
+        .map_err(|source| EngineError::SpawnProxy {
+            name: name.to_string(),
+            source,
+        })?;
     let proxy_pid = proxy.id() as i32;
     // Not waited for here: it outlives this call (and a manager restart); teardown reaps it.
     drop(proxy);
-    std::fs::write(d.proxy_pid_file(), format!("{proxy_pid}\n"))
-        .map_err(|e| format!("cannot write {}: {e}", d.proxy_pid_file().display()))?;
+    std::fs::write(d.proxy_pid_file(), format!("{proxy_pid}\n")).map_err(|source| {
+        EngineError::Write {
+            path: d.proxy_pid_file(),
+            source,
+        }
+    })?;
     wait_listening(&d.socket(), proxy_pid, &d.log()).await?;
     std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(SOCKET_MODE))
-        .map_err(|e| format!("cannot open the engine socket to the runner: {e}"))?;
+        .map_err(EngineError::SocketMode)?;
     tracing::debug!(
         "docker proxy of {name} ready (pid {proxy_pid}, {}); its engine starts on first use",
         d.socket().display()
@@ -168,15 +181,13 @@ async fn start_isolated(
 
 /// The engine's merged containers.conf (engine/conf.rs): what the manager's Podman reads, the
 /// pool's `engine_containers_conf`, the `--ulimit`s of the runner's `run_args`, podrunner's own.
-fn engine_conf(cfg: &Config, pool: &PoolConfig) -> Result<String, String> {
+fn engine_conf(cfg: &Config, pool: &PoolConfig) -> Result<String, EngineError> {
     let mut layers = super::conf::read_layers()?;
     if let Some(p) = &pool.engine_containers_conf {
-        let text = std::fs::read_to_string(p).map_err(|e| {
-            format!(
-                "cannot read engine_containers_conf {}: {e}\n  fix: correct the path in pool {}",
-                p.display(),
-                pool.name
-            )
+        let text = std::fs::read_to_string(p).map_err(|source| EngineError::PoolConf {
+            path: p.clone(),
+            pool: pool.name.to_string(),
+            source,
         })?;
         layers.push((format!("engine_containers_conf {}", p.display()), text));
     }
@@ -196,19 +207,19 @@ fn engine_conf(cfg: &Config, pool: &PoolConfig) -> Result<String, String> {
             )
         });
     }
-    super::conf::merge(
+    Ok(super::conf::merge(
         &layers,
         &super::conf::Ours {
             pids_limit: crate::runner::Limits::of(pool).pids,
             ulimits: super::conf::ulimits_in(&run_args),
             netavark,
         },
-    )
+    )?)
 }
 
 /// Waits until the proxy accepts connections on `sock` (without a request, which would start
 /// the engine).
-async fn wait_listening(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
+async fn wait_listening(sock: &Path, pid: i32, log: &Path) -> Result<(), WaitError> {
     wait_for(sock, pid, log, "the docker proxy", false).await
 }
 
@@ -237,7 +248,7 @@ pub fn docker_state(cfg: &Config, pool: &PoolConfig, name: &str) -> String {
 ///
 /// No `podman system reset`: on Podman 4.3 it can loop forever on a layer a killed build left
 /// mounted; removing the folders after unmounting does the same and cannot hang.
-pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> {
+pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<TeardownError> {
     let mut errors = teardown_engine(cfg, podman, name).await;
     // Last, once the runner and its job containers are gone: the runner's cgroup budget.
     if let Ok(Some(layout)) = host_store(podman).await.map(|s| s.budget) {
@@ -249,7 +260,7 @@ pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> 
     errors
 }
 
-async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> {
+async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<TeardownError> {
     let Ok(d) = EngineDirs::for_runner(&cfg.manager.runtime_dir, &cfg.manager.state_dir, name)
     else {
         return Vec::new();
@@ -261,7 +272,7 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
     // 0. The proxy first: nothing reaches the engine any more.
     if let Some(pid) = live_pid(&d.proxy_pid_file(), |c| is_proxy_cmdline(c, &d.socket())) {
         if let Err(e) = terminate_group(pid, STOP_GRACE).await {
-            errors.push(format!("docker proxy: {e}"));
+            errors.push(TeardownError::Proxy(e));
         }
     }
     // 1. Where the engine ran: its process group and whatever runs from its folders (conmon),
@@ -319,16 +330,16 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
                     env.push(("XDG_RUNTIME_DIR", xdg.as_os_str()));
                 }
                 if let Err(e) = cmd::run_env(&a[0], &a[1..], &env, ADMIN_TIMEOUT).await {
-                    errors.push(format!("engine containers: {e}"));
+                    errors.push(TeardownError::Containers(e));
                 }
             }
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(TeardownError::HostStore(e)),
         }
     }
     // 3. The service: its process group (spawn_detached made it the leader).
     if let Some(pid) = engine {
         if let Err(e) = terminate_group(pid, STOP_GRACE).await {
-            errors.push(format!("engine process: {e}"));
+            errors.push(TeardownError::Engine(e));
         }
     }
     // 4. Whatever still runs from its folders (a conmon `rm` could not stop, a build step's
@@ -347,7 +358,9 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
         .collect();
     strays.extend(read_pid(&d.tmpdir().join("pause.pid")));
     for pid in strays.into_iter().filter(|p| *p != me && alive(*p)) {
-        let _ = crate::sys::signal(pid, libc::SIGKILL);
+        if let Err(source) = kill(pid, libc::SIGKILL) {
+            errors.push(TeardownError::Kill { pid, source });
+        }
     }
     for pid in members {
         crate::sys::reap(pid);
@@ -357,18 +370,19 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
     for dir in [&d.data, &d.run] {
         for m in mounts_under(&mountinfo, dir) {
             if let Err(e) = crate::sys::umount_detach(&m) {
-                errors.push(format!("unmounting {}: {e}", m.display()));
+                errors.push(TeardownError::Unmount { path: m, source: e });
             }
         }
     }
     // 6. The folders; files of a rootless job belong to subordinate ids.
     for dir in [&d.run, &d.data] {
         if let Err(e) = remove_tree(dir) {
-            if let Err(e2) = podman.unshare_remove(dir).await {
-                errors.push(format!(
-                    "engine folder {}: {e}; podman unshare: {e2}",
-                    dir.display()
-                ));
+            if let Err(unshare) = podman.unshare_remove(dir).await {
+                errors.push(TeardownError::Folder {
+                    path: dir.clone(),
+                    remove: e,
+                    unshare,
+                });
             }
         }
     }
@@ -405,6 +419,7 @@ pub async fn teardown_orphans(cfg: Arc<Config>, podman: Arc<Podman>, names: Vec<
         tracing::info!("removing the engine of runner {n}, whose container is gone");
         let errors = teardown(&cfg, &podman, &n).await;
         if !errors.is_empty() {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
             tracing::warn!("engine of {n}: {}", errors.join("; "));
         }
     }

@@ -66,11 +66,13 @@ fn paths() {
     assert_eq!(d.runroot().as_os_str().len(), 50);
     let e = EngineDirs::for_runner(Path::new(&(fits + "x")), Path::new("/s"), "n").unwrap_err();
     assert!(
-        e.contains("is 51 bytes long; Podman allows at most 50"),
+        e.to_string()
+            .contains("is 51 bytes long; Podman allows at most 50"),
         "{e}"
     );
     assert!(
-        e.contains("fix: set a shorter [manager] runtime_dir"),
+        e.to_string()
+            .contains("fix: set a shorter [manager] runtime_dir"),
         "{e}"
     );
     // The defaults fit: root, and rootless with XDG_RUNTIME_DIR.
@@ -370,11 +372,13 @@ fn engine_processes_recognised() {
 #[test]
 fn ping_answers() {
     let ok = b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nLibpod-Api-Version: 4.3.1\r\n\r\nOK";
-    assert_eq!(parse_ping(ok), Ok(Some("1.41".to_string())));
-    assert_eq!(parse_ping(b"HTTP/1.0 200 OK\r\n\r\nOK"), Ok(None));
+    assert_eq!(parse_ping(ok).unwrap(), Some("1.41".to_string()));
+    assert_eq!(parse_ping(b"HTTP/1.0 200 OK\r\n\r\nOK").unwrap(), None);
     assert_eq!(
-        parse_ping(b"HTTP/1.1 500 Internal Server Error\r\n\r\n"),
-        Err("the engine answered \"HTTP/1.1 500 Internal Server Error\"".to_string())
+        parse_ping(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+            .unwrap_err()
+            .to_string(),
+        "the engine answered \"HTTP/1.1 500 Internal Server Error\""
     );
     assert!(parse_ping(b"").is_err());
 }

@@ -74,7 +74,7 @@ async fn connect_engine(
     if let Ok(s) = UnixStream::connect(upstream).await {
         return Ok(s);
     }
-    l.start(upstream).await?;
+    l.start(upstream).await.map_err(|e| e.to_string())?;
     UnixStream::connect(upstream)
         .await
         .map_err(|e| format!("podrunner: the runner's engine does not answer: {e}"))
