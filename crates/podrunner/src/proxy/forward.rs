@@ -64,163 +64,235 @@ pub(super) fn engine_head(
     out
 }
 
+/// One connection: its request read, decided and checked, passed on, and the answer passed
+/// back. A step that answers the client itself (a refusal, an error) ends it with `Answered`.
 pub(super) async fn handle(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
     let mut inc = Incoming {
         stream: client,
         buf: Vec::with_capacity(8192),
         pos: 0,
     };
-    let head_len = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut inc)).await {
+    let head = match request_head(&mut inc).await? {
+        Step::Go(h) => h,
+        Step::Answered => return Ok(()),
+    };
+    let plan = match plan(&head.method, &head.target, &shared.rules) {
+        Ok(p) => p,
+        Err((status, why)) => {
+            log_refusal(&head.method, &head.target, &why);
+            return inc.answer_unread(head.framing, status, &why).await;
+        }
+    };
+    let body = match checked_body(&mut inc, shared, &head, &plan).await? {
+        Step::Go(b) => b,
+        Step::Answered => return Ok(()),
+    };
+    if let Step::Answered = recheck_container(&mut inc, shared, &head, &plan).await? {
+        return Ok(());
+    }
+    let upgrade = plan.special == Special::Upgrade && head.wants_upgrade;
+    let got = match exchange(&mut inc, shared, &head, &plan, upgrade, &body).await? {
+        Step::Go(g) => g,
+        Step::Answered => return Ok(()),
+    };
+    pass_back(inc, shared, &plan, got).await
+}
+
+/// Whether a step lets the request go on, or answered the client already.
+enum Step<T> {
+    Go(T),
+    Answered,
+}
+
+/// Logs a refused request (the path only: a query can hold credentials).
+fn log_refusal(method: &str, target: &str, why: &str) {
+    tracing::info!(
+        "docker-proxy: refused {method} {}: {why}",
+        target.split('?').next().unwrap_or("")
+    );
+}
+
+/// Reads and parses the request head, answering a slow, oversized or malformed one.
+async fn request_head(inc: &mut Incoming) -> std::io::Result<Step<Head>> {
+    let head_len = match tokio::time::timeout(HEAD_TIMEOUT, read_head(inc)).await {
         Err(_) => {
-            return answer(
+            answer(
                 &mut inc.stream,
                 "408 Request Timeout",
                 "podrunner: no request head in time",
             )
-            .await
+            .await?;
+            return Ok(Step::Answered);
         }
-        Ok(Ok(None)) => return Ok(()),
+        Ok(Ok(None)) => return Ok(Step::Answered),
         Ok(Ok(Some(n))) => n,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-            return answer(
+            answer(
                 &mut inc.stream,
                 "431 Request Header Fields Too Large",
                 "podrunner: request head too large",
             )
-            .await
+            .await?;
+            return Ok(Step::Answered);
         }
         Ok(Err(e)) => return Err(e),
     };
     inc.pos = head_len;
-    let head = match parse_head(&inc.buf[..head_len]) {
-        Ok(h) => h,
-        Err((status, why)) => return answer(&mut inc.stream, status, &why).await,
-    };
-    let rules = &shared.rules;
-    let plan = match plan(&head.method, &head.target, rules) {
-        Ok(p) => p,
+    match parse_head(&inc.buf[..head_len]) {
+        Ok(h) => Ok(Step::Go(h)),
         Err((status, why)) => {
-            tracing::info!(
-                "docker-proxy: refused {} {}: {why}",
-                head.method,
-                head.target.split('?').next().unwrap_or("")
-            );
-            return inc.answer_unread(head.framing, status, &why).await;
+            answer(&mut inc.stream, status, &why).await?;
+            Ok(Step::Answered)
         }
-    };
-    let mut body = None;
-    match plan.body {
+    }
+}
+
+/// The body as the engine gets it when the proxy reads it whole (JSON, checked and capped);
+/// `None` when it streams.
+async fn checked_body(
+    inc: &mut Incoming,
+    shared: &Shared,
+    head: &Head,
+    plan: &Plan,
+) -> std::io::Result<Step<Option<Vec<u8>>>> {
+    let schema = match plan.body {
         Body::None if head.framing != Framing::None => {
-            return answer(
+            answer(
                 &mut inc.stream,
                 "400 Bad Request",
                 "podrunner: this request takes no body",
             )
-            .await
+            .await?;
+            return Ok(Step::Answered);
         }
-        Body::Json(schema) => {
-            let _slot = shared.json_slots.acquire().await.expect("never closed");
-            let Some(raw) = inc.whole(head.framing, MAX_JSON_BODY).await? else {
-                return inc
-                    .answer_unread(
-                        head.framing,
-                        "413 Payload Too Large",
-                        "podrunner: request body too large",
-                    )
-                    .await;
-            };
-            // After a self-update the runner's externals path stands for its own copy.
-            let updated;
-            let rules = match &shared.runner_copy {
-                Some(rc)
-                    if schema == Schema::ContainerCreate
-                        && find(&raw, rc.inside.as_bytes()).is_some() =>
-                {
-                    match rc.current().await {
-                        Ok(None) => rules,
-                        Ok(Some(dir)) => {
-                            updated = Rules {
-                                paths: rules.paths.with(&rc.inside, &dir.display().to_string()),
-                                ..rules.clone()
-                            };
-                            &updated
-                        }
-                        Err(why) => {
-                            tracing::warn!("{why}");
-                            return answer(&mut inc.stream, "502 Bad Gateway", &why).await;
-                        }
-                    }
-                }
-                _ => rules,
-            };
-            match engine_body(&raw, &plan, schema, rules) {
-                Ok(b) => body = Some(b),
-                Err(Rejected::BadBody(why)) => {
-                    return answer(&mut inc.stream, "400 Bad Request", &why).await
-                }
-                Err(Rejected::Forbidden(why)) => {
-                    tracing::info!(
-                        "docker-proxy: refused {} {}: {why}",
-                        head.method,
-                        plan.target.split('?').next().unwrap_or("")
-                    );
-                    return answer(&mut inc.stream, "403 Forbidden", &why).await;
-                }
-            }
-        }
-        _ => {}
-    }
-    if let (Some(policy), Some(id)) = (&rules.policy, &plan.container) {
-        // A bind source swapped for a symlink since the create is refused here.
-        let inspect = engine_get(
-            shared,
-            &format!("/v{}/containers/{id}/json", version::text(version::ENGINE)),
+        Body::Json(schema) => schema,
+        _ => return Ok(Step::Go(None)),
+    };
+    let _slot = shared.json_slots.acquire().await.expect("never closed");
+    let Some(raw) = inc.whole(head.framing, MAX_JSON_BODY).await? else {
+        inc.answer_unread(
+            head.framing,
+            "413 Payload Too Large",
+            "podrunner: request body too large",
         )
-        .await;
-        if let Ok(Some(c)) = inspect {
-            let checked = if plan.special == Special::CopyIn {
-                policy.check_copy_in(&c)
-            } else {
-                policy.check_inspected_mounts(&c, &resolve_on_host)
-            };
-            if let Err(why) = checked {
-                let why = refusal(&why, &rules.pool_hint);
-                tracing::info!("docker-proxy: refused {} {id}: {why}", head.method);
-                return inc.answer_unread(head.framing, "403 Forbidden", &why).await;
-            }
+        .await?;
+        return Ok(Step::Answered);
+    };
+    let updated = match rules_for_body(shared, schema, &raw).await {
+        Ok(r) => r,
+        Err(why) => {
+            tracing::warn!("{why}");
+            answer(&mut inc.stream, "502 Bad Gateway", &why).await?;
+            return Ok(Step::Answered);
         }
+    };
+    let rules = updated.as_ref().unwrap_or(&shared.rules);
+    let (status, why) = match engine_body(&raw, plan, schema, rules) {
+        Ok(b) => return Ok(Step::Go(Some(b))),
+        Err(Rejected::BadBody(why)) => ("400 Bad Request", why),
+        Err(Rejected::Forbidden(why)) => {
+            log_refusal(&head.method, &plan.target, &why);
+            ("403 Forbidden", why)
+        }
+    };
+    answer(&mut inc.stream, status, &why).await?;
+    Ok(Step::Answered)
+}
+
+/// After a self-update the runner's externals path stands for its own copy: the rules with
+/// that mapping when a create body names the path and the runner runs another version.
+async fn rules_for_body(
+    shared: &Shared,
+    schema: Schema,
+    raw: &[u8],
+) -> Result<Option<Rules>, String> {
+    let rules = &shared.rules;
+    match &shared.runner_copy {
+        Some(rc)
+            if schema == Schema::ContainerCreate && find(raw, rc.inside.as_bytes()).is_some() =>
+        {
+            Ok(rc.current().await?.map(|dir| Rules {
+                paths: rules.paths.with(&rc.inside, &dir.display().to_string()),
+                ..rules.clone()
+            }))
+        }
+        _ => Ok(None),
     }
-    let upgrade = plan.special == Special::Upgrade && head.wants_upgrade;
-    let engine_head = engine_head(&head, &plan, upgrade, &body);
+}
+
+/// A container about to start (or be copied into) is checked again as the engine has it: a
+/// bind source swapped for a symlink since the create is refused here.
+async fn recheck_container(
+    inc: &mut Incoming,
+    shared: &Shared,
+    head: &Head,
+    plan: &Plan,
+) -> std::io::Result<Step<()>> {
+    let rules = &shared.rules;
+    let (Some(policy), Some(id)) = (&rules.policy, &plan.container) else {
+        return Ok(Step::Go(()));
+    };
+    let inspect = engine_get(
+        shared,
+        &format!("/v{}/containers/{id}/json", version::text(version::ENGINE)),
+    )
+    .await;
+    let Ok(Some(c)) = inspect else {
+        return Ok(Step::Go(()));
+    };
+    let checked = if plan.special == Special::CopyIn {
+        policy.check_copy_in(&c)
+    } else {
+        policy.check_inspected_mounts(&c, &resolve_on_host)
+    };
+    let Err(why) = checked else {
+        return Ok(Step::Go(()));
+    };
+    let why = refusal(&why, &rules.pool_hint);
+    tracing::info!("docker-proxy: refused {} {id}: {why}", head.method);
+    inc.answer_unread(head.framing, "403 Forbidden", &why)
+        .await?;
+    Ok(Step::Answered)
+}
+
+/// Sends the request to the engine and reads what comes back, again after a transient failure
+/// to set a container up ([`transient_setup_failure`]).
+async fn exchange(
+    inc: &mut Incoming,
+    shared: &Shared,
+    head: &Head,
+    plan: &Plan,
+    upgrade: bool,
+    body: &Option<Vec<u8>>,
+) -> std::io::Result<Step<Got>> {
+    let engine_head = engine_head(head, plan, upgrade, body);
     let whole = matches!(plan.special, Special::Start | Special::Version);
     let mut context_check = plan
         .context_check
         .as_ref()
         .map(|d| tar::TarCheck::new(d.as_deref()));
     let mut attempt = 1;
-    let got = loop {
+    loop {
         let mut up = match shared.connect().await {
             Ok(u) => u,
             Err(why) => {
-                return inc
-                    .answer_unread(head.framing, "502 Bad Gateway", &why)
-                    .await
+                inc.answer_unread(head.framing, "502 Bad Gateway", &why)
+                    .await?;
+                return Ok(Step::Answered);
             }
         };
         up.write_all(&engine_head).await?;
-        match &body {
+        match body {
             Some(b) => up.write_all(b).await?,
             None => match inc.pump(head.framing, &mut up, &mut context_check).await {
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     // The engine gets a truncated body and builds nothing.
                     drop(up);
-                    let why = refusal(&e.to_string(), &rules.pool_hint);
-                    tracing::info!(
-                        "docker-proxy: refused {} {}: {why}",
-                        head.method,
-                        plan.target.split('?').next().unwrap_or("")
-                    );
-                    return inc.answer_unread(head.framing, "403 Forbidden", &why).await;
+                    let why = refusal(&e.to_string(), &shared.rules.pool_hint);
+                    log_refusal(&head.method, &plan.target, &why);
+                    inc.answer_unread(head.framing, "403 Forbidden", &why)
+                        .await?;
+                    return Ok(Step::Answered);
                 }
                 r => r?,
             },
@@ -228,14 +300,14 @@ pub(super) async fn handle(client: UnixStream, shared: &Shared) -> std::io::Resu
         let response = if upgrade {
             let (resp_head, rest) = response_head(&mut up).await?;
             if resp_head.starts_with(b"HTTP/1.1 101") {
-                break Got::Switched(up, resp_head, rest);
+                return Ok(Step::Go(Got::Switched(up, resp_head, rest)));
             }
             // Not switched: an ordinary answer, read as framed (the connection stays open).
             framed_answer(&mut up, resp_head, rest).await?
         } else if whole {
             whole_answer(&mut up).await?
         } else {
-            break Got::Stream(up);
+            return Ok(Step::Go(Got::Stream(up)));
         };
         // Starting a container, or attaching to a created one (which initialises it, network
         // included), can fail transiently; the container is left created, so again.
@@ -252,8 +324,12 @@ pub(super) async fn handle(client: UnixStream, shared: &Shared) -> std::io::Resu
             attempt += 1;
             continue;
         }
-        break Got::Whole(response);
-    };
+        return Ok(Step::Go(Got::Whole(response)));
+    }
+}
+
+/// Passes the engine's answer back to the client.
+async fn pass_back(inc: Incoming, shared: &Shared, plan: &Plan, got: Got) -> std::io::Result<()> {
     let leftover = inc.buf[inc.pos..].to_vec();
     let mut client = inc.stream;
     match got {
@@ -263,20 +339,7 @@ pub(super) async fn handle(client: UnixStream, shared: &Shared) -> std::io::Resu
                     health::after_start(&shared.socket, c, &shared.health);
                 }
             }
-            let out = match (plan.special, split_answer(&response)) {
-                (Special::Version, Some((200, body))) if plan.target.ends_with("/version") => {
-                    match serde_json::from_slice::<serde_json::Value>(&body) {
-                        Ok(mut v) => {
-                            version::version_body_for_client(&mut v);
-                            rebuilt_answer(&response, v.to_string().as_bytes())
-                        }
-                        Err(_) => rebuilt_answer(&response, &body),
-                    }
-                }
-                (_, Some((_, body))) => rebuilt_answer(&response, &body),
-                (_, None) => response,
-            };
-            client.write_all(&out).await?;
+            client.write_all(&whole_for_client(plan, response)).await?;
             client.shutdown().await
         }
         Got::Switched(mut up, resp_head, rest) => {
@@ -301,6 +364,23 @@ pub(super) async fn handle(client: UnixStream, shared: &Shared) -> std::io::Resu
             }
             cw.shutdown().await
         }
+    }
+}
+
+/// A whole answer of the engine as the client gets it (`/version` translated).
+fn whole_for_client(plan: &Plan, response: Vec<u8>) -> Vec<u8> {
+    match (plan.special, split_answer(&response)) {
+        (Special::Version, Some((200, body))) if plan.target.ends_with("/version") => {
+            match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(mut v) => {
+                    version::version_body_for_client(&mut v);
+                    rebuilt_answer(&response, v.to_string().as_bytes())
+                }
+                Err(_) => rebuilt_answer(&response, &body),
+            }
+        }
+        (_, Some((_, body))) => rebuilt_answer(&response, &body),
+        (_, None) => response,
     }
 }
 
