@@ -19,6 +19,7 @@ pub mod logging;
 pub mod manager;
 pub mod metrics;
 pub mod podman;
+pub mod proxy;
 pub mod runner;
 pub mod sys;
 pub mod systemd;

@@ -190,14 +190,17 @@ impl Engine {
         // (engine-exec reads the "runner's" pid from this file).
         let runner_pid = dir.path().join("runner.pid");
         std::fs::write(&runner_pid, std::process::id().to_string()).unwrap();
-        args.extend(podrunner::engine::launcher_args(
-            &dirs,
-            Path::new(&podrunner_bin()),
-            &runner_pid,
-            "podman",
-            &sandbox,
-            &service,
-        ));
+        args.extend(
+            podrunner::engine::launcher_args(
+                &dirs,
+                Path::new(&podrunner_bin()),
+                &runner_pid,
+                "podman",
+                &sandbox,
+                &service,
+            )
+            .to_argv(),
+        );
         let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
         let proxy = Command::new(podrunner_bin())
             .args(&args)

@@ -354,7 +354,7 @@ fn limits_probe(tag: &str) -> String {
 }
 
 /// Point 3 of the Docker issue: a container a job starts gets at most the runner's own limits
-/// (the Docker API proxy caps every create; engine/caps.rs). Asking for nothing gets the
+/// (the Docker API proxy caps every create; proxy/policy/caps.rs). Asking for nothing gets the
 /// runner's limits, asking for more is lowered to them, asking for less is kept.
 #[tokio::test(flavor = "multi_thread")]
 async fn job_containers_are_held_to_the_runners_limits() {

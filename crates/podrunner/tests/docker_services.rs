@@ -158,7 +158,7 @@ async fn services_on_localhost_and_by_alias_two_runners_at_once() {
             out.contains(&format!("alias web:9090 -> {want}\n")),
             "{out}"
         );
-        // No systemd here: the proxy runs the check (engine/proxy/health.rs).
+        // No systemd here: the proxy runs the check (proxy/health.rs).
         assert!(out.contains("health: [healthy]"), "{out}");
         assert!(out.contains("left: containers=0 networks=0"), "{out}");
         runners.push(j.runner_name.unwrap());

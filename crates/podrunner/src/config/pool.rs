@@ -143,7 +143,7 @@ pub struct PoolConfig {
     pub run_args: Vec<String>,
     /// Where jobs' `docker` goes (default isolated).
     pub docker: DockerMode,
-    /// What a job may ask of its isolated engine (default contained; engine/policy.rs).
+    /// What a job may ask of its isolated engine (default contained; proxy/policy/contained.rs).
     pub docker_policy: DockerPolicy,
     /// A containers.conf for the per-runner engines (isolated mode), e.g. a runtime or
     /// default ulimits the host needs; podrunner adds the pool's pids_limit to it.

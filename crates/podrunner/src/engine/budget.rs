@@ -10,6 +10,7 @@
 //! podrunner would have to create through systemd; rootless Podman) there is no budget and
 //! the per-container caps are what holds.
 
+use super::error::TeardownError;
 use crate::runner::Limits;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -110,7 +111,7 @@ fn all_dirs(layout: &Layout, parent: &str) -> Vec<PathBuf> {
 /// Removes runner `parent`'s budget once its containers are gone: the folders below it that
 /// Podman left (a container's `conmon` folder), then its own; retried for [`REMOVE_WAIT`]
 /// while a process is still leaving. A budget that does not exist is not an error.
-pub async fn remove(layout: &Layout, parent: &str) -> Result<(), String> {
+pub async fn remove(layout: &Layout, parent: &str) -> Result<(), TeardownError> {
     let start = std::time::Instant::now();
     loop {
         let mut left = Vec::new();
@@ -124,13 +125,25 @@ pub async fn remove(layout: &Layout, parent: &str) -> Result<(), String> {
             // it: rmdir refuses a folder that is not empty).
             for d in all_dirs(layout, parent) {
                 if let Some(up) = d.parent() {
-                    let _ = std::fs::remove_dir(up);
+                    match std::fs::remove_dir(up) {
+                        Ok(()) => {}
+                        // Another runner's budget, or already gone.
+                        Err(e)
+                            if matches!(
+                                e.raw_os_error(),
+                                Some(libc::ENOTEMPTY | libc::EBUSY | libc::ENOENT)
+                            ) => {}
+                        Err(e) => left.push(format!("{}: {e}", up.display())),
+                    }
                 }
             }
-            return Ok(());
+            if left.is_empty() {
+                return Ok(());
+            }
+            return Err(TeardownError::Budget(left));
         }
         if start.elapsed() > REMOVE_WAIT {
-            return Err(format!("cgroup budget not removed: {}", left.join("; ")));
+            return Err(TeardownError::Budget(left));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

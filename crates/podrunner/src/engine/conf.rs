@@ -10,6 +10,7 @@
 //!
 //! [`merge`] is pure; [`layer_paths`] and [`read_layers`] read the host.
 
+use super::error::ConfError;
 use std::path::{Path, PathBuf};
 
 /// Podman's packaged defaults, read first (containers/common: `DefaultContainersConfig`).
@@ -47,12 +48,13 @@ pub struct Ours {
 /// Merges containers.conf layers (`(name, text)`, first to last) and podrunner's settings into
 /// one file. Later layers win key by key inside each table, as Podman reads its files; arrays
 /// are replaced. A layer that is not valid TOML is an error naming it.
-pub fn merge(layers: &[(String, String)], ours: &Ours) -> Result<String, String> {
+pub fn merge(layers: &[(String, String)], ours: &Ours) -> Result<String, ConfError> {
     let mut t = toml::Table::new();
     for (name, text) in layers {
-        let layer: toml::Table = text
-            .parse()
-            .map_err(|e| format!("{name} is not valid TOML: {e}"))?;
+        let layer: toml::Table = text.parse().map_err(|source| ConfError::Layer {
+            name: name.clone(),
+            source,
+        })?;
         merge_table(&mut t, layer);
     }
     let containers = table(&mut t, "containers")?;
@@ -86,7 +88,7 @@ pub fn merge(layers: &[(String, String)], ours: &Ours) -> Result<String, String>
         network.insert("network_backend".into(), "netavark".into());
     }
     network.insert("default_subnet".into(), ENGINE_DEFAULT_SUBNET.into());
-    toml::to_string(&t).map_err(|e| e.to_string())
+    Ok(toml::to_string(&t)?)
 }
 
 fn merge_table(into: &mut toml::Table, from: toml::Table) {
@@ -100,11 +102,11 @@ fn merge_table(into: &mut toml::Table, from: toml::Table) {
     }
 }
 
-fn table<'a>(t: &'a mut toml::Table, key: &str) -> Result<&'a mut toml::Table, String> {
+fn table<'a>(t: &'a mut toml::Table, key: &str) -> Result<&'a mut toml::Table, ConfError> {
     t.entry(key)
         .or_insert_with(|| toml::Value::Table(toml::Table::new()))
         .as_table_mut()
-        .ok_or_else(|| format!("containers.conf: `{key}` must be a table"))
+        .ok_or_else(|| ConfError::NotATable(key.to_string()))
 }
 
 /// The `--ulimit` values in `podman run` arguments (`--ulimit=X` or `--ulimit X`).
@@ -163,7 +165,7 @@ pub fn layer_paths(
 }
 
 /// The layers the manager's own Podman reads, with their text (see [`layer_paths`]).
-pub fn read_layers() -> Result<Vec<(String, String)>, String> {
+pub fn read_layers() -> Result<Vec<(String, String)>, ConfError> {
     let env = std::env::var_os("CONTAINERS_CONF")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
@@ -191,7 +193,10 @@ pub fn read_layers() -> Result<Vec<(String, String)>, String> {
         .map(|p| {
             std::fs::read_to_string(&p)
                 .map(|t| (p.display().to_string(), t))
-                .map_err(|e| format!("cannot read {}: {e}", p.display()))
+                .map_err(|source| ConfError::Read {
+                    path: p.clone(),
+                    source,
+                })
         })
         .collect()
 }
@@ -270,9 +275,12 @@ mod tests {
     #[test]
     fn a_bad_layer_is_named() {
         let e = merge(&[("/etc/x.conf".into(), "[containers\n".into())], &ours()).unwrap_err();
-        assert!(e.starts_with("/etc/x.conf is not valid TOML"), "{e}");
+        assert!(
+            e.to_string().starts_with("/etc/x.conf is not valid TOML"),
+            "{e}"
+        );
         let e = merge(&[("f".into(), "network = 3\n".into())], &ours()).unwrap_err();
-        assert_eq!(e, "containers.conf: `network` must be a table");
+        assert_eq!(e.to_string(), "containers.conf: `network` must be a table");
     }
 
     #[test]

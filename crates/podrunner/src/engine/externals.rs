@@ -85,21 +85,15 @@ pub fn self_update_args(
     pool: &PoolConfig,
     container: &str,
     podman: &Podman,
-) -> Vec<String> {
-    let mut a = vec![
-        format!("--runner-container={container}"),
-        format!("--runner-externals={}", inside_path(pool)),
-        format!("--runner-version-file={}", version_file(d).display()),
-        format!("--runner-copy={}", runner_copy_dir(d).display()),
-        format!("--podman={}", podman.program()),
-    ];
-    a.extend(
-        podman
-            .global_args()
-            .iter()
-            .map(|g| format!("--podman-arg={g}")),
-    );
-    a
+) -> crate::proxy::args::SelfUpdateArgs {
+    crate::proxy::args::SelfUpdateArgs {
+        runner_container: Some(container.to_string()),
+        runner_externals: Some(inside_path(pool)),
+        runner_version_file: Some(version_file(d)),
+        runner_copy: Some(runner_copy_dir(d)),
+        podman: podman.program().to_string(),
+        podman_args: podman.global_args().to_vec(),
+    }
 }
 
 /// What the proxy needs to give an updated runner's `container:` jobs its own externals.

@@ -2,11 +2,15 @@
 //! manager restart, since adopted runners keep using it), waits until its socket answers, and
 //! tears it down with everything it held. Every podman call goes through [`crate::cmd`].
 
+use super::error::{EngineError, TeardownError, WaitError};
+use super::process::{
+    alive, kill, live_pid, netns_of, pgrp, procs, read_pid, running_engine, terminate_group,
+    wait_for,
+};
 use super::{
-    cmdline_in_engine, engine_args, host_socket, host_socket_missing, in_netns, is_engine_cmdline,
-    is_proxy_cmdline, launcher_args, mounts_under, parse_ping, proxy_args, runner_args,
-    service_args, EngineDirs, HostStore, Netns, Store, ENGINES_DIR, ENGINES_RUN_DIR, NAME_FILE,
-    PRIVATE_DIR_MODE, SOCKET_MODE,
+    cmdline_in_engine, engine_args, host_socket, host_socket_missing, in_netns, is_proxy_cmdline,
+    launcher_args, mounts_under, proxy_args, runner_args, service_args, EngineDirs, HostStore,
+    Netns, Store, ENGINES_DIR, ENGINES_RUN_DIR, NAME_FILE, PRIVATE_DIR_MODE, SOCKET_MODE,
 };
 use crate::cmd;
 use crate::config::{Config, DockerMode, PoolConfig};
@@ -15,36 +19,26 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
 
-/// The service answers `/_ping` about 0.1 s after it starts on an idle host; a loaded 2-core
-/// host starting several runners at once needs seconds. Past this the start counts as failed.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pause between two probes of a starting engine.
-const READY_POLL: Duration = Duration::from_millis(50);
-/// One `/_ping` round trip.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// The service exits well within a second of SIGTERM once its containers are gone; after this
 /// it gets SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
-/// How long to wait for the process to vanish after SIGKILL.
-const KILL_WAIT: Duration = Duration::from_secs(2);
 /// `rm --all` and `system reset`: like other short podman calls, slow only on a loaded host.
 const ADMIN_TIMEOUT: Duration = QUICK_TIMEOUT;
 
 static HOST_STORE: tokio::sync::OnceCell<HostStore> = tokio::sync::OnceCell::const_new();
 
 /// The host's image store, read once per manager (`podman info`).
-pub async fn host_store(podman: &Podman) -> Result<HostStore, String> {
+pub async fn host_store(podman: &Podman) -> Result<HostStore, EngineError> {
     HOST_STORE
         .get_or_try_init(|| async {
             let out = podman
                 .call(&["info", "--format", "json"], QUICK_TIMEOUT)
                 .await
-                .map_err(|e| format!("cannot read the host's image store: {e}"))?;
-            let info = crate::doctor::podman::parse_info(&out)?;
-            Ok::<_, String>(HostStore {
+                .map_err(EngineError::HostStore)?;
+            let info = crate::podman::info::parse_info(&out)?;
+            Ok::<_, EngineError>(HostStore {
                 budget: super::budget::detect(
                     &info.host.cgroup_version,
                     &info.host.cgroup_manager,
@@ -67,7 +61,7 @@ pub async fn prepare(
     pool: &PoolConfig,
     name: &str,
     podman: &Podman,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, EngineError> {
     match pool.docker {
         DockerMode::None => Ok(Vec::new()),
         DockerMode::Host => {
@@ -77,7 +71,9 @@ pub async fn prepare(
             let uid = crate::sys::uid();
             let sock = host_socket(uid, xdg.as_deref());
             if !sock.exists() {
-                return Err(host_socket_missing(&sock, uid));
+                return Err(EngineError::HostSocketMissing(host_socket_missing(
+                    &sock, uid,
+                )));
             }
             Ok(runner_args(DockerMode::Host, Some(&sock)))
         }
@@ -104,7 +100,7 @@ async fn start_isolated(
     pool: &PoolConfig,
     name: &str,
     podman: &Podman,
-) -> Result<(PathBuf, Option<String>), String> {
+) -> Result<(PathBuf, Option<String>), EngineError> {
     let d = EngineDirs::for_runner(&cfg.manager.runtime_dir, &cfg.manager.state_dir, name)?;
     let store = host_store(podman).await?;
     if !store.shareable() {
@@ -125,7 +121,10 @@ async fn start_isolated(
         std::fs::write(d.name_file(), name)?;
         std::fs::write(d.containers_conf(), conf)
     })();
-    prepared.map_err(|e| format!("cannot prepare the engine folders of {name}: {e}"))?;
+    prepared.map_err(|source| EngineError::Folders {
+        name: name.to_string(),
+        source,
+    })?;
     let budget = match &store.budget {
         None => None,
         Some(layout) => {
@@ -133,7 +132,7 @@ async fn start_isolated(
             match super::budget::create(layout, &parent, &crate::runner::Limits::of(pool)) {
                 Ok(()) => Some(parent),
                 Err(e) => {
-                    // Each container is still capped (engine/caps.rs).
+                    // Each container is still capped (proxy/policy/caps.rs).
                     tracing::warn!(pool = %pool.name, "no shared cgroup budget for runner {name}: {e}");
                     None
                 }
@@ -141,33 +140,38 @@ async fn start_isolated(
         }
     };
     // The runner reaches the engine only through the proxy, which holds job containers to
-    // the pool's limits (engine/caps.rs) and starts the engine when a job first needs it.
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find podrunner's own binary for the docker proxy: {e}"))?;
+    // the pool's limits (proxy/policy/caps.rs) and starts the engine when a job first needs it.
+    let exe = std::env::current_exe().map_err(EngineError::OwnBinary)?;
     let externals = super::externals::host_copy(cfg, pool, podman).await;
-    let mut args = proxy_args(&d, pool, &pool.work_dir.join(name), externals.as_deref());
-    args.extend(super::externals::self_update_args(&d, pool, name, podman));
-    if let Some(parent) = &budget {
-        args.push(format!("--cgroup-parent={parent}"));
-    }
-    args.extend(launcher_args(
+    let mut proxy = proxy_args(&d, pool, &pool.work_dir.join(name), externals.as_deref());
+    proxy.self_update = super::externals::self_update_args(&d, pool, name, podman);
+    proxy.cgroup_parent = budget.clone();
+    proxy.launch = launcher_args(
         &d,
         &exe,
         &crate::runner::Paths::of(cfg, name).pidfile,
         &cfg.podman.path,
         &super::Sandbox::for_runner(cfg, &d, &pool.work_dir.join(name)),
         &service_args(&cfg.podman, &d, &store),
-    ));
+    );
+    let args = proxy.to_argv();
     let proxy = cmd::spawn_detached_env(&exe, &args, &d.log(), &cmd::SERVICE_MANAGER_ENV, &[])
-        .map_err(|e| format!("cannot start the docker proxy of {name}: {e}"))?;
+        .map_err(|source| EngineError::SpawnProxy {
+            name: name.to_string(),
+            source,
+        })?;
     let proxy_pid = proxy.id() as i32;
     // Not waited for here: it outlives this call (and a manager restart); teardown reaps it.
     drop(proxy);
-    std::fs::write(d.proxy_pid_file(), format!("{proxy_pid}\n"))
-        .map_err(|e| format!("cannot write {}: {e}", d.proxy_pid_file().display()))?;
+    std::fs::write(d.proxy_pid_file(), format!("{proxy_pid}\n")).map_err(|source| {
+        EngineError::Write {
+            path: d.proxy_pid_file(),
+            source,
+        }
+    })?;
     wait_listening(&d.socket(), proxy_pid, &d.log()).await?;
     std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(SOCKET_MODE))
-        .map_err(|e| format!("cannot open the engine socket to the runner: {e}"))?;
+        .map_err(EngineError::SocketMode)?;
     tracing::debug!(
         "docker proxy of {name} ready (pid {proxy_pid}, {}); its engine starts on first use",
         d.socket().display()
@@ -177,15 +181,13 @@ async fn start_isolated(
 
 /// The engine's merged containers.conf (engine/conf.rs): what the manager's Podman reads, the
 /// pool's `engine_containers_conf`, the `--ulimit`s of the runner's `run_args`, podrunner's own.
-fn engine_conf(cfg: &Config, pool: &PoolConfig) -> Result<String, String> {
+fn engine_conf(cfg: &Config, pool: &PoolConfig) -> Result<String, EngineError> {
     let mut layers = super::conf::read_layers()?;
     if let Some(p) = &pool.engine_containers_conf {
-        let text = std::fs::read_to_string(p).map_err(|e| {
-            format!(
-                "cannot read engine_containers_conf {}: {e}\n  fix: correct the path in pool {}",
-                p.display(),
-                pool.name
-            )
+        let text = std::fs::read_to_string(p).map_err(|source| EngineError::PoolConf {
+            path: p.clone(),
+            pool: pool.name.to_string(),
+            source,
         })?;
         layers.push((format!("engine_containers_conf {}", p.display()), text));
     }
@@ -205,107 +207,20 @@ fn engine_conf(cfg: &Config, pool: &PoolConfig) -> Result<String, String> {
             )
         });
     }
-    super::conf::merge(
+    Ok(super::conf::merge(
         &layers,
         &super::conf::Ours {
             pids_limit: crate::runner::Limits::of(pool).pids,
             ulimits: super::conf::ulimits_in(&run_args),
             netavark,
         },
-    )
-}
-
-/// Waits until `sock` answers `/_ping`, while process `pid` (the engine) lives.
-pub(crate) async fn wait_ready(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
-    wait_for(sock, pid, log, "the engine (podman system service)", true).await
+    )?)
 }
 
 /// Waits until the proxy accepts connections on `sock` (without a request, which would start
 /// the engine).
-async fn wait_listening(sock: &Path, pid: i32, log: &Path) -> Result<(), String> {
+async fn wait_listening(sock: &Path, pid: i32, log: &Path) -> Result<(), WaitError> {
     wait_for(sock, pid, log, "the docker proxy", false).await
-}
-
-/// Polls `sock` until it answers `/_ping` (`ping`) or accepts a connection, while process
-/// `pid` (`who`) lives, for at most [`READY_TIMEOUT`].
-async fn wait_for(
-    sock: &Path,
-    pid: i32,
-    log: &Path,
-    who: &str,
-    ping_it: bool,
-) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        crate::sys::reap(pid);
-        if !alive(pid) {
-            return Err(format!("{who} exited at once: {}", log_tail(log)));
-        }
-        let up = if ping_it {
-            ping(sock).await.is_ok()
-        } else {
-            tokio::net::UnixStream::connect(sock).await.is_ok()
-        };
-        if up {
-            return Ok(());
-        }
-        if start.elapsed() > READY_TIMEOUT {
-            return Err(format!(
-                "the socket {} of {who} did not answer within {}s: {}",
-                sock.display(),
-                READY_TIMEOUT.as_secs(),
-                log_tail(log)
-            ));
-        }
-        tokio::time::sleep(READY_POLL).await;
-    }
-}
-
-/// `GET /_ping` over the engine's socket; `Ok(Docker API version)` when it answers 200.
-pub async fn ping(sock: &Path) -> Result<Option<String>, String> {
-    let exchange = async {
-        let mut s = tokio::net::UnixStream::connect(sock)
-            .await
-            .map_err(|e| e.to_string())?;
-        s.write_all(b"GET /_ping HTTP/1.0\r\nHost: podrunner\r\n\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
-        parse_ping(&buf)
-    };
-    tokio::time::timeout(PING_TIMEOUT, exchange)
-        .await
-        .map_err(|_| "no answer".to_string())?
-}
-
-fn log_tail(p: &Path) -> String {
-    let s = std::fs::read_to_string(p).unwrap_or_default();
-    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
-    match lines.len() {
-        0 => "(no output)".into(),
-        n => lines[n.saturating_sub(3)..].join(" / "),
-    }
-}
-
-/// Alive and not a zombie (an exited process whose parent has not reaped it yet).
-fn alive(pid: i32) -> bool {
-    if !crate::sys::process_alive(pid) {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
 }
 
 /// What runner `name`'s jobs get for Docker right now, for `status`: `none`, `host`, `ready`
@@ -325,50 +240,6 @@ pub fn docker_state(cfg: &Config, pool: &PoolConfig, name: &str) -> String {
     }
 }
 
-/// The engine's pid from its pid file, when that process is alive and is the engine of
-/// `socket` (a pid file never makes podrunner trust a reused pid).
-pub(crate) fn running_engine(pid_file: &Path, socket: &Path) -> Option<i32> {
-    live_pid(pid_file, |c| is_engine_cmdline(c, socket))
-}
-
-/// The pid in `pid_file` when that process is alive and its command line is ours.
-fn live_pid(pid_file: &Path, ours: impl Fn(&str) -> bool) -> Option<i32> {
-    let pid = read_pid(pid_file)?;
-    crate::sys::reap(pid);
-    (alive(pid) && ours(&cmdline(pid))).then_some(pid)
-}
-
-fn read_pid(p: &Path) -> Option<i32> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-/// SIGTERM to `pid`'s process group, SIGKILL after `grace`; Err if it is still there.
-async fn terminate_group(pid: i32, grace: Duration) -> Result<(), String> {
-    let gone_within = |t: Duration| async move {
-        let start = Instant::now();
-        loop {
-            crate::sys::reap(pid);
-            if !alive(pid) {
-                return true;
-            }
-            if start.elapsed() > t {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let _ = crate::sys::signal(-pid, libc::SIGTERM);
-    if gone_within(grace).await {
-        return Ok(());
-    }
-    let _ = crate::sys::signal(-pid, libc::SIGKILL);
-    let _ = crate::sys::signal(pid, libc::SIGKILL);
-    if gone_within(KILL_WAIT).await {
-        return Ok(());
-    }
-    Err(format!("process {pid} survived SIGKILL"))
-}
-
 /// Stops runner `name`'s engine and removes everything it held: its containers (and their
 /// conmon processes, which are not in the service's process group), the service, its rootless
 /// pause process, the mounts of its storage, and its folders with the images, volumes and
@@ -377,7 +248,7 @@ async fn terminate_group(pid: i32, grace: Duration) -> Result<(), String> {
 ///
 /// No `podman system reset`: on Podman 4.3 it can loop forever on a layer a killed build left
 /// mounted; removing the folders after unmounting does the same and cannot hang.
-pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> {
+pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<TeardownError> {
     let mut errors = teardown_engine(cfg, podman, name).await;
     // Last, once the runner and its job containers are gone: the runner's cgroup budget.
     if let Ok(Some(layout)) = host_store(podman).await.map(|s| s.budget) {
@@ -389,7 +260,7 @@ pub async fn teardown(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> 
     errors
 }
 
-async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<String> {
+async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<TeardownError> {
     let Ok(d) = EngineDirs::for_runner(&cfg.manager.runtime_dir, &cfg.manager.state_dir, name)
     else {
         return Vec::new();
@@ -401,7 +272,7 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
     // 0. The proxy first: nothing reaches the engine any more.
     if let Some(pid) = live_pid(&d.proxy_pid_file(), |c| is_proxy_cmdline(c, &d.socket())) {
         if let Err(e) = terminate_group(pid, STOP_GRACE).await {
-            errors.push(format!("docker proxy: {e}"));
+            errors.push(TeardownError::Proxy(e));
         }
     }
     // 1. Where the engine ran: its process group and whatever runs from its folders (conmon),
@@ -459,16 +330,16 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
                     env.push(("XDG_RUNTIME_DIR", xdg.as_os_str()));
                 }
                 if let Err(e) = cmd::run_env(&a[0], &a[1..], &env, ADMIN_TIMEOUT).await {
-                    errors.push(format!("engine containers: {e}"));
+                    errors.push(TeardownError::Containers(e));
                 }
             }
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(TeardownError::HostStore(e)),
         }
     }
     // 3. The service: its process group (spawn_detached made it the leader).
     if let Some(pid) = engine {
         if let Err(e) = terminate_group(pid, STOP_GRACE).await {
-            errors.push(format!("engine process: {e}"));
+            errors.push(TeardownError::Engine(e));
         }
     }
     // 4. Whatever still runs from its folders (a conmon `rm` could not stop, a build step's
@@ -487,7 +358,9 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
         .collect();
     strays.extend(read_pid(&d.tmpdir().join("pause.pid")));
     for pid in strays.into_iter().filter(|p| *p != me && alive(*p)) {
-        let _ = crate::sys::signal(pid, libc::SIGKILL);
+        if let Err(source) = kill(pid, libc::SIGKILL) {
+            errors.push(TeardownError::Kill { pid, source });
+        }
     }
     for pid in members {
         crate::sys::reap(pid);
@@ -497,48 +370,23 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Strin
     for dir in [&d.data, &d.run] {
         for m in mounts_under(&mountinfo, dir) {
             if let Err(e) = crate::sys::umount_detach(&m) {
-                errors.push(format!("unmounting {}: {e}", m.display()));
+                errors.push(TeardownError::Unmount { path: m, source: e });
             }
         }
     }
     // 6. The folders; files of a rootless job belong to subordinate ids.
     for dir in [&d.run, &d.data] {
         if let Err(e) = remove_tree(dir) {
-            if let Err(e2) = podman.unshare_remove(dir).await {
-                errors.push(format!(
-                    "engine folder {}: {e}; podman unshare: {e2}",
-                    dir.display()
-                ));
+            if let Err(unshare) = podman.unshare_remove(dir).await {
+                errors.push(TeardownError::Folder {
+                    path: dir.clone(),
+                    remove: e,
+                    unshare,
+                });
             }
         }
     }
     errors
-}
-
-/// The network namespace of process `pid` (`net:[INODE]`).
-fn netns_of(pid: i32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/ns/net"))
-        .ok()
-        .map(|p| p.display().to_string())
-}
-
-/// The process group of process `pid`.
-fn pgrp(pid: i32) -> Option<i32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = s.rsplit_once(')')?;
-    rest.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// Every process's pid and command line (NULs as spaces).
-fn procs() -> Vec<(i32, String)> {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .map(|p| (p, cmdline(p)))
-        .filter(|(_, c)| !c.is_empty())
-        .collect()
 }
 
 fn remove_tree(p: &Path) -> std::io::Result<()> {
@@ -571,6 +419,7 @@ pub async fn teardown_orphans(cfg: Arc<Config>, podman: Arc<Podman>, names: Vec<
         tracing::info!("removing the engine of runner {n}, whose container is gone");
         let errors = teardown(&cfg, &podman, &n).await;
         if !errors.is_empty() {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
             tracing::warn!("engine of {n}: {}", errors.join("; "));
         }
     }

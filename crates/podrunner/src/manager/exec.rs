@@ -286,7 +286,12 @@ impl Ctx {
             }
         }
         // The runner's docker engine, once its container is gone (docs/docker.md).
-        errors.extend(crate::engine::service::teardown(&self.cfg, &self.podman, &name).await);
+        errors.extend(
+            crate::engine::service::teardown(&self.cfg, &self.podman, &name)
+                .await
+                .iter()
+                .map(ToString::to_string),
+        );
         // The pool its record names (one that left the config kept no work folder here).
         if let Some(pool) = self.cfg.pool(&pool) {
             let work = runner::paths::work_dir(pool, &name);

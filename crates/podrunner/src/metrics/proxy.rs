@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-/// What the proxy writes before each refusal (engine/proxy/mod.rs). Since its default-deny
+/// What the proxy writes before each refusal (proxy/mod.rs). Since its default-deny
 /// rewrite every refusal line carries a reason, so most count as `policy`.
 pub const REFUSAL_MARK: &str = "docker-proxy: refused ";
 

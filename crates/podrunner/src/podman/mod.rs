@@ -1,6 +1,7 @@
 //! The Podman adapter: every `podman` invocation podrunner makes is built here and run through
 //! [`crate::cmd`]. It knows Podman's flags and JSON, nothing about GitHub or pools.
 
+pub mod info;
 pub mod types;
 
 use crate::cmd::{self, CommandError};

@@ -11,7 +11,7 @@
 
 use crate::config::PoolConfig;
 use crate::engine::budget::Layout;
-use crate::engine::caps::Caps;
+use crate::proxy::policy::caps::Caps;
 use std::path::PathBuf;
 
 /// Podman gives a container with a memory limit and no swap setting a memory+swap limit of

@@ -9,7 +9,7 @@
 //! period, `unhealthy`) every interval, until the engine answers that the container is gone or
 //! stopped. Where systemd does run Podman's timers too, a check runs twice per interval.
 
-use super::version;
+use super::policy::version;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -122,10 +122,10 @@ async fn get(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), String> {
         up.write_all(req.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
-        let raw = super::whole_answer(&mut up)
+        let raw = super::http::whole_answer(&mut up)
             .await
             .map_err(|e| e.to_string())?;
-        super::split_answer(&raw).ok_or_else(|| "an answer that is not HTTP".to_string())
+        super::http::split_answer(&raw).ok_or_else(|| "an answer that is not HTTP".to_string())
     };
     tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await

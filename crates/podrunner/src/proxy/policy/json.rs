@@ -4,7 +4,7 @@
 //! `HostConfig` while the engine reads a later `hostconfig` checks nothing, so a body the proxy
 //! accepts has no key twice, not even in another case, and only ASCII keys (no `K` that folds
 //! to `k` in Go and not in Rust). Exact-case keys are then enforced by the field allowlists
-//! ([`super::super::policy`]).
+//! ([`super::contained`]).
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
