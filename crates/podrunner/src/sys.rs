@@ -262,3 +262,19 @@ pub fn hide_paths(hide: &[PathBuf], keep: &[PathBuf]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// In this process's own mount namespace (after [`enter_netns_with_private_mounts`]): makes
+/// each folder of `folders` a mount of its own (bound onto itself, recursively) and shared.
+/// A rootless engine's storage and run roots (commands/engine_exec.rs): Podman sets up its
+/// rootless network namespace on a thread that unshares a mount namespace of its own and then
+/// returns to Go's pool of threads; with private mounts, container file systems mounted later
+/// would be missing on that thread (seen as "unable to find user runner: no matching entries
+/// in passwd file" on a container's start or exec). Shared, they reach that thread's copy.
+pub fn share_mounts(folders: &[PathBuf]) -> std::io::Result<()> {
+    for f in folders {
+        std::fs::create_dir_all(f)?;
+        mount(Some(f), f, None, libc::MS_BIND | libc::MS_REC, None)?;
+        mount(None, f, None, libc::MS_SHARED | libc::MS_REC, None)?;
+    }
+    Ok(())
+}

@@ -297,6 +297,7 @@ pub fn launcher_args(
             .iter()
             .map(|p| format!("--keep={}", p.display())),
     );
+    a.extend([d.root(), d.runroot()].map(|p| format!("--share={}", p.display())));
     a.extend(["--".to_string(), podman_path.to_string()]);
     a.extend(service.iter().cloned());
     a
@@ -748,7 +749,7 @@ mod tests {
             &service,
         );
         assert_eq!(
-            l[..10],
+            l[..12],
             [
                 "--engine-conf=/var/lib/pr/engines/ci-0a1b2c3d/containers.conf",
                 "--engine-pid-file=/run/pr/e/0ee801953a/engine.pid",
@@ -758,11 +759,13 @@ mod tests {
                 "engine-exec",
                 "--runner-pid-file=/var/lib/pr/pids/ci-0a1b2c3d",
                 "--netavark-run-dir=/run/pr/e/0ee801953a/netavark",
+                "--share=/var/lib/pr/engines/ci-0a1b2c3d/root",
+                "--share=/run/pr/e/0ee801953a/rr",
                 "--",
                 "/usr/bin/podman",
             ]
         );
-        assert_eq!(l[10..], service[..]);
+        assert_eq!(l[12..], service[..]);
         // engine-exec, before it becomes the engine, counts as the engine (its pid file).
         assert!(is_engine_cmdline(
             &l[4..].join(" "),
