@@ -3,11 +3,12 @@
 //! container's main process and replaces itself with the engine's command line put into that
 //! process's network namespace (engine::in_netns): what the engine publishes lands on the
 //! runner's own loopback, and two runners never share a port (docs/docker.md, Networking).
-//! It also gives the engine a mount namespace of its own (rootful, with a private netavark run
-//! folder, engine::NETAVARK_RUN_DIR, and the manager's own files covered: sys::hide_paths,
-//! docs/docker.md, The engine's own sandbox). Rootless, it first joins the user namespace
-//! owning the runner's network namespace (that of the user's Podman). Not meant to be run by
-//! hand.
+//! It also gives the engine a mount namespace of its own with the manager's own files covered
+//! (sys::hide_paths, docs/docker.md, The engine's own sandbox); rootful, with a private
+//! netavark run folder (engine::NETAVARK_RUN_DIR). Rootless, it first joins the user namespace
+//! owning the runner's network namespace (that of the user's Podman) and gives the engine a
+//! runtime folder of its own and storage mounts that every thread of it sees
+//! (sys::share_mounts). Not meant to be run by hand.
 
 use std::path::PathBuf;
 
@@ -73,13 +74,11 @@ pub fn exec(args: &Args) -> i32 {
     1
 }
 
-/// Whether the engine's command line uses the overlay storage driver (named, or Podman's
-/// default when none is).
+/// Whether the engine's command line names the overlay storage driver (engine::engine_args
+/// names the host's; without it Podman would take storage.conf's options, which a
+/// `--storage-opt` replaces).
 fn overlay(argv: &[String]) -> bool {
-    let driver = argv
-        .iter()
-        .find_map(|a| a.strip_prefix("--storage-driver="));
-    driver.is_none_or(|d| d == "overlay")
+    argv.iter().any(|a| a == "--storage-driver=overlay")
 }
 
 /// Where [`enter`] put this process.
@@ -147,4 +146,21 @@ fn enter(args: &Args, pid: i32) -> Result<Entered, String> {
         env,
         joined_userns: uid != 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_mount_home_only_for_a_named_overlay_driver() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(overlay(&v(&[
+            "podman",
+            "--storage-driver=overlay",
+            "system"
+        ])));
+        assert!(!overlay(&v(&["podman", "--storage-driver=vfs", "system"])));
+        assert!(!overlay(&v(&["podman", "system", "service"])));
+    }
 }
