@@ -202,7 +202,7 @@ fn mount(
 /// each folder of `hide` with an empty read-only tmpfs and each file with a read-only
 /// `/dev/null`, then puts back every path of `keep` that lay under a covered folder (bound
 /// from the file descriptor opened before the cover, at its own path). Paths that do not
-/// exist are skipped. The rootful engine's sandbox (docs/docker.md, The engine's own sandbox).
+/// exist are skipped. The engine's sandbox (docs/docker.md, The engine's own sandbox).
 pub fn hide_paths(hide: &[PathBuf], keep: &[PathBuf]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;

@@ -58,7 +58,7 @@ pub fn exec(args: &Args) -> i32 {
     let entered = match enter(args, pid) {
         Ok(entered) => entered,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             return 1;
         }
     };
@@ -93,7 +93,8 @@ struct Entered {
 /// Puts this process where the engine runs (the runner's network namespace, a mount namespace
 /// of its own with the manager's files covered and, rootless, the user namespace owning the
 /// runner's network namespace).
-fn enter(args: &Args, pid: i32) -> Result<Entered, String> {
+fn enter(args: &Args, pid: i32) -> anyhow::Result<Entered> {
+    use anyhow::Context;
     let (uid, gid) = (crate::sys::uid(), crate::sys::gid());
     let own = args.netavark_run_dir.as_deref();
     let mut env = Vec::new();
@@ -105,8 +106,8 @@ fn enter(args: &Args, pid: i32) -> Result<Entered, String> {
         // Rootless: the runner's network namespace belongs to the user namespace of the
         // user's Podman; the engine joins that one and runs as root in it, told so
         // (engine::userns_env) instead of making its own.
-        let userns = crate::sys::netns_owner(pid).map_err(|e| {
-            format!("cannot read the network namespace of the runner (pid {pid}): {e}")
+        let userns = crate::sys::netns_owner(pid).with_context(|| {
+            format!("cannot read the network namespace of the runner (pid {pid})")
         })?;
         // The runner shares the manager's network (host networking): the engine makes its
         // own user namespace there, as a plain rootless podman does, and is not sandboxed
@@ -125,22 +126,20 @@ fn enter(args: &Args, pid: i32) -> Result<Entered, String> {
                         std::os::unix::fs::PermissionsExt::from_mode(0o700),
                     )
                 })
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             env.push(("XDG_RUNTIME_DIR", dir.display().to_string()));
         }
-        crate::sys::enter_userns(&userns).map_err(|e| {
-            format!("cannot enter the user namespace of the runner (pid {pid}): {e}")
+        crate::sys::enter_userns(&userns).with_context(|| {
+            format!("cannot enter the user namespace of the runner (pid {pid})")
         })?;
         env.extend(crate::engine::userns_env(uid, gid));
     }
-    crate::sys::enter_netns_with_private_mounts(pid, &binds).map_err(|e| {
-        format!("cannot enter the network namespace of the runner (pid {pid}): {e}")
-    })?;
+    crate::sys::enter_netns_with_private_mounts(pid, &binds)
+        .with_context(|| format!("cannot enter the network namespace of the runner (pid {pid})"))?;
     crate::sys::hide_paths(&args.hide, &args.keep)
-        .map_err(|e| format!("cannot hide the manager's files from the engine: {e}"))?;
+        .context("cannot hide the manager's files from the engine")?;
     if uid != 0 {
-        crate::sys::share_mounts(&args.share)
-            .map_err(|e| format!("cannot prepare the engine's mounts: {e}"))?;
+        crate::sys::share_mounts(&args.share).context("cannot prepare the engine's mounts")?;
     }
     Ok(Entered {
         env,

@@ -303,7 +303,7 @@ pub fn launcher_args(
     a
 }
 
-/// What a rootful engine must not see and what it keeps of that (commands/engine_exec.rs,
+/// What an engine must not see and what it keeps of that (commands/engine_exec.rs,
 /// sys::hide_paths; docs/docker.md, The engine's own sandbox).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sandbox {
