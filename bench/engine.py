@@ -6,7 +6,10 @@ runner's). For each of N rounds: the engine's start time (the first `GET /_ping`
 proxy, which starts the engine and waits until it answers), the engine's RSS idle and with one
 running container (the service plus the container's conmon), then the teardown. Prints the
 median and the largest of each and the load average, or one JSON object with --json.
-Usage: bench/engine.py [--rounds N] [--json]   (as the user whose engines are measured)
+Rootless, the engine joins the user and network namespaces of a stand-in runner container (as
+for a runner on Podman's default network; --host-network: this script's, as for a runner with
+host networking, where the engine makes its own user namespace).
+Usage: bench/engine.py [--rounds N] [--json] [--host-network]   (as the user whose engines are measured)
 """
 import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
@@ -63,7 +66,7 @@ def tree(pid):
     return out
 
 
-def one_round(exe, info):
+def one_round(exe, info, host_network):
     d = tempfile.mkdtemp(prefix="pe", dir="/tmp")  # short: Podman's run root path limit
     run, data = os.path.join(d, "r"), os.path.join(d, "d")
     for p in (run, data):
@@ -74,8 +77,14 @@ def one_round(exe, info):
         if os.geteuid() == 0:
             f.write('default_ulimits = ["nofile=20000:20000", "nproc=20000:20000"]\n')
     pidf = os.path.join(d, "self.pid")
-    with open(pidf, "w") as f:
-        f.write(str(os.getpid()))
+    runner = None
+    if os.geteuid() != 0 and not host_network:
+        runner = f"pe-runner-{os.getpid()}"
+        subprocess.run(["podman", "run", "-d", "--rm", "--runtime=runc", f"--name={runner}", f"--pidfile={pidf}",
+                        IMAGE, "sleep", "600"], check=True, stdout=subprocess.DEVNULL, timeout=120)
+    else:
+        with open(pidf, "w") as f:
+            f.write(str(os.getpid()))
     store = info["store"]
     engine = ["podman", "--runtime=runc", f"--root={data}/root", f"--runroot={run}/rr", f"--tmpdir={run}/tmp",
               f"--network-config-dir={data}/networks", f"--storage-driver={store['graphDriverName']}"]
@@ -120,6 +129,8 @@ def one_round(exe, info):
             time.sleep(1)
         except (OSError, ValueError):
             pass
+        if runner:
+            subprocess.run(["podman", "rm", "-f", "-t", "0", runner], stdout=subprocess.DEVNULL)
         subprocess.run(["umount", "-R", f"{data}/root/overlay"], stderr=subprocess.DEVNULL)
         if os.geteuid() == 0:
             shutil.rmtree(d, ignore_errors=True)
@@ -131,21 +142,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--host-network", action="store_true")
     a = ap.parse_args()
     info = json.loads(subprocess.run(["podman", "info", "--format", "json"], capture_output=True, check=True).stdout)
     exe = podrunner_bin()
     load = os.getloadavg()[0]
-    rounds = [one_round(exe, info) for _ in range(a.rounds)]
+    rounds = [one_round(exe, info, a.host_network) for _ in range(a.rounds)]
     starts, idles, busies = zip(*rounds)
     r = {"rounds": a.rounds, "start_s_median": statistics.median(starts), "start_s_max": max(starts),
          "idle_mb_median": statistics.median(idles), "busy_mb_median": statistics.median(busies),
-         "load_avg_1m": max(load, os.getloadavg()[0]), "rootless": os.geteuid() != 0}
+         "load_avg_1m": max(load, os.getloadavg()[0]), "rootless": os.geteuid() != 0,
+         "host_network": a.host_network}
     if a.json:
         print(json.dumps(r))
         return
     print("| engine (rounds) | start s, median / max | RSS idle MB | RSS with one container MB | load average |")
     print("|---|---|---|---|---|")
-    print(f"| {'rootless' if r['rootless'] else 'rootful'} ({a.rounds}) | {r['start_s_median']:.2f} / {r['start_s_max']:.2f} | "
+    kind = ("rootless" if r["rootless"] else "rootful") + (", host network" if a.host_network else "")
+    print(f"| {kind} ({a.rounds}) | {r['start_s_median']:.2f} / {r['start_s_max']:.2f} | "
           f"{r['idle_mb_median']:.1f} | {r['busy_mb_median']:.1f} | {r['load_avg_1m']:.1f} |")
 
 

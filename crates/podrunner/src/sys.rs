@@ -202,7 +202,7 @@ fn mount(
 /// each folder of `hide` with an empty read-only tmpfs and each file with a read-only
 /// `/dev/null`, then puts back every path of `keep` that lay under a covered folder (bound
 /// from the file descriptor opened before the cover, at its own path). Paths that do not
-/// exist are skipped. The rootful engine's sandbox (docs/docker.md, The engine's own sandbox).
+/// exist are skipped. The engine's sandbox (docs/docker.md, The engine's own sandbox).
 pub fn hide_paths(hide: &[PathBuf], keep: &[PathBuf]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
@@ -259,6 +259,22 @@ pub fn hide_paths(hide: &[PathBuf], keep: &[PathBuf]) -> std::io::Result<()> {
         let ro = libc::MS_REMOUNT | libc::MS_RDONLY | COVER_FLAGS;
         mount(None, h, Some(c"tmpfs"), ro, None)?;
         covered.push(h);
+    }
+    Ok(())
+}
+
+/// In this process's own mount namespace (after [`enter_netns_with_private_mounts`]): makes
+/// each folder of `folders` a mount of its own (bound onto itself, recursively) and shared.
+/// A rootless engine's storage and run roots (commands/engine_exec.rs): Podman sets up its
+/// rootless network namespace on a thread that unshares a mount namespace of its own and then
+/// returns to Go's pool of threads; with private mounts, container file systems mounted later
+/// would be missing on that thread (seen as "unable to find user runner: no matching entries
+/// in passwd file" on a container's start or exec). Shared, they reach that thread's copy.
+pub fn share_mounts(folders: &[PathBuf]) -> std::io::Result<()> {
+    for f in folders {
+        std::fs::create_dir_all(f)?;
+        mount(Some(f), f, None, libc::MS_BIND | libc::MS_REC, None)?;
+        mount(None, f, None, libc::MS_SHARED | libc::MS_REC, None)?;
     }
     Ok(())
 }

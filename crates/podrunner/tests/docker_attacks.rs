@@ -47,6 +47,36 @@ struct Engine {
     /// The host copy of the image's externals folder the proxy maps the runner's path to
     /// (shared by every runner of the image).
     externals: PathBuf,
+    /// The stand-in runner container whose namespaces the engine joins, when there is one.
+    runner: Option<String>,
+}
+
+/// A container standing in for a runner (rootless, on the user's default network), with its
+/// pid written to `pid_file`; its name.
+fn start_runner(pid_file: &Path) -> String {
+    let name = format!("pa-runner-{}", std::process::id());
+    let (code, out, err) = run_podman(&[
+        "run",
+        "-d",
+        "--rm",
+        "--runtime=runc",
+        &format!("--name={name}"),
+        &format!("--pidfile={}", pid_file.display()),
+        TEST_IMAGE,
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    name
+}
+
+fn run_podman(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("podman").args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The runner's path of its externals folder, as GitHub's runner binds it.
@@ -186,20 +216,25 @@ impl Engine {
             format!("--map={RUNNER_EXTERNALS}={}", externals.display()),
             format!("--allow-read-only={}", externals.display()),
         ];
-        // No runner container here: the engine joins this test's own network namespace
-        // (engine-exec reads the "runner's" pid from this file).
+        // engine-exec reads the "runner's" pid from this file. Rootful, and rootless without
+        // the sandbox, no runner container: the engine joins this test's own network
+        // namespace. Rootless with the sandbox, a stand-in runner container (the user's
+        // Podman's network namespace, as for a real runner): only an engine in its runner's
+        // user namespace is sandboxed (docs/docker.md, The engine's own sandbox).
         let runner_pid = dir.path().join("runner.pid");
-        std::fs::write(&runner_pid, std::process::id().to_string()).unwrap();
-        args.extend(
-            podrunner::engine::launcher_args(
-                &dirs,
-                Path::new(&podrunner_bin()),
-                &runner_pid,
-                "podman",
-                &sandbox,
-                &service,
-            )
-            .to_argv(),
+        let runner = (sandboxed && !is_root()).then(|| start_runner(&runner_pid));
+        if runner.is_none() {
+            std::fs::write(&runner_pid, std::process::id().to_string()).unwrap();
+        }
+        args.extend(podrunner::engine::launcher_args(
+            &dirs,
+            Path::new(&podrunner_bin()),
+            &runner_pid,
+            "podman",
+            &sandbox,
+            &service,
+        )
+        .to_argv(),
         );
         let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
         let proxy = Command::new(podrunner_bin())
@@ -225,6 +260,7 @@ impl Engine {
             secret,
             outside,
             externals,
+            runner,
         };
         if !host.shareable() {
             // A vfs host store cannot be shared: the image comes in through the proxy.
@@ -390,6 +426,9 @@ impl Drop for Engine {
                 }
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             }
+        }
+        if let Some(name) = &self.runner {
+            let _ = run_podman(&["rm", "--force", "--time=0", name]);
         }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         for m in podrunner::engine::mounts_under(&mountinfo, self.dir.path()) {
@@ -1427,9 +1466,8 @@ fn jobs_cannot_change_the_externals_other_runners_get() {
 /// A request that got past the proxy (a proxy bug), simulated by talking to the engine's own
 /// socket: rootful, the engine runs in a mount namespace where the manager's state folder and
 /// token file are covered (docs/docker.md, The engine's own sandbox), so binding them shows
-/// nothing and writes nothing, while the work folder still binds. Rootless engines have no
-/// such sandbox (Podman creates their user namespace after engine-exec): there the test holds
-/// the documented limit.
+/// nothing and writes nothing, while the work folder still binds. Rootless the same holds for
+/// an engine in its runner's user namespace (a runner not on the host's network, as here).
 #[test]
 fn the_engine_itself_cannot_reach_the_managers_files() {
     let e = Engine::start_with(None, true);
@@ -1465,23 +1503,18 @@ fn the_engine_itself_cannot_reach_the_managers_files() {
         "cat /t /s/db; ls -A /s; touch /s/planted; echo evil > /s/db; echo evil > /t; true";
     let (code, out, err) = run(&binds, script);
     assert_eq!(code, 0, "{out}{err}");
-    if is_root() {
-        assert!(
-            !out.contains(SECRET),
-            "the engine showed the manager's files: {out}"
-        );
-        assert_eq!(std::fs::read_to_string(&e.secret).unwrap(), SECRET);
-        assert_eq!(std::fs::read_to_string(state.join("db")).unwrap(), SECRET);
-        assert!(
-            !state.join("planted").exists(),
-            "a file appeared in the state folder"
-        );
-        // What the engine sees of the state folder: only the folders it keeps.
-        let mut seen: Vec<&str> = out.lines().collect();
-        seen.sort_unstable();
-        assert_eq!(seen, ["d", "externals", "r", "w"], "{out}{err}");
-    } else {
-        // The documented limit (docs/docker.md): a rootless engine is the manager's user.
-        assert!(out.contains(SECRET), "{out}{err}");
-    }
+    assert!(
+        !out.contains(SECRET),
+        "the engine showed the manager's files: {out}"
+    );
+    assert_eq!(std::fs::read_to_string(&e.secret).unwrap(), SECRET);
+    assert_eq!(std::fs::read_to_string(state.join("db")).unwrap(), SECRET);
+    assert!(
+        !state.join("planted").exists(),
+        "a file appeared in the state folder"
+    );
+    // What the engine sees of the state folder: only the folders it keeps.
+    let mut seen: Vec<&str> = out.lines().collect();
+    seen.sort_unstable();
+    assert_eq!(seen, ["d", "externals", "r", "w"], "{out}{err}");
 }

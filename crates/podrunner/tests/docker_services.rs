@@ -4,9 +4,8 @@
 //! DockerCommandManager), a step on the runner reaching the services at `localhost:PORT`, a
 //! `container:` job reaching them by alias, a service's health check turning `healthy` without
 //! systemd, two runners at once publishing the same port, and nothing left after the jobs.
-//! Rootful only: rootless engines join their runners' network namespaces only behind an
-//! experimental switch, which still fails with two engines at once (docs/docker.md,
-//! Networking), so scripts/test-rootless leaves this program out.
+//! Rootful and rootless (the engine in the user namespace owning its runner's network
+//! namespace).
 
 mod common;
 

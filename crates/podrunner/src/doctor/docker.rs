@@ -79,11 +79,34 @@ pub fn check_docker_bounds(cfg: &Config, facts: &Facts) -> Vec<Check> {
     cfg.pools
         .iter()
         .filter(|p| p.docker == DockerMode::Isolated)
-        .map(|p| bounds(p, facts.info.as_ref().ok(), &facts.user))
+        .map(|p| {
+            let host_net = host_network(cfg.podman.run_args.iter().chain(&p.run_args));
+            bounds(p, facts.info.as_ref().ok(), &facts.user, host_net)
+        })
         .collect()
 }
 
-fn bounds(pool: &PoolConfig, info: Option<&PodmanInfo>, user: &str) -> Check {
+/// Whether runner containers started with these `podman run` arguments share the host's
+/// network namespace (Podman takes the last `--network`/`--net`).
+fn host_network<'a>(args: impl Iterator<Item = &'a String>) -> bool {
+    let mut host = false;
+    let mut next_is_network = false;
+    for a in args {
+        if next_is_network {
+            host = a == "host";
+            next_is_network = false;
+            continue;
+        }
+        match a.split_once('=') {
+            Some(("--network" | "--net", v)) => host = v == "host",
+            None if a == "--network" || a == "--net" => next_is_network = true,
+            _ => {}
+        }
+    }
+    host
+}
+
+fn bounds(pool: &PoolConfig, info: Option<&PodmanInfo>, user: &str, host_net: bool) -> Check {
     let c = Check::new(
         format!("docker-bounds:{}", pool.name),
         format!("What bounds the Docker jobs of pool {}", pool.name),
@@ -121,17 +144,18 @@ fn bounds(pool: &PoolConfig, info: Option<&PodmanInfo>, user: &str) -> Check {
     };
     c.found(format!(
         "contained (no privileged containers, no host paths outside the work folder); each job container capped at the runner's cpus, memory and pids, {sum}; {}",
-        sandbox(info)
+        sandbox(info, host_net)
     ))
 }
 
 /// What the engine itself reaches if a request gets past the proxy (docs/docker.md, The
-/// engine's own sandbox).
-fn sandbox(info: Option<&PodmanInfo>) -> &'static str {
-    match info.map(|i| i.host.security.rootless) {
-        Some(false) => "the engine runs with podrunner's state and runtime folders and credentials files covered (engine sandbox)",
-        Some(true) => "the engine is not sandboxed beyond the rootless user namespace, whose root is podrunner's user: a request past the proxy could read podrunner's state and token (Podman creates that namespace after engine-exec runs, too late to cover them)",
-        None => "engine sandbox unknown (podman does not answer)",
+/// engine's own sandbox); `host_net`: the pool's runners use the host's network.
+fn sandbox(info: Option<&PodmanInfo>, host_net: bool) -> &'static str {
+    match (info.map(|i| i.host.security.rootless), host_net) {
+        (Some(false), _) => "the engine runs with podrunner's state and runtime folders and credentials files covered (engine sandbox)",
+        (Some(true), false) => "the engine runs as root of the user namespace of its runner's network, with podrunner's state and runtime folders and credentials files covered (engine sandbox)",
+        (Some(true), true) => "the engine is not sandboxed beyond the rootless user namespace, whose root is podrunner's user: a request past the proxy could read podrunner's state and token (runners on the host's network: their engines make their own user namespace, after engine-exec runs, too late to cover them; drop --network=host from run_args)",
+        (None, _) => "engine sandbox unknown (podman does not answer)",
     }
 }
 
@@ -171,8 +195,25 @@ mod tests {
     }
 
     #[test]
+    fn host_network_is_the_last_network_flag() {
+        let h =
+            |a: &[&str]| host_network(a.iter().map(|s| s.to_string()).collect::<Vec<_>>().iter());
+        assert!(!h(&[]));
+        assert!(h(&["--network=host"]));
+        assert!(h(&["--net", "host"]));
+        assert!(!h(&["--network=host", "--network", "bridge"]));
+        assert!(!h(&["--network=slirp4netns:port_handler=slirp4netns"]));
+        assert!(!h(&["--hostname=host"]));
+    }
+
+    #[test]
     fn what_bounds_docker_jobs() {
-        let c = bounds(&pool(""), Some(&info("v1", "cgroupfs", false)), "root");
+        let c = bounds(
+            &pool(""),
+            Some(&info("v1", "cgroupfs", false)),
+            "root",
+            false,
+        );
         assert_eq!(c.status, Status::Pass);
         assert!(
             c.found.ends_with(
@@ -181,17 +222,30 @@ mod tests {
             "{}",
             c.found
         );
-        let c = bounds(&pool(""), Some(&info("v2", "systemd", false)), "root");
+        let c = bounds(
+            &pool(""),
+            Some(&info("v2", "systemd", false)),
+            "root",
+            false,
+        );
         assert!(c.found.contains("no shared budget (systemd cgroup manager: bound the sum with a systemd slice for the service); the engine runs with"), "{}", c.found);
-        let c = bounds(&pool(""), Some(&info("v2", "systemd", true)), "ci");
+        let c = bounds(&pool(""), Some(&info("v2", "systemd", true)), "ci", false);
         assert!(
             c.found.ends_with(
-                "(rootless: bound the sum with the user's systemd slice); the engine is not sandboxed beyond the rootless user namespace, whose root is podrunner's user: a request past the proxy could read podrunner's state and token (Podman creates that namespace after engine-exec runs, too late to cover them)"
+                "(rootless: bound the sum with the user's systemd slice); the engine runs as root of the user namespace of its runner's network, with podrunner's state and runtime folders and credentials files covered (engine sandbox)"
             ),
             "{}",
             c.found
         );
-        let c = bounds(&pool("docker_policy = \"open\"\n"), None, "ci");
+        let c = bounds(&pool(""), Some(&info("v2", "systemd", true)), "ci", true);
+        assert!(
+            c.found.ends_with(
+                "a request past the proxy could read podrunner's state and token (runners on the host's network: their engines make their own user namespace, after engine-exec runs, too late to cover them; drop --network=host from run_args)"
+            ),
+            "{}",
+            c.found
+        );
+        let c = bounds(&pool("docker_policy = \"open\"\n"), None, "ci", false);
         assert_eq!(c.status, Status::Warn);
         assert_eq!(
             c.fix.as_deref(),

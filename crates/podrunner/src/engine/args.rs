@@ -155,6 +155,7 @@ pub fn launcher_args(
             .iter()
             .map(|p| format!("--keep={}", p.display())),
     );
+    engine.extend([d.root(), d.runroot()].map(|p| format!("--share={}", p.display())));
     engine.extend(["--".to_string(), podman_path.to_string()]);
     engine.extend(service.iter().cloned());
     LaunchArgs {
@@ -165,7 +166,7 @@ pub fn launcher_args(
     }
 }
 
-/// What a rootful engine must not see and what it keeps of that (commands/engine_exec.rs,
+/// What an engine must not see and what it keeps of that (commands/engine_exec.rs,
 /// sys::hide_paths; docs/docker.md, The engine's own sandbox).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sandbox {

@@ -148,7 +148,7 @@ fn proxy_arguments_exact() {
     )
     .to_argv();
     assert_eq!(
-        l[..10],
+        l[..12],
         [
             "--engine-conf=/var/lib/pr/engines/ci-0a1b2c3d/containers.conf",
             "--engine-pid-file=/run/pr/e/0ee801953a/engine.pid",
@@ -158,11 +158,13 @@ fn proxy_arguments_exact() {
             "engine-exec",
             "--runner-pid-file=/var/lib/pr/pids/ci-0a1b2c3d",
             "--netavark-run-dir=/run/pr/e/0ee801953a/netavark",
+            "--share=/var/lib/pr/engines/ci-0a1b2c3d/root",
+            "--share=/run/pr/e/0ee801953a/rr",
             "--",
             "/usr/bin/podman",
         ]
     );
-    assert_eq!(l[10..], service[..]);
+    assert_eq!(l[12..], service[..]);
     // engine-exec, before it becomes the engine, counts as the engine (its pid file).
     assert!(is_engine_cmdline(
         &l[4..].join(" "),
