@@ -128,6 +128,19 @@ validated_string!(
     |s| check_name("pool name", s, 40)
 );
 
+/// Maps keyed by pool name (the core's pool states) are looked up with a `&str`.
+impl std::borrow::Borrow<str> for PoolName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for PoolName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
 validated_string!(
     /// The prefix of every runner name in a pool; podrunner adds `-HOST-` and a unique suffix.
     RunnerPrefix,

@@ -75,7 +75,7 @@ mod tests {
     fn rec(code: Option<i32>, verdict: Verdict) -> RunnerRec {
         RunnerRec {
             name: "ci-1".into(),
-            pool: "ci".into(),
+            pool: crate::core::PoolName::new("ci").ok(),
             scope: crate::core::Scope::repository("o/r").ok(),
             runner_id: Some(1),
             container_id: Some("c".into()),

@@ -2,7 +2,7 @@
 //! report's container id names, whether a pool's last failure was a given runner's, and the
 //! counts status and scaling read from the state. Pure; the manager only logs what they say.
 
-use super::{PoolState, RunnerRec, State};
+use super::{PoolName, PoolState, RunnerRec, State};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -40,26 +40,27 @@ impl State {
         let Some(r) = self.runners.get(name) else {
             return false;
         };
-        self.pools
-            .get(&r.pool)
+        r.pool
+            .as_ref()
+            .and_then(|p| self.pools.get(p))
             .and_then(|p| p.last_error.as_deref())
             .is_some_and(|e| e.contains(name))
     }
 
     /// Running runners of `pool` that GitHub lists busy (or idle), not being stopped.
-    pub fn count_running(&self, pool: &str, busy: bool) -> u32 {
+    pub fn count_running(&self, pool: &PoolName, busy: bool) -> u32 {
         self.runners
             .values()
-            .filter(|r| r.pool == pool && r.phase == super::Phase::Running)
+            .filter(|r| r.pool.as_ref() == Some(pool) && r.phase == super::Phase::Running)
             .filter(|r| r.busy == busy && !r.stop_requested)
             .count() as u32
     }
 
     /// Runners that count toward `pool`'s size ([`RunnerRec::is_live`]).
-    pub fn live_count(&self, pool: &str) -> u32 {
+    pub fn live_count(&self, pool: &PoolName) -> u32 {
         self.runners
             .values()
-            .filter(|r| r.pool == pool && r.is_live())
+            .filter(|r| r.pool.as_ref() == Some(pool) && r.is_live())
             .count() as u32
     }
 
@@ -118,7 +119,7 @@ mod tests {
             ("ci-3", "a", None, Phase::Registering, false),
             ("ci-4", "b", Some("cccc3333"), Phase::Exited, false),
         ] {
-            let mut r = RunnerRec::new(name, pool, None, t);
+            let mut r = RunnerRec::new(name, PoolName::new(pool).ok(), None, t);
             r.container_id = cid.map(str::to_string);
             r.phase = phase;
             r.busy = busy;
@@ -147,8 +148,10 @@ mod tests {
     fn failed_recently_reads_the_pools_last_error() {
         let mut s = state();
         assert!(!s.failed_recently("ci-2"));
-        s.pools.entry("a".into()).or_default().last_error =
-            Some("runner ci-2 exited with code 1".into());
+        s.pools
+            .entry(PoolName::new("a").unwrap())
+            .or_default()
+            .last_error = Some("runner ci-2 exited with code 1".into());
         assert!(s.failed_recently("ci-2"));
         assert!(!s.failed_recently("ci-1"));
         // Another pool's error, or an unknown runner, says nothing.
@@ -159,13 +162,14 @@ mod tests {
     #[test]
     fn counts_for_status_and_scaling() {
         let mut s = state();
-        assert_eq!(s.count_running("a", true), 1);
-        assert_eq!(s.count_running("a", false), 1);
-        assert_eq!(s.live_count("a"), 3);
-        assert_eq!(s.live_count("b"), 0);
+        let a = PoolName::new("a").unwrap();
+        assert_eq!(s.count_running(&a, true), 1);
+        assert_eq!(s.count_running(&a, false), 1);
+        assert_eq!(s.live_count(&a), 3);
+        assert_eq!(s.live_count(&PoolName::new("b").unwrap()), 0);
         s.runners.get_mut("ci-1").unwrap().stop_requested = true;
-        assert_eq!(s.count_running("a", true), 0);
-        assert_eq!(s.live_count("a"), 2);
+        assert_eq!(s.count_running(&a, true), 0);
+        assert_eq!(s.live_count(&a), 2);
         assert_eq!(
             s.running_container_ids().into_iter().collect::<Vec<_>>(),
             vec!["aaaa1111", "bbbb2222"]

@@ -19,12 +19,12 @@ impl State {
             r.outcome.deprecated && !deprecated,
         );
         if updated {
-            let p = self.pool_mut(&pool);
+            let p = self.pool_mut(pool.as_ref());
             p.image.stale = true;
             p.last_error = Some(format!("runner {name} is updating itself before its job: the pool's image is older than GitHub's current runner (each runner downloads about 200 MB and restarts)\n  fix: podrunner pulls the image now; keep `pull = \"newer\"` (the default), or point `image` at a current tag"));
         }
         if newly_deprecated {
-            self.pool_mut(&pool).image.stale = true;
+            self.pool_mut(pool.as_ref()).image.stale = true;
         }
         // The last lines can reach the log just after the exit was seen: a job's result then
         // judges an exit that still waits for the registration list.
@@ -64,7 +64,7 @@ impl State {
         };
         r.oom_killed = true;
         let pool = r.pool.clone();
-        let p = self.pool_mut(&pool);
+        let p = self.pool_mut(pool.as_ref());
         p.last_error = Some(oom_message(name));
         p.github_error = false;
     }
@@ -109,7 +109,7 @@ impl State {
         };
         let pool = r.pool.clone();
         if failure {
-            self.record_failure(&pool, now, why);
+            self.record_failure(pool.as_ref(), now, why);
         }
     }
 
@@ -144,7 +144,7 @@ impl State {
                     if c == EXIT_VERSION_DEPRECATED {
                         let line = r.outcome.reason_line().map(str::to_string);
                         let pool = r.pool.clone();
-                        self.pool_mut(&pool).image.stale = true;
+                        self.pool_mut(pool.as_ref()).image.stale = true;
                         self.fail_runner(
                             name,
                             now,
@@ -156,7 +156,9 @@ impl State {
                 } else if code != Some(0) && !r.stop_requested {
                     let pool = r.pool.clone();
                     let c = code.unwrap_or_default();
-                    self.explain_failure(&pool, &format!("exit code {c}"));
+                    if let Some(pool) = pool {
+                        self.explain_failure(&pool, &format!("exit code {c}"));
+                    }
                 }
             }
             return;
@@ -182,7 +184,7 @@ impl State {
             r.verdict = Verdict::Gone;
             self.succeed_runner(name);
             if oom {
-                self.pool_mut(&pool).last_error = Some(oom_message(name));
+                self.pool_mut(pool.as_ref()).last_error = Some(oom_message(name));
             }
             return;
         }
@@ -190,7 +192,7 @@ impl State {
             if r.runner_id.is_some() && !r.registration_deleted {
                 r.verdict = Verdict::Present;
             }
-            self.pool_mut(&pool).image.stale = true;
+            self.pool_mut(pool.as_ref()).image.stale = true;
             self.fail_runner(name, now, Self::deprecated_message(name, out.reason_line()));
             return;
         }
@@ -230,7 +232,7 @@ impl State {
     }
 
     /// Attaches a reason (e.g. the runner's last log line) to the pool's last failure.
-    pub fn explain_failure(&mut self, pool: &str, detail: &str) {
+    pub fn explain_failure(&mut self, pool: &PoolName, detail: &str) {
         if let Some(p) = self.pools.get_mut(pool) {
             if let Some(e) = &mut p.last_error {
                 if !e.contains(detail) {

@@ -25,7 +25,7 @@ mod plan;
 pub mod pull;
 mod sync;
 
-pub use crate::config::names::Scope;
+pub use crate::config::names::{PoolName, Scope};
 use outcome::{JobResult, RunnerOutcome};
 pub use pull::PullPolicy;
 use serde::Serialize;
@@ -67,7 +67,7 @@ pub const DEFAULT_STOP_TIMEOUT: Duration =
 /// What desired state says about one pool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolSpec {
-    pub name: String,
+    pub name: PoolName,
     /// Which runner list the pool's registrations live in.
     pub scope: Scope,
     /// How long `podman stop` waits before it kills the runner (the pool's `stop_timeout`).
@@ -92,9 +92,9 @@ pub struct PoolSpec {
 
 impl PoolSpec {
     /// A pool of `scope` that wants no runners, with the defaults of every other setting.
-    pub fn new(name: &str, scope: Scope) -> PoolSpec {
+    pub fn new(name: PoolName, scope: Scope) -> PoolSpec {
         PoolSpec {
-            name: name.to_string(),
+            name,
             scope,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             prefix: String::new(),
@@ -142,7 +142,10 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunnerRec {
     pub name: String,
-    pub pool: String,
+    /// `None` for an adopted container whose pool label is missing or no valid pool name: it
+    /// belongs to no configured pool, like one whose pool left the config (it wants 0
+    /// runners, so a live one is retired), and its failures count against no pool's backoff.
+    pub pool: Option<PoolName>,
     /// Where its registration lives; `None` for an adopted container whose label names no
     /// scope podrunner can read (its registration is then left to the orphan sweep).
     pub scope: Option<Scope>,
@@ -173,10 +176,10 @@ pub struct RunnerRec {
 }
 
 impl RunnerRec {
-    fn new(name: &str, pool: &str, scope: Option<Scope>, now: Instant) -> RunnerRec {
+    fn new(name: &str, pool: Option<PoolName>, scope: Option<Scope>, now: Instant) -> RunnerRec {
         RunnerRec {
             name: name.into(),
-            pool: pool.into(),
+            pool,
             scope,
             runner_id: None,
             container_id: None,
@@ -261,7 +264,8 @@ pub struct JobRecord {
 /// consumes ([`State::take_finished`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finished {
-    pub pool: String,
+    /// See [`RunnerRec::pool`].
+    pub pool: Option<PoolName>,
     pub runner: String,
     pub runner_id: Option<u64>,
     pub exit_code: Option<i32>,
@@ -287,7 +291,9 @@ pub struct Orphan {
 pub struct ContainerSeen {
     pub name: String,
     pub id: String,
-    pub pool: String,
+    /// From the container's pool label; `None` when it has none or it is no valid pool name
+    /// (see [`RunnerRec::pool`]).
+    pub pool: Option<PoolName>,
     /// From the container's scope label; `None` when it names none podrunner can read.
     pub scope: Option<Scope>,
     pub runner_id: Option<u64>,
@@ -307,7 +313,7 @@ pub struct RegistrationSeen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Register `name` (JIT) and start its container.
-    Start { pool: String, name: String },
+    Start { pool: PoolName, name: String },
     /// Delete the registration, then stop the container (refused with 422 if busy).
     Retire { name: String },
     /// Stop a container whatever it is doing (drain timeout).
@@ -321,7 +327,7 @@ pub enum Action {
     DeleteOrphan { scope: Scope, id: u64 },
     /// Pull the pool's image (`pull::PullReason::Start`: only if it is missing).
     PullImage {
-        pool: String,
+        pool: PoolName,
         reason: pull::PullReason,
     },
     /// Remove an old image no runner needs any more (refused while a container uses it).
@@ -350,7 +356,9 @@ pub enum CleanupOutcome {
 #[derive(Debug, Default)]
 pub struct State {
     pub runners: BTreeMap<String, RunnerRec>,
-    pub pools: BTreeMap<String, PoolState>,
+    pub pools: BTreeMap<PoolName, PoolState>,
+    /// What runners of no pool ([`RunnerRec::pool`] `None`) count against: shown nowhere.
+    unpooled: PoolState,
     pub orphans: BTreeMap<u64, Orphan>,
     pub draining: bool,
     pub drain_deadline: Option<Instant>,
@@ -371,6 +379,12 @@ pub struct State {
     prune_wanted: bool,
 }
 
+/// A runner's pool as status, history and the log show it: empty for a runner of no pool
+/// ([`RunnerRec::pool`]).
+pub fn pool_label(pool: Option<&PoolName>) -> &str {
+    pool.map_or("", PoolName::as_str)
+}
+
 /// What status and the log say about a runner the OOM killer hit.
 pub fn oom_message(name: &str) -> String {
     format!("runner {name} ran out of memory: the kernel killed a process at the pool's memory limit (raise `memory`, or make the job use less)")
@@ -381,11 +395,14 @@ impl State {
         State::default()
     }
 
-    fn pool_mut(&mut self, pool: &str) -> &mut PoolState {
-        self.pools.entry(pool.to_string()).or_default()
+    fn pool_mut(&mut self, pool: Option<&PoolName>) -> &mut PoolState {
+        match pool {
+            Some(p) => self.pools.entry(p.clone()).or_default(),
+            None => &mut self.unpooled,
+        }
     }
 
-    fn record_failure(&mut self, pool: &str, now: Instant, why: String) {
+    fn record_failure(&mut self, pool: Option<&PoolName>, now: Instant, why: String) {
         let p = self.pool_mut(pool);
         p.failures = p.failures.saturating_add(1);
         p.last_error = Some(why);
@@ -393,7 +410,7 @@ impl State {
         p.next_start_at = Some(p.next_start_at.map_or(at, |x| x.max(at)));
     }
 
-    fn record_success(&mut self, pool: &str) {
+    fn record_success(&mut self, pool: Option<&PoolName>) {
         let p = self.pool_mut(pool);
         p.failures = 0;
         p.last_error = None;
@@ -408,7 +425,7 @@ impl State {
         };
         r.failed = true;
         let pool = r.pool.clone();
-        self.record_failure(&pool, now, why);
+        self.record_failure(pool.as_ref(), now, why);
     }
 
     /// `name` ran its job, as its output or the registration list says.
@@ -423,9 +440,9 @@ impl State {
             result,
             duration_secs: r.outcome.duration.map(|d| d.as_secs_f64()),
         });
-        self.record_success(&pool);
+        self.record_success(pool.as_ref());
         if let Some(rec) = record {
-            let p = self.pool_mut(&pool);
+            let p = self.pool_mut(pool.as_ref());
             if p.recent.len() >= RECENT_RESULTS {
                 p.recent.pop_front();
             }

@@ -13,7 +13,7 @@ impl State {
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         for s in specs {
-            self.pool_mut(&s.name).restart_delay = s.restart_delay;
+            self.pool_mut(Some(&s.name)).restart_delay = s.restart_delay;
         }
         let due = |t: Option<Instant>| t.is_none_or(|t| t <= now);
 
@@ -70,7 +70,10 @@ impl State {
             .values()
             .filter(|r| r.phase == Phase::Running && !r.stop_requested && !r.came_online())
             .filter_map(|r| {
-                let timeout = specs.iter().find(|s| s.name == r.pool)?.online_timeout;
+                let timeout = specs
+                    .iter()
+                    .find(|s| r.pool.as_ref() == Some(&s.name))?
+                    .online_timeout;
                 let since = r.running_since?;
                 (!timeout.is_zero() && now.duration_since(since) >= timeout)
                     .then(|| (r.name.clone(), timeout))
@@ -96,7 +99,7 @@ impl State {
 
         // Images: pulls, and old images to remove.
         for s in specs {
-            let p = self.pool_mut(&s.name);
+            let p = self.pool_mut(Some(&s.name));
             if let Some(reason) = p.image.due(s.pull, now) {
                 p.image.begin(reason, now);
                 actions.push(Action::PullImage {
@@ -124,12 +127,13 @@ impl State {
         }
 
         // Pool sizes. Pools that left the config want 0.
-        let mut pool_names: BTreeSet<String> =
+        // Runners of no pool (`None`) are one more pool that wants 0.
+        let mut pool_names: BTreeSet<Option<PoolName>> =
             self.runners.values().map(|r| r.pool.clone()).collect();
-        pool_names.extend(specs.iter().map(|s| s.name.clone()));
+        pool_names.extend(specs.iter().map(|s| Some(s.name.clone())));
         let forced = self.draining && self.drain_deadline.is_some_and(|d| now >= d);
         for pool in pool_names {
-            let spec = specs.iter().find(|s| s.name == pool);
+            let spec = specs.iter().find(|s| pool.as_ref() == Some(&s.name));
             let desired = match spec {
                 Some(s) if !self.draining => s.desired as usize,
                 _ => 0,
@@ -152,7 +156,7 @@ impl State {
                 if room == 0 {
                     continue;
                 }
-                let ps = self.pool_mut(&pool);
+                let ps = self.pool_mut(Some(&s.name));
                 if !due(ps.next_start_at) {
                     continue;
                 }
@@ -163,10 +167,10 @@ impl State {
                     let name = naming::runner_name(&s.prefix, &suffix());
                     self.runners.insert(
                         name.clone(),
-                        RunnerRec::new(&name, &pool, Some(s.scope.clone()), now),
+                        RunnerRec::new(&name, Some(s.name.clone()), Some(s.scope.clone()), now),
                     );
                     actions.push(Action::Start {
-                        pool: pool.clone(),
+                        pool: s.name.clone(),
                         name,
                     });
                 }

@@ -9,7 +9,7 @@ impl State {
     /// GitHub unreachable) even while no runner needs starting.
     pub fn sweep_failed(&mut self, scope: &Scope, why: &str, specs: &[PoolSpec]) {
         for s in specs.iter().filter(|s| &s.scope == scope) {
-            let p = self.pool_mut(&s.name);
+            let p = self.pool_mut(Some(&s.name));
             p.last_error = Some(format!("cannot list the runners of GitHub: {why}"));
             p.github_error = true;
         }
@@ -30,7 +30,7 @@ impl State {
     /// once no container uses it); `Ok(None)`: nothing new.
     pub fn pull_done(
         &mut self,
-        pool: &str,
+        pool: &PoolName,
         pull_interval: Duration,
         result: Result<Option<String>, pull::PullFailed>,
         now: Instant,
@@ -42,7 +42,7 @@ impl State {
                 self.prune_wanted = true;
             }
         }
-        let p = self.pool_mut(pool);
+        let p = self.pool_mut(Some(pool));
         p.image
             .done(result.map(|o| o.is_some()), pull_interval, now);
         if changed && p.failures > 0 {
@@ -122,7 +122,7 @@ impl State {
                 }
             }
             for s in specs.iter().filter(|s| &s.scope == scope) {
-                let p = self.pool_mut(&s.name);
+                let p = self.pool_mut(Some(&s.name));
                 if p.github_error {
                     p.github_error = false;
                     p.last_error = None;
@@ -135,7 +135,7 @@ impl State {
                 if oom && !present {
                     // The job ran (and maybe failed); keep saying why it struggled.
                     self.succeed_runner(&name);
-                    self.pool_mut(&pool).last_error = Some(oom_message(&name));
+                    self.pool_mut(pool.as_ref()).last_error = Some(oom_message(&name));
                 } else if present {
                     let line = self
                         .runners
@@ -246,7 +246,7 @@ impl State {
             if self.runners.contains_key(&c.name) {
                 continue;
             }
-            let mut r = RunnerRec::new(&c.name, &c.pool, c.scope.clone(), now);
+            let mut r = RunnerRec::new(&c.name, c.pool.clone(), c.scope.clone(), now);
             r.adopted = true;
             r.runner_id = c.runner_id;
             r.container_id = Some(c.id.clone());

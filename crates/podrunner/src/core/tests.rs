@@ -8,15 +8,20 @@ fn org(name: &str) -> Scope {
     Scope::organization(name).unwrap()
 }
 
+/// The pool of [`spec`].
+fn p() -> PoolName {
+    PoolName::new("p").unwrap()
+}
+
 fn spec(desired: u32) -> PoolSpec {
     PoolSpec {
-        name: "p".into(),
+        name: p(),
         scope: repo(),
         prefix: "ci".into(),
         desired,
         restart_delay: Duration::from_secs(1),
         family: "ci".into(),
-        ..PoolSpec::new("", repo())
+        ..PoolSpec::new(p(), repo())
     }
 }
 
@@ -93,7 +98,7 @@ fn exit_is_replaced_at_once_and_judged_by_sweep_without_output() {
         vec![
             Action::Sweep,
             Action::Start {
-                pool: "p".into(),
+                pool: p(),
                 name: "ci-00000002".into()
             }
         ]
@@ -310,6 +315,33 @@ fn orphans_are_found_and_deleted_once() {
     assert!(s.orphans.is_empty());
 }
 
+/// A container whose pool label is no valid pool name belongs to no pool: adopted, it is
+/// retired like one of a pool that left the config, and its failure backs no pool off.
+#[test]
+fn a_container_of_no_pool_is_adopted_then_retired() {
+    let (t0, specs) = (Instant::now(), [spec(0)]);
+    let mut s = State::new();
+    s.plan(&specs, t0, &mut suffixes());
+    s.apply_resync(
+        &[ContainerSeen {
+            name: "x-1".into(),
+            id: "c1".into(),
+            pool: None,
+            scope: Some(repo()),
+            runner_id: Some(4),
+            alive: true,
+            exit_code: None,
+        }],
+        t0,
+    );
+    assert_eq!(s.runners["x-1"].pool, None);
+    let a = s.plan(&specs, t0, &mut suffixes());
+    assert_eq!(a, vec![Action::Retire { name: "x-1".into() }]);
+    s.retire_done("x-1", RetireOutcome::Stopped, t0);
+    s.container_exited("x-1", Some(1), t0);
+    assert!(s.pools.values().all(|p| p.failures == 0), "{:?}", s.pools);
+}
+
 #[test]
 fn restart_adopts_containers_instead_of_duplicating() {
     let t0 = Instant::now();
@@ -322,7 +354,7 @@ fn restart_adopts_containers_instead_of_duplicating() {
             ContainerSeen {
                 name: "ci-aaaaaaaa".into(),
                 id: "c1".into(),
-                pool: "p".into(),
+                pool: Some(p()),
                 scope: Some(repo()),
                 runner_id: Some(4),
                 alive: true,
@@ -331,7 +363,7 @@ fn restart_adopts_containers_instead_of_duplicating() {
             ContainerSeen {
                 name: "ci-bbbbbbbb".into(),
                 id: "c2".into(),
-                pool: "p".into(),
+                pool: Some(p()),
                 scope: Some(repo()),
                 runner_id: Some(5),
                 alive: true,
@@ -349,7 +381,7 @@ fn restart_adopts_containers_instead_of_duplicating() {
         &[ContainerSeen {
             name: "ci-aaaaaaaa".into(),
             id: "c1".into(),
-            pool: "p".into(),
+            pool: Some(p()),
             scope: Some(repo()),
             runner_id: Some(4),
             alive: true,
@@ -906,7 +938,7 @@ fn deprecated_version_fails_with_the_fix_and_pulls_at_once() {
     // The first plan asked for the start-up pull; it found the image there.
     let a = s.plan(&specs, t0, &mut sfx);
     assert!(a.contains(&Action::PullImage {
-        pool: "p".into(),
+        pool: p(),
         reason: pull::PullReason::Start
     }));
     s.pull_done(&specs[0].name, specs[0].pull_interval, Ok(None), t0);
@@ -926,7 +958,7 @@ fn deprecated_version_fails_with_the_fix_and_pulls_at_once() {
     assert_eq!(s.pools["p"].failures, 1);
     let a = s.plan(&specs, t1, &mut sfx);
     assert!(a.contains(&Action::PullImage {
-        pool: "p".into(),
+        pool: p(),
         reason: pull::PullReason::Stale
     }));
     assert!(a.contains(&Action::Cleanup {
@@ -979,7 +1011,7 @@ fn a_self_update_says_the_image_is_stale_without_backoff() {
     assert_eq!(s.pools["p"].failures, 0);
     let a = s.plan(&specs, t0 + pull::PULL_MIN_GAP, &mut sfx);
     assert!(a.contains(&Action::PullImage {
-        pool: "p".into(),
+        pool: p(),
         reason: pull::PullReason::Stale
     }));
 }

@@ -2,24 +2,24 @@
 //! [`Manager::apply`] feeds what tasks and observers report back into the core.
 
 use super::*;
-use crate::core::judge;
+use crate::core::{judge, pool_label};
 
 impl Manager {
-    pub(super) fn pool_cfg(&self, pool: &str) -> Option<config::PoolConfig> {
-        self.ctx.cfg.pool(pool).cloned()
+    pub(super) fn pool_cfg(&self, pool: Option<&PoolName>) -> Option<config::PoolConfig> {
+        self.ctx.cfg.pool(pool?.as_str()).cloned()
     }
 
     /// How often `pool` looks for a newer image (the default for a pool that left the config).
-    pub(super) fn pull_interval_of(&self, pool: &str) -> std::time::Duration {
+    pub(super) fn pull_interval_of(&self, pool: &PoolName) -> std::time::Duration {
         self.specs
             .iter()
-            .find(|s| s.name == pool)
+            .find(|s| &s.name == pool)
             .map_or(crate::core::pull::DEFAULT_PULL_INTERVAL, |s| {
                 s.pull_interval
             })
     }
 
-    pub(super) fn stop_timeout_of(&self, pool: &str) -> u64 {
+    pub(super) fn stop_timeout_of(&self, pool: Option<&PoolName>) -> u64 {
         self.pool_cfg(pool)
             .map(|p| p.stop_timeout.as_secs())
             .unwrap_or(config::MIN_STOP_TIMEOUT_SECS)
@@ -28,9 +28,10 @@ impl Manager {
     pub(super) fn execute(&mut self, action: Action) {
         let ctx = self.ctx.clone();
         match action {
-            Action::Start { pool, name } => match self.pool_cfg(&pool) {
+            Action::Start { pool, name } => match self.pool_cfg(Some(&pool)) {
                 Some(p) => {
-                    self.record.start(&ctx.cfg, &pool, &name, &ctx.podman);
+                    self.record
+                        .start(&ctx.cfg, pool.as_str(), &name, &ctx.podman);
                     tokio::spawn(ctx.start(p, name));
                 }
                 None => self.state.start_failed(
@@ -43,7 +44,7 @@ impl Manager {
             },
             Action::Retire { name } => {
                 let rec = &self.state.runners[&name];
-                let timeout = self.stop_timeout_of(&rec.pool);
+                let timeout = self.stop_timeout_of(rec.pool.as_ref());
                 tokio::spawn(ctx.retire(rec.scope.clone(), timeout, name, rec.runner_id));
             }
             Action::ForceStop { name } => {
@@ -51,7 +52,7 @@ impl Manager {
                     .state
                     .runners
                     .get(&name)
-                    .map(|r| self.stop_timeout_of(&r.pool))
+                    .map(|r| self.stop_timeout_of(r.pool.as_ref()))
                     .unwrap_or(config::MIN_STOP_TIMEOUT_SECS);
                 tokio::spawn(ctx.force_stop(name, timeout));
             }
@@ -71,7 +72,7 @@ impl Manager {
             Action::Resync => {
                 tokio::spawn(ctx.resync());
             }
-            Action::PullImage { pool, reason } => match self.pool_cfg(&pool) {
+            Action::PullImage { pool, reason } => match self.pool_cfg(Some(&pool)) {
                 Some(p) => {
                     tokio::spawn(ctx.pull_image(p, reason));
                 }
@@ -115,7 +116,7 @@ impl Manager {
             } => {
                 if let (Some(rec), Some(line)) = (self.state.runners.get(&name), last_line) {
                     let pool = rec.pool.clone();
-                    if self.state.failed_recently(&name) {
+                    if let Some(pool) = pool.filter(|_| self.state.failed_recently(&name)) {
                         tracing::warn!(pool = %pool, "runner {name} failed; its last output line: {line}");
                         self.state
                             .explain_failure(&pool, &format!("last output: {line}"));
@@ -157,7 +158,7 @@ impl Manager {
                 let before = self.state.runners.get(&name).map(|r| r.outcome.clone());
                 self.state.runner_output(&name, &lines);
                 if let (Some(b), Some(r)) = (before, self.state.runners.get(&name)) {
-                    log_outcome_change(&r.pool, &name, &b, &r.outcome);
+                    log_outcome_change(pool_label(r.pool.as_ref()), &name, &b, &r.outcome);
                 }
             }
             Outcome::Pulled { pool, result } => {
@@ -178,7 +179,7 @@ impl Manager {
                     .map(|r| (r.name.clone(), r.pool.clone(), r.oom_killed));
                 if let Some((name, pool, known)) = name {
                     if !known {
-                        tracing::error!(pool = %pool, "{}", crate::core::oom_message(&name));
+                        tracing::error!(pool = %pool_label(pool.as_ref()), "{}", crate::core::oom_message(&name));
                     }
                     self.state.runner_oom(&name);
                 }
@@ -223,7 +224,7 @@ impl Manager {
                     "remove" => self.state.container_removed(&name, now),
                     "oom" => {
                         if let Some(r) = self.state.runners.get(&name) {
-                            let pool = r.pool.clone();
+                            let pool = pool_label(r.pool.as_ref());
                             tracing::error!(pool = %pool, "{}", crate::core::oom_message(&name));
                         }
                         self.state.runner_oom(&name);
@@ -283,7 +284,7 @@ pub(super) fn log_outcome_change(
 /// ([`crate::core::Finished`]).
 pub(super) fn log_finished(f: &crate::core::Finished) {
     tracing::debug!(
-        pool = %f.pool,
+        pool = %pool_label(f.pool.as_ref()),
         "runner {} finished: {}",
         f.runner,
         serde_json::to_string(f).unwrap_or_default()

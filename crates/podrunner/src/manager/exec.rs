@@ -2,7 +2,7 @@
 //! reports one [`Outcome`] back to the manager's loop; no task touches the core state.
 
 use super::Outcome;
-use crate::config::names::Scope;
+use crate::config::names::{PoolName, Scope};
 use crate::config::{Config, PoolConfig};
 use crate::core::{CleanupOutcome, ContainerSeen, RegistrationSeen, RetireOutcome};
 use crate::github::{self, Client};
@@ -262,7 +262,7 @@ impl Ctx {
     pub async fn cleanup(
         self,
         scope: Option<Scope>,
-        pool: String,
+        pool: Option<PoolName>,
         name: String,
         delete_id: Option<u64>,
         remove_container: bool,
@@ -293,7 +293,7 @@ impl Ctx {
                 .map(ToString::to_string),
         );
         // The pool its record names (one that left the config kept no work folder here).
-        if let Some(pool) = self.cfg.pool(&pool) {
+        if let Some(pool) = pool.and_then(|p| self.cfg.pool(p.as_str())) {
             let work = runner::paths::work_dir(pool, &name);
             if let Err(e) = remove_tree(&work) {
                 // Files a rootless job created belong to subordinate ids: remove them inside
@@ -412,7 +412,7 @@ impl Ctx {
             tracing::warn!(pool = %pool.name, "cannot pull {image}: {e}");
         }
         self.send(Outcome::Pulled {
-            pool: pool.name.to_string(),
+            pool: pool.name.clone(),
             result,
         });
     }
@@ -491,7 +491,12 @@ pub fn container_seen(p: &crate::podman::PsEntry) -> ContainerSeen {
             .cloned()
             .unwrap_or_else(|| p.name().to_string()),
         id: p.id.clone(),
-        pool: p.labels.get(labels::POOL).cloned().unwrap_or_default(),
+        // A label that is no valid pool name (edited by hand, or missing) reads as no pool:
+        // the runner then belongs to no configured pool (core's `RunnerRec::pool`).
+        pool: p
+            .labels
+            .get(labels::POOL)
+            .and_then(|s| PoolName::new(s.as_str()).ok()),
         // The label is ours, written from a checked scope; one edited by hand reads as none.
         scope: p
             .labels
@@ -585,6 +590,31 @@ mod tests {
             cmdline: "podman stop".into(),
             timeout: std::time::Duration::from_secs(70),
         }));
+    }
+
+    #[test]
+    fn a_pool_label_that_is_no_pool_name_reads_as_no_pool() {
+        let entry = |pool: Option<&str>| crate::podman::PsEntry {
+            id: "c1".into(),
+            names: vec!["ci-1".into()],
+            labels: pool
+                .map(|p| (labels::POOL.to_string(), p.to_string()))
+                .into_iter()
+                .collect(),
+            state: "running".into(),
+            exited: false,
+            exit_code: 0,
+            created: 0,
+            started_at: 0,
+            image: String::new(),
+        };
+        assert_eq!(
+            container_seen(&entry(Some("build"))).pool,
+            Some(PoolName::new("build").unwrap())
+        );
+        assert_eq!(container_seen(&entry(Some("a b"))).pool, None);
+        assert_eq!(container_seen(&entry(Some(""))).pool, None);
+        assert_eq!(container_seen(&entry(None)).pool, None);
     }
 
     #[test]

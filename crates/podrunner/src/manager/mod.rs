@@ -19,7 +19,11 @@ pub use scaling::conflict_owner;
 pub mod watch;
 pub mod webhook;
 
-use crate::config::{self, names::Scope, Config};
+use crate::config::{
+    self,
+    names::{PoolName, Scope},
+    Config,
+};
 use crate::control::{self, PoolStatus, Request, Response, RunnerStatus, StatusSnapshot};
 use crate::core::{
     Action, CleanupOutcome, ContainerSeen, PoolSpec, RegistrationSeen, RetireOutcome, State,
@@ -99,7 +103,7 @@ pub enum Outcome {
     },
     /// A pull of the pool's image ended: `Ok(Some(old id))` when a new image replaced it.
     Pulled {
-        pool: String,
+        pool: PoolName,
         result: Result<Option<String>, crate::cmd::CommandError>,
     },
     /// `podman image rm` of an old image: gone or still in use.
@@ -176,7 +180,7 @@ fn specs(cfg: &Config, overrides: &BTreeMap<String, u32>) -> Vec<PoolSpec> {
         .map(|p| {
             let demand = p.mode != Mode::Fixed;
             PoolSpec {
-                name: p.name.to_string(),
+                name: p.name.clone(),
                 scope: p.scope.clone(),
                 prefix: p.host_prefix(&cfg.manager.host_id),
                 desired: overrides.get(p.name.as_str()).copied().unwrap_or(p.count),
@@ -408,9 +412,9 @@ impl Manager {
             }
             for (pool, ps) in &self.state.pools {
                 if let Some(e) = &ps.last_error {
-                    if shown_errors.get(pool) != Some(e) {
+                    if shown_errors.get(pool.as_str()) != Some(e) {
                         tracing::warn!(pool = %pool, "{e}");
-                        shown_errors.insert(pool.clone(), e.clone());
+                        shown_errors.insert(pool.to_string(), e.clone());
                     }
                 }
             }

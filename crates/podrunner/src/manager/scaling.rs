@@ -25,17 +25,21 @@ impl Manager {
     pub(super) fn size(&self, specs: &mut [PoolSpec]) {
         use crate::core::demand::{self, Bounds, Mode};
         for s in specs.iter_mut() {
-            let Some(p) = self.ctx.cfg.pool(&s.name) else {
+            let Some(p) = self.ctx.cfg.pool(s.name.as_str()) else {
                 continue;
             };
             if p.mode == Mode::Fixed {
                 continue;
             }
-            let sc = self.scaling.get(&s.name).cloned().unwrap_or_default();
+            let sc = self
+                .scaling
+                .get(s.name.as_str())
+                .cloned()
+                .unwrap_or_default();
             let bounds = Bounds {
                 min_idle: self
                     .overrides
-                    .get(&s.name)
+                    .get(s.name.as_str())
                     .copied()
                     .unwrap_or(p.min_idle)
                     .min(p.max),

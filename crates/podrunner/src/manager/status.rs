@@ -25,7 +25,7 @@ impl Manager {
                 let ps = self.state.pools.get(&s.name).cloned().unwrap_or_default();
                 let backing_off_secs = ps.backing_off(now).map(|d| d.as_secs());
                 PoolStatus {
-                    name: s.name.clone(),
+                    name: s.name.to_string(),
                     scope: s.scope.to_string(),
                     desired: if self.state.draining { 0 } else { s.desired },
                     live: self.state.live_count(&s.name),
@@ -44,7 +44,7 @@ impl Manager {
             .runners
             .values()
             .map(|r| RunnerStatus {
-                pool: r.pool.clone(),
+                pool: crate::core::pool_label(r.pool.as_ref()).to_string(),
                 name: r.name.clone(),
                 runner_id: r.runner_id,
                 container: r
@@ -57,7 +57,7 @@ impl Manager {
                 docker: self
                     .ctx
                     .cfg
-                    .pool(&r.pool)
+                    .pool(crate::core::pool_label(r.pool.as_ref()))
                     .map(|p| crate::engine::service::docker_state(&self.ctx.cfg, p, &r.name)),
                 job: r.outcome.job.clone(),
             })
@@ -80,8 +80,12 @@ impl Manager {
         s: &PoolSpec,
         now: Instant,
     ) -> crate::control::ScalingStatus {
-        let p = self.ctx.cfg.pool(&s.name);
-        let sc = self.scaling.get(&s.name).cloned().unwrap_or_default();
+        let p = self.ctx.cfg.pool(s.name.as_str());
+        let sc = self
+            .scaling
+            .get(s.name.as_str())
+            .cloned()
+            .unwrap_or_default();
         crate::control::ScalingStatus {
             mode: p.map_or("fixed", |p| p.mode.as_str()).to_string(),
             min_idle: p.map_or(0, |p| p.min_idle),

@@ -110,16 +110,14 @@ impl Recorder {
         let now = Instant::now();
         let alive: Vec<String> = state.runners.keys().cloned().collect();
         for r in state.runners.values() {
-            let image = cfg
-                .pool(&r.pool)
-                .map(|p| p.image.clone())
-                .unwrap_or_default();
+            let pool = crate::core::pool_label(r.pool.as_ref());
+            let image = cfg.pool(pool).map(|p| p.image.clone()).unwrap_or_default();
             let log = crate::runner::Paths::of(cfg, &r.name).log;
             let created = history::now_ms();
             self.write("an adopted runner", |h| {
                 h.runner_created(&NewRunner {
                     name: &r.name,
-                    pool: &r.pool,
+                    pool,
                     image: &image,
                     created_ms: created,
                     log_path: &log,
@@ -128,7 +126,7 @@ impl Recorder {
             self.tracks.insert(
                 r.name.clone(),
                 Track {
-                    pool: r.pool.clone(),
+                    pool: pool.to_string(),
                     image,
                     start_asked: now,
                     registered: true,
