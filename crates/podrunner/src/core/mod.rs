@@ -90,6 +90,15 @@ pub struct PoolSpec {
     pub pull_interval: Duration,
 }
 
+/// How long `podman stop` gives a runner of `pool`: its spec's `stop_timeout`, the default
+/// for a runner of a pool that left the config (or of none).
+fn stop_timeout(specs: &[PoolSpec], pool: Option<&PoolName>) -> Duration {
+    specs
+        .iter()
+        .find(|s| Some(&s.name) == pool)
+        .map_or(DEFAULT_STOP_TIMEOUT, |s| s.stop_timeout)
+}
+
 impl PoolSpec {
     /// A pool of `scope` that wants no runners, with the defaults of every other setting.
     pub fn new(name: PoolName, scope: Scope) -> PoolSpec {
@@ -314,14 +323,27 @@ pub struct RegistrationSeen {
 pub enum Action {
     /// Register `name` (JIT) and start its container.
     Start { pool: PoolName, name: String },
-    /// Delete the registration, then stop the container (refused with 422 if busy).
-    Retire { name: String },
+    /// Delete the registration (`runner_id` in `scope`), then stop the container, giving it
+    /// `stop_timeout` (refused with 422 if busy).
+    Retire {
+        name: String,
+        scope: Option<Scope>,
+        runner_id: Option<u64>,
+        stop_timeout: Duration,
+    },
     /// Stop a container whatever it is doing (drain timeout).
-    ForceStop { name: String },
-    /// Remove the runner's files, and delete its registration if `delete_id` is set.
+    ForceStop {
+        name: String,
+        stop_timeout: Duration,
+    },
+    /// Remove the runner's files (the work folder of `pool`), its container unless it is gone
+    /// (`remove_container`), and delete its registration in `scope` if `delete_id` is set.
     Cleanup {
         name: String,
+        scope: Option<Scope>,
+        pool: Option<PoolName>,
         delete_id: Option<u64>,
+        remove_container: bool,
     },
     /// Delete a registration that has no container.
     DeleteOrphan { scope: Scope, id: u64 },

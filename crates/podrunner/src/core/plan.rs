@@ -60,7 +60,10 @@ impl State {
                 };
                 actions.push(Action::Cleanup {
                     name: r.name.clone(),
+                    scope: r.scope.clone(),
+                    pool: r.pool.clone(),
                     delete_id,
+                    remove_container: !r.container_gone && r.container_id.is_some(),
                 });
             }
         }
@@ -93,8 +96,13 @@ impl State {
             if let Some(r) = self.runners.get_mut(&name) {
                 r.phase = Phase::Retiring;
                 r.stop_requested = true;
+                actions.push(Action::Retire {
+                    name,
+                    scope: r.scope.clone(),
+                    runner_id: r.runner_id,
+                    stop_timeout: stop_timeout(specs, r.pool.as_ref()),
+                });
             }
-            actions.push(Action::Retire { name });
         }
 
         // Images: pulls, and old images to remove.
@@ -201,6 +209,9 @@ impl State {
                     r.stop_requested = true;
                     actions.push(Action::Retire {
                         name: r.name.clone(),
+                        scope: r.scope.clone(),
+                        runner_id: r.runner_id,
+                        stop_timeout: stop_timeout(specs, r.pool.as_ref()),
                     });
                 }
             }
@@ -214,6 +225,7 @@ impl State {
                     r.stop_requested = true;
                     actions.push(Action::ForceStop {
                         name: r.name.clone(),
+                        stop_timeout: stop_timeout(specs, r.pool.as_ref()),
                     });
                 }
             }

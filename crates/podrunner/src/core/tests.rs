@@ -48,6 +48,27 @@ fn run(s: &mut State, name: &str, id: u64, now: Instant) {
     s.started(name, format!("c-{id}"), now);
 }
 
+/// Retiring a runner of [`spec`]'s pool.
+fn retire(name: &str, runner_id: Option<u64>) -> Action {
+    Action::Retire {
+        name: name.into(),
+        scope: Some(repo()),
+        runner_id,
+        stop_timeout: DEFAULT_STOP_TIMEOUT,
+    }
+}
+
+/// Cleaning up after a runner of [`spec`]'s pool.
+fn cleanup(name: &str, delete_id: Option<u64>, remove_container: bool) -> Action {
+    Action::Cleanup {
+        name: name.into(),
+        scope: Some(repo()),
+        pool: Some(p()),
+        delete_id,
+        remove_container,
+    }
+}
+
 fn seen(id: u64, name: &str, busy: bool) -> RegistrationSeen {
     RegistrationSeen {
         id,
@@ -109,13 +130,7 @@ fn exit_is_replaced_at_once_and_judged_by_sweep_without_output() {
     assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Gone);
     assert_eq!(s.pools["p"].jobs_done, 1);
     let a = s.plan(&specs, t2, &mut sfx);
-    assert_eq!(
-        a,
-        vec![Action::Cleanup {
-            name: "ci-00000001".into(),
-            delete_id: None
-        }]
-    );
+    assert_eq!(a, vec![cleanup("ci-00000001", None, true)]);
     s.cleanup_done("ci-00000001", CleanupOutcome::Done, t2);
     assert!(!s.runners.contains_key("ci-00000001"));
 }
@@ -165,10 +180,7 @@ fn exit_without_job_backs_off_exponentially_one_probe_at_a_time() {
     );
     assert_eq!(s.runners["ci-00000001"].verdict, Verdict::Present);
     let a = s.plan(&specs, t1, &mut sfx);
-    assert!(a.contains(&Action::Cleanup {
-        name: "ci-00000001".into(),
-        delete_id: Some(1)
-    }));
+    assert!(a.contains(&cleanup("ci-00000001", Some(1), true)));
     assert!(starts(&a).is_empty());
     s.container_exited("ci-00000002", Some(3), t1);
     assert_eq!(s.pools["p"].failures, 2);
@@ -214,13 +226,7 @@ fn registration_left_after_exit_is_a_failure_and_deleted() {
         Some("runner ci-00000001 exited without running a job")
     );
     let a = s.plan(&specs, t1, &mut sfx);
-    assert_eq!(
-        a,
-        vec![Action::Cleanup {
-            name: "ci-00000001".into(),
-            delete_id: Some(9)
-        }]
-    );
+    assert_eq!(a, vec![cleanup("ci-00000001", Some(9), true)]);
     // GitHub still thinks it busy: keep the record and try again later.
     s.cleanup_done("ci-00000001", CleanupOutcome::Busy, t1);
     assert_eq!(
@@ -231,10 +237,7 @@ fn registration_left_after_exit_is_a_failure_and_deleted() {
         0
     );
     let a = s.plan(&specs, t1 + CLEANUP_RETRY, &mut sfx);
-    assert!(a.contains(&Action::Cleanup {
-        name: "ci-00000001".into(),
-        delete_id: Some(9)
-    }));
+    assert!(a.contains(&cleanup("ci-00000001", Some(9), true)));
 }
 
 #[test]
@@ -269,9 +272,7 @@ fn scale_down_retires_idle_never_busy() {
             .filter(|a| matches!(a, Action::Retire { .. }))
             .cloned()
             .collect::<Vec<_>>(),
-        vec![Action::Retire {
-            name: "ci-00000002".into()
-        }]
+        vec![retire("ci-00000002", Some(2))]
     );
     // GitHub says it just took a job (422): it stays.
     s.retire_done("ci-00000002", RetireOutcome::Busy, t0);
@@ -336,7 +337,7 @@ fn a_container_of_no_pool_is_adopted_then_retired() {
     );
     assert_eq!(s.runners["x-1"].pool, None);
     let a = s.plan(&specs, t0, &mut suffixes());
-    assert_eq!(a, vec![Action::Retire { name: "x-1".into() }]);
+    assert_eq!(a, vec![retire("x-1", Some(4))]);
     s.retire_done("x-1", RetireOutcome::Stopped, t0);
     s.container_exited("x-1", Some(1), t0);
     assert!(s.pools.values().all(|p| p.failures == 0), "{:?}", s.pools);
@@ -414,9 +415,7 @@ fn drain_retires_idle_waits_for_busy_then_forces_at_deadline() {
     );
     s.start_drain(t0, Duration::from_secs(100));
     let a = s.plan(&specs, t0, &mut sfx);
-    assert!(a.contains(&Action::Retire {
-        name: "ci-00000002".into()
-    }));
+    assert!(a.contains(&retire("ci-00000002", Some(2))));
     assert!(!a
         .iter()
         .any(|a| matches!(a, Action::Start { .. } | Action::ForceStop { .. })));
@@ -427,10 +426,7 @@ fn drain_retires_idle_waits_for_busy_then_forces_at_deadline() {
     s.container_exited("ci-00000001", Some(0), t1);
     assert!(!s.is_drained());
     let a = s.plan(&specs, t1 + SWEEP_MIN_INTERVAL, &mut sfx);
-    assert!(a.contains(&Action::Cleanup {
-        name: "ci-00000002".into(),
-        delete_id: None
-    }));
+    assert!(a.contains(&cleanup("ci-00000002", None, true)));
     assert!(!a.iter().any(|a| matches!(a, Action::Start { .. })));
     s.cleanup_done("ci-00000002", CleanupOutcome::Done, t1);
     s.apply_sweep(&[(repo(), Some(vec![]))], &specs, t1 + SWEEP_MIN_INTERVAL);
@@ -454,12 +450,17 @@ fn drain_retires_idle_waits_for_busy_then_forces_at_deadline() {
         .iter()
         .any(|a| matches!(a, Action::ForceStop { .. })));
     let a = s.plan(&specs, t0 + Duration::from_secs(100), &mut sfx);
-    assert_eq!(
-        a.iter()
-            .filter(|a| matches!(a, Action::ForceStop { .. }))
-            .count(),
-        2
-    );
+    let forced: Vec<&Action> = a
+        .iter()
+        .filter(|a| matches!(a, Action::ForceStop { .. }))
+        .collect();
+    let force = |name: &str| Action::ForceStop {
+        name: name.into(),
+        stop_timeout: DEFAULT_STOP_TIMEOUT,
+    };
+    let want: Vec<Action> = names.iter().map(|n| force(n)).collect();
+    assert_eq!(forced, want.iter().collect::<Vec<_>>(), "{a:?}");
+    assert_eq!(forced.len(), 2);
 }
 
 #[test]
@@ -473,10 +474,7 @@ fn start_failure_after_registration_deletes_it() {
     s.start_failed("ci-00000001", "image not found".into(), true, true, t0);
     assert_eq!(s.pools["p"].failures, 1);
     let a = s.plan(&specs, t0, &mut sfx);
-    assert!(a.contains(&Action::Cleanup {
-        name: "ci-00000001".into(),
-        delete_id: Some(3)
-    }));
+    assert!(a.contains(&cleanup("ci-00000001", Some(3), false)));
     assert!(starts(&a).is_empty());
     // A name conflict is no failure: the next plan just picks another name.
     let mut s = State::new();
@@ -753,12 +751,7 @@ fn demand_pool_retires_idle_runners_only_after_their_idle_time() {
         .iter()
         .filter(|a| matches!(a, Action::Retire { .. }))
         .collect();
-    assert_eq!(
-        retired,
-        vec![&Action::Retire {
-            name: "ci-00000001".into()
-        }]
-    );
+    assert_eq!(retired, vec![&retire("ci-00000001", Some(1))]);
 }
 
 #[test]
@@ -820,9 +813,7 @@ fn drain_ignores_the_idle_time() {
         t0 + Duration::from_secs(1),
         &mut sfx,
     );
-    assert!(a.contains(&Action::Retire {
-        name: "ci-00000001".into()
-    }));
+    assert!(a.contains(&retire("ci-00000001", Some(1))));
 }
 
 fn lines(v: &[&str]) -> Vec<String> {
@@ -888,10 +879,7 @@ fn the_runners_own_output_judges_its_job_without_a_list() {
     );
     // A list that still shows it (REST lag) changes nothing.
     let a = s.plan(&specs, t1, &mut sfx);
-    assert!(a.contains(&Action::Cleanup {
-        name: "ci-00000001".into(),
-        delete_id: None
-    }));
+    assert!(a.contains(&cleanup("ci-00000001", None, true)));
     assert_eq!(starts(&a), vec!["ci-00000002"]);
     s.cleanup_done("ci-00000001", CleanupOutcome::Done, t1);
     let f = s.take_finished();
@@ -961,10 +949,7 @@ fn deprecated_version_fails_with_the_fix_and_pulls_at_once() {
         pool: p(),
         reason: pull::PullReason::Stale
     }));
-    assert!(a.contains(&Action::Cleanup {
-        name: "ci-00000001".into(),
-        delete_id: Some(1)
-    }));
+    assert!(a.contains(&cleanup("ci-00000001", Some(1), true)));
     assert!(starts(&a).is_empty(), "backing off");
     // A new image: the backoff ends, the next runner starts at once; the old image goes
     // once no container uses it.
@@ -1029,14 +1014,12 @@ fn a_runner_never_online_is_retired_as_a_failure() {
         ]),
     );
     let before = t0 + DEFAULT_ONLINE_TIMEOUT - Duration::from_secs(1);
-    assert!(!s.plan(&specs, before, &mut sfx).contains(&Action::Retire {
-        name: "ci-00000001".into()
-    }));
+    assert!(!s
+        .plan(&specs, before, &mut sfx)
+        .contains(&retire("ci-00000001", Some(1))));
     let t1 = t0 + DEFAULT_ONLINE_TIMEOUT;
     let a = s.plan(&specs, t1, &mut sfx);
-    assert!(a.contains(&Action::Retire {
-        name: "ci-00000001".into()
-    }));
+    assert!(a.contains(&retire("ci-00000001", Some(1))));
     assert_eq!(s.pools["p"].failures, 1);
     let e = s.pools["p"].last_error.clone().unwrap();
     assert!(e.starts_with("runner ci-00000001 did not come online within 5m; its last error: An error occurred: cannot reach the server"), "{e}");

@@ -5,8 +5,8 @@ use super::*;
 use crate::core::{judge, pool_label};
 
 impl Manager {
-    pub(super) fn pool_cfg(&self, pool: Option<&PoolName>) -> Option<config::PoolConfig> {
-        self.ctx.cfg.pool(pool?.as_str()).cloned()
+    pub(super) fn pool_cfg(&self, pool: &PoolName) -> Option<config::PoolConfig> {
+        self.ctx.cfg.pool(pool.as_str()).cloned()
     }
 
     /// How often `pool` looks for a newer image (the default for a pool that left the config).
@@ -19,16 +19,10 @@ impl Manager {
             })
     }
 
-    pub(super) fn stop_timeout_of(&self, pool: Option<&PoolName>) -> u64 {
-        self.pool_cfg(pool)
-            .map(|p| p.stop_timeout.as_secs())
-            .unwrap_or(config::MIN_STOP_TIMEOUT_SECS)
-    }
-
     pub(super) fn execute(&mut self, action: Action) {
         let ctx = self.ctx.clone();
         match action {
-            Action::Start { pool, name } => match self.pool_cfg(Some(&pool)) {
+            Action::Start { pool, name } => match self.pool_cfg(&pool) {
                 Some(p) => {
                     self.record
                         .start(&ctx.cfg, pool.as_str(), &name, &ctx.podman);
@@ -42,24 +36,24 @@ impl Manager {
                     Instant::now(),
                 ),
             },
-            Action::Retire { name } => {
-                let rec = &self.state.runners[&name];
-                let timeout = self.stop_timeout_of(rec.pool.as_ref());
-                tokio::spawn(ctx.retire(rec.scope.clone(), timeout, name, rec.runner_id));
+            Action::Retire {
+                name,
+                scope,
+                runner_id,
+                stop_timeout,
+            } => {
+                tokio::spawn(ctx.retire(scope, stop_timeout.as_secs(), name, runner_id));
             }
-            Action::ForceStop { name } => {
-                let timeout = self
-                    .state
-                    .runners
-                    .get(&name)
-                    .map(|r| self.stop_timeout_of(r.pool.as_ref()))
-                    .unwrap_or(config::MIN_STOP_TIMEOUT_SECS);
-                tokio::spawn(ctx.force_stop(name, timeout));
+            Action::ForceStop { name, stop_timeout } => {
+                tokio::spawn(ctx.force_stop(name, stop_timeout.as_secs()));
             }
-            Action::Cleanup { name, delete_id } => {
-                let rec = &self.state.runners[&name];
-                let remove_container = !rec.container_gone && rec.container_id.is_some();
-                let (scope, pool) = (rec.scope.clone(), rec.pool.clone());
+            Action::Cleanup {
+                name,
+                scope,
+                pool,
+                delete_id,
+                remove_container,
+            } => {
                 tokio::spawn(ctx.cleanup(scope, pool, name, delete_id, remove_container));
             }
             Action::DeleteOrphan { scope, id } => {
@@ -72,7 +66,7 @@ impl Manager {
             Action::Resync => {
                 tokio::spawn(ctx.resync());
             }
-            Action::PullImage { pool, reason } => match self.pool_cfg(Some(&pool)) {
+            Action::PullImage { pool, reason } => match self.pool_cfg(&pool) {
                 Some(p) => {
                     tokio::spawn(ctx.pull_image(p, reason));
                 }
