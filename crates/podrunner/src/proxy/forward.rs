@@ -4,7 +4,7 @@
 use super::http::*;
 use super::plan::{engine_body, plan, resolve_on_host, Plan};
 use super::policy::caps::{Rejected, Rules};
-use super::policy::{refusal, tar, version};
+use super::policy::{tar, version, Refused};
 use super::request::{Body, Schema, Special};
 use super::{health, Shared, HEAD_TIMEOUT, MAX_JSON_BODY};
 use std::time::Duration;
@@ -191,6 +191,7 @@ async fn checked_body(
         Ok(b) => return Ok(Step::Go(Some(b))),
         Err(Rejected::BadBody(why)) => ("400 Bad Request", why),
         Err(Rejected::Forbidden(why)) => {
+            let why = why.to_string();
             log_refusal(&head.method, &plan.target, &why);
             ("403 Forbidden", why)
         }
@@ -248,7 +249,7 @@ async fn recheck_container(
     let Err(why) = checked else {
         return Ok(Step::Go(()));
     };
-    let why = refusal(&why, &rules.pool_hint);
+    let why = why.in_pool(&rules.pool_hint).to_string();
     tracing::info!("docker-proxy: refused {} {id}: {why}", head.method);
     inc.answer_unread(head.framing, "403 Forbidden", &why)
         .await?;
@@ -288,7 +289,11 @@ async fn exchange(
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     // The engine gets a truncated body and builds nothing.
                     drop(up);
-                    let why = refusal(&e.to_string(), &shared.rules.pool_hint);
+                    let what = match e.get_ref().and_then(|b| b.downcast_ref::<Refused>()) {
+                        Some(r) => r.clone(),
+                        None => Refused::BuildContext(e.to_string().into()),
+                    };
+                    let why = what.in_pool(&shared.rules.pool_hint).to_string();
                     log_refusal(&head.method, &plan.target, &why);
                     inc.answer_unread(head.framing, "403 Forbidden", &why)
                         .await?;

@@ -3,7 +3,7 @@
 //! engine gets it.
 
 use super::policy::caps::{self, Rejected, Rules};
-use super::policy::{self, json, refusal, version};
+use super::policy::{self, json, version, Refused};
 use super::request::{self, parse_target, Body, Schema, Special};
 
 /// What the proxy does with a request.
@@ -39,16 +39,16 @@ pub(super) fn uncappable_libpod(method: &str, segments: &[String]) -> bool {
 
 /// Decides what to do with a request (pure); the error is the status and message to answer.
 pub fn plan(method: &str, raw_target: &str, rules: &Rules) -> Result<Plan, (&'static str, String)> {
-    let forbid = |what: String| ("403 Forbidden", refusal(&what, &rules.pool_hint));
+    let forbid = |what: Refused| ("403 Forbidden", what.in_pool(&rules.pool_hint).to_string());
     let t =
         parse_target(raw_target).map_err(|why| ("400 Bad Request", format!("podrunner: {why}")))?;
     let contained = rules.policy.is_some();
     if t.is_libpod() {
         if contained {
-            return Err(forbid(format!(
-                "the libpod API ({method} {}; Podman's own, which `podman --remote` uses)",
-                t.path()
-            )));
+            return Err(forbid(Refused::Libpod {
+                method: method.to_string(),
+                path: t.path(),
+            }));
         }
         if uncappable_libpod(method, &t.segments) {
             return Err((
@@ -86,10 +86,10 @@ pub fn plan(method: &str, raw_target: &str, rules: &Rules) -> Result<Plan, (&'st
     }
     let Some(spec) = request::find(method, &t.segments) else {
         if contained {
-            return Err(forbid(format!(
-                "the route {method} {} (not one the Docker CLI, Compose or GitHub's runner uses)",
-                t.path()
-            )));
+            return Err(forbid(Refused::Route {
+                method: method.to_string(),
+                path: t.path(),
+            }));
         }
         return Ok(Plan {
             target: t.encode(version::engine_version(t.version)),

@@ -254,6 +254,7 @@ const fn spec(
     }
 }
 
+use super::policy::Refused;
 use Body::{Json, Stream};
 use Special as S;
 
@@ -627,18 +628,18 @@ pub fn find(method: &str, segments: &[String]) -> Option<&'static Spec> {
 }
 
 /// Checks the query's names against the route: known, exact case, once.
-pub fn check_query(spec: &Spec, t: &Target) -> Result<(), String> {
+pub fn check_query(spec: &Spec, t: &Target) -> Result<(), Refused> {
     let mut seen = std::collections::HashSet::new();
     for (k, _) in &t.query {
         if !spec.query.contains(&k.as_str()) {
-            return Err(format!(
-                "the query parameter {k:?} of {} {}",
-                spec.method,
-                t.path()
-            ));
+            return Err(Refused::QueryParameter {
+                name: k.clone(),
+                method: spec.method.to_string(),
+                path: t.path(),
+            });
         }
         if !seen.insert(k.as_str()) && !REPEATABLE.contains(&k.as_str()) {
-            return Err(format!("the query parameter {k:?} given twice"));
+            return Err(Refused::QueryRepeated { name: k.clone() });
         }
     }
     Ok(())

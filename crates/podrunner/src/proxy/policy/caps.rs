@@ -9,7 +9,8 @@
 //! request, ignoring containers.conf (`pids_limit` measured: `max`). Rewriting the request is
 //! the one place every container passes through.
 
-use super::contained::{refusal, Policy};
+use super::contained::Policy;
+use super::refusal::{Refusal, Refused};
 use crate::proxy::request::{Schema, Target};
 use crate::runner::limits;
 use serde_json::{Map, Value};
@@ -111,7 +112,7 @@ pub enum Rejected {
     /// 400: the engine could not have read the body either.
     BadBody(String),
     /// 403: the policy refuses it ([`Policy`]).
-    Forbidden(String),
+    Forbidden(Refusal),
 }
 
 fn sub_object<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
@@ -148,9 +149,9 @@ pub fn rewrite(
     rules: &Rules,
     resolve: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), Rejected> {
-    let forbid = |what: String| Rejected::Forbidden(refusal(&what, &rules.pool_hint));
+    let forbid = |what: Refused| Rejected::Forbidden(what.in_pool(&rules.pool_hint));
     let policy = rules.policy.as_ref();
-    let checked = |f: &dyn Fn(&Policy) -> Result<(), String>| match policy {
+    let checked = |f: &dyn Fn(&Policy) -> Result<(), Refused>| match policy {
         Some(p) => f(p).map_err(forbid),
         None => Ok(()),
     };

@@ -16,13 +16,7 @@ mod fields;
 use fields::*;
 pub use fields::{plain_name, ALLOWED_CAPS, HOST_NETWORK_CAPS};
 
-/// Why a request is refused: `what` names the refused field or value; the message names the
-/// pool key that would allow it.
-pub fn refusal(what: &str, pool_hint: &str) -> String {
-    format!(
-        "podrunner: {what} is refused: the runner's engine keeps job containers contained (docker_policy = \"contained\"). If this pool's jobs are trusted with the host, set docker_policy = \"open\"{pool_hint}"
-    )
-}
+use super::refusal::{why, Refused, Why};
 
 /// A rule for one field's value.
 #[derive(Clone, Copy)]
@@ -43,7 +37,7 @@ enum R {
     /// `null` or an object whose values follow the rule (keys are names: labels, ports).
     Values(&'static R),
     /// Checked by a function; `Err` is why.
-    Fn(fn(&Value) -> Result<(), String>),
+    Fn(fn(&Value) -> Result<(), Why>),
 }
 
 fn is_zero(v: &Value) -> bool {
@@ -67,32 +61,38 @@ fn short(v: &Value) -> String {
 }
 
 /// Checks `v` at `path` against `rule`; the error is the refused field and value.
-fn check(path: &str, v: &Value, rule: R) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("{path} = {} ({why})", short(v)));
+fn check(path: &str, v: &Value, rule: R) -> Result<(), Refused> {
+    let bad = |why: Why| {
+        Err(Refused::Value {
+            field: path.to_string(),
+            value: short(v),
+            why,
+        })
+    };
     match rule {
         R::Any => Ok(()),
         R::Zero if is_zero(v) => Ok(()),
-        R::Zero => bad("only its empty value is allowed"),
+        R::Zero => bad("only its empty value is allowed".into()),
         R::Null if v.is_null() => Ok(()),
-        R::Null => bad("only null is allowed"),
+        R::Null => bad("only null is allowed".into()),
         R::Str(allowed) => match v {
             Value::Null => Ok(()),
             Value::String(s) if allowed.contains(&s.as_str()) => Ok(()),
-            _ => bad(&format!("allowed: {allowed:?}")),
+            _ => bad(why!("allowed: {allowed:?}")),
         },
         R::Obj(fields) => {
             let Some(o) = v.as_object() else {
                 return if v.is_null() {
                     Ok(())
                 } else {
-                    bad("not an object")
+                    bad("not an object".into())
                 };
             };
             for (k, x) in o {
                 let Some((_, r)) = fields.iter().find(|(name, _)| name == k) else {
-                    return Err(format!(
-                        "the field {path}.{k} (not one podrunner knows to be safe)"
-                    ));
+                    return Err(Refused::UnknownField {
+                        field: format!("{path}.{k}"),
+                    });
                 };
                 check(&format!("{path}.{k}"), x, *r)?;
             }
@@ -104,30 +104,31 @@ fn check(path: &str, v: &Value, rule: R) -> Result<(), String> {
                 .iter()
                 .enumerate()
                 .try_for_each(|(i, x)| check(&format!("{path}[{i}]"), x, *r)),
-            _ => bad("not a list"),
+            _ => bad("not a list".into()),
         },
         R::Values(r) => match v {
             Value::Null => Ok(()),
             Value::Object(o) => o
                 .iter()
                 .try_for_each(|(k, x)| check(&format!("{path}[{k:?}]"), x, *r)),
-            _ => bad("not an object"),
+            _ => bad("not an object".into()),
         },
-        R::Fn(f) => f(v).or_else(|why| bad(&why)),
+        R::Fn(f) => f(v).or_else(bad),
     }
 }
 
 /// Checks the top-level fields of a body.
 fn check_body(
-    what: &str,
+    what: &'static str,
     body: &Map<String, Value>,
     fields: &'static [(&str, R)],
-) -> Result<(), String> {
+) -> Result<(), Refused> {
     for (k, x) in body {
         let Some((_, r)) = fields.iter().find(|(name, _)| name == k) else {
-            return Err(format!(
-                "the field {k} of {what} (not one podrunner knows to be safe)"
-            ));
+            return Err(Refused::UnknownBodyField {
+                field: k.clone(),
+                body: what,
+            });
         };
         check(k, x, *r)?;
     }
@@ -211,28 +212,35 @@ impl Policy {
         }
     }
 
-    fn check_source(&self, field: &str, source: &str, resolve: Resolve) -> Result<(), String> {
+    fn check_source(&self, field: &str, source: &str, resolve: Resolve) -> Result<(), Refused> {
         if !source.starts_with('/') {
             // Podman resolves relative sources (`./x`, `../x`) against its own working folder.
             if plain_name(source) {
                 return Ok(()); // a named volume of the engine
             }
-            return Err(format!(
-                "{field} = {source:?} (a bind source must be an absolute path, a volume a plain name)"
-            ));
+            return Err(Refused::RelativeSource {
+                field: field.to_string(),
+                path: source.to_string(),
+            });
         }
         if self.bind_allowed(source, resolve) {
             Ok(())
         } else {
-            Err(format!(
-                "{field}: a bind mount of the host path {source} (only the runner's work folder may be bound)"
-            ))
+            Err(Refused::HostPath {
+                field: field.to_string(),
+                path: source.to_string(),
+            })
         }
     }
 
     /// `HostConfig.Binds` entries, `SRC:DST[:OPTIONS]`.
-    fn check_binds(&self, h: &Map<String, Value>, resolve: Resolve) -> Result<(), String> {
-        let binds = h.get("Binds").map(strings).transpose()?.unwrap_or_default();
+    fn check_binds(&self, h: &Map<String, Value>, resolve: Resolve) -> Result<(), Refused> {
+        let binds = h
+            .get("Binds")
+            .map(strings)
+            .transpose()
+            .map_err(Refused::Malformed)?
+            .unwrap_or_default();
         for (i, b) in binds.into_iter().enumerate() {
             let field = format!("HostConfig.Binds[{i}]");
             let parts: Vec<&str> = b.split(':').collect();
@@ -240,19 +248,24 @@ impl Policy {
                 [src, dst] => (*src, *dst, ""),
                 [src, dst, opts] => (*src, *dst, *opts),
                 _ => {
-                    return Err(format!(
-                        "{field} = {b:?} (expected SOURCE:TARGET[:OPTIONS])"
-                    ))
+                    return Err(Refused::BindSyntax {
+                        field,
+                        bind: b.to_string(),
+                    })
                 }
             };
             self.check_source(&field, src, resolve)?;
-            container_path(dst).map_err(|e| format!("{field}: {e}"))?;
-            option_list(opts, BIND_OPTIONS).map_err(|e| format!("{field}: {e}"))?;
+            let within = |why| Refused::Within {
+                field: field.clone(),
+                why,
+            };
+            container_path(dst).map_err(within)?;
+            option_list(opts, BIND_OPTIONS).map_err(within)?;
         }
         Ok(())
     }
 
-    fn check_mounts(&self, h: &Map<String, Value>, resolve: Resolve) -> Result<(), String> {
+    fn check_mounts(&self, h: &Map<String, Value>, resolve: Resolve) -> Result<(), Refused> {
         let Some(Value::Array(mounts)) = h.get("Mounts") else {
             return Ok(());
         };
@@ -260,18 +273,26 @@ impl Policy {
             let field = format!("HostConfig.Mounts[{i}]");
             let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("");
             let source = text("Source");
-            container_path(text("Target")).map_err(|e| format!("{field}.Target: {e}"))?;
+            container_path(text("Target")).map_err(|why| Refused::Within {
+                field: format!("{field}.Target"),
+                why,
+            })?;
             if source.contains([',', '"', '\n', '\r', '\0', '=']) {
-                return Err(format!("{field}.Source = {source:?}"));
+                return Err(Refused::MountSource {
+                    field,
+                    path: source.to_string(),
+                });
             }
             match text("Type") {
                 "bind" => self.check_source(&format!("{field}.Source"), source, resolve)?,
                 "volume" if source.is_empty() || plain_name(source) => {}
                 "tmpfs" if source.is_empty() => {}
                 t => {
-                    return Err(format!(
-                        "{field}.Source = {source:?} (a {t} mount takes a plain name or none)"
-                    ))
+                    return Err(Refused::MountKind {
+                        field,
+                        path: source.to_string(),
+                        kind: t.to_string(),
+                    })
                 }
             }
         }
@@ -283,7 +304,7 @@ impl Policy {
         &self,
         body: &Map<String, Value>,
         resolve: Resolve,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refused> {
         check_body("a container", body, CREATE)?;
         let empty = Map::new();
         let h = body
@@ -296,38 +317,38 @@ impl Policy {
     }
 
     /// `POST /containers/{id}/update`.
-    pub fn check_update(&self, body: &Map<String, Value>) -> Result<(), String> {
+    pub fn check_update(&self, body: &Map<String, Value>) -> Result<(), Refused> {
         check_body("an update", body, UPDATE)
     }
 
     /// `POST /containers/{id}/exec`.
-    pub fn check_exec(&self, body: &Map<String, Value>) -> Result<(), String> {
+    pub fn check_exec(&self, body: &Map<String, Value>) -> Result<(), Refused> {
         check_body("an exec", body, EXEC).map_err(|e| {
-            if e.starts_with("Privileged") {
-                format!("a privileged exec ({e})")
+            if e.to_string().starts_with("Privileged") {
+                Refused::PrivilegedExec(Box::new(e))
             } else {
                 e
             }
         })
     }
 
-    pub fn check_exec_start(&self, body: &Map<String, Value>) -> Result<(), String> {
+    pub fn check_exec_start(&self, body: &Map<String, Value>) -> Result<(), Refused> {
         check_body("an exec start", body, EXEC_START)
     }
 
-    pub fn check_network_create(&self, body: &Map<String, Value>) -> Result<(), String> {
+    pub fn check_network_create(&self, body: &Map<String, Value>) -> Result<(), Refused> {
         check_body("a network", body, NETWORK_CREATE)
     }
 
-    pub fn check_network_connect(&self, body: &Map<String, Value>) -> Result<(), String> {
+    pub fn check_network_connect(&self, body: &Map<String, Value>) -> Result<(), Refused> {
         check_body("a network connect", body, NETWORK_CONNECT)
     }
 
-    pub fn check_network_disconnect(&self, body: &Map<String, Value>) -> Result<(), String> {
+    pub fn check_network_disconnect(&self, body: &Map<String, Value>) -> Result<(), Refused> {
         check_body("a network disconnect", body, NETWORK_DISCONNECT)
     }
 
-    pub fn check_volume_create(&self, body: &Map<String, Value>) -> Result<(), String> {
+    pub fn check_volume_create(&self, body: &Map<String, Value>) -> Result<(), Refused> {
         check_body("a volume", body, VOLUME_CREATE)
     }
 
@@ -335,7 +356,7 @@ impl Policy {
     /// Podman copies into a bind mount's host source even when the bind is read-only, so a
     /// container that binds a read-only folder, or takes another's mounts (`VolumesFrom`,
     /// whose mounts Podman lists only once started), gets nothing copied in.
-    pub fn check_copy_in(&self, inspect: &Value) -> Result<(), String> {
+    pub fn check_copy_in(&self, inspect: &Value) -> Result<(), Refused> {
         if self.read_only.is_empty() {
             return Ok(());
         }
@@ -352,9 +373,7 @@ impl Policy {
             .filter_map(|m| m["Source"].as_str().map(str::to_string));
         let mut sources = binds.chain(mounts);
         if from || sources.any(|s| inside_any(&self.read_only, &s)) {
-            return Err(
-                "copying into a container that binds the runner's externals copy or another container's mounts (Podman writes through read-only binds)".into(),
-            );
+            return Err(Refused::CopyIn);
         }
         Ok(())
     }
@@ -362,7 +381,7 @@ impl Policy {
     /// A created container's bind sources as the engine holds them (`GET /containers/{id}/json`
     /// `Mounts`), checked again before it starts: each must still be the path it was when
     /// checked at create (no symlink planted since: resolving it gives itself) and allowed.
-    pub fn check_inspected_mounts(&self, inspect: &Value, resolve: Resolve) -> Result<(), String> {
+    pub fn check_inspected_mounts(&self, inspect: &Value, resolve: Resolve) -> Result<(), Refused> {
         let Some(mounts) = inspect.get("Mounts").and_then(Value::as_array) else {
             return Ok(());
         };
@@ -373,17 +392,17 @@ impl Policy {
             let source = m.get("Source").and_then(Value::as_str).unwrap_or("");
             let real = resolve(source);
             if real.as_deref() != Some(source) || !self.inside(source) {
-                return Err(format!(
-                    "starting a container whose bind source {source} changed since it was created (now {})",
-                    real.as_deref().unwrap_or("missing")
-                ));
+                return Err(Refused::SourceChanged {
+                    path: source.to_string(),
+                    now: real.unwrap_or_else(|| "missing".to_string()),
+                });
             }
             // `RW` is what the engine will mount; `VolumesFrom` with `:rw` can make a
             // read-only bind of another container writable.
             if inside_any(&self.read_only, source) && m.get("RW") != Some(&Value::Bool(false)) {
-                return Err(format!(
-                    "starting a container that mounts {source} writable (the runner's externals copy is read-only for jobs)"
-                ));
+                return Err(Refused::WritableReadOnly {
+                    path: source.to_string(),
+                });
             }
         }
         Ok(())
@@ -391,37 +410,34 @@ impl Policy {
 }
 
 /// A container on the host's network may not add capabilities that act on it.
-fn check_network_caps(h: &Map<String, Value>) -> Result<(), String> {
+fn check_network_caps(h: &Map<String, Value>) -> Result<(), Refused> {
     if h.get("NetworkMode").and_then(Value::as_str) != Some("host") {
         return Ok(());
     }
     let caps = h
         .get("CapAdd")
         .map(strings)
-        .transpose()?
+        .transpose()
+        .map_err(Refused::Malformed)?
         .unwrap_or_default();
     if let Some(c) = caps
         .into_iter()
         .find(|c| HOST_NETWORK_CAPS.contains(&cap_name(c).as_str()))
     {
-        return Err(format!(
-            "HostConfig.CapAdd = {c} with HostConfig.NetworkMode = host (the capability would act on the host's network)"
-        ));
+        return Err(Refused::HostNetworkCap { cap: c.to_string() });
     }
     if let Some(k) = h
         .get("Sysctls")
         .and_then(Value::as_object)
         .and_then(|o| o.keys().find(|k| k.starts_with("net.")))
     {
-        return Err(format!(
-            "HostConfig.Sysctls[{k:?}] with HostConfig.NetworkMode = host"
-        ));
+        return Err(Refused::HostNetworkSysctl { key: k.clone() });
     }
     Ok(())
 }
 
 /// Query values of `POST /build` that podrunner checks (names are checked by the route).
-pub fn check_build_query(query: &[(String, String)]) -> Result<(), String> {
+pub fn check_build_query(query: &[(String, String)]) -> Result<(), Refused> {
     for (k, v) in query {
         let ok = match k.as_str() {
             "networkmode" => matches!(v.as_str(), "" | "default" | "bridge" | "host" | "none"),
@@ -436,7 +452,10 @@ pub fn check_build_query(query: &[(String, String)]) -> Result<(), String> {
             _ => true,
         };
         if !ok {
-            return Err(format!("the build parameter {k}={v:?}"));
+            return Err(Refused::BuildParameter {
+                name: k.clone(),
+                value: v.clone(),
+            });
         }
     }
     Ok(())
@@ -444,10 +463,10 @@ pub fn check_build_query(query: &[(String, String)]) -> Result<(), String> {
 
 /// `POST /images/create`: an import reads the request body (`fromSrc=-`) or a URL, never a
 /// path on the host.
-pub fn check_image_create_query(query: &[(String, String)]) -> Result<(), String> {
+pub fn check_image_create_query(query: &[(String, String)]) -> Result<(), Refused> {
     for (k, v) in query {
         if k == "fromSrc" && !(v == "-" || v.starts_with("https://") || v.starts_with("http://")) {
-            return Err(format!("the import source fromSrc={v:?}"));
+            return Err(Refused::ImportSource { value: v.clone() });
         }
     }
     Ok(())

@@ -9,6 +9,8 @@
 //!
 //! Only plain tar is read (what the Docker CLI sends; `docker build --compress` is refused).
 
+use super::refusal::{why, Refused};
+
 /// Largest Dockerfile the proxy reads.
 const MAX_DOCKERFILE: usize = 1 << 20;
 /// Largest GNU long-name or PAX header read.
@@ -104,7 +106,7 @@ impl TarCheck {
     }
 
     /// Feeds the next bytes of the context; the error is why it is refused.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), Refused> {
         while !bytes.is_empty() && !self.ended {
             if self.left > 0 {
                 let k = (self.left as usize).min(bytes.len());
@@ -117,10 +119,10 @@ impl TarCheck {
                         MAX_META
                     };
                     if self.captured.len() + take > limit {
-                        return Err(
+                        return Err(Refused::BuildContext(
                             "a Dockerfile or tar header in the build context too large to check"
                                 .into(),
-                        );
+                        ));
                     }
                     self.captured.extend_from_slice(&bytes[..take]);
                 }
@@ -142,22 +144,25 @@ impl TarCheck {
         Ok(())
     }
 
-    fn header_block(&mut self, h: &[u8]) -> Result<(), String> {
+    fn header_block(&mut self, h: &[u8]) -> Result<(), Refused> {
         if self.first {
             self.first = false;
             if h.starts_with(&[0x1f, 0x8b])
                 || h.starts_with(b"BZh")
                 || h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z'])
             {
-                return Err("a compressed build context (docker build --compress)".into());
+                return Err(Refused::BuildContext(
+                    "a compressed build context (docker build --compress)".into(),
+                ));
             }
         }
         if h.iter().all(|&b| b == 0) {
             self.ended = true;
             return Ok(());
         }
-        let size =
-            octal(&h[124..136]).ok_or("a tar header with a bad size in the build context")?;
+        let size = octal(&h[124..136]).ok_or_else(|| {
+            Refused::BuildContext("a tar header with a bad size in the build context".into())
+        })?;
         let kind = h[156];
         let mut name = field(&h[0..100]);
         if &h[257..262] == b"ustar" {
@@ -192,14 +197,16 @@ impl TarCheck {
                     String::new()
                 };
                 if link.starts_with('/') || normal(&format!("{base}/{link}")).is_none() {
-                    return Err(format!(
+                    return Err(Refused::BuildContext(why!(
                         "the link {name} -> {link} in the build context (it points outside the context, where the builder would follow it on the host)"
-                    ));
+                    )));
                 }
                 Data::Skip
             }
             b'3' | b'4' => {
-                return Err(format!("the device node {name} in the build context"));
+                return Err(Refused::BuildContext(why!(
+                    "the device node {name} in the build context"
+                )));
             }
             b'0' | 0 | b'7' if entry_name(&name) == self.dockerfile => Data::Dockerfile,
             _ => Data::Skip,
@@ -210,7 +217,7 @@ impl TarCheck {
         Ok(())
     }
 
-    fn entry_done(&mut self) -> Result<(), String> {
+    fn entry_done(&mut self) -> Result<(), Refused> {
         let text = String::from_utf8_lossy(&self.captured).into_owned();
         match self.data {
             Data::LongName => self.long_name = Some(text.trim_end_matches('\0').to_string()),
@@ -226,10 +233,10 @@ impl TarCheck {
                 }
             }
             Data::Dockerfile if text.to_ascii_lowercase().contains("--mount") => {
-                return Err(format!(
+                return Err(Refused::BuildContext(why!(
                     "RUN --mount in the Dockerfile {} (the builder resolves bind and cache mounts on the host)",
                     self.dockerfile
-                ));
+                )));
             }
             _ => {}
         }
@@ -261,7 +268,7 @@ mod tests {
         v
     }
 
-    fn check(parts: &[Vec<u8>], dockerfile: Option<&str>, piece: usize) -> Result<(), String> {
+    fn check(parts: &[Vec<u8>], dockerfile: Option<&str>, piece: usize) -> Result<(), Refused> {
         let mut all: Vec<u8> = parts.concat();
         all.extend_from_slice(&[0u8; 1024]);
         let mut c = TarCheck::new(dockerfile);
@@ -327,7 +334,7 @@ mod tests {
         ] {
             for piece in [3, 512, 10_000] {
                 let err = check(&parts, dockerfile, piece).unwrap_err();
-                assert!(err.contains(why), "{why}: {err}");
+                assert!(err.to_string().contains(why), "{why}: {err}");
             }
         }
         // GNU long names and PAX paths name the entry that follows.
@@ -335,14 +342,17 @@ mod tests {
         long.extend_from_slice(b"/etc");
         long.resize(1024, 0);
         let err = check(&[long, header("x", b'2', "short", 0)], None, 100).unwrap_err();
-        assert!(err.contains("x -> /etc"), "{err}");
+        assert!(err.to_string().contains("x -> /etc"), "{err}");
         let rec = "17 linkpath=/etc\n";
         let mut pax = header("PaxHeader", b'x', "", rec.len());
         pax.extend_from_slice(rec.as_bytes());
         pax.resize(1024, 0);
         let err = check(&[pax, header("y", b'2', "short", 0)], None, 100).unwrap_err();
-        assert!(err.contains("y -> /etc"), "{err}");
+        assert!(err.to_string().contains("y -> /etc"), "{err}");
         let gz = vec![0x1f, 0x8b, 8, 0];
-        assert!(check(&[gz], None, 512).unwrap_err().contains("compressed"));
+        assert!(check(&[gz], None, 512)
+            .unwrap_err()
+            .to_string()
+            .contains("compressed"));
     }
 }

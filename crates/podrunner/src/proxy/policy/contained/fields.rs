@@ -3,6 +3,7 @@
 //! a list (capabilities, sysctls, tmpfs and bind options, network and volume drivers).
 
 use super::{check, is_zero, R};
+use crate::proxy::policy::refusal::{why, Why};
 use serde_json::{Map, Value};
 
 /// Names podrunner lets through where Podman takes a name: networks, volumes, containers.
@@ -16,27 +17,27 @@ pub fn plain_name(s: &str) -> bool {
 }
 
 /// `container:NAME` or one of `plain`.
-pub(super) fn ns_mode(v: &Value, plain: &[&str]) -> Result<(), String> {
+pub(super) fn ns_mode(v: &Value, plain: &[&str]) -> Result<(), Why> {
     match v {
         Value::Null => Ok(()),
         Value::String(s) if plain.contains(&s.as_str()) => Ok(()),
         Value::String(s) if s.strip_prefix("container:").is_some_and(plain_name) => Ok(()),
-        _ => Err(format!("allowed: {plain:?} or container:NAME")),
+        _ => Err(why!("allowed: {plain:?} or container:NAME")),
     }
 }
 
-pub(super) fn pid_uts_mode(v: &Value) -> Result<(), String> {
+pub(super) fn pid_uts_mode(v: &Value) -> Result<(), Why> {
     ns_mode(v, &["", "private"])
 }
 
-pub(super) fn ipc_mode(v: &Value) -> Result<(), String> {
+pub(super) fn ipc_mode(v: &Value) -> Result<(), Why> {
     ns_mode(v, &["", "private", "shareable", "none"])
 }
 
 /// `NetworkMode`: Podman's defaults, the host's network (jobs reach services on the runner's
 /// host that way; capabilities that would change it are refused, [`check_network_caps`]), no
 /// network, another container's, or a network of the engine by name.
-pub(super) fn network_mode(v: &Value) -> Result<(), String> {
+pub(super) fn network_mode(v: &Value) -> Result<(), Why> {
     match v {
         Value::String(s) if plain_name(s) || s.is_empty() => Ok(()),
         _ => ns_mode(v, &[""]).map_err(|_| {
@@ -46,7 +47,7 @@ pub(super) fn network_mode(v: &Value) -> Result<(), String> {
 }
 
 /// An object, or `None` for `null`.
-pub(super) fn object(v: &Value) -> Result<Option<&Map<String, Value>>, String> {
+pub(super) fn object(v: &Value) -> Result<Option<&Map<String, Value>>, Why> {
     match v {
         Value::Null => Ok(None),
         Value::Object(o) => Ok(Some(o)),
@@ -54,15 +55,12 @@ pub(super) fn object(v: &Value) -> Result<Option<&Map<String, Value>>, String> {
     }
 }
 
-pub(super) fn strings(v: &Value) -> Result<Vec<&str>, String> {
+pub(super) fn strings(v: &Value) -> Result<Vec<&str>, Why> {
     match v {
         Value::Null => Ok(Vec::new()),
         Value::Array(a) => a
             .iter()
-            .map(|x| {
-                x.as_str()
-                    .ok_or_else(|| "not a list of strings".to_string())
-            })
+            .map(|x| x.as_str().ok_or_else(|| Why::from("not a list of strings")))
             .collect(),
         _ => Err("not a list of strings".into()),
     }
@@ -107,25 +105,25 @@ pub(super) fn cap_name(c: &str) -> String {
 pub(super) fn each_string(
     v: &Value,
     ok: impl Fn(&str) -> bool,
-    why: impl Fn(&str) -> String,
-) -> Result<(), String> {
+    why: impl Fn(&str) -> Why,
+) -> Result<(), Why> {
     match strings(v)?.into_iter().find(|s| !ok(s)) {
         Some(s) => Err(why(s)),
         None => Ok(()),
     }
 }
 
-pub(super) fn cap_add(v: &Value) -> Result<(), String> {
+pub(super) fn cap_add(v: &Value) -> Result<(), Why> {
     each_string(
         v,
         |c| ALLOWED_CAPS.contains(&cap_name(c).as_str()),
-        |c| format!("the capability {c}"),
+        |c| why!("the capability {c}"),
     )
 }
 
 /// `no-new-privileges` is the one security option a job may set; every other one (`seccomp`,
 /// `apparmor`, `label`, `systempaths`, `mask`, `unmask`, `proc-opts`) loosens confinement.
-pub(super) fn security_opt(v: &Value) -> Result<(), String> {
+pub(super) fn security_opt(v: &Value) -> Result<(), Why> {
     const ALLOWED: [&str; 4] = [
         "no-new-privileges",
         "no-new-privileges:true",
@@ -135,21 +133,21 @@ pub(super) fn security_opt(v: &Value) -> Result<(), String> {
     each_string(
         v,
         |o| ALLOWED.contains(&o),
-        |o| format!("the security option {o:?}; allowed: {ALLOWED:?}"),
+        |o| why!("the security option {o:?}; allowed: {ALLOWED:?}"),
     )
 }
 
-pub(super) fn group_add(v: &Value) -> Result<(), String> {
+pub(super) fn group_add(v: &Value) -> Result<(), Why> {
     // Podman's keep-groups hands the container the engine user's supplementary groups.
     each_string(
         v,
         |g| plain_name(g) && g != "keep-groups",
-        |g| format!("the group {g:?}"),
+        |g| why!("the group {g:?}"),
     )
 }
 
 /// Namespaced sysctls (the container's own network, IPC and UTS namespaces).
-pub(super) fn sysctls(v: &Value) -> Result<(), String> {
+pub(super) fn sysctls(v: &Value) -> Result<(), Why> {
     const PREFIXES: [&str; 6] = [
         "net.",
         "kernel.shm",
@@ -165,7 +163,7 @@ pub(super) fn sysctls(v: &Value) -> Result<(), String> {
         .keys()
         .find(|k| !PREFIXES.iter().any(|p| k.starts_with(p)) && *k != "kernel.domainname")
     {
-        Some(k) => Err(format!("the sysctl {k}")),
+        Some(k) => Err(why!("the sysctl {k}")),
         None => Ok(()),
     }
 }
@@ -190,11 +188,11 @@ pub(super) const TMPFS_OPTIONS: &[&str] = &[
     "strictatime",
 ];
 
-pub(super) fn option_list(opts: &str, allowed: &[&str]) -> Result<(), String> {
+pub(super) fn option_list(opts: &str, allowed: &[&str]) -> Result<(), Why> {
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         let name = o.split_once('=').map_or(o, |(k, _)| k);
         if !allowed.contains(&name) {
-            return Err(format!("the option {o:?}; allowed: {allowed:?}"));
+            return Err(why!("the option {o:?}; allowed: {allowed:?}"));
         }
     }
     Ok(())
@@ -203,18 +201,18 @@ pub(super) fn option_list(opts: &str, allowed: &[&str]) -> Result<(), String> {
 /// `VolumesFrom` entries, `CONTAINER[:OPTIONS]`: without options a mount keeps its mode in the
 /// other container; `rw` would make a read-only bind (the externals copy) writable, and is
 /// not seen by the start check (Podman lists no such mount before the start).
-pub(super) fn volumes_from(v: &Value) -> Result<(), String> {
+pub(super) fn volumes_from(v: &Value) -> Result<(), Why> {
     for entry in strings(v)? {
         let (name, opts) = entry.split_once(':').unwrap_or((entry, ""));
         if !plain_name(name) {
-            return Err(format!("the container {name:?}"));
+            return Err(why!("the container {name:?}"));
         }
         option_list(opts, &["ro", "z"])?;
     }
     Ok(())
 }
 
-pub(super) fn tmpfs(v: &Value) -> Result<(), String> {
+pub(super) fn tmpfs(v: &Value) -> Result<(), Why> {
     let Some(o) = object(v)? else {
         return Ok(());
     };
@@ -229,7 +227,7 @@ pub(super) fn tmpfs(v: &Value) -> Result<(), String> {
 }
 
 /// Log drivers that write where Podman keeps the container (never `path=` elsewhere) or nowhere.
-pub(super) fn log_config(v: &Value) -> Result<(), String> {
+pub(super) fn log_config(v: &Value) -> Result<(), Why> {
     const OPTIONS: [&str; 5] = ["max-size", "tag", "labels", "env", "mode"];
     check(
         "LogConfig",
@@ -241,7 +239,7 @@ pub(super) fn log_config(v: &Value) -> Result<(), String> {
     )?;
     if let Some(o) = v.get("Config").and_then(Value::as_object) {
         if let Some(k) = o.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
-            return Err(format!("the log option {k}; allowed: {OPTIONS:?}"));
+            return Err(why!("the log option {k}; allowed: {OPTIONS:?}"));
         }
     }
     Ok(())
@@ -249,39 +247,39 @@ pub(super) fn log_config(v: &Value) -> Result<(), String> {
 
 /// A path inside the container: absolute, and nothing Podman's `--mount` text would read as
 /// another option (`/x,type=bind,source=/`).
-pub(super) fn container_path(p: &str) -> Result<(), String> {
+pub(super) fn container_path(p: &str) -> Result<(), Why> {
     if !p.starts_with('/') || p.contains([',', '"', '\n', '\r', '\0', '=']) {
-        return Err(format!("the container path {p:?}"));
+        return Err(why!("the container path {p:?}"));
     }
     Ok(())
 }
 
 /// `Config.Volumes` keys: anonymous volumes at container paths. Podman appends each key to
 /// its `-v` list, so `"/etc:/host"` would be a bind mount.
-pub(super) fn anonymous_volumes(v: &Value) -> Result<(), String> {
+pub(super) fn anonymous_volumes(v: &Value) -> Result<(), Why> {
     let Some(o) = object(v)? else {
         return Ok(());
     };
     for (k, x) in o {
         if k.contains(':') {
-            return Err(format!("the anonymous volume {k:?} names a source"));
+            return Err(why!("the anonymous volume {k:?} names a source"));
         }
         container_path(k)?;
         if !is_zero(x) {
-            return Err(format!("the anonymous volume {k:?} has options"));
+            return Err(why!("the anonymous volume {k:?} has options"));
         }
     }
     Ok(())
 }
 
 /// Keys of `NetworkingConfig.EndpointsConfig`: networks by name.
-pub(super) fn endpoints(v: &Value) -> Result<(), String> {
+pub(super) fn endpoints(v: &Value) -> Result<(), Why> {
     check("EndpointsConfig", v, R::Values(&R::Obj(ENDPOINT)))?;
     if let Some(k) = v
         .as_object()
         .and_then(|o| o.keys().find(|k| !plain_name(k)))
     {
-        return Err(format!("the network {k:?}"));
+        return Err(why!("the network {k:?}"));
     }
     Ok(())
 }
@@ -508,7 +506,7 @@ pub(super) const EXEC: &[(&str, R)] = &[
 pub(super) const EXEC_START: &[(&str, R)] =
     &[("Detach", R::Any), ("Tty", R::Any), ("ConsoleSize", R::Any)];
 
-pub(super) fn network_name(v: &Value) -> Result<(), String> {
+pub(super) fn network_name(v: &Value) -> Result<(), Why> {
     match v.as_str() {
         Some(s) if plain_name(s) => Ok(()),
         _ => Err("a network or volume name of letters, digits, '_', '.', '-'".into()),
@@ -517,13 +515,13 @@ pub(super) fn network_name(v: &Value) -> Result<(), String> {
 
 /// Driver options of a network: the MTU. Not `com.docker.network.bridge.name` (a host
 /// interface's name), not macvlan's `parent`.
-pub(super) fn network_options(v: &Value) -> Result<(), String> {
+pub(super) fn network_options(v: &Value) -> Result<(), Why> {
     const ALLOWED: [&str; 2] = ["com.docker.network.driver.mtu", "mtu"];
     match v
         .as_object()
         .and_then(|o| o.keys().find(|k| !ALLOWED.contains(&k.as_str())))
     {
-        Some(k) => Err(format!("the network option {k}; allowed: {ALLOWED:?}")),
+        Some(k) => Err(why!("the network option {k}; allowed: {ALLOWED:?}")),
         None => Ok(()),
     }
 }
@@ -567,7 +565,7 @@ pub(super) const NETWORK_DISCONNECT: &[(&str, R)] = &[("Container", R::Any), ("F
 
 /// Volume driver options: none (the local driver's `type`/`device`/`o` would mount a host
 /// path or device), except a tmpfs volume (`type=tmpfs, device=tmpfs, o=size=...`).
-pub(super) fn volume_options(v: &Value) -> Result<(), String> {
+pub(super) fn volume_options(v: &Value) -> Result<(), Why> {
     let Some(o) = object(v)? else {
         return Ok(());
     };
@@ -582,7 +580,7 @@ pub(super) fn volume_options(v: &Value) -> Result<(), String> {
         .keys()
         .find(|k| !matches!(k.as_str(), "type" | "device" | "o"))
     {
-        return Err(format!("the volume option {k}"));
+        return Err(why!("the volume option {k}"));
     }
     option_list(get("o").unwrap_or(""), TMPFS_OPTIONS)
 }
