@@ -142,3 +142,20 @@ pub enum TeardownError {
     #[error("cgroup budget not removed: {}", .0.join("; "))]
     Budget(Vec<String>),
 }
+
+/// A host copy of a runner's externals folder could not be made ([`super::externals`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ExternalsError {
+    #[error("podrunner: cannot copy the externals of runner version {version} out of the runner: {source}")]
+    CopyOut {
+        version: String,
+        source: CommandError,
+    },
+    #[error("{0}")]
+    Podman(#[from] CommandError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}

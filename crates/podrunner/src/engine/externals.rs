@@ -21,6 +21,7 @@
 //! taken from its container on the first `container:` job after the update ([`RunnerCopy`]),
 //! in the engine folder (removed with it), for that runner only and read-only as well.
 
+use super::error::ExternalsError;
 use super::EngineDirs;
 use crate::config::{Config, PoolConfig};
 use crate::podman::{Podman, QUICK_TIMEOUT};
@@ -134,7 +135,7 @@ impl RunnerCopy {
     /// The host folder the runner's externals path stands for now: `None` while the runner
     /// runs its image's version (the image's copy stays mapped); otherwise the runner's own
     /// copy, taken now when the version changed since the last.
-    pub async fn current(&self) -> Result<Option<PathBuf>, String> {
+    pub async fn current(&self) -> Result<Option<PathBuf>, ExternalsError> {
         let Ok(version) = std::fs::read_to_string(&self.version_file) else {
             return Ok(None);
         };
@@ -147,24 +148,54 @@ impl RunnerCopy {
             return Ok(Some(self.dir.clone()));
         }
         let tmp = self.dir.with_extension("tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_if_there(&tmp);
+        remove_if_there(&self.dir);
         // `/.`: the folder's content, its symlink (the update's) followed inside the container.
         let src = format!("{}:{}/.", self.container, self.inside);
         let tmp_s = tmp.display().to_string();
         if let Err(e) = self.podman.call(&["cp", &src, &tmp_s], COPY_TIMEOUT).await {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(format!(
-                "podrunner: cannot copy the externals of runner version {version} out of the runner: {e}"
-            ));
+            remove_if_there(&tmp);
+            return Err(ExternalsError::CopyOut { version, source: e });
         }
-        std::fs::rename(&tmp, &self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        std::fs::rename(&tmp, &self.dir).map_err(|source| io(&self.dir, source))?;
         tracing::info!(
             "docker-proxy: container jobs get the externals of runner version {version} ({})",
             self.dir.display()
         );
         *copied = Some(version);
         Ok(Some(self.dir.clone()))
+    }
+}
+
+fn io(path: &Path, source: std::io::Error) -> ExternalsError {
+    ExternalsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Removes a leftover file or folder: one that is not there is fine, any other failure is
+/// logged (the copy that follows then fails and says so).
+fn remove_if_there(path: &Path) {
+    let folder = path.symlink_metadata().is_ok_and(|m| m.is_dir());
+    let removed = if folder {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!("cannot remove {}: {e}", path.display());
+        }
+        _ => {}
+    }
+}
+
+/// Writes a record beside the copies (which image a copy is of, that an image has none); one
+/// that cannot be written is logged (without it the copy is made again, or pruned later).
+fn write_record(path: &Path, content: &[u8]) {
+    if let Err(e) = std::fs::write(path, content) {
+        tracing::warn!("cannot write {}: {e}", path.display());
     }
 }
 
@@ -227,14 +258,13 @@ async fn make_copy(
     cfg: &Config,
     pool: &PoolConfig,
     podman: &Podman,
-) -> Result<Option<PathBuf>, String> {
+) -> Result<Option<PathBuf>, ExternalsError> {
     let out = podman
         .call(
             &["image", "inspect", "--format", "{{.Id}}", &pool.image],
             QUICK_TIMEOUT,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let id = String::from_utf8_lossy(&out).trim().to_string();
     let dir = copy_dir(&cfg.manager.state_dir, &id);
     let none_marker = dir.with_extension("none");
@@ -245,9 +275,9 @@ async fn make_copy(
         return Ok(None);
     }
     let parent = cfg.manager.state_dir.join(EXTERNALS_DIR);
-    std::fs::create_dir_all(&parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    std::fs::create_dir_all(&parent).map_err(|source| io(&parent, source))?;
     let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    remove_if_there(&tmp);
     let name = format!(
         "podrunner-externals-{}-{}",
         dir.file_name().unwrap_or_default().to_string_lossy(),
@@ -259,8 +289,7 @@ async fn make_copy(
             &["create", "--name", &name, &pool.image, "true"],
             QUICK_TIMEOUT,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let src = format!("{name}:{}", inside_path(pool));
     let tmp_s = tmp.display().to_string();
     let copied = podman.call(&["cp", &src, &tmp_s], COPY_TIMEOUT).await;
@@ -269,16 +298,16 @@ async fn make_copy(
     }
     match copied {
         Ok(_) => {
-            std::fs::rename(&tmp, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let _ = std::fs::write(dir.with_extension("image"), &pool.image);
+            std::fs::rename(&tmp, &dir).map_err(|source| io(&dir, source))?;
+            write_record(&dir.with_extension("image"), pool.image.as_bytes());
             tracing::info!(pool = %pool.name, "copied {} of {} to {} for container jobs", inside_path(pool), pool.image, dir.display());
             prune(&parent, &pool.image, &dir);
             Ok(Some(dir))
         }
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
+            remove_if_there(&tmp);
             tracing::debug!("{} has no {}: {e}", pool.image, inside_path(pool));
-            let _ = std::fs::write(&none_marker, b"");
+            write_record(&none_marker, b"");
             Ok(None)
         }
     }
@@ -334,7 +363,7 @@ fn prune(parent: &Path, image: &str, current: &Path) {
         let dir = parent.join(&stem);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {
-                let _ = std::fs::remove_file(dir.with_extension("image"));
+                remove_if_there(&dir.with_extension("image"));
                 tracing::info!(
                     "removed {}, an older copy of {image}'s externals",
                     dir.display()

@@ -15,10 +15,10 @@ use tokio::net::UnixStream;
 pub(super) async fn engine_get(
     shared: &Shared,
     path: &str,
-) -> Result<Option<serde_json::Value>, String> {
+) -> Result<Option<serde_json::Value>, super::error::UpstreamError> {
     let mut up = shared.connect().await?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n");
-    let io = |e: std::io::Error| format!("podrunner: the engine: {e}");
+    let io = super::error::UpstreamError::Exchange;
     up.write_all(req.as_bytes()).await.map_err(io)?;
     let raw = whole_answer(&mut up).await.map_err(io)?;
     Ok(match split_answer(&raw) {
@@ -182,7 +182,7 @@ async fn checked_body(
         Ok(r) => r,
         Err(why) => {
             tracing::warn!("{why}");
-            answer(&mut inc.stream, "502 Bad Gateway", &why).await?;
+            answer(&mut inc.stream, "502 Bad Gateway", &why.to_string()).await?;
             return Ok(Step::Answered);
         }
     };
@@ -206,7 +206,7 @@ async fn rules_for_body(
     shared: &Shared,
     schema: Schema,
     raw: &[u8],
-) -> Result<Option<Rules>, String> {
+) -> Result<Option<Rules>, crate::engine::error::ExternalsError> {
     let rules = &shared.rules;
     match &shared.runner_copy {
         Some(rc)
@@ -277,7 +277,7 @@ async fn exchange(
         let mut up = match shared.connect().await {
             Ok(u) => u,
             Err(why) => {
-                inc.answer_unread(head.framing, "502 Bad Gateway", &why)
+                inc.answer_unread(head.framing, "502 Bad Gateway", &why.to_string())
                     .await?;
                 return Ok(Step::Answered);
             }

@@ -9,6 +9,7 @@
 //! period, `unhealthy`) every interval, until the engine answers that the container is gone or
 //! stopped. Where systemd does run Podman's timers too, a check runs twice per interval.
 
+use super::error::HealthGetError;
 use super::policy::version;
 use std::collections::HashSet;
 use std::path::Path;
@@ -113,23 +114,17 @@ async fn run_checks(socket: &Path, id: &str, every: Duration) {
 
 /// `GET path` on the engine's own socket, never starting it (unlike the proxy's requests): its
 /// status and body.
-async fn get(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), String> {
+async fn get(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), HealthGetError> {
     let exchange = async {
-        let mut up = UnixStream::connect(socket)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut up = UnixStream::connect(socket).await?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n");
-        up.write_all(req.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let raw = super::http::whole_answer(&mut up)
-            .await
-            .map_err(|e| e.to_string())?;
-        super::http::split_answer(&raw).ok_or_else(|| "an answer that is not HTTP".to_string())
+        up.write_all(req.as_bytes()).await?;
+        let raw = super::http::whole_answer(&mut up).await?;
+        super::http::split_answer(&raw).ok_or(HealthGetError::NotHttp)
     };
     tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
-        .map_err(|_| "no answer".to_string())?
+        .map_err(|_| HealthGetError::Timeout)?
 }
 
 #[cfg(test)]

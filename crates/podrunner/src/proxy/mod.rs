@@ -24,6 +24,7 @@
 //! `docker` costs no engine at all, and an idle runner holds no 45 MB engine process.
 
 pub mod args;
+pub mod error;
 mod forward;
 pub mod health;
 mod http;
@@ -36,6 +37,7 @@ pub use http::{parse_head, split_answer, Framing, Head};
 pub use plan::{engine_body, plan, Plan};
 
 use crate::engine::launch::Launcher;
+use error::UpstreamError;
 use policy::caps::Rules;
 use std::path::Path;
 use std::sync::Arc;
@@ -63,21 +65,21 @@ async fn connect_engine(
     upstream: &Path,
     launcher: Option<&Launcher>,
     starting: &tokio::sync::Mutex<()>,
-) -> Result<UnixStream, String> {
+) -> Result<UnixStream, UpstreamError> {
     if let Ok(s) = UnixStream::connect(upstream).await {
         return Ok(s);
     }
     let Some(l) = launcher else {
-        return Err("podrunner: the runner's engine does not answer".into());
+        return Err(UpstreamError::NoAnswer);
     };
     let _one = starting.lock().await;
     if let Ok(s) = UnixStream::connect(upstream).await {
         return Ok(s);
     }
-    l.start(upstream).await.map_err(|e| e.to_string())?;
+    l.start(upstream).await?;
     UnixStream::connect(upstream)
         .await
-        .map_err(|e| format!("podrunner: the runner's engine does not answer: {e}"))
+        .map_err(UpstreamError::Connect)
 }
 
 /// Accepts connections on `listen` until the process is stopped.
@@ -138,7 +140,7 @@ struct Shared {
 }
 
 impl Shared {
-    async fn connect(&self) -> Result<UnixStream, String> {
+    async fn connect(&self) -> Result<UnixStream, UpstreamError> {
         connect_engine(&self.socket, self.launcher.as_ref(), &self.starting).await
     }
 }

@@ -35,9 +35,28 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// Why a request target is not accepted (a 400 answer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadTarget {
+    #[error("only origin-form request targets (/path?query) are accepted")]
+    NotOriginForm,
+    #[error("a request target with a fragment")]
+    Fragment,
+    #[error("the API version prefix /v{0} is not /vMAJOR.MINOR")]
+    Version(String),
+    #[error("the path segment {0:?} is not accepted")]
+    Segment(String),
+    #[error("a query with ';'")]
+    Semicolon,
+    #[error("a bad escape in the query part {0:?}")]
+    Escape(String),
+    #[error("the query part {0:?} is not UTF-8")]
+    NotUtf8(String),
+}
+
 /// Decodes a query name or value as Go's `url.ParseQuery` does (`+` is a space, `%XX` a byte),
 /// refusing what Go would refuse (a `%` without two hex digits) and anything not UTF-8.
-fn decode(s: &str) -> Result<String, String> {
+fn decode(s: &str) -> Result<String, BadTarget> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -49,7 +68,7 @@ fn decode(s: &str) -> Result<String, String> {
                     b.get(i + 1).copied().and_then(hex),
                     b.get(i + 2).copied().and_then(hex),
                 ) else {
-                    return Err(format!("a bad escape in the query part {s:?}"));
+                    return Err(BadTarget::Escape(s.to_string()));
                 };
                 out.push(h << 4 | l);
                 i += 2;
@@ -58,7 +77,7 @@ fn decode(s: &str) -> Result<String, String> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| format!("the query part {s:?} is not UTF-8"))
+    String::from_utf8(out).map_err(|_| BadTarget::NotUtf8(s.to_string()))
 }
 
 fn parse_version(v: &str) -> Option<(u32, u32)> {
@@ -68,12 +87,12 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 }
 
 /// Parses a request target; the error says what is wrong with it.
-pub fn parse_target(raw: &str) -> Result<Target, String> {
+pub fn parse_target(raw: &str) -> Result<Target, BadTarget> {
     if !raw.starts_with('/') {
-        return Err("only origin-form request targets (/path?query) are accepted".into());
+        return Err(BadTarget::NotOriginForm);
     }
     if raw.contains('#') {
-        return Err("a request target with a fragment".into());
+        return Err(BadTarget::Fragment);
     }
     let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
     let mut segments: Vec<&str> = path[1..].split('/').collect();
@@ -96,9 +115,8 @@ pub fn parse_target(raw: &str) -> Result<Target, String> {
                     libpod_version = Some(v.to_string());
                 }
                 _ => {
-                    version = Some(parse_version(v).ok_or_else(|| {
-                        format!("the API version prefix /v{v} is not /vMAJOR.MINOR")
-                    })?);
+                    version =
+                        Some(parse_version(v).ok_or_else(|| BadTarget::Version(v.to_string()))?);
                 }
             }
             segments.remove(0);
@@ -106,12 +124,12 @@ pub fn parse_target(raw: &str) -> Result<Target, String> {
     }
     for s in &segments {
         if s.is_empty() || *s == "." || *s == ".." || !s.chars().all(segment_char) {
-            return Err(format!("the path segment {s:?} is not accepted"));
+            return Err(BadTarget::Segment(s.to_string()));
         }
     }
     let mut pairs = Vec::new();
     if query.contains(';') {
-        return Err("a query with ';'".into());
+        return Err(BadTarget::Semicolon);
     }
     for part in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));

@@ -223,7 +223,7 @@ pub fn rewrite_bytes(
     rules: &Rules,
     resolve: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<u8>, Rejected> {
-    let mut m = super::json::parse_object(body).map_err(Rejected::BadBody)?;
+    let mut m = super::json::parse_object(body).map_err(|e| Rejected::BadBody(e.to_string()))?;
     rewrite(schema, &mut m, rules, resolve)?;
     Ok(serde_json::to_vec(&m).expect("a JSON value serializes"))
 }
@@ -272,6 +272,15 @@ fn map_mount_list(
     }
 }
 
+/// A `--map` argument of the proxy that is not `INSIDE=HOST` with absolute paths.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadMap {
+    #[error("--map {0:?}: expected INSIDE=HOST")]
+    NoEquals(String),
+    #[error("--map {0:?}: both paths must be absolute")]
+    Relative(String),
+}
+
 /// Paths inside the runner that a job's containers name as bind-mount sources, and where they
 /// are on the host. The engine resolves bind sources on the host, so the runner's own view must
 /// be translated: GitHub's runner mounts `/var/run/docker.sock` into every job and service
@@ -283,14 +292,14 @@ pub struct PathMap(Vec<(String, String)>);
 
 impl PathMap {
     /// From `INSIDE=HOST` pairs (the proxy's `--map` arguments); the longest prefix wins.
-    pub fn parse(pairs: &[String]) -> Result<PathMap, String> {
+    pub fn parse(pairs: &[String]) -> Result<PathMap, BadMap> {
         let mut v = Vec::new();
         for p in pairs {
             let Some((inside, host)) = p.split_once('=') else {
-                return Err(format!("--map {p:?}: expected INSIDE=HOST"));
+                return Err(BadMap::NoEquals(p.clone()));
             };
             if !inside.starts_with('/') || !host.starts_with('/') {
-                return Err(format!("--map {p:?}: both paths must be absolute"));
+                return Err(BadMap::Relative(p.clone()));
             }
             v.push((inside.trim_end_matches('/').to_string(), host.to_string()));
         }

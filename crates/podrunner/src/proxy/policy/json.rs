@@ -82,14 +82,25 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
 /// Parses `body` as one JSON object, refusing duplicate, case-folded duplicate and non-ASCII
 /// keys at every depth, and anything after the object.
-pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, NotAnObject> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let Strict(v) = Strict::deserialize(&mut de).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
+    let Strict(v) = Strict::deserialize(&mut de)?;
+    de.end()?;
     match v {
         Value::Object(m) => Ok(m),
-        _ => Err("not a JSON object".into()),
+        _ => Err(NotAnObject::Other),
     }
+}
+
+/// Why a body is not one strict JSON object ([`parse_object`]).
+#[derive(Debug, thiserror::Error)]
+pub enum NotAnObject {
+    /// Not JSON, or keys that strict parsing refuses.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// JSON, but not an object.
+    #[error("not a JSON object")]
+    Other,
 }
 
 #[cfg(test)]
@@ -131,7 +142,7 @@ mod tests {
             ("{", "EOF"),
         ] {
             let err = parse_object(body.as_bytes()).unwrap_err();
-            assert!(err.contains(why), "{body}: {err}");
+            assert!(err.to_string().contains(why), "{body}: {err}");
         }
     }
 }
