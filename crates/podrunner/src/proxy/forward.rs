@@ -314,10 +314,10 @@ async fn exchange(
         } else {
             return Ok(Step::Go(Got::Stream(up)));
         };
-        // Starting a container, or attaching to a created one (which initialises it, network
-        // included), can fail transiently; the container is left created, so again.
-        let retried = matches!(plan.special, Special::Start | Special::Upgrade);
-        if retried && transient_setup_failure(&response) && attempt < START_ATTEMPTS {
+        if retries_setup(plan.special, &plan.target)
+            && transient_setup_failure(&response)
+            && attempt < START_ATTEMPTS
+        {
             tracing::info!(
                 "docker-proxy: {} {} failed ({}); attempt {}",
                 head.method,
@@ -403,6 +403,22 @@ pub(super) enum Got {
 pub const START_ATTEMPTS: u32 = 4;
 /// Pause before the next attempt, times the attempt's number.
 pub(super) const START_RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// Whether a request whose answer is a transient failure to set a container up
+/// ([`transient_setup_failure`]) is sent again (pure). Starting a container, or attaching to a
+/// created one (which initialises it, network included), leaves the container created, so
+/// again. Never an exec start (`POST /exec/{id}/start`, Docker's or libpod's): Podman marks
+/// the exec session used at the first try, and a second start of it can only fail ("can only
+/// start created exec sessions"), hiding the first answer's reason from the client.
+pub fn retries_setup(special: Special, target: &str) -> bool {
+    let path = target.split('?').next().unwrap_or("");
+    let exec_start = path.ends_with("/start") && path.split('/').rev().nth(2) == Some("exec");
+    match special {
+        Special::Start => true,
+        Special::Upgrade => !exec_start,
+        _ => false,
+    }
+}
 
 /// Whether a start's or attach's answer is a transient failure to set the container up, after
 /// which the container is still only created and setting it up again is safe:

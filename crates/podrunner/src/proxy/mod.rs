@@ -32,7 +32,7 @@ mod plan;
 pub mod policy;
 pub mod request;
 
-pub use forward::{transient_setup_failure, START_ATTEMPTS};
+pub use forward::{retries_setup, transient_setup_failure, START_ATTEMPTS};
 pub use http::{parse_head, split_answer, Framing, Head};
 pub use plan::{engine_body, plan, Plan};
 

@@ -168,6 +168,32 @@ fn transient_setup_failures_are_retried_and_nothing_else() {
     ));
 }
 
+#[test]
+fn exec_starts_are_never_retried() {
+    for (special, target, retried) in [
+        (Special::Start, "/v1.44/containers/abc/start", true),
+        (Special::Start, "/v1.44/containers/abc/restart?t=1", true),
+        (
+            Special::Upgrade,
+            "/v1.44/containers/abc/attach?stream=1",
+            true,
+        ),
+        (
+            Special::Upgrade,
+            "/v4.3.1/libpod/containers/abc/attach",
+            true,
+        ),
+        (Special::Upgrade, "/v1.44/containers/exec/attach", true),
+        (Special::Upgrade, "/v1.44/exec/abc/start", false),
+        (Special::Upgrade, "/exec/abc/start", false),
+        (Special::Upgrade, "/v4.3.1/libpod/exec/abc/start", false),
+        (Special::None, "/v1.44/containers/abc/wait", false),
+        (Special::Build, "/v1.44/build", false),
+    ] {
+        assert_eq!(retries_setup(special, target), retried, "{target}");
+    }
+}
+
 fn contained() -> Rules {
     Rules {
         policy: Some(crate::proxy::policy::Policy {
