@@ -226,15 +226,16 @@ impl Engine {
         if runner.is_none() {
             std::fs::write(&runner_pid, std::process::id().to_string()).unwrap();
         }
-        args.extend(podrunner::engine::launcher_args(
-            &dirs,
-            Path::new(&podrunner_bin()),
-            &runner_pid,
-            "podman",
-            &sandbox,
-            &service,
-        )
-        .to_argv(),
+        args.extend(
+            podrunner::engine::launcher_args(
+                &dirs,
+                Path::new(&podrunner_bin()),
+                &runner_pid,
+                "podman",
+                &sandbox,
+                &service,
+            )
+            .to_argv(),
         );
         let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
         let proxy = Command::new(podrunner_bin())
