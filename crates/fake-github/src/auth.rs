@@ -288,7 +288,7 @@ impl Registry {
                 }
                 Err(m) => {
                     self.jwts_refused += 1;
-                    Err(Refusal::new(401, &m))
+                    Err(Refusal::new(401, &m.to_string()))
                 }
             };
         }
@@ -302,12 +302,11 @@ impl Registry {
 
     /// Verifies an App JWT: RS256 signed by a registered App's key, `iss` its id or client
     /// id, valid now (with GitHub's leeway) and for at most ten minutes.
-    fn verify_jwt(&self, jwt: &str) -> Result<u64, String> {
+    fn verify_jwt(&self, jwt: &str) -> Result<u64, JwtRefused> {
         use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-        let header =
-            decode_header(jwt).map_err(|_| "A JSON web token could not be decoded".to_string())?;
+        let header = decode_header(jwt).map_err(|_| JwtRefused::Undecodable)?;
         if header.alg != Algorithm::RS256 {
-            return Err("A JSON web token could not be decoded".into());
+            return Err(JwtRefused::Undecodable);
         }
         let claims: Value = {
             let mut v = Validation::new(Algorithm::RS256);
@@ -315,39 +314,37 @@ impl Registry {
             v.validate_exp = false;
             v.required_spec_claims.clear();
             decode::<Value>(jwt, &DecodingKey::from_secret(&[]), &v)
-                .map_err(|_| "A JSON web token could not be decoded".to_string())?
+                .map_err(|_| JwtRefused::Undecodable)?
                 .claims
         };
         let iss = match &claims["iss"] {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
-            _ => return Err("'Issuer' claim ('iss') must be an Integer".into()),
+            _ => return Err(JwtRefused::Issuer),
         };
         let app = self
             .apps
             .values()
             .find(|a| a.id.to_string() == iss || a.client_id == iss)
-            .ok_or_else(|| format!("Integration not found for issuer {iss}"))?;
+            .ok_or_else(|| JwtRefused::UnknownIssuer(iss.clone()))?;
         let key = DecodingKey::from_rsa_pem(app.public_key_pem.as_bytes())
-            .map_err(|e| format!("fake-github: bad public key: {e}"))?;
+            .map_err(|e| JwtRefused::BadKey(e.to_string()))?;
         let mut v = Validation::new(Algorithm::RS256);
         v.leeway = JWT_LEEWAY_SECS;
         v.set_required_spec_claims(&["exp", "iat", "iss"]);
         decode::<Value>(jwt, &key, &v).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires".to_string()
-            }
-            _ => "A JSON web token could not be decoded".to_string(),
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => JwtRefused::Expired,
+            _ => JwtRefused::Undecodable,
         })?;
         let (iat, exp) = (
             claims["iat"].as_u64().unwrap_or(0),
             claims["exp"].as_u64().unwrap_or(0),
         );
         if iat > self.clock.now_secs() + JWT_LEEWAY_SECS {
-            return Err("'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued".into());
+            return Err(JwtRefused::IssuedLater);
         }
         if exp.saturating_sub(iat) > MAX_JWT_LIFETIME_SECS {
-            return Err("'Expiration time' claim ('exp') is too far in the future".into());
+            return Err(JwtRefused::TooLong);
         }
         Ok(app.id)
     }
@@ -586,6 +583,25 @@ pub fn rsa_key_pair() -> (String, String) {
         String::from_utf8(private.stdout).expect("PEM is ASCII"),
         String::from_utf8(public.stdout).expect("PEM is ASCII"),
     )
+}
+
+/// Why an App's JSON web token was refused; the text is GitHub's message for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum JwtRefused {
+    #[error("A JSON web token could not be decoded")]
+    Undecodable,
+    #[error("'Issuer' claim ('iss') must be an Integer")]
+    Issuer,
+    #[error("Integration not found for issuer {0}")]
+    UnknownIssuer(String),
+    #[error("fake-github: bad public key: {0}")]
+    BadKey(String),
+    #[error("'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires")]
+    Expired,
+    #[error("'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued")]
+    IssuedLater,
+    #[error("'Expiration time' claim ('exp') is too far in the future")]
+    TooLong,
 }
 
 #[cfg(test)]

@@ -94,7 +94,25 @@ enum Cli {
     Help,
 }
 
-fn parse_args(args: &[String]) -> Result<Cli, String> {
+/// A command line the fake (like the runner) refuses; the text is the runner's message.
+#[derive(Debug, PartialEq, Eq)]
+enum ArgsError {
+    MissingValue(&'static str),
+    Unrecognized(String),
+}
+
+impl std::fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgsError::MissingValue(flag) => write!(f, "'{flag}' needs a value"),
+            ArgsError::Unrecognized(arg) => {
+                write!(f, "Unrecognized command-line input arguments: '{arg}'.")
+            }
+        }
+    }
+}
+
+fn parse_args(args: &[String]) -> Result<Cli, ArgsError> {
     let mut jitconfig = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -103,15 +121,11 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
             "--help" | "-h" => return Ok(Cli::Help),
             "--jitconfig" => match it.next() {
                 Some(v) => jitconfig = Some(v.clone()),
-                None => return Err("'--jitconfig' needs a value".into()),
+                None => return Err(ArgsError::MissingValue("--jitconfig")),
             },
             other => match other.strip_prefix("--jitconfig=") {
                 Some(v) => jitconfig = Some(v.to_string()),
-                None => {
-                    return Err(format!(
-                        "Unrecognized command-line input arguments: '{other}'."
-                    ))
-                }
+                None => return Err(ArgsError::Unrecognized(other.to_string())),
             },
         }
     }
@@ -441,11 +455,11 @@ mod tests {
         );
         assert_eq!(parse_args(&s(&["--version"])), Ok(Cli::Version));
         assert_eq!(
-            parse_args(&s(&["--jitconfig"])),
+            parse_args(&s(&["--jitconfig"])).map_err(|e| e.to_string()),
             Err("'--jitconfig' needs a value".into())
         );
         assert_eq!(
-            parse_args(&s(&["--once"])),
+            parse_args(&s(&["--once"])).map_err(|e| e.to_string()),
             Err("Unrecognized command-line input arguments: '--once'.".into())
         );
     }

@@ -5,7 +5,8 @@ fn main() {
     // Before any thread starts: a multithreaded process cannot enter a user namespace
     // (setns(2)), which a rootless engine needs (commands/engine_exec.rs).
     if let podrunner::commands::Command::EngineExec(a) = &cli.command {
-        std::process::exit(podrunner::commands::engine_exec::exec(a));
+        let result = podrunner::commands::engine_exec::exec(a);
+        std::process::exit(podrunner::commands::exit::report(result));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -120,14 +120,22 @@ async fn secondary_rate_limit_pauses_every_call() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exhausted_budget_waits_for_reset_and_status_shows_it() {
     let mut b = Bench::new("ghbudget", vec![Pool::no_engine("gk", 1)]).await;
-    b.gh.set_rate_limit(0, 15);
+    // The reset is far enough out that a manager slow to start on a loaded host still meets
+    // the exhausted budget and then a quiet stretch before the reset.
+    const RESET_IN: Duration = Duration::from_secs(30);
+    let reset_at = tokio::time::Instant::now() + RESET_IN;
+    b.gh.set_rate_limit(0, RESET_IN.as_secs());
     b.start_manager();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    b.wait_until(
+        "the manager reports the exhausted budget",
+        Duration::from_secs(25),
+        |b| b.status_json()["status"]["rate_limit"]["remaining"] == 0,
+    )
+    .await;
     let first = b.gh.api_calls();
     assert!(first <= 3, "{first} calls into an exhausted budget");
-    let v = b.status_json();
-    assert_eq!(v["status"]["rate_limit"]["remaining"], 0, "{v}");
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Quiet until shortly before the reset (the margin covers the fake's whole-second reset).
+    tokio::time::sleep_until(reset_at - Duration::from_secs(3)).await;
     assert_eq!(b.gh.api_calls(), first, "no call before the reset");
     b.wait_until(
         "1 idle runner after the reset",

@@ -126,6 +126,6 @@ pub(super) async fn complete(
         )
     }) {
         Ok(job) => Json(job).into_response(),
-        Err(message) => runner_error(StatusCode::CONFLICT, &message),
+        Err(refused) => runner_error(StatusCode::CONFLICT, &refused.to_string()),
     }
 }

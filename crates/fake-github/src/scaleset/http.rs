@@ -335,11 +335,11 @@ async fn create_session(
         .to_string();
     sh.mutate(|st| {
         let i = set_in_scope(st, &scope, &id)?;
-        let session = st.open_session(i, &owner).map_err(|m| {
+        let session = st.open_session(i, &owner).map_err(|refused| {
             service_error(
                 StatusCode::CONFLICT,
                 "TaskAgentSessionConflictException",
-                &m,
+                &refused.to_string(),
             )
         })?;
         Ok(Json(session).into_response())
@@ -434,6 +434,6 @@ async fn cancel(AxState(sh): AxState<Sh>, Path(id): Path<String>) -> Answer {
         .map_err(|_| StatusCode::NOT_FOUND.into_response())?;
     match sh.mutate(|st| st.cancel_job(id)) {
         Ok(j) => Ok(Json(j).into_response()),
-        Err(m) => Err(api_refusal(StatusCode::CONFLICT, &m)),
+        Err(refused) => Err(api_refusal(StatusCode::CONFLICT, &refused.to_string())),
     }
 }

@@ -27,7 +27,9 @@ mod queue;
 
 pub use http::router;
 
-use crate::state::{self, scope_matches, Conclusion, JobRecord, JobStatus, State, Tokens};
+use crate::state::{
+    self, scope_matches, Conclusion, JobRecord, JobRefused, JobStatus, State, Tokens,
+};
 
 /// Real admin tokens live about an hour.
 pub const ADMIN_TOKEN_TTL_SECS: u64 = 3600;
@@ -375,6 +377,16 @@ fn new_uuid(tokens: &Tokens) -> String {
     )
 }
 
+/// Why a scale set session was not opened; the text is the message the fake answers with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionRefused {
+    /// No such set (callers look the set up first, so nobody sees this text).
+    #[error("no such scale set")]
+    NoSet,
+    #[error("The actions runner scale set {set} already has an active session for owner {owner}.")]
+    Held { set: String, owner: String },
+}
+
 impl State {
     /// A session whose listener stopped polling long ago is ended, as GitHub ends them.
     fn expire_session(&mut self, set_id: u64) {
@@ -401,7 +413,7 @@ impl State {
     }
 
     /// Opens the set's session for `owner`, or names the owner that holds it.
-    pub fn open_session(&mut self, set_id: u64, owner: &str) -> Result<Value, String> {
+    pub fn open_session(&mut self, set_id: u64, owner: &str) -> Result<Value, SessionRefused> {
         self.expire_session(set_id);
         let ttl = self.scalesets.queue_token_ttl_secs;
         let (now_ms, tokens) = (self.clock.now_ms(), self.tokens.clone());
@@ -421,13 +433,13 @@ impl State {
             })
             .collect();
         let Some(set) = self.scalesets.sets.get_mut(&set_id) else {
-            return Err(String::new());
+            return Err(SessionRefused::NoSet);
         };
         if let Some(s) = &set.session {
-            return Err(format!(
-                "The actions runner scale set {} already has an active session for owner {}.",
-                set.name, s.owner
-            ));
+            return Err(SessionRefused::Held {
+                set: set.name.clone(),
+                owner: s.owner.clone(),
+            });
         }
         set.owners.push(owner.to_string());
         set.session = Some(SessionRec {
@@ -447,10 +459,10 @@ impl State {
     }
 
     /// Cancels a job no runner has started: it completes as cancelled.
-    pub fn cancel_job(&mut self, id: u64) -> Result<JobRecord, String> {
-        let job = self.jobs.get_mut(&id).ok_or("job not found")?;
+    pub fn cancel_job(&mut self, id: u64) -> Result<JobRecord, JobRefused> {
+        let job = self.jobs.get_mut(&id).ok_or(JobRefused::NoJob)?;
         if job.status != JobStatus::Queued {
-            return Err(format!("job {id} is not queued"));
+            return Err(JobRefused::NotQueued(id));
         }
         job.status = JobStatus::Completed;
         job.conclusion = Some(Conclusion::Cancelled);
@@ -504,7 +516,7 @@ mod tests {
         assert!(!st.scalesets.jobs.contains_key(&other.id));
         let v = st.open_session(s, "host-a").unwrap();
         assert_eq!(v["statistics"]["totalAvailableJobs"], 1);
-        let e = st.open_session(s, "host-b").unwrap_err();
+        let e = st.open_session(s, "host-b").unwrap_err().to_string();
         assert!(e.ends_with("active session for owner host-a."), "{e}");
         // Acquired, then the session ends before a runner took it: available again.
         st.scalesets.jobs.get_mut(&j.id).unwrap().acquired = true;

@@ -100,6 +100,19 @@ pub struct State {
     pub tokens: Tokens,
 }
 
+/// Why a change to a job was refused; the text is the message the fake answers with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobRefused {
+    #[error("runner not found")]
+    NoRunner,
+    #[error("job not found")]
+    NoJob,
+    #[error("job {job} is not assigned to runner {runner}")]
+    NotAssigned { job: u64, runner: u64 },
+    #[error("job {0} is not queued")]
+    NotQueued(u64),
+}
+
 impl State {
     /// A fresh state on `clock` and `tokens`: the server passes the system clock and
     /// entropy, unit tests a fixed clock and a seed.
@@ -361,7 +374,7 @@ impl State {
     }
 
     /// The runner reports its job done: the job is completed and the (ephemeral) registration
-    /// removed. `Err` carries a message when the job is not this runner's.
+    /// removed. Refused when the job is not this runner's.
     pub fn complete_job(
         &mut self,
         runner_id: u64,
@@ -369,14 +382,15 @@ impl State {
         conclusion: Conclusion,
         exit_code: Option<i64>,
         output: Option<String>,
-    ) -> Result<JobRecord, String> {
-        let runner = self.runners.get(&runner_id).ok_or("runner not found")?;
+    ) -> Result<JobRecord, JobRefused> {
+        let runner = self.runners.get(&runner_id).ok_or(JobRefused::NoRunner)?;
         if runner.job_id != Some(job_id) {
-            return Err(format!(
-                "job {job_id} is not assigned to runner {runner_id}"
-            ));
+            return Err(JobRefused::NotAssigned {
+                job: job_id,
+                runner: runner_id,
+            });
         }
-        let job = self.jobs.get_mut(&job_id).ok_or("job not found")?;
+        let job = self.jobs.get_mut(&job_id).ok_or(JobRefused::NoJob)?;
         job.status = JobStatus::Completed;
         job.conclusion = Some(conclusion);
         job.exit_code = exit_code;

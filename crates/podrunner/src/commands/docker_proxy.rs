@@ -3,27 +3,25 @@
 //! outlive a manager restart with the runner that uses them, and stops it in the engine's
 //! teardown. Not meant to be run by hand.
 
+use super::exit::{Exit, Failed};
 use super::Cli;
 use crate::engine::externals::RunnerCopy;
 use crate::engine::launch::Launcher;
 use crate::podman::Podman;
 use crate::proxy::policy::caps::{PathMap, Rules};
 use crate::proxy::policy::Policy;
+use anyhow::Context;
 use std::path::PathBuf;
 
 /// Parsed by clap as the manager wrote it ([`crate::proxy::args`]).
 pub use crate::proxy::args::ProxyArgs as Args;
 
-pub async fn exec(cli: &Cli, args: &Args) -> i32 {
+/// Serves until the proxy's socket is gone or it is stopped; a bad argument is
+/// [`Failed::Invalid`] (the manager wrote it: a bug, not the user's mistake).
+pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     crate::logging::init_cli(cli.log_level.as_deref().or(Some("info")));
     let caps = args.limits.caps();
-    let paths = match PathMap::parse(&args.maps) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
+    let paths = PathMap::parse(&args.maps).map_err(|e| Failed::Invalid(e.to_string()))?;
     // Canonical, as the proxy compares them with canonical bind sources.
     let canonical = |paths: &[PathBuf]| -> Vec<String> {
         paths
@@ -58,8 +56,7 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             ))
         }
         _ => {
-            eprintln!("error: --runner-container, --runner-externals, --runner-version-file and --runner-copy go together");
-            return 2;
+            return Err(Failed::Invalid("--runner-container, --runner-externals, --runner-version-file and --runner-copy go together".into()).into());
         }
     };
     let mut read_only = canonical(&args.read_only);
@@ -94,17 +91,14 @@ pub async fn exec(cli: &Cli, args: &Args) -> i32 {
             log: log.clone(),
         }),
         _ => {
-            eprintln!(
-                "error: an engine command needs --engine-conf, --engine-pid-file and --engine-log"
-            );
-            return 2;
+            return Err(Failed::Invalid(
+                "an engine command needs --engine-conf, --engine-pid-file and --engine-log".into(),
+            )
+            .into());
         }
     };
-    match crate::proxy::serve(&args.listen, &args.upstream, rules, launcher, runner_copy).await {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: docker-proxy on {}: {e}", args.listen.display());
-            1
-        }
-    }
+    crate::proxy::serve(&args.listen, &args.upstream, rules, launcher, runner_copy)
+        .await
+        .with_context(|| format!("docker-proxy on {}", args.listen.display()))?;
+    Ok(Exit::Success)
 }

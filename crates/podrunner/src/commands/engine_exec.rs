@@ -44,24 +44,18 @@ pub struct Args {
 /// threads Podman moves into mount namespaces of their own (sys::share_mounts).
 const SKIP_MOUNT_HOME: &str = "--storage-opt=overlay.skip_mount_home=true";
 
-pub fn exec(args: &Args) -> i32 {
+/// Becomes the engine; returns only when it could not (the error says why).
+pub fn exec(args: &Args) -> anyhow::Result<super::exit::Exit> {
     let pid = std::fs::read_to_string(&args.runner_pid_file)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok());
     let Some(pid) = pid.filter(|p| *p > 0 && crate::sys::process_alive(*p)) else {
-        eprintln!(
-            "error: the runner's container is not running (no live pid in {}): its engine starts only for a running runner",
+        anyhow::bail!(
+            "the runner's container is not running (no live pid in {}): its engine starts only for a running runner",
             args.runner_pid_file.display()
         );
-        return 1;
     };
-    let entered = match enter(args, pid) {
-        Ok(entered) => entered,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return 1;
-        }
-    };
+    let entered = enter(args, pid)?;
     for (k, v) in &entered.env {
         std::env::set_var(k, v);
     }
@@ -70,8 +64,7 @@ pub fn exec(args: &Args) -> i32 {
         argv.insert(1, SKIP_MOUNT_HOME.to_string());
     }
     let e = crate::cmd::exec_replace(&argv[0], &argv[1..]);
-    eprintln!("error: cannot start the engine: {e}");
-    1
+    Err(anyhow::Error::new(e).context("cannot start the engine"))
 }
 
 /// Whether the engine's command line names the overlay storage driver (engine::engine_args

@@ -129,9 +129,8 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Completions(a) => completions::exec(a),
         Command::Man(a) => completions::exec_man(a),
         Command::Config(ConfigCommand::Init(a)) => config_init::exec(&cli, a).await,
-        // The two internal commands are processes of their own with their own codes.
-        Command::DockerProxy(a) => return docker_proxy::exec(&cli, a).await,
-        Command::EngineExec(a) => return engine_exec::exec(a),
+        Command::DockerProxy(a) => docker_proxy::exec(&cli, a).await,
+        Command::EngineExec(a) => engine_exec::exec(a),
     };
     exit::report(result)
 }
