@@ -12,6 +12,7 @@
 //! The figures are counts GitHub reports, never a tally of messages: a lost or repeated
 //! message cannot make the pool drift.
 
+use super::PoolName;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -99,10 +100,10 @@ pub fn labels_satisfy(runner: &[String], job: &[String]) -> bool {
 /// config order, whose labels satisfy it, so two pools never both start a runner for one job.
 /// Every pool is in the answer, with 0 when nothing waits for it.
 pub fn queued_per_pool(
-    pools: &[(String, Vec<String>)],
+    pools: &[(PoolName, Vec<String>)],
     jobs: &[Vec<String>],
-) -> BTreeMap<String, u32> {
-    let mut out: BTreeMap<String, u32> = pools.iter().map(|(n, _)| (n.clone(), 0)).collect();
+) -> BTreeMap<PoolName, u32> {
+    let mut out: BTreeMap<PoolName, u32> = pools.iter().map(|(n, _)| (n.clone(), 0)).collect();
     for job in jobs {
         if let Some((name, _)) = pools.iter().find(|(_, labels)| labels_satisfy(labels, job)) {
             *out.entry(name.clone()).or_default() += 1;
@@ -172,16 +173,17 @@ impl PollBudget {
 mod tests {
     use super::*;
 
+    fn pool(name: &str) -> PoolName {
+        PoolName::new(name).unwrap()
+    }
+
     #[test]
     fn each_queued_job_counts_for_the_first_pool_it_fits() {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let pools = vec![
-            (
-                "gpu".to_string(),
-                v(&["self-hosted", "linux", "x64", "gpu"]),
-            ),
-            ("any".to_string(), v(&["self-hosted", "linux", "x64"])),
-            ("arm".to_string(), v(&["self-hosted", "linux", "arm64"])),
+            (pool("gpu"), v(&["self-hosted", "linux", "x64", "gpu"])),
+            (pool("any"), v(&["self-hosted", "linux", "x64"])),
+            (pool("arm"), v(&["self-hosted", "linux", "arm64"])),
         ];
         let jobs = vec![
             v(&["self-hosted", "gpu"]),
@@ -193,7 +195,7 @@ mod tests {
         let got = queued_per_pool(&pools, &jobs);
         assert_eq!(
             got,
-            BTreeMap::from([("gpu".into(), 3), ("any".into(), 0), ("arm".into(), 1)])
+            BTreeMap::from([(pool("gpu"), 3), (pool("any"), 0), (pool("arm"), 1)])
         );
     }
 

@@ -151,13 +151,13 @@ impl Manager {
     }
 
     /// The label demand pools of a scope, in config order, with their labels.
-    pub(super) fn label_pools(&self, scope: &str) -> Vec<(String, Vec<String>)> {
+    pub(super) fn label_pools(&self, scope: &str) -> Vec<(crate::core::PoolName, Vec<String>)> {
         self.ctx
             .cfg
             .pools
             .iter()
             .filter(|p| p.mode == crate::core::demand::Mode::Labels && p.scope.api_path() == scope)
-            .map(|p| (p.name.to_string(), p.labels.clone()))
+            .map(|p| (p.name.clone(), p.labels.clone()))
             .collect()
     }
 
@@ -171,7 +171,7 @@ impl Manager {
         let counts = crate::core::demand::queued_per_pool(&self.label_pools(scope), jobs);
         let now = Instant::now();
         for (pool, n) in counts {
-            let sc = self.scaling.entry(pool.clone()).or_default();
+            let sc = self.scaling.entry(pool.to_string()).or_default();
             if sc.demand.queued != n {
                 tracing::debug!(pool = %pool, "{n} queued jobs for this pool ({calls} counted calls this hour)");
             }
