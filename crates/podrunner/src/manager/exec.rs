@@ -450,15 +450,6 @@ pub async fn remove_stale_folders(
     state: &crate::core::State,
     specs: &[crate::core::PoolSpec],
 ) {
-    let entries = |dir: &Path| -> Vec<String> {
-        std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let secrets = runner::paths::secrets_root(&ctx.cfg);
     let mut dirs: Vec<PathBuf> = state
         .stale_folders(&entries(&secrets), specs)
@@ -555,6 +546,17 @@ fn remove_tree(p: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         r => r,
     }
+}
+
+/// The names in folder `dir` (none when it cannot be read).
+pub(super) fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

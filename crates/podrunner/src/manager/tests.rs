@@ -5,7 +5,6 @@
 
 use super::*;
 use fake_github::FakeGithub;
-use std::path::Path;
 
 const TOKEN: &str = "ghp_loop_test_token";
 const REPO: &str = "octo/loop";
@@ -171,15 +170,7 @@ where
     }
 }
 
-fn entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use super::exec::entries;
 
 /// A fixed pool fills: the loop registers a JIT runner on GitHub and runs its container with
 /// the pool's labels; a drain deregisters it, stops the container, removes its files, and the

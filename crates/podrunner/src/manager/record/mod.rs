@@ -51,6 +51,25 @@ struct Track {
     github: JobOutcome,
 }
 
+impl Track {
+    /// A runner just started (`registered` false) or adopted (`registered` true): nothing of
+    /// its job known yet.
+    fn new(pool: &str, image: String, start_asked: Instant, registered: bool) -> Track {
+        Track {
+            pool: pool.to_string(),
+            image,
+            start_asked,
+            registered,
+            job_started_ms: None,
+            exited_ms: None,
+            online: false,
+            oom: false,
+            finished: false,
+            github: JobOutcome::default(),
+        }
+    }
+}
+
 type ImageIds = Arc<Mutex<BTreeMap<String, (String, Instant)>>>;
 
 #[derive(Debug)]
@@ -123,21 +142,8 @@ impl Recorder {
                     log_path: &log,
                 })
             });
-            self.tracks.insert(
-                r.name.clone(),
-                Track {
-                    pool: pool.to_string(),
-                    image,
-                    start_asked: now,
-                    registered: true,
-                    job_started_ms: None,
-                    exited_ms: None,
-                    online: false,
-                    oom: false,
-                    finished: false,
-                    github: JobOutcome::default(),
-                },
-            );
+            self.tracks
+                .insert(r.name.clone(), Track::new(pool, image, now, true));
         }
         let why = "the manager was not running when this runner ended; its outcome is unknown";
         if let Some(h) = &self.history {
@@ -175,18 +181,7 @@ impl Recorder {
         self.refresh_image_id(&image, podman);
         self.tracks.insert(
             name.to_string(),
-            Track {
-                pool: pool.to_string(),
-                image,
-                start_asked: Instant::now(),
-                registered: false,
-                job_started_ms: None,
-                exited_ms: None,
-                online: false,
-                oom: false,
-                finished: false,
-                github: JobOutcome::default(),
-            },
+            Track::new(pool, image, Instant::now(), false),
         );
     }
 
