@@ -156,20 +156,16 @@ impl Engine {
             Some(e) => e.to_path_buf(),
             None => make_externals(&base),
         };
-        let sandbox = match sandboxed {
-            true => {
-                std::fs::write(base.join("db"), SECRET).unwrap();
-                podrunner::engine::Sandbox {
-                    hide: vec![base.clone(), secret.clone()],
-                    keep: vec![
-                        dirs.run.clone(),
-                        dirs.data.clone(),
-                        externals.clone(),
-                        work.clone(),
-                    ],
-                }
-            }
-            false => podrunner::engine::Sandbox::default(),
+        // What the engine sees of the host beyond the system (engine::sandbox): its folders
+        // and the work folder, the externals copy and the host's images read-only. Not the
+        // canary folder (`host/`) nor, sandboxed, the rest of the state folder (`s/db`).
+        if sandboxed {
+            std::fs::write(base.join("db"), SECRET).unwrap();
+        }
+        let info = podman_info();
+        let sandbox = podrunner::engine::Sandbox {
+            keep: vec![dirs.run.clone(), dirs.data.clone(), work.clone()],
+            read_only: vec![externals.clone(), info.store.graph_root.clone().into()],
         };
         // The job's user inside a container (another uid, rootless a subordinate one) works
         // in the work folder; the canary folder stays the manager's.
@@ -185,7 +181,6 @@ impl Engine {
         // As podrunner's own engines have it (engine/conf.rs): DNS on job networks.
         conf.push_str("[network]\nnetwork_backend = \"netavark\"\n");
         std::fs::write(dirs.containers_conf(), conf).unwrap();
-        let info = podman_info();
         let host = podrunner::engine::HostStore {
             mount_program: info.store.mount_program(),
             graph_root: info.store.graph_root.clone(),
@@ -368,6 +363,20 @@ impl Engine {
                 serde_json::from_str(&body).unwrap()
             })
             .collect()
+    }
+
+    /// The host pid of the engine's podman (inside its pid namespace, under engine-exec).
+    fn engine_podman_pid(&self) -> i32 {
+        let sock = self.dirs.engine_socket().display().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|d| d.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .find(|p| {
+                let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                comm.trim() == "podman" && String::from_utf8_lossy(&cmd).contains(&sock)
+            })
+            .expect("the engine's podman process")
     }
 
     fn proxy_log(&self) -> String {
@@ -1465,10 +1474,12 @@ fn jobs_cannot_change_the_externals_other_runners_get() {
 }
 
 /// A request that got past the proxy (a proxy bug), simulated by talking to the engine's own
-/// socket: rootful, the engine runs in a mount namespace where the manager's state folder and
-/// token file are covered (docs/docker.md, The engine's own sandbox), so binding them shows
-/// nothing and writes nothing, while the work folder still binds. Rootless the same holds for
-/// an engine in its runner's user namespace (a runner not on the host's network, as here).
+/// socket: the engine runs in a minimal root of its own and a pid namespace of its own
+/// (docs/docker.md, The engine's own sandbox), so no bind it makes can reach the manager's
+/// state folder, the token file, `/etc/shadow`, the host's root through `/proc/1/root`, or a
+/// host path behind a symlink swapped into the work folder, while the work folder still binds.
+/// Rootful, and rootless for an engine in its runner's user namespace (a runner not on the
+/// host's network, as here).
 #[test]
 fn the_engine_itself_cannot_reach_the_managers_files() {
     let e = Engine::start_with(None, true);
@@ -1486,6 +1497,18 @@ fn the_engine_itself_cannot_reach_the_managers_files() {
         a.extend([TEST_IMAGE, "sh", "-c", script]);
         e.docker_at(&engine, &a)
     };
+    let host_files_unchanged = || {
+        assert_eq!(std::fs::read_to_string(&e.secret).unwrap(), SECRET);
+        assert_eq!(std::fs::read_to_string(state.join("db")).unwrap(), SECRET);
+        assert!(
+            !state.join("planted").exists(),
+            "a file appeared in the state folder"
+        );
+        assert!(
+            !e.outside.join("planted").exists(),
+            "a file appeared on the host"
+        );
+    };
 
     // Control: a job container still binds the work folder.
     let w = e.work.join("_work/repo").display().to_string();
@@ -1496,26 +1519,110 @@ fn the_engine_itself_cannot_reach_the_managers_files() {
         "ok\n"
     );
 
-    let binds = [
-        format!("{}:/s", state.display()),
-        format!("{}:/t", e.secret.display()),
-    ];
-    let script =
-        "cat /t /s/db; ls -A /s; touch /s/planted; echo evil > /s/db; echo evil > /t; true";
-    let (code, out, err) = run(&binds, script);
+    // The state folder: only the folders the engine keeps; the database is not there.
+    let (code, out, err) = run(
+        &[format!("{}:/s", state.display())],
+        "ls -A /s; cat /s/db; touch /s/planted; echo evil > /s/db; true",
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         !out.contains(SECRET),
-        "the engine showed the manager's files: {out}"
+        "the engine showed the database: {out}"
     );
-    assert_eq!(std::fs::read_to_string(&e.secret).unwrap(), SECRET);
-    assert_eq!(std::fs::read_to_string(state.join("db")).unwrap(), SECRET);
-    assert!(
-        !state.join("planted").exists(),
-        "a file appeared in the state folder"
-    );
-    // What the engine sees of the state folder: only the folders it keeps.
     let mut seen: Vec<&str> = out.lines().collect();
     seen.sort_unstable();
     assert_eq!(seen, ["d", "externals", "r", "w"], "{out}{err}");
+    host_files_unchanged();
+
+    // Paths the engine's root does not hold, or holds as its own: the token file, the
+    // canary folder, the host's root, its root through /proc, /etc/shadow.
+    let token = e.secret.display().to_string();
+    let outside = e.outside.display().to_string();
+    let probes = [
+        (token.clone(), "cat /h; echo evil > /h"),
+        (outside.clone(), "cat /h/token; touch /h/planted"),
+        (
+            "/".to_string(),
+            &*format!("cat /h{token}; cat /h/etc/shadow; ls /h/etc; touch /h{outside}/planted"),
+        ),
+        (
+            "/proc/1/root".to_string(),
+            &*format!("cat /h{token}; ls /h/etc"),
+        ),
+        (
+            "/proc/self/root".to_string(),
+            &*format!("cat /h{token}; ls /h/etc"),
+        ),
+        ("/etc".to_string(), "ls /h; cat /h/shadow"),
+    ];
+    for (src, script) in probes {
+        let (code, out, err) = run(&[format!("{src}:/h")], script);
+        assert!(!out.contains(SECRET), "bind {src}: the token: {out}");
+        for secret_file in ["shadow", "gshadow", "ssh"] {
+            assert!(
+                !out.lines().any(|l| l.trim() == secret_file),
+                "bind {src}: the engine's /etc lists {secret_file} (exit {code}): {out}{err}"
+            );
+        }
+        assert!(!out.contains("root:"), "bind {src}: a password file: {out}");
+        host_files_unchanged();
+    }
+
+    // The symlink race of point 2 won (the engine is asked for a work-folder path that a job
+    // turned into a link to the host after the proxy's check): the link resolves in the
+    // engine's root, where the host's folders are not.
+    let repo = e.work.join("_work/repo");
+    std::os::unix::fs::symlink(&e.outside, repo.join("to-host")).unwrap();
+    std::os::unix::fs::symlink("/", repo.join("to-root")).unwrap();
+    for (link, script) in [
+        ("to-host", "cat /h/token; touch /h/planted"),
+        ("to-root", &*format!("cat /h{token}; cat /h/etc/shadow")),
+    ] {
+        let src = repo.join(link).display().to_string();
+        let (_, out, _) = run(&[format!("{src}:/h")], script);
+        assert!(!out.contains(SECRET), "link {link}: the token: {out}");
+        assert!(
+            !out.contains("root:"),
+            "link {link}: a password file: {out}"
+        );
+        host_files_unchanged();
+    }
+
+    // Seen from the host: the engine's own root holds no /etc/shadow and none of the canary
+    // folder, and its /proc shows only its own processes.
+    let podman = e.engine_podman_pid();
+    let root = PathBuf::from(format!("/proc/{podman}/root"));
+    let etc: Vec<String> = std::fs::read_dir(root.join("etc"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for secret_file in ["shadow", "gshadow", "ssh", "sudoers"] {
+        assert!(!etc.iter().any(|n| n == secret_file), "{etc:?}");
+    }
+    assert!(etc.iter().any(|n| n == "containers"), "{etc:?}");
+    // (Podman makes a missing bind source as a folder, and the probes above wrote "evil"
+    // where the database lies on the host: both landed in the engine's /tmp, a tmpfs of its
+    // own.)
+    for secret in [e.secret.clone(), state.join("db")] {
+        let there = root.join(secret.strip_prefix("/").unwrap());
+        let seen = std::fs::read_to_string(&there).unwrap_or_default();
+        assert!(
+            !seen.contains(SECRET),
+            "{} is in the engine's root",
+            secret.display()
+        );
+    }
+    let pids: Vec<i32> = std::fs::read_dir(root.join("proc"))
+        .unwrap()
+        .filter_map(|d| d.unwrap().file_name().to_str()?.parse().ok())
+        .collect();
+    let init = std::fs::read(root.join("proc/1/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&init).contains("engine-exec"),
+        "pid 1 of the engine's /proc is not its own init"
+    );
+    assert!(
+        pids.len() < 20,
+        "the engine sees the host's processes: {pids:?}"
+    );
 }

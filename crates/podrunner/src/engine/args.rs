@@ -1,6 +1,7 @@
 //! The arguments of every podman call made for a runner's engine, of its proxy, and what the
 //! runner's container gets for its pool's docker mode. Pure.
 
+use super::sandbox::Sandbox;
 use super::{budget, externals, EngineDirs, DOCKER_HOST_IN_RUNNER, DOCKER_SOCK_IN_RUNNER};
 use crate::config::{DockerMode, PodmanConfig};
 use crate::proxy::args::{LaunchArgs, ProxyArgs};
@@ -143,17 +144,21 @@ pub fn launcher_args(
         format!("--runner-pid-file={}", runner_pid_file.display()),
         format!("--netavark-run-dir={}", d.netavark_run().display()),
     ];
-    engine.extend(
-        sandbox
-            .hide
-            .iter()
-            .map(|p| format!("--hide={}", p.display())),
-    );
+    engine.extend([
+        format!("--new-root={}", d.new_root().display()),
+        format!("--scratch={}", d.scratch().display()),
+    ]);
     engine.extend(
         sandbox
             .keep
             .iter()
             .map(|p| format!("--keep={}", p.display())),
+    );
+    engine.extend(
+        sandbox
+            .read_only
+            .iter()
+            .map(|p| format!("--keep-read-only={}", p.display())),
     );
     engine.extend([d.root(), d.runroot()].map(|p| format!("--share={}", p.display())));
     engine.extend(["--".to_string(), podman_path.to_string()]);
@@ -163,36 +168,6 @@ pub fn launcher_args(
         engine_pid_file: Some(d.pid_file()),
         engine_log: Some(d.log()),
         engine,
-    }
-}
-
-/// What an engine must not see and what it keeps of that (commands/engine_exec.rs,
-/// sys::hide_paths; docs/docker.md, The engine's own sandbox).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Sandbox {
-    pub hide: Vec<PathBuf>,
-    pub keep: Vec<PathBuf>,
-}
-
-impl Sandbox {
-    /// Runner engine `d`'s: the manager's state and runtime folders (database, logs, control
-    /// socket, JIT config folders, other runners' engines) and its credentials files are
-    /// covered; the engine keeps its own folders, the externals copies and the runner's work
-    /// folder. The host's image store is not the manager's and stays (read-only to it).
-    pub fn for_runner(cfg: &crate::config::Config, d: &EngineDirs, work: &Path) -> Sandbox {
-        let m = &cfg.manager;
-        let mut hide = vec![m.state_dir.clone(), m.runtime_dir.clone()];
-        hide.push(cfg.github.token_file.clone());
-        hide.extend(cfg.github.app.as_ref().map(|a| a.private_key_file.clone()));
-        Sandbox {
-            hide,
-            keep: vec![
-                d.run.clone(),
-                d.data.clone(),
-                m.state_dir.join(externals::EXTERNALS_DIR),
-                work.to_path_buf(),
-            ],
-        }
     }
 }
 
@@ -216,6 +191,10 @@ pub enum Netns {
     /// mount namespace ([`NETAVARK_RUN_DIR`]) and, rootless, the user namespace owning the
     /// runner's network namespace.
     Of(i32),
+    /// Those of process `pid` inside a sandboxed engine (engine::sandbox): as [`Netns::Of`],
+    /// and its pid namespace, whose `/proc` is the one in the engine's root (Podman reads
+    /// `/proc/self`, which names nothing for a process outside that namespace).
+    InSandbox(i32),
     /// A new, empty network namespace: for tearing down an engine whose namespace is gone, so
     /// that nothing it removes can be the host's.
     Fresh,
@@ -243,32 +222,20 @@ pub fn in_netns(cmd: &[String], ns: Netns, rootless: Option<(u32, u32)>) -> Vec<
     let mut a = Vec::new();
     match (ns, rootless) {
         (Netns::Current, _) => {}
-        (Netns::Of(pid), None) => a.extend(
-            [
-                "nsenter",
-                "--target",
-                &pid.to_string(),
-                "--net",
-                "--mount",
-                "--",
-            ]
-            .map(String::from),
-        ),
-        (Netns::Of(pid), Some((uid, gid))) => {
-            a.extend(
-                [
-                    "nsenter",
-                    "--target",
-                    &pid.to_string(),
-                    "--user",
-                    "--net",
-                    "--mount",
-                    "--",
-                    "env",
-                ]
-                .map(String::from),
-            );
-            a.extend(userns_env(uid, gid).map(|(k, v)| format!("{k}={v}")));
+        (Netns::Of(pid) | Netns::InSandbox(pid), _) => {
+            a.extend(["nsenter".to_string(), "--target".into(), pid.to_string()]);
+            if rootless.is_some() {
+                a.push("--user".into());
+            }
+            a.extend(["--net".to_string(), "--mount".into()]);
+            if matches!(ns, Netns::InSandbox(_)) {
+                a.push("--pid".into());
+            }
+            a.push("--".into());
+            if let Some((uid, gid)) = rootless {
+                a.push("env".into());
+                a.extend(userns_env(uid, gid).map(|(k, v)| format!("{k}={v}")));
+            }
         }
         (Netns::Fresh, None) => {
             a.extend(["unshare", "--net", "--mount", "--"].map(String::from));

@@ -164,15 +164,21 @@ pub fn layer_paths(
     v0
 }
 
+/// The user's configuration folder (`$XDG_CONFIG_HOME`, else `~/.config`), where a rootless
+/// Podman reads its own settings (`containers/`).
+pub fn user_config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+}
+
 /// The layers the manager's own Podman reads, with their text (see [`layer_paths`]).
 pub fn read_layers() -> Result<Vec<(String, String)>, ConfError> {
     let env = std::env::var_os("CONTAINERS_CONF")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
-    let config_dir = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    let config_dir = user_config_dir();
     let list = |d: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(d)
             .into_iter()

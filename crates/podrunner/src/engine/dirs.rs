@@ -72,6 +72,15 @@ impl EngineDirs {
     pub fn netavark_run(&self) -> PathBuf {
         self.run.join("netavark")
     }
+    /// Where `engine-exec` mounts the engine's minimal root before it moves into it
+    /// (engine::sandbox); an empty folder on the host.
+    pub fn new_root(&self) -> PathBuf {
+        self.run.join("fs")
+    }
+    /// The engine's folder for big temporary files, its `/var/tmp` (engine::sandbox::TMPDIR).
+    pub fn scratch(&self) -> PathBuf {
+        self.data.join("tmp")
+    }
     pub fn root(&self) -> PathBuf {
         self.data.join("root")
     }

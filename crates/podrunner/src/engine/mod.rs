@@ -19,12 +19,14 @@ pub mod externals;
 pub mod launch;
 pub mod process;
 pub mod procs;
+pub mod sandbox;
 pub mod service;
 
 pub use api::*;
 pub use args::*;
 pub use dirs::*;
 pub use procs::*;
+pub use sandbox::Sandbox;
 
 /// Folder under the manager's state dir holding one sub-folder per runner engine, by name.
 pub const ENGINES_DIR: &str = "engines";

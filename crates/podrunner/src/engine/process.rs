@@ -168,9 +168,9 @@ pub(crate) fn kill(target: i32, sig: i32) -> std::io::Result<()> {
     }
 }
 
-/// The network namespace of process `pid` (`net:[INODE]`).
-pub(crate) fn netns_of(pid: i32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/ns/net"))
+/// Process `pid`'s namespace of kind `kind` (`net`, `pid`: `KIND:[INODE]`).
+pub(crate) fn ns_of(pid: i32, kind: &str) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
         .ok()
         .map(|p| p.display().to_string())
 }

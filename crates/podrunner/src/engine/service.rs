@@ -4,8 +4,7 @@
 
 use super::error::{EngineError, TeardownError, WaitError};
 use super::process::{
-    alive, kill, live_pid, netns_of, pgrp, procs, read_pid, running_engine, terminate_group,
-    wait_for,
+    alive, kill, live_pid, ns_of, pgrp, procs, read_pid, running_engine, terminate_group, wait_for,
 };
 use super::{
     cmdline_in_engine, engine_args, host_socket, host_socket_missing, in_netns, is_proxy_cmdline,
@@ -146,12 +145,23 @@ async fn start_isolated(
     let mut proxy = proxy_args(&d, pool, &pool.work_dir.join(name), externals.as_deref());
     proxy.self_update = super::externals::self_update_args(&d, pool, name, podman);
     proxy.cgroup_parent = budget.clone();
+    // Rootless Podman reads the user's own settings (registries, storage, signature policy).
+    let user_conf = (crate::sys::uid() != 0)
+        .then(super::conf::user_config_dir)
+        .flatten()
+        .map(|c| c.join("containers"));
     proxy.launch = launcher_args(
         &d,
         &exe,
         &crate::runner::Paths::of(cfg, name).pidfile,
         &cfg.podman.path,
-        &super::Sandbox::for_runner(cfg, &d, &pool.work_dir.join(name)),
+        &super::Sandbox::for_runner(
+            cfg,
+            &d,
+            &pool.work_dir.join(name),
+            &store,
+            user_conf.as_deref(),
+        ),
         &service_args(&cfg.podman, &d, &store),
     );
     let args = proxy.to_argv();
@@ -281,7 +291,7 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Teard
     //    manager's own, the runner had host networking.
     let engine = running_engine(&d.pid_file(), &d.engine_socket());
     let me = std::process::id() as i32;
-    let own_ns = netns_of(me);
+    let own_ns = ns_of(me, "net");
     let members: Vec<i32> = procs()
         .into_iter()
         .filter(|(p, c)| {
@@ -292,12 +302,18 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Teard
     // The engine itself first: its children may run in networks of its own (rootless
     // aardvark-dns).
     let runner_ns = engine.iter().chain(members.iter()).find_map(|p| {
-        netns_of(*p)
+        ns_of(*p, "net")
             .filter(|n| Some(n) != own_ns.as_ref())
             .map(|n| (*p, n))
     });
     let rootless = (crate::sys::uid() != 0).then(|| (crate::sys::uid(), crate::sys::gid()));
+    // A sandboxed engine's processes (engine::sandbox) are in a pid namespace of their own.
+    let own_pid_ns = ns_of(me, "pid");
+    let inside = members
+        .iter()
+        .find(|p| ns_of(**p, "pid").is_some_and(|n| Some(&n) != own_pid_ns.as_ref()));
     let ns = match (&runner_ns, members.first()) {
+        _ if inside.is_some() => inside.map(|p| Netns::InSandbox(*p)),
         (Some((p, _)), _) => Some(Netns::Of(*p)),
         // Rootless engines of runners with host networking run with a user namespace of their
         // own (commands/engine_exec.rs): podman finds it through the engine's folders.
@@ -326,7 +342,7 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Teard
                 // A rootless engine in its runner's namespaces has its own runtime folder
                 // (commands/engine_exec.rs).
                 let xdg = d.netavark_run();
-                if rootless.is_some() && matches!(ns, Netns::Of(_)) {
+                if rootless.is_some() && matches!(ns, Netns::Of(_) | Netns::InSandbox(_)) {
                     env.push(("XDG_RUNTIME_DIR", xdg.as_os_str()));
                 }
                 if let Err(e) = cmd::run_env(&a[0], &a[1..], &env, ADMIN_TIMEOUT).await {
@@ -352,7 +368,7 @@ async fn teardown_engine(cfg: &Config, podman: &Podman, name: &str) -> Vec<Teard
             cmdline_in_engine(c, &d)
                 || runner_ns
                     .as_ref()
-                    .is_some_and(|(_, n)| netns_of(*p).as_ref() == Some(n))
+                    .is_some_and(|(_, n)| ns_of(*p, "net").as_ref() == Some(n))
         })
         .map(|(p, _)| p)
         .collect();

@@ -285,6 +285,15 @@ fn commands_in_the_runners_network_namespace() {
         ["nsenter", "--target", "42", "--net", "--mount", "--"]
     );
     assert_eq!(rootful[6..], tail);
+    // A sandboxed engine's own pid namespace too (its root's /proc is that namespace's).
+    assert_eq!(
+        in_netns(&cmd, Netns::InSandbox(42), None)[..7],
+        ["nsenter", "--target", "42", "--net", "--mount", "--pid", "--"]
+    );
+    assert_eq!(
+        in_netns(&cmd, Netns::InSandbox(42), Some((1002, 1003)))[..9],
+        ["nsenter", "--target", "42", "--user", "--net", "--mount", "--pid", "--", "env"]
+    );
     let rootless = in_netns(&cmd, Netns::Of(42), Some((1002, 1003)));
     assert_eq!(
         rootless[..12],
