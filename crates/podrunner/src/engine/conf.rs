@@ -43,7 +43,18 @@ pub struct Ours {
     /// `[network] network_backend = "netavark"` when netavark and aardvark-dns are installed:
     /// containers on a job network resolve each other by name and alias.
     pub netavark: bool,
+    /// `[engine] cgroup_manager = "cgroupfs"`: a rootful engine's minimal root has no D-Bus
+    /// socket to reach systemd through (engine::sandbox).
+    pub cgroupfs: bool,
 }
+
+/// Settings every engine gets whatever a layer says: its root holds no journal socket
+/// (engine::sandbox), and GitHub's runner reads a service container's output with `docker logs`
+/// at the end of the job.
+pub const FIXED: [(&str, &str, &str); 2] = [
+    ("containers", "log_driver", "k8s-file"),
+    ("engine", "events_logger", "file"),
+];
 
 /// Merges containers.conf layers (`(name, text)`, first to last) and podrunner's settings into
 /// one file. Later layers win key by key inside each table, as Podman reads its files; arrays
@@ -82,6 +93,12 @@ pub fn merge(layers: &[(String, String)], ours: &Ours) -> Result<String, ConfErr
             "default_ulimits".into(),
             toml::Value::Array(list.into_iter().map(toml::Value::String).collect()),
         );
+    }
+    for (section, key, value) in FIXED {
+        table(&mut t, section)?.insert(key.into(), value.into());
+    }
+    if ours.cgroupfs {
+        table(&mut t, "engine")?.insert("cgroup_manager".into(), "cgroupfs".into());
     }
     let network = table(&mut t, "network")?;
     if ours.netavark {
@@ -223,6 +240,7 @@ mod tests {
             pids_limit: 4096,
             ulimits: vec![],
             netavark: true,
+            cgroupfs: false,
         }
     }
 
@@ -268,6 +286,7 @@ mod tests {
             pids_limit: 4096,
             ulimits: vec!["nofile=20000:20000".into()],
             netavark: false,
+            cgroupfs: true,
         };
         let out: toml::Table = merge(&layers, &o).unwrap().parse().unwrap();
         assert_eq!(out["containers"]["pids_limit"].as_integer(), Some(100));
@@ -276,6 +295,20 @@ mod tests {
             toml::Value::Array(vec!["core=0:0".into(), "nofile=20000:20000".into()])
         );
         assert!(out["network"].get("network_backend").is_none());
+        assert_eq!(out["engine"]["cgroup_manager"].as_str(), Some("cgroupfs"));
+    }
+
+    #[test]
+    fn journald_settings_of_a_layer_are_replaced() {
+        let layers = vec![(
+            "/etc/containers/containers.conf".to_string(),
+            "[containers]\nlog_driver = \"journald\"\n[engine]\nevents_logger = \"journald\"\ncgroup_manager = \"systemd\"\n".to_string(),
+        )];
+        let out: toml::Table = merge(&layers, &ours()).unwrap().parse().unwrap();
+        assert_eq!(out["containers"]["log_driver"].as_str(), Some("k8s-file"));
+        assert_eq!(out["engine"]["events_logger"].as_str(), Some("file"));
+        // Rootless engines keep the layer's manager (cgroupfs: false).
+        assert_eq!(out["engine"]["cgroup_manager"].as_str(), Some("systemd"));
     }
 
     #[test]

@@ -223,6 +223,7 @@ fn engine_conf(cfg: &Config, pool: &PoolConfig) -> Result<String, EngineError> {
             pids_limit: crate::runner::Limits::of(pool).pids,
             ulimits: super::conf::ulimits_in(&run_args),
             netavark,
+            cgroupfs: crate::sys::uid() == 0,
         },
     )?)
 }

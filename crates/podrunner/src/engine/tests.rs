@@ -143,12 +143,15 @@ fn proxy_arguments_exact() {
         Path::new("/usr/bin/podrunner"),
         Path::new("/var/lib/pr/pids/ci-0a1b2c3d"),
         "/usr/bin/podman",
-        &Sandbox::default(),
+        &Sandbox {
+            keep: vec!["/w".into()],
+            read_only: vec!["/var/lib/containers/storage".into()],
+        },
         &service,
     )
     .to_argv();
     assert_eq!(
-        l[..12],
+        l[..16],
         [
             "--engine-conf=/var/lib/pr/engines/ci-0a1b2c3d/containers.conf",
             "--engine-pid-file=/run/pr/e/0ee801953a/engine.pid",
@@ -158,13 +161,17 @@ fn proxy_arguments_exact() {
             "engine-exec",
             "--runner-pid-file=/var/lib/pr/pids/ci-0a1b2c3d",
             "--netavark-run-dir=/run/pr/e/0ee801953a/netavark",
+            "--new-root=/run/pr/e/0ee801953a/fs",
+            "--scratch=/var/lib/pr/engines/ci-0a1b2c3d/tmp",
+            "--keep=/w",
+            "--keep-read-only=/var/lib/containers/storage",
             "--share=/var/lib/pr/engines/ci-0a1b2c3d/root",
             "--share=/run/pr/e/0ee801953a/rr",
             "--",
             "/usr/bin/podman",
         ]
     );
-    assert_eq!(l[12..], service[..]);
+    assert_eq!(l[16..], service[..]);
     // engine-exec, before it becomes the engine, counts as the engine (its pid file).
     assert!(is_engine_cmdline(
         &l[4..].join(" "),
