@@ -3,9 +3,17 @@ use clap::Parser;
 fn main() {
     let cli = podrunner::commands::Cli::parse();
     // Before any thread starts: a multithreaded process cannot enter a user namespace
-    // (setns(2)), which a rootless engine needs (commands/engine_exec.rs).
-    if let podrunner::commands::Command::EngineExec(a) = &cli.command {
-        let result = podrunner::commands::engine_exec::exec(a);
+    // (setns(2)), which a rootless engine needs (commands/engine_exec.rs, commands/engine_pin.rs).
+    let single_threaded = match &cli.command {
+        podrunner::commands::Command::EngineExec(a) => {
+            Some(podrunner::commands::engine_exec::exec(a))
+        }
+        podrunner::commands::Command::EnginePin(a) => {
+            Some(podrunner::commands::engine_pin::exec(a))
+        }
+        _ => None,
+    };
+    if let Some(result) = single_threaded {
         std::process::exit(podrunner::commands::exit::report(result));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

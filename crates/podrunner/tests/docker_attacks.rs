@@ -210,6 +210,8 @@ impl Engine {
             format!("--allow={}", sock.display()),
             format!("--map={RUNNER_EXTERNALS}={}", externals.display()),
             format!("--allow-read-only={}", externals.display()),
+            format!("--pin-dir={}", dirs.pins().display()),
+            format!("--pin-within={}", work.display()),
         ];
         // engine-exec reads the "runner's" pid from this file. Rootful, and rootless without
         // the sandbox, no runner container: the engine joins this test's own network
@@ -403,8 +405,11 @@ impl Engine {
                         assert_eq!(m["RW"], json!(false), "{c}");
                         continue;
                     }
+                    // A pin (proxy::pin) is a folder of the work folder, mounted by
+                    // descriptor in the engine's own root.
+                    let pin = src.starts_with(self.dirs.pins());
                     assert!(
-                        src.starts_with(&work) || src == sock,
+                        src.starts_with(&work) || src == sock || pin,
                         "container {} binds {}",
                         c["Name"],
                         src.display()
@@ -984,30 +989,43 @@ fn attacks_through_the_proxy_reach_nothing_on_the_host() {
     attacks.set(attacks.get() + 1);
 
     // --- State that changes after the check: a work folder swapped for a symlink between
-    // create and start is refused at the start.
+    // create and start. A sandboxed engine (rootful here) got the folder pinned at create
+    // (proxy::pin): the start goes ahead and the container sees the folder that was checked,
+    // not the link. An engine that is not sandboxed (rootless, no runner container here) has
+    // nothing pinned: the start is refused.
     let swap = e.work.join("_work/swap");
     std::fs::create_dir_all(&swap).unwrap();
+    std::fs::write(swap.join("marker"), "checked-folder").unwrap();
     let (code, created) = e.create(
         "swapped",
-        &["cat", "/s/token"],
+        &["sh", "-c", "cat /s/marker; cat /s/token"],
         json!({"Binds": [format!("{}:/s", swap.display())]}),
     );
     assert_eq!(code, 201, "{created}");
     let swapped: Value = serde_json::from_str(&created).unwrap();
-    std::fs::remove_dir(&swap).unwrap();
+    let id = swapped["Id"].as_str().unwrap();
+    std::fs::rename(&swap, e.work.join("_work/swap.old")).unwrap();
     std::os::unix::fs::symlink(&e.outside, &swap).unwrap();
-    attack(
-        e.req(
-            "POST",
-            &format!(
-                "/v1.44/containers/{}/start",
-                swapped["Id"].as_str().unwrap()
-            ),
-            None,
-        ),
-        403,
-        "changed since it was created",
-    );
+    let start = e.req("POST", &format!("/v1.44/containers/{id}/start"), None);
+    if is_root() {
+        assert_eq!(start.0, 204, "{}", start.1);
+        let (code, out, err) = e.docker(&["wait", id]);
+        assert_eq!(code, 0, "{out}{err}");
+        let (_, out, err) = e.docker(&["logs", id]);
+        assert!(out.contains("checked-folder"), "{out}{err}");
+        assert!(!out.contains(SECRET) && !err.contains(SECRET), "{out}{err}");
+        let (_, c) = e.req("GET", &format!("/v1.44/containers/{id}/json"), None);
+        let c: Value = serde_json::from_str(&c).unwrap();
+        let source = c["Mounts"][0]["Source"].as_str().unwrap_or("").to_string();
+        assert!(
+            source.starts_with(&e.dirs.pins().display().to_string()),
+            "not pinned: {source}"
+        );
+        attacks.set(attacks.get() + 1);
+    } else {
+        attack(start, 403, "changed since it was created");
+    }
+    e.assert_host_untouched();
 
     // --- Limits (issue point 5): no combination lifts a container above the runner's. Rootless
     // Podman on cgroup v1 applies no limit at all (docs/docker.md, Resources): there the
@@ -1587,6 +1605,70 @@ fn the_engine_itself_cannot_reach_the_managers_files() {
         );
         host_files_unchanged();
     }
+
+    // The race itself, through the proxy: a thread swaps a work folder and a link to the
+    // canary folder as fast as it can while containers binding that path are created and
+    // started. Each create is refused (a link at the check or at the pin) or gets the folder
+    // pinned; no container ever reads the canary.
+    let racy = repo.join("racy");
+    let parked = repo.join("racy.d");
+    std::fs::create_dir_all(&racy).unwrap();
+    std::fs::write(racy.join("marker"), "the-work-folder").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, racy, parked, outside) = (
+            stop.clone(),
+            racy.clone(),
+            parked.clone(),
+            e.outside.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::rename(&racy, &parked);
+                let _ = std::os::unix::fs::symlink(&outside, &racy);
+                let _ = std::fs::remove_file(&racy);
+                let _ = std::fs::rename(&parked, &racy);
+                swaps += 1;
+                // The folder stays a moment, so that some creates pass the check.
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            swaps
+        })
+    };
+    let (mut refused, mut pinned) = (0, 0);
+    for i in 0..20 {
+        let name = format!("race{i}");
+        let (code, out) = e.create(
+            &name,
+            &["sh", "-c", "cat /s/marker; cat /s/token"],
+            json!({"Binds": [format!("{}:/s", racy.display())]}),
+        );
+        if code != 201 {
+            assert_eq!(code, 403, "{out}");
+            if refused == 0 {
+                eprintln!("race: first refusal: {out}");
+            }
+            refused += 1;
+            continue;
+        }
+        let (code, out) = e.req("POST", &format!("/v1.44/containers/{name}/start"), None);
+        assert_eq!(code, 204, "a pinned container starts: {out}");
+        let (code, out, err) = e.docker(&["wait", &name]);
+        assert_eq!(code, 0, "{out}{err}");
+        let (_, out, err) = e.docker(&["logs", &name]);
+        assert!(
+            !out.contains(SECRET) && !err.contains(SECRET),
+            "the race reached the host: {out}{err}"
+        );
+        assert!(out.contains("the-work-folder"), "{out}{err}");
+        pinned += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("race: {swaps} swaps, {pinned} containers pinned, {refused} creates refused");
+    assert!(pinned > 0 && swaps > 20, "{swaps} swaps, {pinned} pinned");
+    host_files_unchanged();
 
     // Seen from the host: the engine's own root holds no /etc/shadow and none of the canary
     // folder, and its /proc shows only its own processes.

@@ -65,6 +65,17 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     }
     let mut allowed = canonical(&args.allowed);
     allowed.extend(read_only.iter().cloned());
+    // Pins (proxy::pin) are made in the engine's run folder, which no job reaches: a
+    // container holding one passes the check before its start.
+    let mut pin_args = args.pins.clone();
+    if let Some(dir) = &pin_args.pin_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        allowed.extend(canonical(std::slice::from_ref(dir)));
+    }
+    pin_args.pin_within = canonical(&pin_args.pin_within)
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .collect();
     let rules = Rules {
         caps,
         paths,
@@ -97,8 +108,23 @@ pub async fn exec(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
             .into());
         }
     };
-    crate::proxy::serve(&args.listen, &args.upstream, rules, launcher, runner_copy)
-        .await
-        .with_context(|| format!("docker-proxy on {}", args.listen.display()))?;
+    let pins = match args.open {
+        true => None,
+        false => crate::proxy::pin::Pins::new(
+            &pin_args,
+            args.launch.engine_pid_file.as_deref(),
+            std::env::current_exe().context("cannot find podrunner's own binary")?,
+        ),
+    };
+    crate::proxy::serve(
+        &args.listen,
+        &args.upstream,
+        rules,
+        launcher,
+        runner_copy,
+        pins,
+    )
+    .await
+    .with_context(|| format!("docker-proxy on {}", args.listen.display()))?;
     Ok(Exit::Success)
 }

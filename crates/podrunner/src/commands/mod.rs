@@ -8,6 +8,7 @@ pub mod config_init;
 pub mod docker_proxy;
 pub mod doctor;
 pub mod engine_exec;
+pub mod engine_pin;
 pub mod exit;
 pub mod history;
 pub mod install;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Start a runner's engine in the runner's network namespace (started by docker-proxy)
     #[command(hide = true)]
     EngineExec(engine_exec::Args),
+    /// Pin a checked bind source in a runner's engine (run by docker-proxy)
+    #[command(hide = true)]
+    EnginePin(engine_pin::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +135,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Config(ConfigCommand::Init(a)) => config_init::exec(&cli, a).await,
         Command::DockerProxy(a) => docker_proxy::exec(&cli, a).await,
         Command::EngineExec(a) => engine_exec::exec(a),
+        Command::EnginePin(a) => engine_pin::exec(a),
     };
     exit::report(result)
 }

@@ -116,6 +116,9 @@ pub fn proxy_args(
             // What a job container may bind: the runner's work folder and what is mapped.
             a.allowed.push(work_dir.to_path_buf());
             a.allowed.push(d.socket());
+            // Sources in the work folder are mounted by descriptor (proxy::pin).
+            a.pins.pin_dir = Some(d.pins());
+            a.pins.pin_within.push(work_dir.to_path_buf());
             if let Some(e) = externals {
                 // Later `container:` jobs execute it: read-only for every job.
                 a.read_only.push(e.to_path_buf());

@@ -81,6 +81,10 @@ impl EngineDirs {
     pub fn scratch(&self) -> PathBuf {
         self.data.join("tmp")
     }
+    /// Where the proxy has the engine mount checked bind sources (proxy::pin).
+    pub fn pins(&self) -> PathBuf {
+        self.run.join("pins")
+    }
     pub fn root(&self) -> PathBuf {
         self.data.join("root")
     }

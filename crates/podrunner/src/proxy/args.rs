@@ -41,6 +41,8 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub cgroup_parent: Option<String>,
     #[command(flatten)]
+    pub pins: super::pin::PinArgs,
+    #[command(flatten)]
     pub launch: LaunchArgs,
 }
 
@@ -111,6 +113,7 @@ impl ProxyArgs {
             open: false,
             pool: None,
             cgroup_parent: None,
+            pins: super::pin::PinArgs::default(),
             launch: LaunchArgs::default(),
         }
     }
@@ -133,6 +136,7 @@ impl ProxyArgs {
         ));
         a.extend(self.self_update.to_argv());
         a.extend(flags("cgroup-parent", &self.cgroup_parent));
+        a.extend(self.pins.to_argv());
         a.extend(self.launch.to_argv());
         a
     }
@@ -219,6 +223,10 @@ mod tests {
             open: true,
             pool: Some("p".into()),
             cgroup_parent: Some("/podrunner-x".into()),
+            pins: crate::proxy::pin::PinArgs {
+                pin_dir: Some("/run/e/pins".into()),
+                pin_within: vec!["/w/r".into()],
+            },
             launch: LaunchArgs {
                 engine_conf: Some("/c".into()),
                 engine_pid_file: Some("/pid".into()),

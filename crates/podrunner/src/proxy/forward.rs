@@ -188,7 +188,17 @@ async fn checked_body(
     };
     let rules = updated.as_ref().unwrap_or(&shared.rules);
     let (status, why) = match engine_body(&raw, plan, schema, rules) {
-        Ok(b) => return Ok(Step::Go(Some(b))),
+        Ok(b) => match (&shared.pins, schema) {
+            (Some(pins), Schema::ContainerCreate) => match pins.pin_body(b).await {
+                Ok(b) => return Ok(Step::Go(Some(b))),
+                Err(why) => {
+                    let why = format!("{why}{}", shared.rules.pool_hint);
+                    log_refusal(&head.method, &plan.target, &why);
+                    ("403 Forbidden", why)
+                }
+            },
+            _ => return Ok(Step::Go(Some(b))),
+        },
         Err(Rejected::BadBody(why)) => ("400 Bad Request", why),
         Err(Rejected::Forbidden(why)) => {
             let why = why.to_string();

@@ -28,6 +28,7 @@ pub mod error;
 mod forward;
 pub mod health;
 mod http;
+pub mod pin;
 mod plan;
 pub mod policy;
 pub mod request;
@@ -89,6 +90,7 @@ pub async fn serve(
     rules: Rules,
     launcher: Option<Launcher>,
     runner_copy: Option<crate::engine::externals::RunnerCopy>,
+    pins: Option<pin::Pins>,
 ) -> std::io::Result<()> {
     match std::fs::remove_file(listen) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -107,6 +109,7 @@ pub async fn serve(
         rules,
         json_slots: Semaphore::new(MAX_JSON_AT_ONCE),
         runner_copy,
+        pins,
         health: health::Watched::default(),
     });
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -135,6 +138,8 @@ struct Shared {
     json_slots: Semaphore,
     /// An updated runner's own externals ([`crate::engine::externals::RunnerCopy`]).
     runner_copy: Option<crate::engine::externals::RunnerCopy>,
+    /// Bind sources pinned in the engine ([`pin`]).
+    pins: Option<pin::Pins>,
     /// Containers whose health checks the proxy runs ([`health`]).
     health: health::Watched,
 }

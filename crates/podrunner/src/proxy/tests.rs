@@ -75,7 +75,7 @@ async fn checks_requests_and_passes_one_per_connection() {
     );
     let up = tokio::spawn(upstream(UnixListener::bind(&engine).unwrap()));
     let (l2, e2) = (listen.clone(), engine.clone());
-    let proxy = tokio::spawn(async move { serve(&l2, &e2, rules(), None, None).await });
+    let proxy = tokio::spawn(async move { serve(&l2, &e2, rules(), None, None, None).await });
     while UnixStream::connect(&listen).await.is_err() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

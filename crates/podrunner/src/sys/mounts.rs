@@ -186,3 +186,127 @@ pub fn share_mounts(folders: &[std::path::PathBuf]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Moves this (single-threaded) process into the mount namespace of process `pid` and, when it
+/// differs from this one's, its user namespace first. `Ok(false)`: that process shares this
+/// one's mount namespace (an engine that is not sandboxed), nothing was entered.
+pub fn enter_mounts_of(pid: i32) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let same = |kind: &str| -> std::io::Result<bool> {
+        let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{kind}"))?;
+        let own = std::fs::metadata(format!("/proc/self/ns/{kind}"))?;
+        Ok(theirs.ino() == own.ino() && theirs.dev() == own.dev())
+    };
+    if same("mnt")? {
+        return Ok(false);
+    }
+    if !same("user")? {
+        let user = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
+        super::enter_userns(&user)?;
+    }
+    let mnt = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+    // SAFETY: `mnt` is an open namespace file for the duration of the call.
+    if unsafe { libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+        return last();
+    }
+    Ok(true)
+}
+
+/// Opens `within/rel` (for a bind mount, `O_PATH`) walking `rel` one component at a time
+/// without following a symbolic link or `..`: what is opened lies below `within` whatever a
+/// job did to the folders (a link anywhere on the way is an error naming it).
+pub fn open_beneath(within: &Path, rel: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let open = |dir: libc::c_int, name: &std::ffi::CStr, flags: libc::c_int| {
+        // SAFETY: `name` is a valid NUL-terminated string; `dir` an open descriptor or
+        // AT_FDCWD.
+        let fd =
+            unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_PATH | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return last();
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let mut fd = open(libc::AT_FDCWD, &c_path(within)?, libc::O_DIRECTORY)?;
+    let mut walked = within.to_path_buf();
+    for c in rel.components() {
+        let std::path::Component::Normal(name) = c else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is not a plain path below {}",
+                    rel.display(),
+                    within.display()
+                ),
+            ));
+        };
+        walked.push(name);
+        let next = open(fd.as_raw_fd(), &c_path(Path::new(name))?, libc::O_NOFOLLOW)?;
+        // SAFETY: an all-zero stat is a valid value for the kernel to fill.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `next` is open and `st` a valid out-pointer.
+        if unsafe { libc::fstat(next.as_raw_fd(), &mut st) } != 0 {
+            return last();
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} is a symbolic link", walked.display()),
+            ));
+        }
+        fd = next;
+    }
+    Ok(fd)
+}
+
+/// `open_tree(2)` flag: a detached copy of the mount at the descriptor.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+/// `move_mount(2)` flag: the source is the descriptor itself.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// Bind-mounts what `fd` (from [`open_beneath`]) refers to on `at`, which must exist: by the
+/// descriptor (open_tree and move_mount), so no path is looked up again between the check and
+/// the mount.
+pub fn bind_fd(fd: &std::os::fd::OwnedFd, at: &Path) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let empty = c"";
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: open_tree with a valid descriptor and an empty path; returns a new descriptor.
+    let tree = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), empty.as_ptr(), flags) };
+    if tree < 0 {
+        return last();
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+    let at_c = c_path(at)?;
+    // SAFETY: valid descriptors and NUL-terminated strings for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            at_c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return last();
+    }
+    Ok(())
+}
+
+/// Whether descriptor `fd` refers to a folder.
+pub fn is_dir_fd(fd: &std::os::fd::OwnedFd) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero stat is a valid value for the kernel to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` a valid out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return last();
+    }
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}

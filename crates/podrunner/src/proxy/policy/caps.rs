@@ -230,7 +230,7 @@ pub fn rewrite_bytes(
 
 /// Replaces each bind source of a Docker `HostConfig` (`Binds` entries `SRC:DST[:OPTS]`,
 /// `Mounts` of type bind) for which `f` gives a new path.
-fn map_docker_sources(h: &mut Map<String, Value>, f: &dyn Fn(&str) -> Option<String>) {
+pub(crate) fn map_docker_sources(h: &mut Map<String, Value>, f: &dyn Fn(&str) -> Option<String>) {
     if let Some(Value::Array(binds)) = h.get_mut("Binds") {
         for b in binds.iter_mut() {
             let Some(text) = b.as_str() else { continue };
