@@ -126,6 +126,8 @@ const TMP_TMPFS: &CStr = c"mode=1777,size=64m";
 /// Where the engine puts big temporary files (image layers being pulled, build contexts,
 /// `docker load` archives): on its own disk folder, removed with it. Set as `TMPDIR`.
 pub const TMPDIR: &str = "/var/tmp";
+/// CNI's state folder; see [`plan`].
+const CNI_DIR: &str = "/var/lib/cni";
 /// Where a rootful engine's minimal root has its own netavark state folder
 /// (super::NETAVARK_RUN_DIR).
 const NETAVARK_AT: &str = super::NETAVARK_RUN_DIR;
@@ -260,6 +262,10 @@ pub fn plan(
         options: TMP_TMPFS,
     });
     steps.push(bind(scratch.to_path_buf(), p(TMPDIR), true, false, false));
+    // A rootless Podman covers the deepest existing of /var/lib/cni, /var/lib and /var with a
+    // folder of its own in its network setup: that must not be /var, or /var/tmp is gone
+    // there.
+    steps.push(Step::Dir { at: p(CNI_DIR) });
     links.push(Step::Symlink {
         target: p("../run"),
         at: p("/var/run"),
@@ -416,6 +422,9 @@ mod tests {
             );
         }
         assert!(steps.contains(&Step::Dir { at: "/proc".into() }));
+        assert!(steps.contains(&Step::Dir {
+            at: "/var/lib/cni".into()
+        }));
         assert!(steps.contains(&Step::Devpts {
             at: "/dev/pts".into()
         }));

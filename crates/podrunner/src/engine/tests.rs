@@ -135,6 +135,8 @@ fn proxy_arguments_exact() {
             "--allow=/w/ci-0a1b2c3d",
             "--allow=/run/pr/e/0ee801953a/docker.sock",
             "--allow-read-only=/var/lib/pr/externals/abc",
+            "--pin-dir=/run/pr/e/0ee801953a/pins",
+            "--pin-within=/w/ci-0a1b2c3d",
         ]
     );
     let service = service_args(&pc(Some("runc"), &[]), &dirs(), &store());

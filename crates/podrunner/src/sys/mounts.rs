@@ -187,21 +187,23 @@ pub fn share_mounts(folders: &[std::path::PathBuf]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Moves this (single-threaded) process into the mount namespace of process `pid` and, when it
-/// differs from this one's, its user namespace first. `Ok(false)`: that process shares this
-/// one's mount namespace (an engine that is not sandboxed), nothing was entered.
+/// Moves this (single-threaded) process into the mount namespace of engine-exec process `pid`
+/// and, when it differs from this one's, its user namespace first. `Ok(false)`: the engine is
+/// not sandboxed (its children share this process's pid namespace: a rootless engine of a
+/// runner on the host's network, whose podman made its own namespaces, those of every rootless
+/// Podman of the user), nothing was entered.
 pub fn enter_mounts_of(pid: i32) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
-    let same = |kind: &str| -> std::io::Result<bool> {
-        let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{kind}"))?;
-        let own = std::fs::metadata(format!("/proc/self/ns/{kind}"))?;
+    let same = |theirs: &str, own: &str| -> std::io::Result<bool> {
+        let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{theirs}"))?;
+        let own = std::fs::metadata(format!("/proc/self/ns/{own}"))?;
         Ok(theirs.ino() == own.ino() && theirs.dev() == own.dev())
     };
-    if same("mnt")? {
+    if same("pid_for_children", "pid")? || same("mnt", "mnt")? {
         return Ok(false);
     }
-    if !same("user")? {
+    if !same("user", "user")? {
         let user = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
         super::enter_userns(&user)?;
     }
