@@ -9,7 +9,9 @@ median and the largest of each and the load average, or one JSON object with --j
 Rootless, the engine joins the user and network namespaces of a stand-in runner container (as
 for a runner on Podman's default network; --host-network: this script's, as for a runner with
 host networking, where the engine makes its own user namespace).
-Usage: bench/engine.py [--rounds N] [--json] [--host-network]   (as the user whose engines are measured)
+--bare: podman started directly, without engine-exec (no runner namespaces, no minimal root):
+the baseline the sandbox's cost is read against.
+Usage: bench/engine.py [--rounds N] [--json] [--host-network] [--bare]   (as the user whose engines are measured)
 """
 import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
@@ -66,7 +68,7 @@ def tree(pid):
     return out
 
 
-def one_round(exe, info, host_network):
+def one_round(exe, info, host_network, bare):
     d = tempfile.mkdtemp(prefix="pe", dir="/tmp")  # short: Podman's run root path limit
     run, data = os.path.join(d, "r"), os.path.join(d, "d")
     for p in (run, data):
@@ -78,7 +80,7 @@ def one_round(exe, info, host_network):
             f.write('default_ulimits = ["nofile=20000:20000", "nproc=20000:20000"]\n')
     pidf = os.path.join(d, "self.pid")
     runner = None
-    if os.geteuid() != 0 and not host_network:
+    if os.geteuid() != 0 and not host_network and not bare:
         runner = f"pe-runner-{os.getpid()}"
         subprocess.run(["podman", "run", "-d", "--rm", "--runtime=runc", f"--name={runner}", f"--pidfile={pidf}",
                         IMAGE, "sleep", "600"], check=True, stdout=subprocess.DEVNULL, timeout=120)
@@ -92,10 +94,21 @@ def one_round(exe, info, host_network):
         engine.append(f"--storage-opt=additionalimagestore={store['graphRoot']}")
     engine += ["system", "service", "--time=0", f"unix://{run}/engine.sock"]
     sock = os.path.join(run, "docker.sock")
+    # The engine's sandbox as the manager asks for it (engine/sandbox.rs): its folders kept, the
+    # host's images and the user's Podman settings read-only. --bare: podman alone, no
+    # engine-exec (no runner namespaces, no minimal root), to see what the sandbox costs.
+    sandbox = [f"--new-root={run}/fs", f"--scratch={data}/tmp", f"--keep={run}", f"--keep={data}"]
+    if store["graphDriverName"] != "vfs":
+        sandbox.append(f"--keep-read-only={store['graphRoot']}")
+    user_conf = os.path.expanduser("~/.config/containers")
+    if os.geteuid() != 0 and os.path.isdir(user_conf):
+        sandbox.append(f"--keep-read-only={user_conf}")
+    launch = engine if bare else [exe, "engine-exec", f"--runner-pid-file={pidf}",
+                                  f"--netavark-run-dir={run}/netavark", *sandbox, "--", *engine]
     proxy = subprocess.Popen(
         [exe, "docker-proxy", f"--listen={sock}", f"--upstream={run}/engine.sock", "--pids=4096",
          f"--engine-conf={conf}", f"--engine-pid-file={run}/engine.pid", f"--engine-log={data}/engine.log",
-         "--", exe, "engine-exec", f"--runner-pid-file={pidf}", f"--netavark-run-dir={run}/netavark", "--", *engine],
+         "--", *launch],
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "proxy.log"), "w"))
     env = dict(os.environ, DOCKER_HOST=f"unix://{sock}")
     try:
@@ -143,22 +156,24 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--host-network", action="store_true")
+    ap.add_argument("--bare", action="store_true", help="podman alone, without engine-exec's sandbox")
     a = ap.parse_args()
     info = json.loads(subprocess.run(["podman", "info", "--format", "json"], capture_output=True, check=True).stdout)
     exe = podrunner_bin()
     load = os.getloadavg()[0]
-    rounds = [one_round(exe, info, a.host_network) for _ in range(a.rounds)]
+    rounds = [one_round(exe, info, a.host_network, a.bare) for _ in range(a.rounds)]
     starts, idles, busies = zip(*rounds)
     r = {"rounds": a.rounds, "start_s_median": statistics.median(starts), "start_s_max": max(starts),
          "idle_mb_median": statistics.median(idles), "busy_mb_median": statistics.median(busies),
          "load_avg_1m": max(load, os.getloadavg()[0]), "rootless": os.geteuid() != 0,
-         "host_network": a.host_network}
+         "host_network": a.host_network, "bare": a.bare}
     if a.json:
         print(json.dumps(r))
         return
     print("| engine (rounds) | start s, median / max | RSS idle MB | RSS with one container MB | load average |")
     print("|---|---|---|---|---|")
-    kind = ("rootless" if r["rootless"] else "rootful") + (", host network" if a.host_network else "")
+    kind = ("rootless" if r["rootless"] else "rootful") + (", host network" if a.host_network else "") \
+        + (", bare podman" if a.bare else "")
     print(f"| {kind} ({a.rounds}) | {r['start_s_median']:.2f} / {r['start_s_max']:.2f} | "
           f"{r['idle_mb_median']:.1f} | {r['busy_mb_median']:.1f} | {r['load_avg_1m']:.1f} |")
 

@@ -1537,6 +1537,80 @@ fn the_engine_itself_cannot_reach_the_managers_files() {
         "ok\n"
     );
 
+    // The race itself, through the proxy: a thread swaps a work folder and a link to the
+    // canary folder as fast as it can while containers binding that path are created and
+    // started. Each create is refused (a link at the check or at the pin) or gets the folder
+    // pinned; no container ever reads the canary.
+    let repo = e.work.join("_work/repo");
+    let racy = repo.join("racy");
+    let parked = repo.join("racy.d");
+    std::fs::create_dir_all(&racy).unwrap();
+    std::fs::write(racy.join("marker"), "the-work-folder").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, racy, parked, outside) = (
+            stop.clone(),
+            racy.clone(),
+            parked.clone(),
+            e.outside.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::rename(&racy, &parked);
+                let _ = std::os::unix::fs::symlink(&outside, &racy);
+                let _ = std::fs::remove_file(&racy);
+                let _ = std::fs::rename(&parked, &racy);
+                swaps += 1;
+                // The folder stays a moment, so that some creates pass the check.
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            swaps
+        })
+    };
+    let (mut refused, mut pinned) = (0, 0);
+    for i in 0..20 {
+        let name = format!("race{i}");
+        let (code, out) = e.create(
+            &name,
+            &["sh", "-c", "cat /s/marker; cat /s/token"],
+            // No network: the race is about the bind (and a rootless engine's network setup
+            // for twenty short containers in a row would dominate the test).
+            json!({"Binds": [format!("{}:/s", racy.display())], "NetworkMode": "none"}),
+        );
+        if code != 201 {
+            assert_eq!(code, 403, "{out}");
+            if refused == 0 {
+                eprintln!("race: first refusal: {out}");
+            }
+            refused += 1;
+            continue;
+        }
+        let (code, out) = e.req("POST", &format!("/v1.44/containers/{name}/start"), None);
+        if code != 204 {
+            let log = std::fs::read_to_string(e.dirs.log()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "a pinned container starts ({i}): {code} {out}\nengine log, last lines first:\n{}",
+                tail.join("\n")
+            );
+        }
+        let (code, out, err) = e.docker(&["wait", &name]);
+        assert_eq!(code, 0, "{out}{err}");
+        let (_, out, err) = e.docker(&["logs", &name]);
+        assert!(
+            !out.contains(SECRET) && !err.contains(SECRET),
+            "the race reached the host: {out}{err}"
+        );
+        assert!(out.contains("the-work-folder"), "{out}{err}");
+        pinned += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("race: {swaps} swaps, {pinned} containers pinned, {refused} creates refused");
+    assert!(pinned > 0 && swaps > 20, "{swaps} swaps, {pinned} pinned");
+    host_files_unchanged();
+
     // The state folder: only the folders the engine keeps; the database is not there.
     let (code, out, err) = run(
         &[format!("{}:/s", state.display())],
@@ -1589,7 +1663,6 @@ fn the_engine_itself_cannot_reach_the_managers_files() {
     // The symlink race of point 2 won (the engine is asked for a work-folder path that a job
     // turned into a link to the host after the proxy's check): the link resolves in the
     // engine's root, where the host's folders are not.
-    let repo = e.work.join("_work/repo");
     std::os::unix::fs::symlink(&e.outside, repo.join("to-host")).unwrap();
     std::os::unix::fs::symlink("/", repo.join("to-root")).unwrap();
     for (link, script) in [
@@ -1605,70 +1678,6 @@ fn the_engine_itself_cannot_reach_the_managers_files() {
         );
         host_files_unchanged();
     }
-
-    // The race itself, through the proxy: a thread swaps a work folder and a link to the
-    // canary folder as fast as it can while containers binding that path are created and
-    // started. Each create is refused (a link at the check or at the pin) or gets the folder
-    // pinned; no container ever reads the canary.
-    let racy = repo.join("racy");
-    let parked = repo.join("racy.d");
-    std::fs::create_dir_all(&racy).unwrap();
-    std::fs::write(racy.join("marker"), "the-work-folder").unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let swapper = {
-        let (stop, racy, parked, outside) = (
-            stop.clone(),
-            racy.clone(),
-            parked.clone(),
-            e.outside.clone(),
-        );
-        std::thread::spawn(move || {
-            let mut swaps = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = std::fs::rename(&racy, &parked);
-                let _ = std::os::unix::fs::symlink(&outside, &racy);
-                let _ = std::fs::remove_file(&racy);
-                let _ = std::fs::rename(&parked, &racy);
-                swaps += 1;
-                // The folder stays a moment, so that some creates pass the check.
-                std::thread::sleep(Duration::from_millis(3));
-            }
-            swaps
-        })
-    };
-    let (mut refused, mut pinned) = (0, 0);
-    for i in 0..20 {
-        let name = format!("race{i}");
-        let (code, out) = e.create(
-            &name,
-            &["sh", "-c", "cat /s/marker; cat /s/token"],
-            json!({"Binds": [format!("{}:/s", racy.display())]}),
-        );
-        if code != 201 {
-            assert_eq!(code, 403, "{out}");
-            if refused == 0 {
-                eprintln!("race: first refusal: {out}");
-            }
-            refused += 1;
-            continue;
-        }
-        let (code, out) = e.req("POST", &format!("/v1.44/containers/{name}/start"), None);
-        assert_eq!(code, 204, "a pinned container starts: {out}");
-        let (code, out, err) = e.docker(&["wait", &name]);
-        assert_eq!(code, 0, "{out}{err}");
-        let (_, out, err) = e.docker(&["logs", &name]);
-        assert!(
-            !out.contains(SECRET) && !err.contains(SECRET),
-            "the race reached the host: {out}{err}"
-        );
-        assert!(out.contains("the-work-folder"), "{out}{err}");
-        pinned += 1;
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let swaps = swapper.join().unwrap();
-    eprintln!("race: {swaps} swaps, {pinned} containers pinned, {refused} creates refused");
-    assert!(pinned > 0 && swaps > 20, "{swaps} swaps, {pinned} pinned");
-    host_files_unchanged();
 
     // Seen from the host: the engine's own root holds no /etc/shadow and none of the canary
     // folder, and its /proc shows only its own processes.

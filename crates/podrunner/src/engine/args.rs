@@ -163,7 +163,9 @@ pub fn launcher_args(
             .iter()
             .map(|p| format!("--keep-read-only={}", p.display())),
     );
-    engine.extend([d.root(), d.runroot()].map(|p| format!("--share={}", p.display())));
+    // Rootless: what the engine mounts after it started must reach every thread's mount
+    // namespace (sys::share_mounts): its storage, run root and pins (proxy::pin).
+    engine.extend([d.root(), d.runroot(), d.pins()].map(|p| format!("--share={}", p.display())));
     engine.extend(["--".to_string(), podman_path.to_string()]);
     engine.extend(service.iter().cloned());
     LaunchArgs {

@@ -153,7 +153,7 @@ fn proxy_arguments_exact() {
     )
     .to_argv();
     assert_eq!(
-        l[..16],
+        l[..17],
         [
             "--engine-conf=/var/lib/pr/engines/ci-0a1b2c3d/containers.conf",
             "--engine-pid-file=/run/pr/e/0ee801953a/engine.pid",
@@ -169,11 +169,12 @@ fn proxy_arguments_exact() {
             "--keep-read-only=/var/lib/containers/storage",
             "--share=/var/lib/pr/engines/ci-0a1b2c3d/root",
             "--share=/run/pr/e/0ee801953a/rr",
+            "--share=/run/pr/e/0ee801953a/pins",
             "--",
             "/usr/bin/podman",
         ]
     );
-    assert_eq!(l[16..], service[..]);
+    assert_eq!(l[17..], service[..]);
     // engine-exec, before it becomes the engine, counts as the engine (its pid file).
     assert!(is_engine_cmdline(
         &l[4..].join(" "),
