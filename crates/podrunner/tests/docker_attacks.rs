@@ -1261,6 +1261,33 @@ fn ordinary_docker_use_keeps_working() {
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = e.docker(&["start", "svc_redis"]);
     assert_eq!(code, 0, "{err}");
+    // Answers as a 1.44 daemon writes them (docs/docker.md, "Docker API version"): the
+    // service's DNS names on the job network, its name first; images without `VirtualSize`,
+    // and without `ContainerConfig` from 1.45.
+    let (code, c) = e.req("GET", &format!("/v{v}/containers/svc_redis/json"), None);
+    assert_eq!(code, 200, "{c}");
+    let c: Value = serde_json::from_str(&c).unwrap();
+    let names = &c["NetworkSettings"]["Networks"][net]["DNSNames"];
+    assert_eq!(names[0], "svc_redis", "{c}");
+    assert!(names.as_array().unwrap().contains(&json!("redis")), "{c}");
+    let (code, out, err) = e.docker(&[
+        "inspect",
+        "--format",
+        "{{json .NetworkSettings.Networks}}",
+        "svc_redis",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(r#""DNSNames":["svc_redis","redis","#), "{out}");
+    let image = |v: &str| {
+        let (code, i) = e.req("GET", &format!("/v{v}/images/{TEST_IMAGE}/json"), None);
+        assert_eq!(code, 200, "{i}");
+        serde_json::from_str::<Value>(&i).unwrap()
+    };
+    let (i41, i44, i45) = (image("1.41"), image(&v), image("1.45"));
+    assert!(i41.get("VirtualSize").is_some(), "{i41}");
+    assert!(i44.get("VirtualSize").is_none(), "{i44}");
+    assert!(i44.get("ContainerConfig").is_some(), "{i44}");
+    assert!(i45.get("ContainerConfig").is_none(), "{i45}");
     let (code, _, err) = e.docker(&[
         "create",
         "--name",

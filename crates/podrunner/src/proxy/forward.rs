@@ -366,9 +366,24 @@ async fn pass_back(inc: Incoming, shared: &Shared, plan: &Plan, got: Got) -> std
             Ok(())
         }
         Got::Stream(mut up) => {
+            let mut read = Vec::new();
+            if let Some(kind) = plan.answer {
+                // Bounded as JSON bodies are: one of their slots, at most their size.
+                let _slot = shared.json_slots.acquire().await.expect("never closed");
+                match bounded_answer(&mut up, MAX_JSON_BODY).await? {
+                    Ok(whole) => {
+                        client
+                            .write_all(&answer_for_client(plan, kind, whole))
+                            .await?;
+                        return client.shutdown().await;
+                    }
+                    // Too large to rewrite: passed on as the engine wrote it.
+                    Err(first) => read = first,
+                }
+            }
             // An ordinary answer, passed on until the engine closes; the client may send
             // nothing more (a second request, or anything after its body, ends the connection).
-            let (resp_head, rest) = response_head(&mut up).await?;
+            let (resp_head, rest) = response_head_after(&mut up, read).await?;
             client.write_all(&client_head(&resp_head)).await?;
             client.write_all(&rest).await?;
             let (mut cr, mut cw) = client.into_split();
@@ -396,6 +411,21 @@ fn whole_for_client(plan: &Plan, response: Vec<u8>) -> Vec<u8> {
         }
         (_, Some((_, body))) => rebuilt_answer(&response, &body),
         (_, None) => response,
+    }
+}
+
+/// A whole answer of kind `kind` as the client of the plan's version gets it: a 200 with a
+/// JSON body rewritten ([`version::answer_for_client`]), anything else as the engine wrote it.
+fn answer_for_client(plan: &Plan, kind: version::Answer, response: Vec<u8>) -> Vec<u8> {
+    let Some((200, body)) = split_answer(&response) else {
+        return whole_for_client(plan, response);
+    };
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(mut v) => {
+            version::answer_for_client(kind, &mut v, plan.client_version);
+            rebuilt_answer(&response, v.to_string().as_bytes())
+        }
+        Err(_) => rebuilt_answer(&response, &body),
     }
 }
 

@@ -291,7 +291,14 @@ pub(super) fn client_head(head: &[u8]) -> Vec<u8> {
 
 /// Reads a response head from the engine: the head and what came after it.
 pub(super) async fn response_head(up: &mut UnixStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
-    let mut buf = Vec::new();
+    response_head_after(up, Vec::new()).await
+}
+
+/// [`response_head`] when the answer's first bytes were read already (`buf`).
+pub(super) async fn response_head_after(
+    up: &mut UnixStream,
+    mut buf: Vec<u8>,
+) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     loop {
         if let Some(i) = find(&buf, b"\r\n\r\n") {
             let rest = buf.split_off(i + 4);
@@ -316,6 +323,17 @@ pub(super) async fn whole_answer(up: &mut UnixStream) -> std::io::Result<Vec<u8>
         .read_to_end(&mut got)
         .await?;
     Ok(got)
+}
+
+/// The whole answer the engine ends by closing the connection, when it is at most `limit`
+/// bytes: `Ok`; else `Err` with what was read (the rest is still to come).
+pub(super) async fn bounded_answer(
+    up: &mut UnixStream,
+    limit: usize,
+) -> std::io::Result<Result<Vec<u8>, Vec<u8>>> {
+    let mut got = Vec::new();
+    up.take(limit as u64 + 1).read_to_end(&mut got).await?;
+    Ok(if got.len() > limit { Err(got) } else { Ok(got) })
 }
 
 /// The rest of an answer whose head and first bytes were read, by its framing: the engine

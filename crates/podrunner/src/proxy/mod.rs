@@ -56,7 +56,8 @@ pub const MAX_JSON_BODY: usize = 1 << 20;
 /// holds one attach or log stream per container.
 pub const MAX_CONNECTIONS: usize = 128;
 /// JSON bodies read and checked at once (each holds up to [`MAX_JSON_BODY`] plus its parsed
-/// form), so that the proxy's memory stays below ~20 MB whatever a job sends.
+/// form), so that the proxy's memory stays below ~20 MB whatever a job sends; engine answers
+/// rewritten for the client's API version take the same slots and size.
 pub const MAX_JSON_AT_ONCE: usize = 8;
 /// A client must send its whole head within this (a job cannot pin connections by trickling).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);

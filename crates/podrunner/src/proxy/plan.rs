@@ -15,8 +15,10 @@ pub struct Plan {
     pub special: Special,
     /// `POST /libpod/containers/create` under `open`: capped as libpod's spec.
     pub libpod_create: bool,
-    /// The client's API version, for translating bodies.
+    /// The client's API version, for translating bodies and answers.
     pub client_version: Option<(u32, u32)>,
+    /// An answer the proxy reads whole and rewrites for the client's version.
+    pub answer: Option<version::Answer>,
     /// The container of a start, checked again before it starts.
     pub container: Option<String>,
     /// A build context to check as it streams ([`tar::TarCheck`]): `Some(dockerfile)`.
@@ -80,6 +82,7 @@ pub fn plan(method: &str, raw_target: &str, rules: &Rules) -> Result<Plan, (&'st
             },
             libpod_create: create,
             client_version: None,
+            answer: None,
             container: None,
             context_check: None,
         });
@@ -97,6 +100,7 @@ pub fn plan(method: &str, raw_target: &str, rules: &Rules) -> Result<Plan, (&'st
             special: Special::None,
             libpod_create: false,
             client_version: t.version,
+            answer: None,
             container: None,
             context_check: None,
         });
@@ -136,6 +140,7 @@ pub fn plan(method: &str, raw_target: &str, rules: &Rules) -> Result<Plan, (&'st
         special: spec.special,
         libpod_create: false,
         client_version: t.version,
+        answer: version::answer_of(spec.method, spec.path, t.version),
         container,
         context_check,
     })

@@ -212,6 +212,15 @@ fn plans() {
     assert_eq!(p.target, "/v1.41/containers/create?name=x");
     assert_eq!(p.body, Body::Json(Schema::ContainerCreate));
     assert_eq!(p.client_version, Some((1, 44)));
+    assert_eq!(p.answer, None);
+    use super::policy::version::Answer;
+    let answer = |t: &str| plan("GET", t, &r).unwrap().answer;
+    assert_eq!(
+        answer("/v1.44/containers/c/json"),
+        Some(Answer::ContainerInspect)
+    );
+    assert_eq!(answer("/images/a/b:1/json"), Some(Answer::ImageInspect));
+    assert_eq!(answer("/v1.41/images/a/json"), None);
     let p = plan("POST", "/v1.40/containers/abc/start", &r).unwrap();
     assert_eq!(p.target, "/v1.40/containers/abc/start");
     assert_eq!(
@@ -341,4 +350,63 @@ fn answers_carry_the_advertised_version() {
         client_head(b"HTTP/1.1 101 UPGRADED\r\nAPI-Version: 1.41\r\nConnection: Upgrade\r\n\r\n"),
         b"HTTP/1.1 101 UPGRADED\r\nApi-Version: 1.44\r\nConnection: Upgrade\r\n\r\n"
     );
+}
+
+/// Answers rewritten for the client's version through the proxy: a small inspect rewritten, one
+/// larger than the bound passed on unchanged, one of an older client untouched.
+#[tokio::test]
+async fn answers_are_rewritten_for_the_clients_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, engine) = (dir.path().join("d.sock"), dir.path().join("e.sock"));
+    let inspect = r#"{"Id":"0123456789abcdef","Name":"/db","NetworkSettings":{"Networks":{"n":{"Aliases":["pg"]}}}}"#;
+    let big = format!(
+        r#"{{"VirtualSize":1,"Pad":"{}"}}"#,
+        "x".repeat(MAX_JSON_BODY)
+    );
+    let l = UnixListener::bind(&engine).unwrap();
+    let (small, large) = (inspect.to_string(), big.clone());
+    let up = tokio::spawn(async move {
+        for _ in 0..3 {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).await.unwrap();
+                head.push(b[0]);
+            }
+            let body = if head.starts_with(b"GET /v1.41/images") {
+                &large
+            } else {
+                &small
+            };
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(answer.as_bytes()).await.unwrap();
+            s.shutdown().await.unwrap();
+        }
+    });
+    let (l2, e2) = (listen.clone(), engine.clone());
+    let proxy = tokio::spawn(async move { serve(&l2, &e2, rules(), None, None, None).await });
+    while UnixStream::connect(&listen).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let get = |t: &str| format!("GET {t} HTTP/1.1\r\nHost: docker\r\n\r\n");
+    let out = exchange(&listen, get("/v1.44/containers/db/json").as_bytes()).await;
+    let want = r#"{"Id":"0123456789abcdef","Name":"/db","NetworkSettings":{"Networks":{"n":{"Aliases":["pg"],"DNSNames":["db","pg","0123456789ab"]}}}}"#;
+    assert_eq!(
+        out,
+        format!(
+            "HTTP/1.1 200 OK\r\nApi-Version: 1.44\r\nContent-Length: {}\r\n\r\n{want}",
+            want.len()
+        )
+    );
+    let out = exchange(&listen, get("/v1.41/containers/db/json").as_bytes()).await;
+    assert!(out.ends_with(&format!("\r\n\r\n{inspect}")), "{out}");
+    let out = exchange(&listen, get("/v1.44/images/x/json").as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\nApi-Version: 1.44\r\n"));
+    assert!(out.ends_with(&format!("\r\n\r\n{big}")));
+    up.await.unwrap();
+    proxy.abort();
 }
