@@ -152,7 +152,7 @@ fn bounds(pool: &PoolConfig, info: Option<&PodmanInfo>, user: &str, host_net: bo
 /// engine's own sandbox); `host_net`: the pool's runners use the host's network.
 fn sandbox(info: Option<&PodmanInfo>, host_net: bool) -> &'static str {
     match (info.map(|i| i.host.security.rootless), host_net) {
-        (Some(false), _) => "the engine runs as root in a minimal root and pid namespace of its own: it sees /usr, some of /etc, its own folders and the work folder, none of podrunner's files, nothing else of the host; bind sources in the work folder are pinned (engine sandbox)",
+        (Some(false), _) => "the engine runs as root in a minimal root and pid namespace of its own: it sees /usr, some of /etc, its own folders and the work folder, none of podrunner's files, nothing else of the host; bind sources in the work folder are pinned (engine sandbox); it is still root (the runner's network namespace is root's, so the engine cannot run unprivileged there): only the proxy keeps a job from asking it for a privileged container",
         (Some(true), false) => "the engine runs as root of the user namespace of its runner's network, in a minimal root and pid namespace of its own: none of podrunner's files, the user's home or its Podman socket; bind sources in the work folder are pinned (engine sandbox)",
         (Some(true), true) => "the engine is not sandboxed beyond the rootless user namespace, whose root is podrunner's user: a request past the proxy could read podrunner's state and token, and a folder a job swaps for a link between the proxy's check and the start is refused at the start, not pinned (runners on the host's network: their engines make their own user namespace after engine-exec runs; drop --network=host from run_args)",
         (None, _) => "engine sandbox unknown (podman does not answer)",
@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(c.status, Status::Pass);
         assert!(
             c.found.ends_with(
-                "share one cgroup budget (rootful, cgroupfs); the engine runs as root in a minimal root and pid namespace of its own: it sees /usr, some of /etc, its own folders and the work folder, none of podrunner's files, nothing else of the host; bind sources in the work folder are pinned (engine sandbox)"
+                "share one cgroup budget (rootful, cgroupfs); the engine runs as root in a minimal root and pid namespace of its own: it sees /usr, some of /etc, its own folders and the work folder, none of podrunner's files, nothing else of the host; bind sources in the work folder are pinned (engine sandbox); it is still root (the runner's network namespace is root's, so the engine cannot run unprivileged there): only the proxy keeps a job from asking it for a privileged container"
             ),
             "{}",
             c.found
