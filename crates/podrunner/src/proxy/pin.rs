@@ -142,7 +142,9 @@ impl Pins {
         if n >= MAX_PINS {
             return Err(PinError::TooMany);
         }
-        let pin = self.dir.join(n.to_string());
+        // Named by this proxy's pid too: a proxy started again for the same engine (its
+        // folder kept) never meets a pin of its predecessor.
+        let pin = self.dir.join(format!("{}-{n}", std::process::id()));
         let args = [
             "engine-pin".to_string(),
             format!("--engine-pid-file={}", self.engine_pid_file.display()),
