@@ -27,10 +27,10 @@ pub struct Args {
     pub netavark_run_dir: Option<PathBuf>,
     /// An empty folder where the engine's minimal root is built (engine::sandbox)
     #[arg(long)]
-    pub new_root: Option<PathBuf>,
+    pub new_root: PathBuf,
     /// The engine's folder for big temporary files, its /var/tmp
     #[arg(long)]
-    pub scratch: Option<PathBuf>,
+    pub scratch: PathBuf,
     /// A host path the engine sees at its own path, writable (its own folders, the
     /// runner's work folder)
     #[arg(long = "keep")]
@@ -140,9 +140,7 @@ fn enter(args: &Args, pid: i32) -> anyhow::Result<Entered> {
     use anyhow::Context;
     let (uid, gid) = (crate::sys::uid(), crate::sys::gid());
     let own = args.netavark_run_dir.as_deref();
-    let (Some(new_root), Some(scratch)) = (&args.new_root, &args.scratch) else {
-        anyhow::bail!("engine-exec needs --new-root and --scratch");
-    };
+    let (new_root, scratch) = (&args.new_root, &args.scratch);
     for dir in [new_root, scratch] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

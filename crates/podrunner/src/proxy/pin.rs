@@ -108,19 +108,9 @@ impl Pins {
         let mut pinned: Vec<(String, String)> = Vec::new();
         for (field, source) in sources {
             let within = self.root_of(&source).expect("filtered above");
-            match self.pin(within, &source).await {
-                Ok(Some(pin)) => pinned.push((source, pin)),
-                Ok(None) => return Ok(body), // the engine is not sandboxed: nothing to pin in
-                Err(why) => {
-                    return Err(match why {
-                        PinError::Changed { why, .. } => PinError::Changed {
-                            field,
-                            path: source,
-                            why,
-                        },
-                        other => other,
-                    })
-                }
+            match self.pin(&field, within, &source).await? {
+                Some(pin) => pinned.push((source, pin)),
+                None => return Ok(body), // the engine is not sandboxed: nothing to pin in
             }
         }
         if pinned.is_empty() {
@@ -135,9 +125,14 @@ impl Pins {
         Ok(serde_json::to_vec(&m).expect("a JSON value serializes"))
     }
 
-    /// Pins `source` (below `within`): the pin's path, or `None` when the engine is not
-    /// sandboxed.
-    async fn pin(&self, within: &Path, source: &str) -> Result<Option<String>, PinError> {
+    /// Pins `source` (below `within`, named by request field `field`): the pin's path, or
+    /// `None` when the engine is not sandboxed.
+    async fn pin(
+        &self,
+        field: &str,
+        within: &Path,
+        source: &str,
+    ) -> Result<Option<String>, PinError> {
         let n = self.made.fetch_add(1, Ordering::SeqCst);
         if n >= MAX_PINS {
             return Err(PinError::TooMany);
@@ -152,14 +147,13 @@ impl Pins {
             format!("--source={source}"),
             format!("--pin={}", pin.display()),
         ];
-        let changed = |why: String| PinError::Changed {
-            field: String::new(),
-            path: source.to_string(),
-            why,
-        };
         let out = crate::cmd::run_env(&self.exe.display().to_string(), &args, &[], PIN_TIMEOUT)
             .await
-            .map_err(|e| changed(e.stderr().trim().trim_start_matches("error: ").to_string()))?;
+            .map_err(|e| PinError::Changed {
+                field: field.to_string(),
+                path: source.to_string(),
+                why: e.stderr().trim().trim_start_matches("error: ").to_string(),
+            })?;
         let out = String::from_utf8_lossy(&out).trim().to_string();
         Ok((!out.is_empty()).then_some(out))
     }

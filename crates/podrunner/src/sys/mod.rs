@@ -79,7 +79,6 @@ pub fn end_with_parent(cmd: &mut tokio::process::Command) {
 /// it) and in which it has the rights to join that network namespace.
 pub fn netns_owner(pid: i32) -> std::io::Result<Option<std::fs::File>> {
     use std::os::fd::{AsRawFd, FromRawFd};
-    use std::os::unix::fs::MetadataExt;
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
     // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor or -1.
     let fd = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_USERNS) };
@@ -89,8 +88,13 @@ pub fn netns_owner(pid: i32) -> std::io::Result<Option<std::fs::File>> {
     // SAFETY: `fd` is a fresh descriptor that nothing else owns.
     let owner = unsafe { std::fs::File::from_raw_fd(fd) };
     let own = std::fs::metadata("/proc/self/ns/user")?;
-    let theirs = owner.metadata()?;
-    Ok((theirs.ino() != own.ino() || theirs.dev() != own.dev()).then_some(owner))
+    Ok((!same_ns(&owner.metadata()?, &own)).then_some(owner))
+}
+
+/// Whether two namespace files (their metadata) name the same namespace.
+pub fn same_ns(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.ino() == b.ino() && a.dev() == b.dev()
 }
 
 /// Moves this process into user namespace `userns` (an open namespace file, see

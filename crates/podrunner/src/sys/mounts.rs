@@ -194,11 +194,12 @@ pub fn share_mounts(folders: &[std::path::PathBuf]) -> std::io::Result<()> {
 /// Podman of the user), nothing was entered.
 pub fn enter_mounts_of(pid: i32) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::MetadataExt;
     let same = |theirs: &str, own: &str| -> std::io::Result<bool> {
         let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{theirs}"))?;
-        let own = std::fs::metadata(format!("/proc/self/ns/{own}"))?;
-        Ok(theirs.ino() == own.ino() && theirs.dev() == own.dev())
+        Ok(super::same_ns(
+            &theirs,
+            &std::fs::metadata(format!("/proc/self/ns/{own}"))?,
+        ))
     };
     if same("pid_for_children", "pid")? || same("mnt", "mnt")? {
         return Ok(false);
@@ -246,13 +247,7 @@ pub fn open_beneath(within: &Path, rel: &Path) -> std::io::Result<std::os::fd::O
         };
         walked.push(name);
         let next = open(fd.as_raw_fd(), &c_path(Path::new(name))?, libc::O_NOFOLLOW)?;
-        // SAFETY: an all-zero stat is a valid value for the kernel to fill.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `next` is open and `st` a valid out-pointer.
-        if unsafe { libc::fstat(next.as_raw_fd(), &mut st) } != 0 {
-            return last();
-        }
-        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        if file_type(&next)? == libc::S_IFLNK {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("{} is a symbolic link", walked.display()),
@@ -301,8 +296,8 @@ pub fn bind_fd(fd: &std::os::fd::OwnedFd, at: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether descriptor `fd` refers to a folder.
-pub fn is_dir_fd(fd: &std::os::fd::OwnedFd) -> std::io::Result<bool> {
+/// The file type bits (`S_IFMT`) of what descriptor `fd` refers to.
+fn file_type(fd: &std::os::fd::OwnedFd) -> std::io::Result<libc::mode_t> {
     use std::os::fd::AsRawFd;
     // SAFETY: an all-zero stat is a valid value for the kernel to fill.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -310,5 +305,10 @@ pub fn is_dir_fd(fd: &std::os::fd::OwnedFd) -> std::io::Result<bool> {
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return last();
     }
-    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    Ok(st.st_mode & libc::S_IFMT)
+}
+
+/// Whether descriptor `fd` refers to a folder.
+pub fn is_dir_fd(fd: &std::os::fd::OwnedFd) -> std::io::Result<bool> {
+    Ok(file_type(fd)? == libc::S_IFDIR)
 }
